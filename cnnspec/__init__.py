@@ -1,0 +1,17 @@
+"""cnnspec: a declarative architecture compiler for convolutional networks.
+
+    import cnnspec
+    spec = cnnspec.load("specs/googlenet.cnn")   # validated and shape-inferred, no torch
+    print(spec.summary())
+    net = spec.build()                           # a torch.nn.Module
+    net = cnnspec.compile("specs/googlenet.cnn") # the same, in one step
+
+Importing cnnspec does not import torch; only building a module does.
+"""
+
+from .errors import CnnspecError
+from .limits import Limits
+from .spec import Spec, compile, load
+
+__version__ = "0.1.0"
+__all__ = ["CnnspecError", "Limits", "Spec", "compile", "load", "__version__"]

@@ -1,0 +1,97 @@
+"""The typed graph: what shape inference knows about every node of a network.
+
+The tree has the structure of the module the backends build, so a node's path is also its
+module path and the prefix of its state_dict keys:
+
+- a sequence of several items is numbered `0, 1, ...`; a sequence of one item *is* that item;
+- a stage is named by the spec (`b1`, `head`), and the network is the sequence of its stages;
+- a combinator keeps its branches under `branches` (numbered, or named by the spec), and an
+  `add` whose shortcut needs a 1x1 projection keeps it under `shortcut`.
+
+So `b3.0.branches.1.2.weight` is stage b3, its first item (an inception block), branch 1,
+layer 2 of that branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .errors import Pos
+from .ir import Recipe
+from .layers import Layer
+
+Shape = tuple[int, ...]  # (C, H, W) for images, (F,) for features
+Output = Shape | tuple[Shape, ...]  # several shapes after `heads`
+
+COMBINATOR_KINDS = ("concat", "add", "dense", "heads")
+
+
+@dataclass(frozen=True)
+class Node:
+    kind: str  # "layer", "seq", or a combinator kind
+    label: str  # what the summary calls it: the op, block or stage name
+    in_shape: Shape
+    out_shape: Output
+    params: int
+    macs: int
+    pos: Pos
+    layer: Layer | None = None  # set for kind == "layer"
+    children: tuple[tuple[str, Node], ...] = ()
+    shortcut: Node | None = None  # add: the 1x1 projection, when the shapes differ
+    extra: dict = field(default_factory=dict, compare=False)  # e.g. add's `project`
+
+    @property
+    def is_layer(self) -> bool:
+        return self.kind == "layer"
+
+
+def child_path(parent: Node, parent_path: str, name: str) -> str:
+    """The module path of `parent`'s child called `name`."""
+    inner = f"branches.{name}" if parent.kind in COMBINATOR_KINDS else name
+    return f"{parent_path}.{inner}" if parent_path else inner
+
+
+def shortcut_path(parent_path: str) -> str:
+    return f"{parent_path}.shortcut" if parent_path else "shortcut"
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    input_shape: Shape
+    classes: int
+    root: Node  # a "seq" of the stages
+    recipe: Recipe
+
+    @property
+    def output_shape(self) -> Output:
+        return self.root.out_shape
+
+    @property
+    def params(self) -> int:
+        return self.root.params
+
+    @property
+    def macs(self) -> int:
+        return self.root.macs
+
+    def walk(self) -> Iterator[tuple[str, int, Node]]:
+        """Every node below the root, in forward order: (path, depth, node). Iterative,
+        so a network of many thousand layers walks without deep recursion."""
+        stack: list[tuple[str, int, Node]] = [
+            (name, 0, child) for name, child in reversed(self.root.children)
+        ]
+        while stack:
+            path, depth, node = stack.pop()
+            yield path, depth, node
+            below: list[tuple[str, int, Node]] = [
+                (child_path(node, path, name), depth + 1, child) for name, child in node.children
+            ]
+            if node.shortcut is not None:
+                below.append((shortcut_path(path), depth + 1, node.shortcut))
+            stack.extend(reversed(below))
+
+    def layers(self) -> list[tuple[str, Node]]:
+        """The leaf layers with their module paths, in forward order."""
+        return [(path, node) for path, _, node in self.walk() if node.is_layer]

@@ -1,0 +1,241 @@
+"""The IR: frozen Pydantic models of a spec exactly as written, before any expansion.
+
+Both front ends produce the same plain dicts; only this module validates them. Items and
+expressions are discriminated unions keyed by `kind`. Every node keeps its source position
+in `pos` (and `keypos` for the positions of its keys), but positions are metadata: they take
+no part in equality or in dumps, so the `.cnn` and `.yaml` of one network give equal IR.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
+
+from .errors import Pos, SpecError, did_you_mean
+
+COMBINATORS = ("concat", "add", "dense", "heads")
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    pos: SkipJsonSchema[tuple[int, int]] = Field(default=(0, 0), exclude=True, repr=False)
+    keypos: SkipJsonSchema[dict[str, tuple[int, int]]] = Field(
+        default_factory=dict, exclude=True, repr=False
+    )
+
+    def __eq__(self, other: object) -> bool:
+        # Positions say where a node was written, not what it is.
+        return type(self) is type(other) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# --- expressions -----------------------------------------------------------------------
+
+
+class Num(Node):
+    kind: Literal["num"]
+    value: int | float
+
+
+class Const(Node):
+    kind: Literal["const"]
+    value: bool | None
+
+
+class Name(Node):
+    kind: Literal["name"]
+    id: str
+
+
+class Neg(Node):
+    kind: Literal["neg"]
+    operand: Expr
+
+
+class BinOp(Node):
+    kind: Literal["binop"]
+    op: Literal["+", "-", "*", "//", "%", "/"]
+    left: Expr
+    right: Expr
+
+
+class Index(Node):
+    kind: Literal["index"]
+    target: Expr
+    index: Expr
+
+
+class TupleExpr(Node):
+    kind: Literal["tuple"]
+    items: tuple[Expr, ...]
+
+
+Expr = Annotated[
+    Union[Num, Const, Name, Neg, BinOp, Index, TupleExpr], Field(discriminator="kind")
+]
+
+
+# --- layers, blocks and combinators ----------------------------------------------------
+
+
+class Kwarg(Node):
+    name: str
+    value: Expr
+
+
+class Call(Node):
+    """A layer or a block, by name: `conv(64, k=3)`, `inception(64, (96, 128), ...)`."""
+
+    kind: Literal["call"]
+    op: str
+    args: tuple[Expr, ...] = ()
+    kwargs: tuple[Kwarg, ...] = ()
+
+
+class Repeat(Node):
+    """`body * count`: the body, `count` times in sequence."""
+
+    kind: Literal["repeat"]
+    count: Expr
+    body: tuple[Item, ...]
+
+
+class Branch(Node):
+    name: str | None = None
+    body: tuple[Item, ...]
+
+
+class Combinator(Node):
+    """Branches joined: concat (channels), add (residual), dense (DenseNet), heads (outputs)."""
+
+    kind: Literal["concat", "add", "dense", "heads"]
+    kwargs: tuple[Kwarg, ...] = ()
+    branches: tuple[Branch, ...]
+
+
+Item = Annotated[Union[Call, Repeat, Combinator], Field(discriminator="kind")]
+
+
+class Param(Node):
+    name: str
+    default: Expr | None = None
+
+
+class BlockDef(Node):
+    name: str
+    params: tuple[Param, ...] = ()
+    body: tuple[Item, ...]
+
+
+class Stage(Node):
+    name: str
+    body: tuple[Item, ...]
+
+
+class Network(Node):
+    name: str
+    input: tuple[int, ...]
+    classes: int = 10
+    stages: tuple[Stage, ...]
+
+
+class Recipe(Node):
+    """How `cnnspec train` trains this network by default (d2l's `train_ch6` settings)."""
+
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.1
+    epochs: int = 10
+    batch: int = 256
+    resize: int | None = None
+    init: Literal["xavier", "default"] = "xavier"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+class Document(Node):
+    blocks: tuple[BlockDef, ...] = ()
+    network: Network
+    train: Recipe = Field(default_factory=Recipe)
+
+
+for _model in (Neg, BinOp, Index, TupleExpr, Repeat, Branch, Combinator, BlockDef, Stage):
+    _model.model_rebuild()
+
+
+def to_ir(data: dict) -> Document:
+    """Validate a front end's plain document; the first problem becomes a positioned error."""
+    if data.get("train") is None:
+        data = {**data, "train": {"pos": data.get("pos", (0, 0))}}
+    try:
+        return Document.model_validate(_strict_ready(data))
+    except ValidationError as err:
+        raise _explain(err, data) from None
+
+
+def _strict_ready(node: Any) -> Any:
+    # Strict mode wants tuples where the models say tuple; front ends produce lists.
+    if isinstance(node, dict):
+        return {k: (v if k in ("pos", "keypos") else _strict_ready(v)) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return tuple(_strict_ready(v) for v in node)
+    return node
+
+
+def _explain(err: ValidationError, data: dict) -> SpecError:
+    """Turn pydantic's first error into one sentence at the position of the offending key."""
+    first = err.errors(include_url=False)[0]
+    loc = [part for part in first["loc"] if not _is_union_tag(part)]
+    node, pos, key = data, data.get("pos", (0, 0)), None
+    parents: list[Any] = []
+    for part in loc:
+        if isinstance(node, dict):
+            if isinstance(part, str) and part in node.get("keypos", {}):
+                pos = node["keypos"][part]
+            key = part
+        parents.append(node)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(node, dict) and "pos" in node:
+            pos = node["pos"]
+    kind, where = first["type"], _where(loc)
+    if kind == "extra_forbidden":
+        owner = parents[-1] if parents else data
+        allowed = _fields_for(loc[:-1], owner)
+        return SpecError(f"unknown key '{key}' in {where}{did_you_mean(str(key), allowed)}", pos)
+    if kind == "missing":
+        return SpecError(f"{where} is missing '{key}'", pos)
+    if kind in ("literal_error", "union_tag_invalid"):
+        return SpecError(f"{where}: {first['msg'].lower()}", pos)
+    return SpecError(f"{where} '{key}': {first['msg'].lower()}", pos)
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and part in ("num", "const", "name", "neg", "binop", "index",
+                                               "tuple", "call", "repeat", *COMBINATORS)
+
+
+def _where(loc: list) -> str:
+    for part in reversed(loc[:-1]):
+        if isinstance(part, str) and part in ("network", "train", "blocks", "stages"):
+            return {"train": "the train recipe", "blocks": "a block", "stages": "a stage"}.get(
+                part, "the network"
+            )
+    return "the spec"
+
+
+def _fields_for(loc: list, owner: Any) -> list[str]:
+    models = {"network": Network, "train": Recipe, "blocks": BlockDef, "stages": Stage}
+    for part in reversed(loc):
+        if part in models:
+            return [f for f in models[part].model_fields if f not in ("pos", "keypos")]
+    return [f for f in Document.model_fields if f not in ("pos", "keypos")]
+
+
+def pos_of(node: Node | dict) -> Pos:
+    return node["pos"] if isinstance(node, dict) else node.pos

@@ -1,0 +1,352 @@
+"""Front end for the text language: `.cnn` text -> plain dicts (see `ir.py` for their shape).
+
+The grammar (`grammar.lark`) is the language reference. This module only turns its parse
+tree into the plain data both front ends share; validation happens in the IR.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
+from lark.indenter import DedentError, Indenter
+
+from .errors import LimitError, Pos, SpecError, SpecSyntaxError
+from .limits import DEFAULT, Limits
+
+# Readable names for the terminals a syntax error can expect.
+_TERMINALS = {
+    "NAME": "a name",
+    "INT": "a number",
+    "FLOAT": "a number",
+    "SHAPE": "a shape",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COLON": "':'",
+    "COMMA": "','",
+    "EQUAL": "'='",
+    "STAR": "'*'",
+    "_NL": "end of line",
+    "_INDENT": "an indented block",
+    "_DEDENT": "less indentation",
+    "COMBINATOR": "a combinator",
+    "$END": "end of file",
+}
+
+
+class _Indenter(Indenter):
+    NL_type = "_NL"
+    OPEN_PAREN_types = ["LPAR", "LSQB"]
+    CLOSE_PAREN_types = ["RPAR", "RSQB"]
+    INDENT_type = "_INDENT"
+    DEDENT_type = "_DEDENT"
+    tab_len = 4
+    max_nesting = DEFAULT.max_nesting
+
+    def process(self, stream):
+        # Bound brackets and indentation while lexing, before any tree gets deep.
+        for token in super().process(stream):
+            if self.paren_level > self.max_nesting or len(self.indent_level) > self.max_nesting:
+                raise LimitError(
+                    f"nested more than {self.max_nesting} levels deep", (token.line, token.column)
+                )
+            yield token
+
+
+@cache
+def _parser(start: str) -> Lark:
+    grammar = files("cnnspec").joinpath("grammar.lark").read_text(encoding="utf-8")
+    postlex = _Indenter() if start == "start" else None
+    return Lark(
+        grammar,
+        parser="lalr",
+        start=start,
+        postlex=postlex,
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+
+
+def _pos(item) -> Pos:
+    if isinstance(item, Token):
+        return (item.line or 0, item.column or 0)
+    return (getattr(item, "line", 0) or 0, getattr(item, "column", 0) or 0)
+
+
+def _expected(expected: set[str]) -> str:
+    names = sorted({_TERMINALS.get(t, repr(t.lower()) if t.isupper() else t) for t in expected})
+    if len(names) > 6:
+        return ""
+    return "; expected " + " or ".join(names)
+
+
+def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0)) -> SpecSyntaxError:
+    line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
+    if offset != (0, 0):  # an expression embedded in YAML: shift to the YAML scalar
+        line, col = offset[0] + line - 1, (offset[1] + col - 1 if line == 1 else col)
+    if isinstance(err, UnexpectedCharacters):
+        char = err.char if err.char.isprintable() else repr(err.char)
+        return SpecSyntaxError(f"unexpected character '{char}'", (line, col))
+    if isinstance(err, UnexpectedEOF) or getattr(err, "token", None) in (None, ""):
+        return SpecSyntaxError("unexpected end of input" + _expected(err.expected), (line, col))
+    token = err.token
+    if token.type == "_NL":
+        what = "end of line"
+    elif token.type in ("_INDENT", "_DEDENT"):
+        what = "indentation"
+    elif token.type == "$END":
+        what = "end of file"
+    else:
+        what = f"'{token}'"
+    return SpecSyntaxError(f"unexpected {what}" + _expected(err.expected), (line, col))
+
+
+def _kwarg_list(kwargs) -> list[dict]:
+    return list(kwargs.children) if kwargs is not None else []
+
+
+@v_args(inline=True, meta=True)
+class _ToPlain(Transformer):
+    """Parse tree -> plain dicts. Method names are grammar rule names."""
+
+    # --- expressions ------------------------------------------------------------------
+    def int(self, meta, token):
+        return {"kind": "num", "value": int(token), "pos": _pos(token)}
+
+    def float(self, meta, token):
+        return {"kind": "num", "value": float(token), "pos": _pos(token)}
+
+    def shape(self, meta, token):
+        items = [
+            {"kind": "num", "value": int(d), "pos": _pos(token)} for d in str(token).split("x")
+        ]
+        return {"kind": "tuple", "items": items, "pos": _pos(token)}
+
+    def name(self, meta, token):
+        return {"kind": "name", "id": str(token), "pos": _pos(token)}
+
+    def true(self, meta):
+        return {"kind": "const", "value": True, "pos": _pos(meta)}
+
+    def false(self, meta):
+        return {"kind": "const", "value": False, "pos": _pos(meta)}
+
+    def none(self, meta):
+        return {"kind": "const", "value": None, "pos": _pos(meta)}
+
+    def tuple(self, meta, *items):
+        return {"kind": "tuple", "items": [i for i in items if i is not None], "pos": _pos(meta)}
+
+    def neg(self, meta, operand):
+        return {"kind": "neg", "operand": operand, "pos": _pos(meta)}
+
+    def index(self, meta, target, index):
+        return {"kind": "index", "target": target, "index": index, "pos": _pos(meta)}
+
+    def _binop(op):  # noqa: N805 - a factory used in the class body
+        def method(self, meta, left, right):
+            return {"kind": "binop", "op": op, "left": left, "right": right, "pos": _pos(meta)}
+
+        return method
+
+    add = _binop("+")
+    sub = _binop("-")
+    mul = _binop("*")
+    floordiv = _binop("//")
+    mod = _binop("%")
+    truediv = _binop("/")
+    del _binop
+
+    # --- layers and sequences -------------------------------------------------------
+    def kwarg(self, meta, name, value):
+        return {"name": str(name), "value": value, "pos": _pos(name)}
+
+    def call(self, meta, name, arguments):
+        args, kwargs = [], []
+        for a in arguments.children if arguments is not None else []:
+            (kwargs if "name" in a and "value" in a else args).append(a)
+        return {"kind": "call", "op": str(name), "args": args, "kwargs": kwargs, "pos": _pos(name)}
+
+    def group(self, meta, seq):
+        return ("group", seq)
+
+    def repeat(self, meta, what, count):
+        body = what[1] if isinstance(what, tuple) else [what]
+        return {"kind": "repeat", "count": count, "body": body, "pos": _pos(meta)}
+
+    def seq(self, meta, *elements):
+        items: list[dict] = []
+        for e in elements:
+            items.extend(e[1] if isinstance(e, tuple) else [e])  # a bare group just nests
+        return items
+
+    def inline_body(self, meta, seq):
+        return seq
+
+    def indented_body(self, meta, *lines):
+        items: list[dict] = []
+        for line in lines:
+            items.extend(line if isinstance(line, list) else [line])
+        return items
+
+    def branch(self, meta, name, seq):
+        pos = _pos(name) if name is not None else _pos(meta)
+        return {"name": str(name) if name is not None else None, "body": seq, "pos": pos}
+
+    def inline_branches(self, meta, seq):
+        return [{"name": None, "body": seq, "pos": _pos(meta)}]
+
+    def indented_branches(self, meta, *branches):
+        return list(branches)
+
+    def combinator(self, meta, kind, kwargs, branches):
+        return {
+            "kind": str(kind),
+            "kwargs": _kwarg_list(kwargs),
+            "branches": branches,
+            "pos": _pos(kind),
+        }
+
+    # --- top level ----------------------------------------------------------------------
+    def param(self, meta, name, default):
+        return {"name": str(name), "default": default, "pos": _pos(name)}
+
+    def block_def(self, meta, name, *rest):
+        *params, body = rest
+        return (
+            "block",
+            {
+                "name": str(name),
+                "params": [p for p in params if p is not None],
+                "body": body,
+                "pos": _pos(name),
+            },
+        )
+
+    def stage(self, meta, name, body):
+        return {"name": str(name), "body": body, "pos": _pos(name)}
+
+    def network(self, meta, name, kwargs, *stages):
+        node = {"name": str(name), "stages": list(stages), "pos": _pos(name), "keypos": {}}
+        for kw in _kwarg_list(kwargs):
+            if kw["name"] in node:
+                raise SpecError(f"network option '{kw['name']}' given twice", kw["pos"])
+            node[kw["name"]] = _literal(kw["value"])
+            node["keypos"][kw["name"]] = kw["pos"]
+        return ("network", node)
+
+    def recipe(self, meta, kwargs):
+        node = {"pos": _pos(meta), "keypos": {}}
+        for kw in _kwarg_list(kwargs):
+            if kw["name"] in node:
+                raise SpecError(f"train option '{kw['name']}' given twice", kw["pos"])
+            node[kw["name"]] = _literal(kw["value"], names_are_words=True)
+            node["keypos"][kw["name"]] = kw["pos"]
+        return ("train", node)
+
+    def start(self, meta, *items):
+        doc: dict = {"blocks": [], "network": None, "train": None, "pos": (1, 1)}
+        for kind, node in items:
+            if kind == "block":
+                doc["blocks"].append(node)
+            elif doc[kind] is not None:
+                what = "network" if kind == "network" else "train recipe"
+                raise SpecError(f"a spec holds one {what}; this is a second one", node["pos"])
+            else:
+                doc[kind] = node
+        return doc
+
+
+def _literal(expr: dict, names_are_words: bool = False):
+    """A constant expression as a Python value (network and train options are constants).
+
+    Anything else is passed through unchanged for the IR to reject with a position.
+    """
+    kind = expr["kind"]
+    if kind in ("num", "const"):
+        return expr["value"]
+    if kind == "neg" and expr["operand"]["kind"] == "num":
+        return -expr["operand"]["value"]
+    if kind == "tuple":
+        return [_literal(i, names_are_words) for i in expr["items"]]
+    if kind == "name" and names_are_words:
+        return expr["id"]
+    return expr
+
+
+def parse_cnn(text: str, limits: Limits = DEFAULT) -> dict:
+    """Parse `.cnn` text into the plain document dict."""
+    if len(text.encode("utf-8")) > limits.max_file_bytes:
+        raise LimitError(f"spec is larger than {limits.max_file_bytes} bytes", (1, 1))
+    if not text.endswith("\n"):
+        text += "\n"
+    parser = _parser("start")
+    parser.options.postlex.max_nesting = limits.max_nesting
+    try:
+        tree = parser.parse(text)
+        return _ToPlain().transform(tree)
+    except UnexpectedInput as err:
+        raise _syntax_error(err) from None
+    except DedentError as err:
+        line = _dedent_line(text, str(err))
+        raise SpecSyntaxError("indentation does not match any outer level", (line, 1)) from None
+    except RecursionError:
+        raise LimitError("spec is nested too deeply to read", (1, 1)) from None
+    except Exception as err:  # lark wraps errors raised inside the transformer
+        inner = getattr(err, "orig_exc", None)
+        if isinstance(inner, (SpecError, LimitError)):
+            raise inner from None
+        if isinstance(inner, RecursionError):
+            raise LimitError("spec is nested too deeply to read", (1, 1)) from None
+        raise
+
+
+def _dedent_line(text: str, message: str) -> int:
+    """The first line whose indentation matches no enclosing level (lark gives none)."""
+    levels = [0]
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.lstrip(" \t")
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(line.expandtabs(4)) - len(stripped.expandtabs(4))
+        if indent > levels[-1]:
+            levels.append(indent)
+        else:
+            while indent < levels[-1]:
+                levels.pop()
+            if indent != levels[-1]:
+                return number
+    return 1
+
+
+def parse_expression(text: str, pos: Pos = (1, 1)) -> dict:
+    """Parse one expression (used by the YAML front end for string values)."""
+    try:
+        return _shift(_ToPlain().transform(_parser("expr").parse(text)), pos)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, pos) from None
+
+
+def parse_param(text: str, pos: Pos = (1, 1)) -> dict:
+    """Parse one block parameter, `name` or `name=default` (YAML block definitions)."""
+    try:
+        return _shift(_ToPlain().transform(_parser("param").parse(text)), pos)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, pos) from None
+
+
+def _shift(node, origin: Pos):
+    """Move positions parsed from a snippet to where the snippet sits in its file."""
+    if isinstance(node, list):
+        return [_shift(n, origin) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _shift(v, origin) for k, v in node.items()}
+    if "pos" in node:
+        line, col = node["pos"]
+        out["pos"] = (origin[0] + line - 1, origin[1] + col - 1 if line == 1 else col)
+    return out

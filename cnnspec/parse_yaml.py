@@ -1,0 +1,229 @@
+"""Front end for the YAML form: YAML text -> the same plain dicts as `parse_cnn`.
+
+    blocks:
+      inception:
+        params: [c1, c2, c3, c4]
+        body:
+          - concat:
+              - [{conv: c1, k: 1}, relu]
+              - [{conv: "c2[0]", k: 1}, relu, {conv: "c2[1]", k: 3, p: 1}, relu]
+    network:
+      name: GoogLeNet
+      input: 1x96x96
+      classes: 10
+      stages:
+        b1: [{conv: 64, k: 7, s: 2, p: 3}, relu, {maxpool: 3, s: 2, p: 1}]
+    train: {lr: 0.1, epochs: 10, batch: 128, resize: 96}
+
+A layer is its name (`relu`) or a mapping whose first key names it, with its positional
+arguments as that key's value (one value or a list) and keyword arguments as further keys.
+`{repeat: n, body: [...]}` repeats; `{concat: [branch, ...]}` (likewise add, dense, heads)
+joins branches, each a list of layers, or a mapping of named branches. Strings in argument
+positions are expressions (`"c * 2"`). Only plain YAML is read: no anchors, aliases or tags.
+"""
+
+from __future__ import annotations
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .errors import LimitError, Pos, SpecError, SpecSyntaxError
+from .ir import COMBINATORS
+from .limits import DEFAULT, Limits
+from .parse_cnn import parse_expression, parse_param
+
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")
+}
+
+
+def _pos(node: Node) -> Pos:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Reader:
+    def __init__(self, loader: yaml.SafeLoader):
+        self.loader = loader
+
+    # --- plain YAML values --------------------------------------------------------------
+    def scalar(self, node: Node):
+        if not isinstance(node, ScalarNode):
+            raise SpecError("expected a single value here", _pos(node))
+        return self.loader.construct_object(node)
+
+    def mapping(self, node: Node, what: str) -> list[tuple[str, Node, Pos]]:
+        if not isinstance(node, MappingNode):
+            raise SpecError(f"{what} must be a mapping (key: value)", _pos(node))
+        pairs, seen = [], {}
+        for key, value in node.value:
+            name = self.scalar(key)
+            if not isinstance(name, str):
+                raise SpecError(f"keys in {what} must be names, got {name!r}", _pos(key))
+            if name in seen:
+                line, col = seen[name]
+                raise SpecError(f"key '{name}' appears twice (first at {line}:{col})", _pos(key))
+            seen[name] = _pos(key)
+            pairs.append((name, value, _pos(key)))
+        return pairs
+
+    def items_of(self, node: Node) -> list[Node]:
+        return list(node.value) if isinstance(node, SequenceNode) else [node]
+
+    # --- expressions ----------------------------------------------------------------------
+    def expr(self, node: Node) -> dict:
+        pos = _pos(node)
+        if isinstance(node, SequenceNode):
+            return {"kind": "tuple", "items": [self.expr(n) for n in node.value], "pos": pos}
+        value = self.scalar(node)
+        if isinstance(value, str):
+            start = (pos[0], pos[1] + (1 if node.style in ("'", '"') else 0))
+            return parse_expression(value, start)
+        if isinstance(value, bool) or value is None:
+            return {"kind": "const", "value": value, "pos": pos}
+        if isinstance(value, (int, float)):
+            return {"kind": "num", "value": value, "pos": pos}
+        raise SpecError(f"cannot use {value!r} as an argument", pos)
+
+    def kwarg(self, name: str, node: Node, pos: Pos) -> dict:
+        return {"name": name, "value": self.expr(node), "pos": pos}
+
+    # --- layers -----------------------------------------------------------------------------
+    def body(self, node: Node) -> list[dict]:
+        return [self.item(n) for n in self.items_of(node)]
+
+    def item(self, node: Node) -> dict:
+        if isinstance(node, ScalarNode):
+            op = self.scalar(node)
+            if not isinstance(op, str):
+                raise SpecError(f"expected a layer name, got {op!r}", _pos(node))
+            return {"kind": "call", "op": op, "args": [], "kwargs": [], "pos": _pos(node)}
+        pairs = self.mapping(node, "a layer")
+        if not pairs:
+            raise SpecError("an empty mapping is not a layer", _pos(node))
+        (op, value, pos), rest = pairs[0], pairs[1:]
+        if op == "repeat":
+            extra = [name for name, _, _ in rest if name != "body"]
+            if extra or len(rest) != 1:
+                where = rest[0][2] if extra else pos
+                raise SpecError("repeat takes exactly `repeat: n` and `body: [...]`", where)
+            return {"kind": "repeat", "count": self.expr(value), "body": self.body(rest[0][1]),
+                    "pos": pos}  # fmt: skip
+        kwargs = [self.kwarg(name, v, p) for name, v, p in rest]
+        if op in COMBINATORS:
+            return {"kind": op, "kwargs": kwargs, "branches": self.branches(value), "pos": pos}
+        args = [] if self._is_null(value) else [self.expr(v) for v in self.items_of(value)]
+        return {"kind": "call", "op": op, "args": args, "kwargs": kwargs, "pos": pos}
+
+    def _is_null(self, node: Node) -> bool:
+        return isinstance(node, ScalarNode) and self.scalar(node) is None
+
+    def branches(self, node: Node) -> list[dict]:
+        # A list holds unnamed branches; a mapping names them: `{heads: {digit1: [...]}}`.
+        if isinstance(node, MappingNode):
+            return [{"name": name, "body": self.body(v), "pos": p}
+                    for name, v, p in self.mapping(node, "named branches")]  # fmt: skip
+        return [{"name": None, "body": self.body(b), "pos": _pos(b)} for b in self.items_of(node)]
+
+    # --- top level ------------------------------------------------------------------------
+    def options(self, node: Node, what: str, words: bool = False) -> dict:
+        out: dict = {"pos": _pos(node), "keypos": {}}
+        for name, value, pos in self.mapping(node, what):
+            if name == "stages" and what == "the network":
+                out[name] = [{"name": stage, "body": self.body(body), "pos": p}
+                             for stage, body, p in self.mapping(value, "stages")]  # fmt: skip
+            else:
+                out[name] = self.literal(value, words)
+            out["keypos"][name] = pos
+        return out
+
+    def literal(self, node: Node, words: bool):
+        if isinstance(node, SequenceNode):
+            return [self.literal(n, words) for n in node.value]
+        value = self.scalar(node)
+        if isinstance(value, str) and "x" in value and not words:
+            try:
+                return [int(d) for d in value.split("x")]  # a shape: 1x28x28
+            except ValueError:
+                pass
+        return value
+
+    def block(self, name: str, node: Node, pos: Pos) -> dict:
+        block: dict = {"name": name, "params": [], "body": [], "pos": pos, "keypos": {}}
+        for key, value, kpos in self.mapping(node, f"block '{name}'"):
+            block["keypos"][key] = kpos
+            if key == "params":
+                for p in self.items_of(value):
+                    text = self.scalar(p)
+                    block["params"].append(parse_param(str(text), _pos(p)))
+            elif key == "body":
+                block["body"] = self.body(value)
+            else:
+                block[key] = self.scalar(value)  # unknown: the IR names it
+        return block
+
+    def document(self, node: Node) -> dict:
+        doc: dict = {"blocks": [], "network": None, "train": None, "pos": _pos(node),
+                     "keypos": {}}  # fmt: skip
+        for key, value, pos in self.mapping(node, "the spec"):
+            doc["keypos"][key] = pos
+            if key == "blocks":
+                doc["blocks"] = [self.block(n, v, p) for n, v, p in self.mapping(value, "blocks")]
+            elif key == "network":
+                doc["network"] = self.options(value, "the network")
+            elif key == "train":
+                doc["train"] = self.options(value, "the train recipe", words=True)
+            else:
+                doc[key] = self.scalar(value)  # unknown: the IR names it
+        return doc
+
+
+def _check_plain(text: str) -> None:
+    """Refuse anchors, aliases and tags before anything is constructed."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        pos = (event.start_mark.line + 1, event.start_mark.column + 1)
+        if isinstance(event, yaml.AliasEvent):
+            raise SpecError("YAML aliases (*name) are not allowed in specs", pos)
+        if getattr(event, "anchor", None):
+            raise SpecError("YAML anchors (&name) are not allowed in specs", pos)
+        tag = getattr(event, "tag", None)
+        if tag and tag not in _PLAIN_TAGS and tag != "!":
+            raise SpecError(f"YAML tag '{tag}' is not allowed in specs", pos)
+
+
+def parse_yaml(text: str, limits: Limits = DEFAULT) -> dict:
+    if len(text.encode("utf-8")) > limits.max_file_bytes:
+        raise LimitError(f"spec is larger than {limits.max_file_bytes} bytes", (1, 1))
+    try:
+        _check_plain(text)
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        pos = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise SpecSyntaxError(f"invalid YAML: {err.problem or err.context}", pos) from None
+    except yaml.YAMLError as err:
+        raise SpecSyntaxError(f"invalid YAML: {err}", (1, 1)) from None
+    if root is None:
+        raise SpecError("the YAML document is empty", (1, 1))
+    _check_depth(root, limits)
+    try:
+        return _Reader(loader).document(root)
+    except RecursionError:
+        raise LimitError("spec is nested too deeply to read", (1, 1)) from None
+
+
+def _check_depth(root: Node, limits: Limits) -> None:
+    # The document's own nesting, plus the few levels the layout itself needs.
+    bound = limits.max_nesting + 8
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > bound:
+            raise LimitError(f"nested more than {bound} levels deep", _pos(node))
+        if isinstance(node, SequenceNode):
+            stack.extend((n, depth + 1) for n in node.value)
+        elif isinstance(node, MappingNode):
+            stack.extend((v, depth + 1) for _, v in node.value)

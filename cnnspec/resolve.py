@@ -1,0 +1,123 @@
+"""Static checks on names, before any shape is inferred.
+
+Every call names a built-in layer or a block defined *above* the place that uses it (so
+blocks cannot recurse); block, parameter, stage and branch names are unique and usable as
+Python identifiers, since they become module attributes and generated code.
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Iterator, Mapping
+
+from . import ir
+from .errors import SpecError, did_you_mean
+from .layers import LAYERS
+
+# Names the input shape and the network bind in every argument list.
+SHAPE_NAMES = ("C", "H", "W")
+RESERVED_PARAMS = (*SHAPE_NAMES, "classes")
+
+# Attributes of torch.nn.Module (and of the combinator modules) a child name must not hide.
+MODULE_ATTRIBUTES = frozenset(
+    "forward training train eval to cuda cpu type float double half bfloat16 apply "
+    "parameters named_parameters buffers named_buffers children named_children modules "
+    "named_modules state_dict load_state_dict zero_grad requires_grad_ register_buffer "
+    "register_parameter register_module add_module get_submodule extra_repr branches "
+    "shortcut torch nn self".split()
+)
+
+
+def check_identifier(name: str, what: str, pos) -> None:
+    if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
+        raise SpecError(
+            f"{what} name {name!r} must be an ASCII identifier and not a Python keyword", pos
+        )
+    if name.startswith("_") or name in MODULE_ATTRIBUTES:
+        raise SpecError(f"{what} name '{name}' is reserved; choose another", pos)
+
+
+def _calls(items: tuple) -> Iterator[ir.Call]:
+    stack = list(reversed(items))
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ir.Call):
+            yield item
+        elif isinstance(item, ir.Repeat):
+            stack.extend(reversed(item.body))
+        else:
+            for branch in reversed(item.branches):
+                stack.extend(reversed(branch.body))
+
+
+def _branches(items: tuple) -> Iterator[ir.Branch]:
+    stack = list(items)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ir.Repeat):
+            stack.extend(item.body)
+        elif isinstance(item, ir.Combinator):
+            for branch in item.branches:
+                yield branch
+                stack.extend(branch.body)
+
+
+def resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, ir.BlockDef]:
+    """Check the document's names; return every block it can call, by name."""
+    own: dict[str, ir.BlockDef] = {}
+    for block in doc.blocks:
+        if block.name in LAYERS or block.name in ir.COMBINATORS:
+            raise SpecError(f"block '{block.name}' has the name of a built-in layer", block.pos)
+        check_identifier(block.name, "block", block.pos)
+        if block.name in own:
+            first = own[block.name].pos
+            raise SpecError(
+                f"block '{block.name}' is defined twice (first at {first[0]}:{first[1]})",
+                block.pos,
+            )
+        seen: set[str] = set()
+        for param in block.params:
+            if param.name in RESERVED_PARAMS:
+                raise SpecError(f"'{param.name}' is reserved and cannot be a parameter", param.pos)
+            if param.name in seen:
+                raise SpecError(f"parameter '{param.name}' is listed twice", param.pos)
+            seen.add(param.name)
+        own[block.name] = block
+
+    visible = {**prelude, **own}
+    for block in doc.blocks:
+        _check_calls(block.body, block.pos, visible, own, block.name)
+    stages: dict[str, ir.Stage] = {}
+    for stage in doc.network.stages:
+        check_identifier(stage.name, "stage", stage.pos)
+        if stage.name in stages:
+            first = stages[stage.name].pos
+            raise SpecError(
+                f"duplicate stage name '{stage.name}' (first at {first[0]}:{first[1]})", stage.pos
+            )
+        stages[stage.name] = stage
+        _check_calls(stage.body, doc.network.pos, visible, own, None)
+    for body in [b.body for b in doc.blocks] + [s.body for s in doc.network.stages]:
+        for branch in _branches(body):
+            if branch.name is not None:
+                check_identifier(branch.name, "branch", branch.pos)
+    return visible
+
+
+def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
+    for call in _calls(body):
+        if call.op in LAYERS:
+            continue
+        if call.op not in visible:
+            hint = did_you_mean(call.op, [*LAYERS, *visible])
+            raise SpecError(f"unknown layer or block '{call.op}'{hint}", call.pos)
+        if call.op == inside:
+            raise SpecError(
+                f"block '{inside}' calls itself; blocks cannot be recursive", call.pos
+            )
+        target = own.get(call.op)
+        if target is not None and target.pos > user_pos:
+            line, col = target.pos
+            raise SpecError(
+                f"block '{call.op}' is used before its definition at {line}:{col}", call.pos
+            )

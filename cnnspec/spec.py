@@ -1,0 +1,165 @@
+"""The pipeline, front to back: read -> parse (.cnn or YAML) -> IR -> names -> shapes.
+
+`load` runs it without torch and returns a `Spec`; `Spec.build()` and `compile` hand the
+inferred graph to the torch backend, imported only then.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import ir
+from .errors import CnnspecError, LimitError, Source, SpecError, SpecSyntaxError
+from .graph import Graph, Node, Output, Shape
+from .infer import infer
+from .limits import DEFAULT, Limits
+from .parse_cnn import parse_cnn
+from .parse_yaml import parse_yaml
+from .resolve import resolve
+
+if TYPE_CHECKING:
+    import torch
+
+SUFFIXES = {".cnn": "cnn", ".yaml": "yaml", ".yml": "yaml"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated, shape-inferred network: everything known before torch is involved."""
+
+    source: Source
+    ir: ir.Document
+    graph: Graph
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.graph.input_shape
+
+    @property
+    def output_shape(self) -> Output:
+        return self.graph.output_shape
+
+    @property
+    def params(self) -> int:
+        return self.graph.params
+
+    @property
+    def macs(self) -> int:
+        return self.graph.macs
+
+    @property
+    def recipe(self) -> ir.Recipe:
+        return self.graph.recipe
+
+    @property
+    def layers(self) -> list[dict]:
+        """Per-layer figures as plain data: path, op, input/output shape, params, MACs."""
+        from .summary import layer_rows
+
+        return layer_rows(self.graph)
+
+    def summary(self) -> str:
+        from .summary import table
+
+        return table(self.graph, self.source.name)
+
+    def to_dict(self) -> dict:
+        from .summary import as_dict
+
+        return as_dict(self.graph)
+
+    def build(self, init: str | None = None) -> torch.nn.Module:
+        """A fresh `torch.nn.Module`; `init` is "xavier", "default", or the recipe's."""
+        from .build import build
+
+        return build(self.graph, init=init)
+
+    def layer_nodes(self) -> list[tuple[str, Node]]:
+        return self.graph.layers()
+
+
+def read(source: str | os.PathLike, format: str | None = None) -> tuple[Source, str]:
+    """A spec path or spec text, and its format ("cnn" or "yaml")."""
+    if isinstance(source, os.PathLike) or _looks_like_path(source):
+        path = Path(source)
+        fmt = format or SUFFIXES.get(path.suffix.lower())
+        if fmt is None:
+            raise SpecError(f"cannot tell the format of '{path}': use .cnn, .yaml or .yml")
+        size = path.stat().st_size  # FileNotFoundError is the caller's usage error
+        if size > DEFAULT.max_file_bytes:
+            err = LimitError(f"spec is larger than {DEFAULT.max_file_bytes} bytes", (1, 1))
+            raise err.with_source(Source(str(path), ""))
+        data = path.read_bytes()
+        name = str(source)
+    else:
+        data, name = source.encode("utf-8"), "<string>"
+        fmt = format or _guess_format(source)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise SpecSyntaxError("spec is not UTF-8 text", (line, 1), Source(name, "")) from None
+    return Source(name, text), fmt
+
+
+def _looks_like_path(source: str) -> bool:
+    return "\n" not in source and (
+        Path(source).suffix.lower() in SUFFIXES or os.path.exists(source)
+    )
+
+
+def _guess_format(text: str) -> str:
+    return "cnn" if re.search(r"^\s*(network|block)\s+\w+\s*\(", text, re.M) else "yaml"
+
+
+def parse(source: Source, fmt: str, limits: Limits = DEFAULT) -> ir.Document:
+    """Source text -> validated IR (no shapes yet)."""
+    try:
+        plain = parse_cnn(source.text, limits) if fmt == "cnn" else parse_yaml(source.text, limits)
+        if plain.get("network") is None:
+            raise SpecError("this spec has no network (`network Name(input=..., classes=...):`)",
+                            (1, 1))  # fmt: skip
+        return ir.to_ir(plain)
+    except CnnspecError as err:
+        raise err.with_source(source) from None
+
+
+def load(source: str | os.PathLike, *, format: str | None = None,
+         limits: Limits = DEFAULT) -> Spec:  # fmt: skip
+    """Parse, validate and infer a spec given as a path or as text."""
+    src, fmt = read(source, format)
+    doc = parse(src, fmt, limits)
+    try:
+        return Spec(src, doc, infer(doc, prelude(), limits))
+    except CnnspecError as err:
+        raise err.with_source(src) from None
+
+
+def compile(source: str | os.PathLike, **options) -> torch.nn.Module:
+    """The spec's network as a `torch.nn.Module`."""
+    init = options.pop("init", None)
+    return load(source, **options).build(init=init)
+
+
+@cache
+def prelude() -> dict[str, ir.BlockDef]:
+    """The built-in blocks (prelude.cnn), parsed and checked once."""
+    text = files("cnnspec").joinpath("prelude.cnn").read_text(encoding="utf-8")
+    source = Source("cnnspec/prelude.cnn", text)
+    try:
+        plain = parse_cnn(text)
+        blocks = tuple(ir.BlockDef.model_validate(ir._strict_ready(b)) for b in plain["blocks"])
+        empty = ir.Network(name="prelude", input=(1,), stages=())
+        return resolve(ir.Document(blocks=blocks, network=empty), {})
+    except CnnspecError as err:
+        raise err.with_source(source) from None
