@@ -1,0 +1,109 @@
+"""The `cnnspec` command.
+
+Exit codes: 0 success, 1 a spec is wrong (the error is printed, one line plus a caret),
+2 a usage error (bad flags, a file that does not exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import CnnspecError
+
+USAGE_ERROR = 2
+
+
+def _load(path: str, args: argparse.Namespace):
+    from .limits import Limits
+    from .spec import load
+
+    limits = Limits(max_params=args.max_params) if getattr(args, "max_params", None) else None
+    return load(path, limits=limits) if limits else load(path)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.specs:
+        try:
+            _load(path, args)
+        except CnnspecError as err:
+            print(err.render(), file=sys.stderr)
+            failed = 1
+    return failed
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    spec = _load(args.spec, args)
+    if args.json:
+        print(json.dumps(spec.to_dict(), indent=2))
+    else:
+        print(spec.summary())
+    if not args.no_forward:
+        from .build import check_forward
+
+        check_forward(spec)
+        if not args.json:
+            print(f"built {spec.name}: a forward pass gives the inferred output shape")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import yaml_schema
+
+    print(json.dumps(yaml_schema(), indent=2))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .emit_yaml import to_yaml
+
+    print(to_yaml(_load(args.spec, args).ir), end="")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnspec", description="A declarative architecture compiler for CNNs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("check", cmd_check, "parse, validate and infer shapes; print only errors")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("--max-params", type=int, help="parameter budget (default 1e9)")
+
+    p = command("build", cmd_build, "per-layer shapes, parameters and MACs; build the module")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-forward", action="store_true", help="skip the zero-batch forward check")
+    p.add_argument("--max-params", type=int, help="parameter budget (default 1e9)")
+
+    command("schema", cmd_schema, "the JSON Schema of the YAML form, for editors")
+
+    p = command("convert", cmd_convert, "print a spec in the YAML form")
+    p.add_argument("spec", metavar="SPEC")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CnnspecError as err:
+        print(err.render(), file=sys.stderr)
+        return 1
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        print(f"cnnspec: {err.filename}: {err.strerror}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

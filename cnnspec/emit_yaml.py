@@ -1,0 +1,136 @@
+"""IR -> the YAML form, laid out for reading: one line per layer sequence where it fits."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from . import ir
+from .shape_rules import fmt
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2, "/": 2}
+_WIDTH = 96
+
+
+def expr_text(expr: ir.Node, outer: int = 0) -> str:
+    """An expression in the language's own syntax (the inverse of parsing it)."""
+    if isinstance(expr, ir.Num):
+        return repr(expr.value)
+    if isinstance(expr, ir.Const):
+        return {True: "true", False: "false", None: "none"}[expr.value]
+    if isinstance(expr, ir.Name):
+        return expr.id
+    if isinstance(expr, ir.Neg):
+        return "-" + expr_text(expr.operand, 3)
+    if isinstance(expr, ir.Index):
+        return f"{expr_text(expr.target, 4)}[{expr_text(expr.index)}]"
+    if isinstance(expr, ir.TupleExpr):
+        inner = ", ".join(expr_text(i) for i in expr.items)
+        return f"({inner},)" if len(expr.items) == 1 else f"({inner})"
+    level = _PRECEDENCE[expr.op]
+    text = f"{expr_text(expr.left, level)} {expr.op} {expr_text(expr.right, level + 1)}"
+    return f"({text})" if level < outer else text
+
+
+def _scalar(text: str) -> str:
+    """`text` as a YAML scalar that reads back as that same string."""
+    try:
+        plain = yaml.safe_load(text) == text and ":" not in text and "#" not in text
+    except yaml.YAMLError:
+        plain = False
+    return text if plain else json.dumps(text)
+
+
+def _value(expr: ir.Node) -> str:
+    if isinstance(expr, ir.Num):
+        return repr(expr.value)
+    if isinstance(expr, ir.Const):
+        return {True: "true", False: "false", None: "null"}[expr.value]
+    if isinstance(expr, ir.TupleExpr):
+        return "[" + ", ".join(_value(i) for i in expr.items) + "]"
+    return _scalar(expr_text(expr))
+
+
+def _call(call: ir.Call) -> str:
+    if not call.args and not call.kwargs:
+        return _scalar(call.op)
+    if not call.args:
+        head = "null"
+    elif len(call.args) == 1 and not isinstance(call.args[0], ir.TupleExpr):
+        head = _value(call.args[0])
+    else:
+        head = "[" + ", ".join(_value(a) for a in call.args) + "]"
+    kwargs = "".join(f", {kw.name}: {_value(kw.value)}" for kw in call.kwargs)
+    return f"{{{_scalar(call.op)}: {head}{kwargs}}}"
+
+
+def _flow(item) -> str | None:
+    """A one-line form for calls and repeats of calls; None for combinators."""
+    if isinstance(item, ir.Call):
+        return _call(item)
+    if isinstance(item, ir.Repeat):
+        body = [_flow(i) for i in item.body]
+        if None not in body:
+            return f"{{repeat: {_value(item.count)}, body: [{', '.join(body)}]}}"
+    return None
+
+
+def _body(items, indent: int) -> list[str]:
+    """A body as the lines after its key; a one-line flow list when it fits."""
+    pad = " " * indent
+    flows = [_flow(i) for i in items]
+    if None not in flows:
+        line = "[" + ", ".join(flows) + "]"
+        if len(line) + indent <= _WIDTH:
+            return [" " + line]
+    lines = [""]
+    for item, flow in zip(items, flows):
+        if flow is not None:
+            lines.append(f"{pad}- {flow}")
+        elif isinstance(item, ir.Repeat):
+            lines.append(f"{pad}- repeat: {_value(item.count)}")
+            lines.append(f"{pad}  body:" + _joined(_body(item.body, indent + 4)))
+        else:
+            lines.extend(_combinator(item, indent))
+    return lines
+
+
+def _joined(lines: list[str]) -> str:
+    return "\n".join(lines)
+
+
+def _combinator(comb: ir.Combinator, indent: int) -> list[str]:
+    pad = " " * indent
+    lines = [f"{pad}- {comb.kind}:"]
+    for branch in comb.branches:
+        if branch.name is not None:
+            lines.append(f"{pad}    {branch.name}:" + _joined(_body(branch.body, indent + 6)))
+        else:
+            lines.append(f"{pad}    -" + _joined(_body(branch.body, indent + 6)))
+    lines.extend(f"{pad}  {kw.name}: {_value(kw.value)}" for kw in comb.kwargs)
+    return lines
+
+
+def to_yaml(doc: ir.Document) -> str:
+    out: list[str] = []
+    if doc.blocks:
+        out.append("blocks:")
+        for block in doc.blocks:
+            params = []
+            for p in block.params:
+                text = p.name if p.default is None else f"{p.name}={expr_text(p.default)}"
+                params.append(_scalar(text))
+            out.append(f"  {block.name}:")
+            out.append(f"    params: [{', '.join(params)}]")
+            out.append("    body:" + _joined(_body(block.body, 6)))
+    net = doc.network
+    out += ["network:", f"  name: {_scalar(net.name)}", f"  input: {fmt(net.input)}"]
+    out += [f"  classes: {net.classes}", "  stages:"]
+    for stage in net.stages:
+        out.append(f"    {stage.name}:" + _joined(_body(stage.body, 6)))
+    recipe = doc.train.model_dump(exclude_unset=True)
+    if recipe:
+        fields = ", ".join(f"{k}: {json.dumps(v)}" for k, v in recipe.items())
+        out.append(f"train: {{{fields}}}")
+    return "\n".join(out) + "\n"
