@@ -1,0 +1,93 @@
+"""The few torch modules a spec needs beyond torch.nn: the combinators and reshape.
+
+Each keeps its branches in a ModuleDict called `branches` (keys "0", "1", ... or the names
+the spec gave), so state_dict keys read `stage.item.branches.name.layer.weight`.
+Plain loops over ModuleDicts trace cleanly under torch.compile(fullgraph=True) and export.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+
+class Concat(nn.Module):
+    """Run every branch on the input; concatenate their outputs along channels."""
+
+    def __init__(self, branches: dict[str, nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleDict(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([branch(x) for branch in self.branches.values()], dim=1)
+
+
+class Add(nn.Module):
+    """Sum the branches. With a single branch, add the input back (the residual shortcut),
+    through `shortcut` (a 1x1 convolution) when the branch changes the shape."""
+
+    def __init__(self, branches: dict[str, nn.Module], shortcut: nn.Module | None = None):
+        super().__init__()
+        self.branches = nn.ModuleDict(branches)
+        self.residual = len(branches) == 1
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [branch(x) for branch in self.branches.values()]
+        if self.residual:
+            outputs.append(x if self.shortcut is None else self.shortcut(x))
+        total = outputs[0]
+        for out in outputs[1:]:
+            total = total + out
+        return total
+
+
+class Dense(nn.Module):
+    """DenseNet connectivity: each unit's output is concatenated onto its input."""
+
+    def __init__(self, units: dict[str, nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleDict(units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for unit in self.branches.values():
+            x = torch.cat([x, unit(x)], dim=1)
+        return x
+
+
+class Heads(nn.Module):
+    """Several outputs from one trunk: a tuple, one tensor per head."""
+
+    def __init__(self, heads: dict[str, nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleDict(heads)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(head(x) for head in self.branches.values())
+
+
+class Reshape(nn.Module):
+    """View each sample as `shape` (seed 000's Reshape: 784 values -> 1x28x28)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+    def extra_repr(self) -> str:
+        return "x".join(map(str, self.shape))
+
+
+class Network(nn.Sequential):
+    """A compiled spec: its stages, in order, named as in the spec."""
+
+    def __init__(self, name: str, stages: dict[str, nn.Module]):
+        super().__init__(OrderedDict(stages))
+        self.spec_name = name
+
+    def extra_repr(self) -> str:
+        return self.spec_name
