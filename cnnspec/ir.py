@@ -187,7 +187,9 @@ def _strict_ready(node: Any) -> Any:
 
 def _explain(err: ValidationError, data: dict) -> SpecError:
     """Turn pydantic's first error into one sentence at the position of the offending key."""
-    first = err.errors(include_url=False)[0]
+    # A misspelt key also makes a required one "missing": name the misspelling first.
+    errors = err.errors(include_url=False)
+    first = min(errors, key=lambda e: e["type"] != "extra_forbidden")
     loc = [part for part in first["loc"] if not _is_union_tag(part)]
     node, pos, key = data, data.get("pos", (0, 0)), None
     parents: list[Any] = []
@@ -210,9 +212,10 @@ def _explain(err: ValidationError, data: dict) -> SpecError:
         return SpecError(f"unknown key '{key}' in {where}{did_you_mean(str(key), allowed)}", pos)
     if kind == "missing":
         return SpecError(f"{where} is missing '{key}'", pos)
-    if kind in ("literal_error", "union_tag_invalid"):
-        return SpecError(f"{where}: {first['msg'].lower()}", pos)
-    return SpecError(f"{where} '{key}': {first['msg'].lower()}", pos)
+    got = first.get("input")
+    got = f", got {got!r}" if isinstance(got, (str, int, float, list, tuple)) else ""
+    message = first["msg"][0].lower() + first["msg"][1:]
+    return SpecError(f"{where}: '{key}' {message.removeprefix('input ')}{got}", pos)
 
 
 def _is_union_tag(part: Any) -> bool:

@@ -84,8 +84,11 @@ def _expected(expected: set[str]) -> str:
     return "; expected " + " or ".join(names)
 
 
-def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0)) -> SpecSyntaxError:
+def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0), text: str = "") -> SpecSyntaxError:
     line, col = getattr(err, "line", 0) or 0, getattr(err, "column", 0) or 0
+    token = getattr(err, "token", None)
+    if text and token is not None and token.type in ("_INDENT", "_DEDENT"):
+        line, col = _next_code_line(text, line) or (line, col)  # lark puts these a line early
     if offset != (0, 0):  # an expression embedded in YAML: shift to the YAML scalar
         line, col = offset[0] + line - 1, (offset[1] + col - 1 if line == 1 else col)
     if isinstance(err, UnexpectedCharacters):
@@ -290,7 +293,7 @@ def parse_cnn(text: str, limits: Limits = DEFAULT) -> dict:
         tree = parser.parse(text)
         return _ToPlain().transform(tree)
     except UnexpectedInput as err:
-        raise _syntax_error(err) from None
+        raise _syntax_error(err, text=text) from None
     except DedentError as err:
         line = _dedent_line(text, str(err))
         raise SpecSyntaxError("indentation does not match any outer level", (line, 1)) from None
@@ -303,6 +306,15 @@ def parse_cnn(text: str, limits: Limits = DEFAULT) -> dict:
         if isinstance(inner, RecursionError):
             raise LimitError("spec is nested too deeply to read", (1, 1)) from None
         raise
+
+
+def _next_code_line(text: str, after: int) -> Pos | None:
+    """Where the first non-blank, non-comment line after line `after` starts."""
+    for number, line in enumerate(text.splitlines()[after:], after + 1):
+        stripped = line.lstrip(" \t")
+        if stripped and not stripped.startswith("#"):
+            return number, len(line) - len(stripped) + 1
+    return None
 
 
 def _dedent_line(text: str, message: str) -> int:

@@ -139,6 +139,8 @@ class _Reader:
     def literal(self, node: Node, words: bool):
         if isinstance(node, SequenceNode):
             return [self.literal(n, words) for n in node.value]
+        if isinstance(node, MappingNode):  # never valid here; the IR names the key
+            return {k: self.literal(v, words) for k, v, _ in self.mapping(node, "a value")}
         value = self.scalar(node)
         if isinstance(value, str) and "x" in value and not words:
             try:
@@ -158,7 +160,7 @@ class _Reader:
             elif key == "body":
                 block["body"] = self.body(value)
             else:
-                block[key] = self.scalar(value)  # unknown: the IR names it
+                block[key] = self.literal(value, words=True)  # unknown: the IR names it
         return block
 
     def document(self, node: Node) -> dict:
@@ -173,7 +175,7 @@ class _Reader:
             elif key == "train":
                 doc["train"] = self.options(value, "the train recipe", words=True)
             else:
-                doc[key] = self.scalar(value)  # unknown: the IR names it
+                doc[key] = self.literal(value, words=True)  # unknown: the IR names it
         return doc
 
 

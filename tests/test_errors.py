@@ -1,0 +1,191 @@
+"""Every error path: one clear message at the right line and column, with a caret."""
+
+import pytest
+from conftest import error_of, net
+
+from cnnspec.errors import LimitError, ShapeError, SpecError, SpecSyntaxError
+
+BRANCHES = "network T(input=1x28x28, classes=10):\n    s:\n        {kind}:\n{branches}"
+
+
+def branches(kind: str, *lines: str) -> str:
+    return BRANCHES.format(kind=kind, branches="".join(f"            {x}\n" for x in lines))
+
+
+# (spec text, error class, message fragment, line, column)
+CNN_CASES = {
+    "syntax: unclosed call": (
+        net("conv(6, k=5"), SpecSyntaxError, "unexpected end of input", 3, 19),
+    "syntax: stray bracket": (
+        net("conv(6, k=5) )"), SpecSyntaxError, "unexpected ')'; expected end of line", 3, 21),
+    "syntax: bad character": (
+        net("conv(6, k=5) $"), SpecSyntaxError, "unexpected character '$'", 3, 21),
+    "syntax: unexpected indentation": (
+        "network T(input=1x28x28):\n  s: relu\n   t: relu\n", SpecSyntaxError,
+        "unexpected indentation", 3, 4),
+    "syntax: dedent to no level": (
+        "network T(input=1x28x28):\n    s:\n        relu\n      relu\n", SpecSyntaxError,
+        "indentation does not match any outer level", 4, 1),
+    "unknown op": (
+        net("conv(6, k=5) rleu"), SpecError,
+        "unknown layer or block 'rleu' (did you mean 'relu'?)", 3, 21),
+    "unknown block": (
+        net("incepton(1, (1, 1), (1, 1), 1)"), SpecError,
+        "unknown layer or block 'incepton' (did you mean 'inception'?)", 3, 8),
+    "unknown keyword argument": (
+        net("conv(6, kk=5)"), SpecError, "conv has no argument 'kk' (did you mean 'k'?)", 3, 16),
+    "unknown block argument": (
+        net("foo(chan=3)", blocks="block foo(chans):\n    conv(chans, k=1)\n"), SpecError,
+        "foo has no argument 'chan' (did you mean 'chans'?)", 5, 12),
+    "unknown name in an expression": (
+        net("foo(3)", blocks="block foo(chans):\n    conv(chan, k=1)\n"), SpecError,
+        "unknown name 'chan' (did you mean 'chans'?)", 2, 10),
+    "wrong argument type": (
+        net("conv(6, k=2.5)"), SpecError, "conv argument 'k': input should be a valid integer, "
+        "got 2.5", 3, 18),
+    "argument out of range": (
+        net("dropout(1.5)"), SpecError, "dropout argument 'p': input should be less than or "
+        "equal to 1, got 1.5", 3, 16),
+    "too many arguments": (
+        net("conv(6, 5, 1, 0, 1, 1, true, 9)"), SpecError,
+        "conv takes at most 7 positional arguments (out, k, s, p, d, groups, bias), got 8",
+        3, 37),
+    "missing argument": (net("conv(6)"), SpecError, "conv is missing argument 'k'", 3, 8),
+    "argument given twice": (
+        net("conv(6, 3, k=3)"), SpecError, "conv argument 'k' is given twice", 3, 19),
+    "channel mismatch in add": (
+        branches("add", "conv(6, k=3, p=1)", "conv(8, k=3, p=1)"), ShapeError,
+        "add branch 1 gives 8x28x28 but branch 0 gives 6x28x28", 5, 13),
+    "forbidden projection in add": (
+        "network T(input=1x28x28):\n    s:\n        add(project=false):\n"
+        "            conv(6, k=3, p=1)\n", ShapeError,
+        "add: the branch turns 1x28x28 into 6x28x28 but project=false", 3, 9),
+    "spatial mismatch in concat": (
+        branches("concat", "conv(6, k=3, p=1)", "conv(8, k=3)"), ShapeError,
+        "concat branch 1 gives 8x26x26 but branch 0 gives 6x28x28", 5, 13),
+    "size shrinks to zero": (
+        net("conv(6, k=5) maxpool(2) conv(6, k=5) maxpool(2) conv(6, k=5)"), ShapeError,
+        "conv shrinks the height to 0: input height 4 is too small for kernel 5 (dilation 1) "
+        "with padding 0 and stride 1 (from maxpool at 3:45)", 3, 56),
+    "size shrinks below zero": (
+        net("maxpool(2) maxpool(2) maxpool(2) maxpool(2) maxpool(2)"), ShapeError,
+        "maxpool shrinks the height to 0", 3, 52),
+    "linear in_features disagrees": (
+        net("conv(16, k=5) maxpool(2) conv(16, k=5) maxpool(2) flatten linear(120, "
+            "in_features=400)"), ShapeError,
+        "linear expects 400 input features, got 256 (from flatten at 3:58)", 3, 66),
+    "conv after flatten": (
+        net("flatten conv(3, k=1)"), ShapeError,
+        "conv needs an image (C x H x W) as input, got 784 features (from flatten at 3:8)",
+        3, 16),
+    "block used before its definition": (
+        "network T(input=1x28x28):\n    s: foo(3)\nblock foo(c):\n    conv(c, k=1)\n",
+        SpecError, "block 'foo' is used before its definition at 3:7", 2, 8),
+    "block used without definition": (
+        net("foo(3)"), SpecError, "unknown layer or block 'foo'", 3, 8),
+    "recursive block": (
+        "block foo(c):\n    relu foo(c)\nnetwork T(input=1x28x28):\n    s: foo(3)\n",
+        SpecError, "block 'foo' calls itself; blocks cannot be recursive", 2, 10),
+    "duplicate stage names": (
+        "network T(input=1x28x28):\n    s: relu\n    s: relu\n", SpecError,
+        "duplicate stage name 's' (first at 2:5)", 3, 5),
+    "duplicate block": (
+        "block a():\n    relu\nblock a():\n    relu\nnetwork T(input=1x28x28):\n    s: a\n",
+        SpecError, "block 'a' is defined twice (first at 1:7)", 3, 7),
+    "stage name hides a module attribute": (
+        "network T(input=1x28x28):\n    forward: relu\n", SpecError,
+        "stage name 'forward' is reserved", 2, 5),
+    "nothing may follow heads": (
+        "network T(input=1x28x28):\n    s:\n        heads:\n            a: flatten linear(3)\n"
+        "    t: relu\n", SpecError, "nothing can follow heads (at 3:9)", 5, 8),
+    "true division": (
+        net("conv(6 / 2, k=1)"), SpecError, "use // for whole-number division", 3, 13),
+    "index out of range": (
+        net("foo((1, 2))", blocks="block foo(c):\n    conv(c[2], k=1)\n"), SpecError,
+        "index 2 is out of range for (1, 2) of length 2", 2, 12),
+    "unknown train option": (
+        "network T(input=1x28x28):\n    s: relu\ntrain(lr=0.1, epoch=3)\n", SpecError,
+        "unknown key 'epoch' in the train recipe (did you mean 'epochs'?)", 3, 15),
+    "bad train value": (
+        "network T(input=1x28x28):\n    s: relu\ntrain(optimizer=sgdd)\n", SpecError,
+        "'optimizer' should be 'sgd', 'adam' or 'adamw', got 'sgdd'", 3, 7),
+    "unknown network option": (
+        "network T(input=1x28x28, clases=3):\n    s: relu\n", SpecError,
+        "unknown key 'clases' in the network (did you mean 'classes'?)", 1, 26),
+    "no network": (
+        "block foo(c):\n    conv(c, k=1)\n", SpecError, "this spec has no network", 1, 1),
+    "two networks": (
+        net("relu") + "network U(input=1x28x28):\n    s: relu\n", SpecError,
+        "a spec holds one network; this is a second one", 4, 9),
+    "negative repeat": (net("relu * (1 - 2)"), SpecError, "a repeat count must be a whole "
+                        "number >= 0, got -1", 3, 16),
+}  # fmt: skip
+
+YAML_HEAD = "network:\n  name: T\n  input: 1x28x28\n  stages:\n"
+YAML_CASES = {
+    "unknown key": (
+        "network:\n  name: T\n  input: 1x28x28\n  stagez: {}\n", SpecError,
+        "unknown key 'stagez' in the network (did you mean 'stages'?)", 4, 3),
+    "unknown top-level key": (
+        YAML_HEAD + "    a: [relu]\ntrian: {}\n", SpecError,
+        "unknown key 'trian' in the spec (did you mean 'train'?)", 6, 1),
+    "anchor": (
+        YAML_HEAD + "    a: &x [relu]\n", SpecError, "YAML anchors (&name) are not allowed", 5, 8),
+    "alias": (
+        YAML_HEAD + "    a: [relu]\n    b: *x\n", SpecError, "YAML aliases (*name) are not "
+        "allowed", 6, 8),
+    "python tag": (
+        "network: !!python/object/apply:os.system ['echo hi']\n", SpecError,
+        "YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed", 1, 10),
+    "local tag": (YAML_HEAD + "    a: !thing [relu]\n", SpecError, "YAML tag '!thing'", 5, 8),
+    "syntax": ("network:\n  name: [T\n  x: 1\n", SpecSyntaxError, "invalid YAML", 3, 4),
+    "unknown argument": (
+        YAML_HEAD + "    a: [{conv: 3, kk: 1}]\n", SpecError,
+        "conv has no argument 'kk' (did you mean 'k'?)", 5, 19),
+    "duplicate key": (
+        YAML_HEAD + "    a: [relu]\n    a: [relu]\n", SpecError,
+        "key 'a' appears twice (first at 5:5)", 6, 5),
+    "bad expression string": (
+        YAML_HEAD + "    a: [{conv: 'C *', k: 1}]\n", SpecSyntaxError,
+        "unexpected end of input", 5, 19),
+    "channel mismatch": (
+        YAML_HEAD + "    a:\n      - add:\n          - [{conv: 6, k: 3, p: 1}]\n"
+        "          - [{conv: 8, k: 3, p: 1}]\n", ShapeError,
+        "add branch 1 gives 8x28x28 but branch 0 gives 6x28x28", 8, 13),
+}  # fmt: skip
+
+
+def _check(case, format):
+    text, kind, message, line, col = case
+    err = error_of(text, format)
+    assert type(err) is kind, err.render()
+    assert message in err.message
+    assert err.pos == (line, col), err.render()
+    rendered = err.render().splitlines()
+    assert rendered[0] == f"<string>:{line}:{col}: {err.message}"
+    if len(rendered) > 1:  # the line itself, then a caret under the column
+        assert rendered[2].index("^") == 4 + col - 1
+
+
+@pytest.mark.parametrize("case", CNN_CASES, ids=list(CNN_CASES))
+def test_cnn_error(case):
+    _check(CNN_CASES[case], "cnn")
+
+
+@pytest.mark.parametrize("case", YAML_CASES, ids=list(YAML_CASES))
+def test_yaml_error(case):
+    _check(YAML_CASES[case], "yaml")
+
+
+def test_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.cnn"
+    bad.write_text(net("conv(6, k=5) rleu"))
+    import cnnspec
+
+    with pytest.raises(SpecError) as info:
+        cnnspec.load(bad)
+    assert info.value.render().splitlines()[0].startswith(f"{bad}:3:21: unknown layer")
+
+
+def test_limit_errors_are_errors_too():
+    assert issubclass(LimitError, SpecError.__base__)
