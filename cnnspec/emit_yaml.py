@@ -103,9 +103,11 @@ def _joined(lines: list[str]) -> str:
 def _combinator(comb: ir.Combinator, indent: int) -> list[str]:
     pad = " " * indent
     lines = [f"{pad}- {comb.kind}:"]
-    for branch in comb.branches:
-        if branch.name is not None:
-            lines.append(f"{pad}    {branch.name}:" + _joined(_body(branch.body, indent + 6)))
+    named = any(branch.name is not None for branch in comb.branches)
+    for i, branch in enumerate(comb.branches):
+        if named:  # a mapping; unnamed branches keep their position as key
+            key = branch.name if branch.name is not None else f'"{i}"'
+            lines.append(f"{pad}    {key}:" + _joined(_body(branch.body, indent + 6)))
         else:
             lines.append(f"{pad}    -" + _joined(_body(branch.body, indent + 6)))
     lines.extend(f"{pad}  {kw.name}: {_value(kw.value)}" for kw in comb.kwargs)

@@ -200,6 +200,12 @@ class _ToPlain(Transformer):
         pos = _pos(name) if name is not None else _pos(meta)
         return {"name": str(name) if name is not None else None, "body": seq, "pos": pos}
 
+    def long_branch(self, meta, name, *lines):
+        return {"name": str(name), "body": self.indented_body(meta, *lines), "pos": _pos(name)}
+
+    def combinator_branch(self, meta, combinator):
+        return {"name": None, "body": [combinator], "pos": combinator["pos"]}
+
     def inline_branches(self, meta, seq):
         return [{"name": None, "body": seq, "pos": _pos(meta)}]
 

@@ -119,9 +119,12 @@ class _Reader:
 
     def branches(self, node: Node) -> list[dict]:
         # A list holds unnamed branches; a mapping names them: `{heads: {digit1: [...]}}`.
+        # In a mapping, a key that is the branch's own position ("0", "1", ...) leaves it
+        # unnamed, so named and unnamed branches can be mixed.
         if isinstance(node, MappingNode):
-            return [{"name": name, "body": self.body(v), "pos": p}
-                    for name, v, p in self.mapping(node, "named branches")]  # fmt: skip
+            pairs = self.mapping(node, "named branches")
+            return [{"name": None if name == str(i) else name, "body": self.body(v), "pos": p}
+                    for i, (name, v, p) in enumerate(pairs)]  # fmt: skip
         return [{"name": None, "body": self.body(b), "pos": _pos(b)} for b in self.items_of(node)]
 
     # --- top level ------------------------------------------------------------------------

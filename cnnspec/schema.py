@@ -1,0 +1,88 @@
+"""JSON Schema of the YAML form, for editor completion and checking.
+
+Generated from the layer models and the IR, so it lists every op with its keyword
+arguments, the combinators, and the network and train options. Block calls are open
+(any name, any arguments): blocks are defined in the spec itself.
+"""
+
+from __future__ import annotations
+
+from . import ir
+from .layers import LAYERS
+from .spec import prelude
+
+_EXPR = {"$ref": "#/$defs/expr"}
+_BODY = {"$ref": "#/$defs/body"}
+
+
+def _layer_schema(op: str) -> dict:
+    model = LAYERS[op]
+    props: dict = {op: {"description": model.doc, "anyOf": [
+        _EXPR, {"type": "array", "items": _EXPR}, {"type": "null"}]}}  # fmt: skip
+    for name in model.signature():
+        props[name] = _EXPR
+    return {"type": "object", "properties": props, "required": [op],
+            "additionalProperties": False}  # fmt: skip
+
+
+def _combinator_schema(kind: str) -> dict:
+    branches = {"anyOf": [
+        {"type": "array", "items": _BODY},
+        {"type": "object", "additionalProperties": _BODY},
+    ]}  # fmt: skip
+    props = {kind: branches}
+    if kind == "add":
+        props["project"] = {"type": ["boolean", "null"]}
+    return {"type": "object", "properties": props, "required": [kind],
+            "additionalProperties": False}  # fmt: skip
+
+
+def yaml_schema() -> dict:
+    no_args = sorted(op for op, model in LAYERS.items() if not any(
+        model.model_fields[n].is_required() for n in model.signature()))  # fmt: skip
+    item = {"anyOf": [
+        {"type": "string", "description": "a layer or block without arguments",
+         "examples": no_args},
+        *(_layer_schema(op) for op in sorted(LAYERS)),
+        *(_combinator_schema(kind) for kind in ir.COMBINATORS),
+        {"type": "object", "description": "repeat a body n times",
+         "properties": {"repeat": _EXPR, "body": _BODY}, "required": ["repeat", "body"],
+         "additionalProperties": False},
+        {"type": "object", "description": "a block call: {name: args, keyword: value}",
+         "examples": sorted(prelude()), "minProperties": 1},
+    ]}  # fmt: skip
+    recipe = ir.Recipe.model_json_schema()
+    recipe.pop("title", None)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "cnnspec network (YAML form)",
+        "type": "object",
+        "properties": {
+            "blocks": {"type": "object", "additionalProperties": {
+                "type": "object",
+                "properties": {"params": {"type": "array", "items": {"type": "string"}},
+                               "body": _BODY},
+                "required": ["body"], "additionalProperties": False}},
+            "network": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "input": {"anyOf": [{"type": "string", "pattern": r"^\d+(x\d+)*$"},
+                                        {"type": "array", "items": {"type": "integer"}}]},
+                    "classes": {"type": "integer", "minimum": 1},
+                    "stages": {"type": "object", "additionalProperties": _BODY},
+                },
+                "required": ["name", "input", "stages"], "additionalProperties": False,
+            },
+            "train": {**recipe, "additionalProperties": False},
+        },
+        "required": ["network"],
+        "additionalProperties": False,
+        "$defs": {
+            "expr": {"anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "null"},
+                               {"type": "string", "description": "an expression: c * 2, C // 2"},
+                               {"type": "array", "items": _EXPR}]},
+            "item": item,
+            "body": {"anyOf": [item, {"type": "array", "items": {"$ref": "#/$defs/item"}}]},
+        },
+    }  # fmt: skip

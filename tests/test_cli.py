@@ -1,0 +1,105 @@
+"""The command line: exit codes, output formats, and errors without tracebacks."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, SPEC_NAMES, net, spec_path
+
+from cnnspec.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cnnspec", *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_check_accepts_every_spec(capsys):
+    specs = [str(spec_path(n, s)) for n in SPEC_NAMES for s in (".cnn", ".yaml")]
+    assert main(["check", *specs]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_check_reports_one_line_with_position_and_caret(tmp_path):
+    bad = tmp_path / "bad.cnn"
+    bad.write_text(net("conv(6, k=5) rleu"))
+    result = run("check", str(bad), str(spec_path("lenet")))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{bad}:3:21: unknown layer or block 'rleu' (did you mean 'relu'?)"
+    assert lines[1].strip() == "s: conv(6, k=5) rleu"
+    assert lines[2] == " " * 24 + "^"
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run("check").returncode == 2
+    assert run("frobnicate").returncode == 2
+    missing = run("check", str(tmp_path / "nope.cnn"))
+    assert missing.returncode == 2 and "No such file" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_check_does_not_import_torch():
+    code = (
+        "import sys; from cnnspec.cli import main; "
+        "rc = main(['check', 'specs/googlenet.cnn', 'specs/resnet18.yaml']); "
+        "assert rc == 0; assert 'torch' not in sys.modules, 'torch was imported'; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_build_json_has_the_documented_fields(capsys):
+    assert main(["build", str(spec_path("googlenet")), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["name"] == "GoogLeNet"
+    assert data["input_shape"] == [1, 96, 96] and data["output_shape"] == [10]
+    assert data["params"] == 5_977_530 and isinstance(data["macs"], int)
+    first = data["layers"][0]
+    assert first == {"path": "b1.0", "op": "conv", "input_shape": [1, 96, 96],
+                     "output_shape": [64, 48, 48], "params": 3200, "macs": 7_225_344}
+
+
+def test_build_json_lists_one_shape_per_head(capsys):
+    assert main(["build", str(spec_path("svhn_multihead")), "--json", "--no-forward"]) == 0
+    assert json.loads(capsys.readouterr().out)["output_shape"] == [[11]] * 6
+
+
+def test_build_table_and_forward_check(capsys):
+    assert main(["build", str(spec_path("lenet"))]) == 0
+    out = capsys.readouterr().out
+    assert "classifier.5" in out and "61,706" in out
+    assert "a forward pass gives the inferred output shape" in out
+
+
+def test_build_error_is_one_clean_message(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("network:\n  name: T\n  input: 1x8x8\n  stages:\n    s: [{conv: 3, k: 9}]\n")
+    result = run("build", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0].startswith(f"{bad}:5:10: conv shrinks the height")
+    assert "Traceback" not in result.stderr
+
+
+def test_schema_is_valid_and_accepts_every_yaml_spec(capsys):
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for name in SPEC_NAMES:
+        data = yaml.safe_load(spec_path(name, ".yaml").read_text())
+        assert list(validator.iter_errors(data)) == [], name
+    assert list(validator.iter_errors({"network": {"name": "T", "input": "1x8", "stagez": {}}}))
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_convert_reproduces_the_checked_in_yaml(name, capsys):
+    assert main(["convert", str(spec_path(name))]) == 0
+    assert capsys.readouterr().out == spec_path(name, ".yaml").read_text()

@@ -1,0 +1,122 @@
+"""Hostile input cannot exhaust the machine: every bound is checked before the work."""
+
+import time
+
+import pytest
+from conftest import error_of, net
+
+import cnnspec
+from cnnspec.errors import LimitError
+from cnnspec.limits import DEFAULT
+
+
+def test_oversized_file_is_refused_before_parsing(tmp_path):
+    big = tmp_path / "big.cnn"
+    big.write_text(net("relu") + "#" * (DEFAULT.max_file_bytes + 1))
+    with pytest.raises(LimitError, match="larger than"):
+        cnnspec.load(big)
+    with pytest.raises(LimitError, match="larger than"):
+        cnnspec.load(big.read_text(), format="cnn")
+    with pytest.raises(LimitError, match="larger than"):
+        cnnspec.load("a: " + "x" * DEFAULT.max_file_bytes, format="yaml")
+
+
+def test_deep_brackets_are_refused():
+    err = error_of(net("(" * 40 + "relu" + ")" * 40))
+    assert isinstance(err, LimitError) and "nested more than 32 levels" in err.message
+    assert err.pos[0] == 3
+
+
+def test_deep_expression_is_refused():
+    err = error_of(net("conv(" + "(" * 40 + "1" + ")" * 40 + ", k=1)"))
+    assert isinstance(err, LimitError)
+
+
+def test_long_operator_chain_is_refused_not_crashed():
+    err = error_of(net("conv(" + " + ".join(["1"] * 20_000) + ", k=1)"))
+    assert isinstance(err, LimitError) and "nested too deeply" in err.message
+
+
+def test_deep_indentation_is_refused():
+    lines = ["network T(input=1x8x8):", "    s:"]
+    for depth in range(40):
+        lines.append("    " * (depth + 2) + "concat:")
+    lines.append("    " * 42 + "relu")
+    err = error_of("\n".join(lines) + "\n")
+    assert isinstance(err, LimitError) and "nested more than 32 levels" in err.message
+
+
+def test_deep_yaml_is_refused():
+    err = error_of("network: " + "[" * 60 + "]" * 60 + "\n", format="yaml")
+    assert isinstance(err, LimitError) and "nested more than" in err.message
+
+
+def test_deep_block_calls_are_refused():
+    blocks = "block b0():\n    relu\n" + "".join(
+        f"block b{i}():\n    b{i - 1}\n" for i in range(1, 40)
+    )
+    err = error_of(net("b39", blocks=blocks))
+    assert isinstance(err, LimitError) and "blocks nest more than 32 deep" in err.message
+
+
+def test_repeat_count_is_bounded():
+    err = error_of(net("relu * 100001"))
+    assert isinstance(err, LimitError) and "repeat count 100001" in err.message
+    assert err.pos == (3, 15)
+
+
+def test_total_layers_are_bounded_across_nested_repeats():
+    start = time.perf_counter()
+    err = error_of(net("((relu * 10000) * 10000) * 10000"))
+    assert isinstance(err, LimitError) and "more than 200000 layers" in err.message
+    assert time.perf_counter() - start < 30  # stops at the bound, not after 10^12 layers
+
+
+def test_exponential_blocks_are_bounded():
+    blocks = "block b0():\n    relu\n" + "".join(
+        f"block b{i}():\n    b{i - 1} * 100\n" for i in range(1, 6)
+    )
+    err = error_of(net("b5", blocks=blocks))
+    assert isinstance(err, LimitError)
+
+
+def test_parameter_budget_refuses_a_billion_channel_conv_before_allocating(monkeypatch):
+    import cnnspec.build
+
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("the budget must be checked before anything is built")
+
+    monkeypatch.setattr(cnnspec.build, "build", must_not_build)
+    with pytest.raises(LimitError) as info:
+        cnnspec.compile(net("conv(1000000000, k=3)"))
+    assert "more than 1,000,000,000 parameters" in info.value.message
+    assert "conv here alone has 10,000,000,000" in info.value.message
+    assert info.value.pos == (3, 8)
+
+
+def test_parameter_budget_is_adjustable():
+    small = cnnspec.Limits(max_params=10_000)
+    with pytest.raises(LimitError):
+        cnnspec.load(net("conv(64, k=3) flatten linear(10)"), limits=small)
+    assert cnnspec.load(net("conv(4, k=3)"), limits=small).params == 40
+
+
+def test_ten_thousand_layer_sequential_spec_on_one_line_and_many_lines():
+    one_line = net(" ".join(["relu"] * 10_000))
+    many = "network T(input=1x8x8):\n    s:\n" + "        relu\n" * 10_000
+    for text in (one_line, many):
+        spec = cnnspec.load(text)
+        assert len(spec.layers) == 10_000
+        assert spec.layers[-1]["path"] == "s.9999"
+    module = cnnspec.load(one_line).build()
+    assert len(module.s) == 10_000
+
+
+def test_ten_thousand_layer_yaml_spec():
+    text = "network:\n  name: T\n  input: 1x8x8\n  stages:\n    s:\n" + "      - relu\n" * 10_000
+    assert len(cnnspec.load(text, format="yaml").layers) == 10_000
+
+
+def test_huge_input_shape_is_refused():
+    err = error_of("network T(input=1x100000000x100000000):\n    s: relu\n")
+    assert isinstance(err, LimitError) and "over the limit" in err.message
