@@ -14,4 +14,4 @@ from .limits import Limits
 from .spec import Spec, compile, load
 
 __version__ = "0.1.0"
-__all__ = ["CnnspecError", "Limits", "Spec", "compile", "load", "__version__"]
+__all__ = ["CnnspecError", "Limits", "Spec", "__version__", "compile", "load"]

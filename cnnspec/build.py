@@ -22,36 +22,48 @@ from .summary import shape_text
 Builder = Callable[[L.Layer, Shape], nn.Module]
 
 
-def _stride(layer) -> int | tuple[int, int]:
-    return layer.s if layer.s is not None else layer.k
+def _conv(layer: L.Conv, shape: Shape) -> nn.Module:
+    return nn.Conv2d(
+        shape[0], layer.out, layer.k, stride=layer.s, padding=layer.p, dilation=layer.d,
+        groups=layer.groups, bias=layer.bias,
+    )  # fmt: skip
+
+
+def _pool(layer: L.MaxPool | L.AvgPool, shape: Shape) -> nn.Module:
+    stride = layer.s if layer.s is not None else layer.k
+    if isinstance(layer, L.MaxPool):
+        return nn.MaxPool2d(layer.k, stride, layer.p, ceil_mode=layer.ceil_mode)
+    return nn.AvgPool2d(
+        layer.k, stride, layer.p, ceil_mode=layer.ceil_mode,
+        count_include_pad=layer.count_include_pad,
+    )  # fmt: skip
+
+
+def _batchnorm(layer: L.BatchNorm, shape: Shape) -> nn.Module:
+    norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+    return norm(shape[0], eps=layer.eps, momentum=layer.momentum)
 
 
 BUILDERS: dict[str, Builder] = {
-    "conv": lambda l, shape: nn.Conv2d(
-        shape[0], l.out, l.k, stride=l.s, padding=l.p, dilation=l.d, groups=l.groups, bias=l.bias
-    ),
-    "maxpool": lambda l, shape: nn.MaxPool2d(l.k, _stride(l), l.p, ceil_mode=l.ceil_mode),
-    "avgpool": lambda l, shape: nn.AvgPool2d(
-        l.k, _stride(l), l.p, ceil_mode=l.ceil_mode, count_include_pad=l.count_include_pad
-    ),
-    "adaptive_avgpool": lambda l, shape: nn.AdaptiveAvgPool2d(l.size),
-    "adaptive_maxpool": lambda l, shape: nn.AdaptiveMaxPool2d(l.size),
-    "gap": lambda l, shape: nn.AdaptiveAvgPool2d((1, 1)),
-    "flatten": lambda l, shape: nn.Flatten(),
-    "reshape": lambda l, shape: Reshape(l.shape),
-    "linear": lambda l, shape: nn.Linear(shape[0], l.out, bias=l.bias),
-    "dropout": lambda l, shape: nn.Dropout(l.p),
-    "batchnorm": lambda l, shape: (nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d)(
-        shape[0], eps=l.eps, momentum=l.momentum
-    ),
-    "identity": lambda l, shape: nn.Identity(),
-    "relu": lambda l, shape: nn.ReLU(),
-    "relu6": lambda l, shape: nn.ReLU6(),
-    "leaky_relu": lambda l, shape: nn.LeakyReLU(l.slope),
-    "sigmoid": lambda l, shape: nn.Sigmoid(),
-    "tanh": lambda l, shape: nn.Tanh(),
-    "gelu": lambda l, shape: nn.GELU(),
-    "silu": lambda l, shape: nn.SiLU(),
+    "conv": _conv,
+    "maxpool": _pool,
+    "avgpool": _pool,
+    "adaptive_avgpool": lambda layer, shape: nn.AdaptiveAvgPool2d(layer.size),
+    "adaptive_maxpool": lambda layer, shape: nn.AdaptiveMaxPool2d(layer.size),
+    "gap": lambda layer, shape: nn.AdaptiveAvgPool2d((1, 1)),
+    "flatten": lambda layer, shape: nn.Flatten(),
+    "reshape": lambda layer, shape: Reshape(layer.shape),
+    "linear": lambda layer, shape: nn.Linear(shape[0], layer.out, bias=layer.bias),
+    "dropout": lambda layer, shape: nn.Dropout(layer.p),
+    "batchnorm": _batchnorm,
+    "identity": lambda layer, shape: nn.Identity(),
+    "relu": lambda layer, shape: nn.ReLU(),
+    "relu6": lambda layer, shape: nn.ReLU6(),
+    "leaky_relu": lambda layer, shape: nn.LeakyReLU(layer.slope),
+    "sigmoid": lambda layer, shape: nn.Sigmoid(),
+    "tanh": lambda layer, shape: nn.Tanh(),
+    "gelu": lambda layer, shape: nn.GELU(),
+    "silu": lambda layer, shape: nn.SiLU(),
 }
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Union
 
 from . import ir
 from .errors import SpecError, did_you_mean
 
-Value = Union[int, float, bool, None, tuple]
+Value = int | float | bool | None | tuple
 
 
 def describe(value: Value) -> str:

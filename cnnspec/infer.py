@@ -145,9 +145,7 @@ class _Inference:
         self.layer_count += 1
         self.param_count += params
         if self.layer_count > self.limits.max_layers:
-            raise LimitError(
-                f"network expands to more than {self.limits.max_layers} layers", pos
-            )
+            raise LimitError(f"network expands to more than {self.limits.max_layers} layers", pos)
         if self.param_count > self.limits.max_params:
             raise LimitError(
                 f"network has more than {self.limits.max_params:,} parameters "
@@ -167,17 +165,17 @@ class _Inference:
     def block(self, call: ir.Call, flow: Flow, env) -> Node:
         block = self.blocks[call.op]
         if len(self.block_stack) >= self.limits.max_nesting:
-            raise LimitError(
-                f"blocks nest more than {self.limits.max_nesting} deep here", call.pos
-            )
+            raise LimitError(f"blocks nest more than {self.limits.max_nesting} deep here", call.pos)
         names = [p.name for p in block.params]
         required = {p.name for p in block.params if p.default is None}
         scope = self._shape_scope(env, flow.shape)
         values, _ = self.bind(call, names, required, scope)
         for param in block.params:  # defaults are evaluated in the block's own scope
             if param.name not in values:
-                values[param.name] = evaluate(param.default, self._shape_scope(
-                    {"classes": env["classes"], **values}, flow.shape))
+                values[param.name] = evaluate(
+                    param.default,
+                    self._shape_scope({"classes": env["classes"], **values}, flow.shape),
+                )
         inner = {"classes": env["classes"], **values}
         self.block_stack.append(call.op)
         try:
@@ -292,8 +290,7 @@ class _Inference:
                     "project=false keeps the shortcut as it is; they cannot be added",
                     comb.pos,
                 )
-            shortcut = self.apply(_projection(flow.shape, main.out_shape, comb.pos), flow,
-                                  comb.pos)
+            shortcut = self.apply(_projection(flow.shape, main.out_shape, comb.pos), flow, comb.pos)
         node = _group("add", "add", flow.shape, branches, comb.pos, out_shape=main.out_shape)
         if shortcut is None:
             return node

@@ -8,7 +8,7 @@ no part in equality or in dumps, so the `.cnn` and `.yaml` of one network give e
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
@@ -74,9 +74,7 @@ class TupleExpr(Node):
     items: tuple[Expr, ...]
 
 
-Expr = Annotated[
-    Union[Num, Const, Name, Neg, BinOp, Index, TupleExpr], Field(discriminator="kind")
-]
+Expr = Annotated[Num | Const | Name | Neg | BinOp | Index | TupleExpr, Field(discriminator="kind")]
 
 
 # --- layers, blocks and combinators ----------------------------------------------------
@@ -117,7 +115,7 @@ class Combinator(Node):
     branches: tuple[Branch, ...]
 
 
-Item = Annotated[Union[Call, Repeat, Combinator], Field(discriminator="kind")]
+Item = Annotated[Call | Repeat | Combinator, Field(discriminator="kind")]
 
 
 class Param(Node):
@@ -219,8 +217,18 @@ def _explain(err: ValidationError, data: dict) -> SpecError:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in ("num", "const", "name", "neg", "binop", "index",
-                                               "tuple", "call", "repeat", *COMBINATORS)
+    return isinstance(part, str) and part in (
+        "num",
+        "const",
+        "name",
+        "neg",
+        "binop",
+        "index",
+        "tuple",
+        "call",
+        "repeat",
+        *COMBINATORS,
+    )
 
 
 def _where(loc: list) -> str:

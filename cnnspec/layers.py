@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
-Size = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]  # 3 or (1, 3): height, width
-Padding = Union[NonNegativeInt, tuple[NonNegativeInt, NonNegativeInt]]
+Size = PositiveInt | tuple[PositiveInt, PositiveInt]  # 3 or (1, 3): height, width
+Padding = NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -163,6 +163,6 @@ LAYER_TYPES: tuple[type[Layer], ...] = (
     Linear, Dropout, BatchNorm, Identity, ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh, GELU, SiLU,
 )  # fmt: skip
 
-AnyLayer = Annotated[Union[LAYER_TYPES], Field(discriminator="op")]  # type: ignore[valid-type]
+AnyLayer = Annotated[Union[LAYER_TYPES], Field(discriminator="op")]  # noqa: UP007
 
 LAYERS: dict[str, type[Layer]] = {t.model_fields["op"].default: t for t in LAYER_TYPES}

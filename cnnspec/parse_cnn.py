@@ -150,7 +150,7 @@ class _ToPlain(Transformer):
     def index(self, meta, target, index):
         return {"kind": "index", "target": target, "index": index, "pos": _pos(meta)}
 
-    def _binop(op):  # noqa: N805 - a factory used in the class body
+    def _binop(op):
         def method(self, meta, left, right):
             return {"kind": "binop", "op": op, "left": left, "right": right, "pos": _pos(meta)}
 

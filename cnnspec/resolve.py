@@ -20,11 +20,13 @@ RESERVED_PARAMS = (*SHAPE_NAMES, "classes")
 
 # Attributes of torch.nn.Module (and of the combinator modules) a child name must not hide.
 MODULE_ATTRIBUTES = frozenset(
-    "forward training train eval to cuda cpu type float double half bfloat16 apply "
-    "parameters named_parameters buffers named_buffers children named_children modules "
-    "named_modules state_dict load_state_dict zero_grad requires_grad_ register_buffer "
-    "register_parameter register_module add_module get_submodule extra_repr branches "
-    "shortcut torch nn self".split()
+    """
+    forward training train eval to cuda cpu type float double half bfloat16 apply
+    parameters named_parameters buffers named_buffers children named_children modules
+    named_modules state_dict load_state_dict zero_grad requires_grad_ register_buffer
+    register_parameter register_module add_module get_submodule extra_repr branches
+    shortcut torch nn self
+    """.split()
 )
 
 
@@ -112,9 +114,7 @@ def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
             hint = did_you_mean(call.op, [*LAYERS, *visible])
             raise SpecError(f"unknown layer or block '{call.op}'{hint}", call.pos)
         if call.op == inside:
-            raise SpecError(
-                f"block '{inside}' calls itself; blocks cannot be recursive", call.pos
-            )
+            raise SpecError(f"block '{inside}' calls itself; blocks cannot be recursive", call.pos)
         target = own.get(call.op)
         if target is not None and target.pos > user_pos:
             line, col = target.pos

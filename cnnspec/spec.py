@@ -119,7 +119,7 @@ def _looks_like_path(source: str) -> bool:
 
 
 def _guess_format(text: str) -> str:
-    return "cnn" if re.search(r"^\s*(network|block)\s+\w+\s*\(", text, re.M) else "yaml"
+    return "cnn" if re.search(r"^\s*(network|block)\s+\w+\s*\(", text, re.MULTILINE) else "yaml"
 
 
 def parse(source: Source, fmt: str, limits: Limits = DEFAULT) -> ir.Document:

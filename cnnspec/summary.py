@@ -55,11 +55,17 @@ def as_dict(graph: Graph) -> dict:
         "macs": graph.macs,
         "layers": layer_rows(graph),
         "blocks": [
-            {"path": path, "kind": node.kind, "label": node.label,
-             "output_shape": shape_data(node.out_shape), "params": node.params,
-             "macs": node.macs}
-            for path, _, node in graph.walk() if not node.is_layer
-        ],  # fmt: skip
+            {
+                "path": path,
+                "kind": node.kind,
+                "label": node.label,
+                "output_shape": shape_data(node.out_shape),
+                "params": node.params,
+                "macs": node.macs,
+            }
+            for path, _, node in graph.walk()
+            if not node.is_layer
+        ],
         "train": graph.recipe.model_dump(),
     }
 

@@ -60,8 +60,14 @@ def test_build_json_has_the_documented_fields(capsys):
     assert data["input_shape"] == [1, 96, 96] and data["output_shape"] == [10]
     assert data["params"] == 5_977_530 and isinstance(data["macs"], int)
     first = data["layers"][0]
-    assert first == {"path": "b1.0", "op": "conv", "input_shape": [1, 96, 96],
-                     "output_shape": [64, 48, 48], "params": 3200, "macs": 7_225_344}
+    assert first == {
+        "path": "b1.0",
+        "op": "conv",
+        "input_shape": [1, 96, 96],
+        "output_shape": [64, 48, 48],
+        "params": 3200,
+        "macs": 7_225_344,
+    }
 
 
 def test_build_json_lists_one_shape_per_head(capsys):

@@ -41,11 +41,11 @@ CNN_CASES = {
         net("foo(3)", blocks="block foo(chans):\n    conv(chan, k=1)\n"), SpecError,
         "unknown name 'chan' (did you mean 'chans'?)", 2, 10),
     "wrong argument type": (
-        net("conv(6, k=2.5)"), SpecError, "conv argument 'k': input should be a valid integer, "
-        "got 2.5", 3, 18),
+        net("conv(6, k=2.5)"), SpecError, ("conv argument 'k': input should be a valid integer, "
+        "got 2.5"), 3, 18),
     "argument out of range": (
-        net("dropout(1.5)"), SpecError, "dropout argument 'p': input should be less than or "
-        "equal to 1, got 1.5", 3, 16),
+        net("dropout(1.5)"), SpecError, ("dropout argument 'p': input should be less than or "
+        "equal to 1, got 1.5"), 3, 16),
     "too many arguments": (
         net("conv(6, 5, 1, 0, 1, 1, true, 9)"), SpecError,
         "conv takes at most 7 positional arguments (out, k, s, p, d, groups, bias), got 8",
@@ -57,16 +57,16 @@ CNN_CASES = {
         branches("add", "conv(6, k=3, p=1)", "conv(8, k=3, p=1)"), ShapeError,
         "add branch 1 gives 8x28x28 but branch 0 gives 6x28x28", 5, 13),
     "forbidden projection in add": (
-        "network T(input=1x28x28):\n    s:\n        add(project=false):\n"
-        "            conv(6, k=3, p=1)\n", ShapeError,
+        ("network T(input=1x28x28):\n    s:\n        add(project=false):\n"
+        "            conv(6, k=3, p=1)\n"), ShapeError,
         "add: the branch turns 1x28x28 into 6x28x28 but project=false", 3, 9),
     "spatial mismatch in concat": (
         branches("concat", "conv(6, k=3, p=1)", "conv(8, k=3)"), ShapeError,
         "concat branch 1 gives 8x26x26 but branch 0 gives 6x28x28", 5, 13),
     "size shrinks to zero": (
         net("conv(6, k=5) maxpool(2) conv(6, k=5) maxpool(2) conv(6, k=5)"), ShapeError,
-        "conv shrinks the height to 0: input height 4 is too small for kernel 5 (dilation 1) "
-        "with padding 0 and stride 1 (from maxpool at 3:45)", 3, 56),
+        ("conv shrinks the height to 0: input height 4 is too small for kernel 5 (dilation 1) "
+        "with padding 0 and stride 1 (from maxpool at 3:45)"), 3, 56),
     "size shrinks below zero": (
         net("maxpool(2) maxpool(2) maxpool(2) maxpool(2) maxpool(2)"), ShapeError,
         "maxpool shrinks the height to 0", 3, 52),
@@ -96,8 +96,8 @@ CNN_CASES = {
         "network T(input=1x28x28):\n    forward: relu\n", SpecError,
         "stage name 'forward' is reserved", 2, 5),
     "nothing may follow heads": (
-        "network T(input=1x28x28):\n    s:\n        heads:\n            a: flatten linear(3)\n"
-        "    t: relu\n", SpecError, "nothing can follow heads (at 3:9)", 5, 8),
+        ("network T(input=1x28x28):\n    s:\n        heads:\n            a: flatten linear(3)\n"
+        "    t: relu\n"), SpecError, "nothing can follow heads (at 3:9)", 5, 8),
     "true division": (
         net("conv(6 / 2, k=1)"), SpecError, "use // for whole-number division", 3, 13),
     "index out of range": (
@@ -117,8 +117,8 @@ CNN_CASES = {
     "two networks": (
         net("relu") + "network U(input=1x28x28):\n    s: relu\n", SpecError,
         "a spec holds one network; this is a second one", 4, 9),
-    "negative repeat": (net("relu * (1 - 2)"), SpecError, "a repeat count must be a whole "
-                        "number >= 0, got -1", 3, 16),
+    "negative repeat": (net("relu * (1 - 2)"), SpecError, ("a repeat count must be a whole "
+                        "number >= 0, got -1"), 3, 16),
 }  # fmt: skip
 
 YAML_HEAD = "network:\n  name: T\n  input: 1x28x28\n  stages:\n"
@@ -132,8 +132,8 @@ YAML_CASES = {
     "anchor": (
         YAML_HEAD + "    a: &x [relu]\n", SpecError, "YAML anchors (&name) are not allowed", 5, 8),
     "alias": (
-        YAML_HEAD + "    a: [relu]\n    b: *x\n", SpecError, "YAML aliases (*name) are not "
-        "allowed", 6, 8),
+        YAML_HEAD + "    a: [relu]\n    b: *x\n", SpecError, ("YAML aliases (*name) are not "
+        "allowed"), 6, 8),
     "python tag": (
         "network: !!python/object/apply:os.system ['echo hi']\n", SpecError,
         "YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed", 1, 10),

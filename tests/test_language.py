@@ -55,7 +55,7 @@ def test_add_of_several_branches_and_dense_growth():
 def _window_cases(torch):
     for k in range(1, 5):
         for s in range(1, 4):
-            for p in range(0, k // 2 + 1):
+            for p in range(k // 2 + 1):
                 for ceil in (False, True):
                     text = f"maxpool({k}, s={s}, p={p}, ceil_mode={str(ceil).lower()})"
                     yield text, torch.nn.MaxPool2d(k, s, p, ceil_mode=ceil)
@@ -100,8 +100,10 @@ def test_a_spec_block_replaces_a_built_in_one():
 
 
 def test_comments_blank_lines_and_continuations():
-    text = ("# top\n\nnetwork T(input=1x8x8):  # trailing\n\n    # between\n"
-            "    s: conv(4,\n            k=3)  # inside brackets\n    t: relu \\\n        relu\n")
+    text = (
+        "# top\n\nnetwork T(input=1x8x8):  # trailing\n\n    # between\n"
+        "    s: conv(4,\n            k=3)  # inside brackets\n    t: relu \\\n        relu\n"
+    )
     assert [r["path"] for r in cnnspec.load(text).layers] == ["s", "t.0", "t.1"]
 
 

@@ -28,7 +28,7 @@ SEED_SHAPES = {
         "classifier.2": (120,), "classifier.3": (84,), "classifier.4": (84,),
         "classifier.5": (10,),
     },
-    "lenet_maxpool": {"conv": (16, 4, 4), "fc.1": (120,), "fc": (10,)},  # seed 003: Linear(256, 120)
+    "lenet_maxpool": {"conv": (16, 4, 4), "fc.1": (120,), "fc": (10,)},  # seed 003
     "alexnet": {  # seed 002, layer by layer
         "features.0": (96, 54, 54), "features.2": (96, 26, 26), "features.3": (256, 26, 26),
         "features.5": (256, 12, 12), "features.6": (384, 12, 12), "features.8": (384, 12, 12),
