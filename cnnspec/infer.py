@@ -223,7 +223,8 @@ class _Inference:
             return self.dense(comb, flow, env)
         branches: list[tuple[str, Node]] = []
         for i, branch in enumerate(comb.branches):
-            node, _ = self.sequence(branch.body, flow, env, branch.name or str(i), branch.pos)
+            label = branch.name or "branch"
+            node, _ = self.sequence(branch.body, flow, env, label, branch.pos)
             branches.append((branch.name or str(i), node))
         if len({name for name, _ in branches}) < len(branches):
             raise SpecError(f"{comb.kind} has two branches with the same name", comb.pos)
