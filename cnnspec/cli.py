@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .errors import CnnspecError
 
@@ -50,6 +51,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_codegen(args: argparse.Namespace) -> int:
+    from .codegen import generate
+    from .fsutil import write_atomic
+
+    # Generate everything before writing anything: a bad spec leaves no file behind.
+    sources = {path: generate(_load(path, args)) for path in args.specs}
+    for path, source in sources.items():
+        if args.stdout:
+            print(source, end="")
+        else:
+            target = Path(args.output) / f"{Path(path).stem}.py"
+            write_atomic(target, source)
+            print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .schema import yaml_schema
 
@@ -84,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-forward", action="store_true", help="skip the zero-batch forward check")
     p.add_argument("--max-params", type=int, help="parameter budget (default 1e9)")
+
+    p = command("codegen", cmd_codegen, "write standalone PyTorch source for each spec")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("-o", "--output", default="generated", metavar="DIR",
+                   help="folder for the .py files (default: generated)")  # fmt: skip
+    p.add_argument("--stdout", action="store_true", help="print the source instead")
 
     command("schema", cmd_schema, "the JSON Schema of the YAML form, for editors")
 

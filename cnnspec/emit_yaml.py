@@ -7,30 +7,10 @@ import json
 import yaml
 
 from . import ir
+from .evaluate import unparse as expr_text
 from .shape_rules import fmt
 
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2, "/": 2}
 _WIDTH = 96
-
-
-def expr_text(expr: ir.Node, outer: int = 0) -> str:
-    """An expression in the language's own syntax (the inverse of parsing it)."""
-    if isinstance(expr, ir.Num):
-        return repr(expr.value)
-    if isinstance(expr, ir.Const):
-        return {True: "true", False: "false", None: "none"}[expr.value]
-    if isinstance(expr, ir.Name):
-        return expr.id
-    if isinstance(expr, ir.Neg):
-        return "-" + expr_text(expr.operand, 3)
-    if isinstance(expr, ir.Index):
-        return f"{expr_text(expr.target, 4)}[{expr_text(expr.index)}]"
-    if isinstance(expr, ir.TupleExpr):
-        inner = ", ".join(expr_text(i) for i in expr.items)
-        return f"({inner},)" if len(expr.items) == 1 else f"({inner})"
-    level = _PRECEDENCE[expr.op]
-    text = f"{expr_text(expr.left, level)} {expr.op} {expr_text(expr.right, level + 1)}"
-    return f"({text})" if level < outer else text
 
 
 def _scalar(text: str) -> str:

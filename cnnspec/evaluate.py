@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from . import ir
 from .errors import SpecError, did_you_mean
@@ -68,3 +68,38 @@ def _binop(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
     if right == 0:
         raise SpecError(f"division by zero in '{expr.op}'", expr.pos)
     return left // right if expr.op == "//" else left % right
+
+
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2, "/": 2}
+_SPEC_CONSTANTS = {True: "true", False: "false", None: "none"}
+PYTHON_CONSTANTS = {True: "True", False: "False", None: "None"}
+
+
+def unparse(
+    expr: ir.Node,
+    name: Callable[[str], str] = str,
+    constants: Mapping = _SPEC_CONSTANTS,
+    outer: int = 0,
+) -> str:
+    """An expression as source text: the spec's own syntax by default, or Python's with
+    `constants=PYTHON_CONSTANTS` (the operators are spelled alike). `name` maps each name."""
+
+    def sub(e: ir.Node, level: int = 0) -> str:
+        return unparse(e, name, constants, level)
+
+    if isinstance(expr, ir.Num):
+        return repr(expr.value)
+    if isinstance(expr, ir.Const):
+        return constants[expr.value]
+    if isinstance(expr, ir.Name):
+        return name(expr.id)
+    if isinstance(expr, ir.Neg):
+        return "-" + sub(expr.operand, 3)
+    if isinstance(expr, ir.Index):
+        return f"{sub(expr.target, 4)}[{sub(expr.index)}]"
+    if isinstance(expr, ir.TupleExpr):
+        inner = ", ".join(sub(i) for i in expr.items)
+        return f"({inner},)" if len(expr.items) == 1 else f"({inner})"
+    level = _PRECEDENCE[expr.op]
+    text = f"{sub(expr.left, level)} {expr.op} {sub(expr.right, level + 1)}"
+    return f"({text})" if level < outer else text

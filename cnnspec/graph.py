@@ -3,7 +3,8 @@
 The tree has the structure of the module the backends build, so a node's path is also its
 module path and the prefix of its state_dict keys:
 
-- a sequence of several items is numbered `0, 1, ...`; a sequence of one item *is* that item;
+- a body written as one item (not a repeat) *is* that item; any other body is a sequence
+  numbered `0, 1, ...` (after repeats are expanded);
 - a stage is named by the spec (`b1`, `head`), and the network is the sequence of its stages;
 - a combinator keeps its branches under `branches` (numbered, or named by the spec), and an
   `add` whose shortcut needs a 1x1 projection keeps it under `shortcut`.
@@ -15,7 +16,7 @@ layer 2 of that branch.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import Pos
 from .ir import Recipe
@@ -39,7 +40,8 @@ class Node:
     layer: Layer | None = None  # set for kind == "layer"
     children: tuple[tuple[str, Node], ...] = ()
     shortcut: Node | None = None  # add: the 1x1 projection, when the shapes differ
-    extra: dict = field(default_factory=dict, compare=False)  # e.g. add's `project`
+    block: str | None = None  # the block this node is an instance of, if any
+    args: tuple[tuple[str, object], ...] = ()  # that block's evaluated arguments
 
     @property
     def is_layer(self) -> bool:

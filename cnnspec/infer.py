@@ -9,7 +9,7 @@ Every node of the result knows its input and output shape, parameters and MACs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 
@@ -76,14 +76,14 @@ class _Inference:
 
     # --- sequences ----------------------------------------------------------------------
     def sequence(self, items, flow: Flow, env, label: str, pos: Pos) -> tuple[Node, Flow]:
-        """A body: one item is that item (relabelled), several are numbered 0, 1, ..."""
+        """A body written as one item (not a repeat) is that item; any other body is a
+        sequence numbered 0, 1, ... The rule looks at the text, not at how many layers a
+        repeat gives, so a block has one module structure whatever its arguments."""
         nodes: list[Node] = []
         start = flow.shape
         for item in items:
             flow = self.item(item, flow, env, nodes)
-        if not nodes:
-            return Node("seq", label, start, start, 0, 0, pos), flow  # an empty body
-        if len(nodes) == 1:
+        if len(items) == 1 and not isinstance(items[0], ir.Repeat):
             return nodes[0], flow
         return _group("seq", label, start, list(enumerate(nodes)), pos), flow
 
@@ -130,7 +130,7 @@ class _Inference:
     def layer(self, call: ir.Call, flow: Flow, env) -> Node:
         model = LAYERS[call.op]
         scope = self._shape_scope(env, flow.shape)
-        values, positions = self.bind(call, model.signature(), _required(model), scope)
+        values, positions = self.bind(call, model.signature(), required_arguments(model), scope)
         try:
             layer = model(**values)
         except ValidationError as err:
@@ -182,33 +182,17 @@ class _Inference:
             node, _ = self.sequence(block.body, flow, inner, call.op, call.pos)
         finally:
             self.block_stack.pop()
-        return _relabel(node, call.op, call.pos)
+        if node.is_layer:
+            return node  # a one-layer block reads best as its layer
+        args = tuple((p.name, values[p.name]) for p in block.params)
+        return replace(node, label=call.op, pos=call.pos, block=call.op, args=args)
 
     # --- arguments ----------------------------------------------------------------------
     def bind(self, call: ir.Call, names: list[str], required, scope) -> tuple[dict, dict]:
-        """Match positional and keyword arguments to `names`; evaluate them in `scope`."""
-        if len(call.args) > len(names):
-            extra = call.args[len(names)]
-            raise SpecError(
-                f"{call.op} takes at most {len(names)} positional argument"
-                f"{'s' if len(names) != 1 else ''} ({', '.join(names) or 'none'}), "
-                f"got {len(call.args)}",
-                extra.pos,
-            )
-        exprs: dict[str, ir.Node] = dict(zip(names, call.args))
-        positions: dict[str, Pos] = {n: a.pos for n, a in zip(names, call.args)}
-        for kw in call.kwargs:
-            if kw.name not in names:
-                hint = did_you_mean(kw.name, names)
-                raise SpecError(f"{call.op} has no argument '{kw.name}'{hint}", kw.pos)
-            if kw.name in exprs:
-                raise SpecError(f"{call.op} argument '{kw.name}' is given twice", kw.pos)
-            exprs[kw.name] = kw.value
-            positions[kw.name] = kw.value.pos
-        missing = [n for n in names if n in required and n not in exprs]
-        if missing:
-            raise SpecError(f"{call.op} is missing argument '{missing[0]}'", call.pos)
-        return {name: evaluate(expr, scope) for name, expr in exprs.items()}, positions
+        """Match the call's arguments to `names`, then evaluate them in `scope`."""
+        exprs = match_arguments(call, names, required)
+        values = {name: evaluate(expr, scope) for name, expr in exprs.items()}
+        return values, {name: expr.pos for name, expr in exprs.items()}
 
     def _shape_scope(self, env, shape: Output) -> dict[str, Value]:
         scope = dict(env)
@@ -291,7 +275,8 @@ class _Inference:
                     "project=false keeps the shortcut as it is; they cannot be added",
                     comb.pos,
                 )
-            shortcut = self.apply(_projection(flow.shape, main.out_shape, comb.pos), flow, comb.pos)
+            projection = _projection(flow.shape, main, comb.pos)
+            shortcut = self.apply(projection, flow, comb.pos)
         node = _group("add", "add", flow.shape, branches, comb.pos, out_shape=main.out_shape)
         if shortcut is None:
             return node
@@ -301,52 +286,108 @@ class _Inference:
         )  # fmt: skip
 
     def dense(self, comb: ir.Combinator, flow: Flow, env) -> Node:
-        """DenseNet connectivity: each unit sees everything before it, concatenated."""
-        if len(comb.branches) != 1:
-            raise SpecError("dense takes one body (its units, one after another)", comb.pos)
+        """DenseNet connectivity: each unit sees everything before it, concatenated.
+        Each line is a unit; a line written `(...) * n` is n units."""
         units: list[tuple[str, Node]] = []
         start = flow
-        for item in comb.branches[0].body:
-            bodies = (
-                [item.body] * self.repeat_count(item, env)
-                if isinstance(item, ir.Repeat)
-                else [(item,)]
-            )
-            for body in bodies:
-                unit, out = self.sequence(body, flow, env, str(len(units)), item.pos)
+        for branch in comb.branches:
+            if branch.name is not None:
+                raise SpecError("dense units are not named", branch.pos)
+            body, count = dense_unit(branch)
+            for _ in range(self.repeat_count(count, env) if count is not None else 1):
+                unit, out = self.sequence(body, flow, env, str(len(units)), branch.pos)
                 c, *rest = flow.shape
                 if len(out.shape) != len(flow.shape) or tuple(rest) != tuple(out.shape[1:]):
                     raise ShapeError(
                         f"dense unit turns {fmt(flow.shape)} into {_describe_output(out.shape)}; "
                         "a unit must keep the height and width to be concatenated",
-                        item.pos,
+                        branch.pos,
                     )
                 units.append((str(len(units)), unit))
-                flow = Flow((c + out.shape[0], *rest), "dense", item.pos)
+                flow = Flow((c + out.shape[0], *rest), "dense", branch.pos)
         return _group("dense", "dense", start.shape, units, comb.pos, out_shape=flow.shape)
 
 
-def _projection(src: Shape, dst: Output, pos: Pos) -> Conv:
-    """The 1x1 convolution that carries a shortcut from `src` to `dst`."""
-    if len(src) != 3 or len(dst) != 3:
+def dense_unit(branch: ir.Branch) -> tuple[tuple, ir.Repeat | None]:
+    """A dense line's unit body, and the repeat that makes it several units (if any)."""
+    if len(branch.body) == 1 and isinstance(branch.body[0], ir.Repeat):
+        return branch.body[0].body, branch.body[0]
+    return branch.body, None
+
+
+def match_arguments(call: ir.Call, names: list[str], required) -> dict[str, ir.Node]:
+    """Positional and keyword arguments of `call`, by parameter name (not yet evaluated)."""
+    if len(call.args) > len(names):
+        extra = call.args[len(names)]
+        raise SpecError(
+            f"{call.op} takes at most {len(names)} positional argument"
+            f"{'s' if len(names) != 1 else ''} ({', '.join(names) or 'none'}), "
+            f"got {len(call.args)}",
+            extra.pos,
+        )
+    exprs: dict[str, ir.Node] = dict(zip(names, call.args))
+    for kw in call.kwargs:
+        if kw.name not in names:
+            hint = did_you_mean(kw.name, names)
+            raise SpecError(f"{call.op} has no argument '{kw.name}'{hint}", kw.pos)
+        if kw.name in exprs:
+            raise SpecError(f"{call.op} argument '{kw.name}' is given twice", kw.pos)
+        exprs[kw.name] = kw.value
+    missing = [n for n in names if n in required and n not in exprs]
+    if missing:
+        raise SpecError(f"{call.op} is missing argument '{missing[0]}'", call.pos)
+    return exprs
+
+
+def path_stride(node: Node) -> tuple[int, int] | None:
+    """The product of the window strides along `node`: the step, in input pixels, between
+    neighbouring outputs. None when the path has no fixed stride (adaptive pooling)."""
+    total = (1, 1)
+    for leaf in _leaves(node):
+        op = leaf.layer.op
+        if op in ("adaptive_avgpool", "adaptive_maxpool", "gap", "flatten", "reshape"):
+            return None
+        if op in ("conv", "maxpool", "avgpool"):
+            s = leaf.layer.s if leaf.layer.s is not None else leaf.layer.k
+            sh, sw = s if isinstance(s, tuple) else (s, s)
+            total = (total[0] * sh, total[1] * sw)
+    return total
+
+
+def _leaves(node: Node) -> list[Node]:
+    leaves, stack = [], [node]
+    while stack:
+        current = stack.pop()
+        if current.is_layer:
+            leaves.append(current)
+        stack.extend(child for _, child in current.children)
+    return leaves
+
+
+def _projection(src: Shape, main: Node, pos: Pos) -> Conv:
+    """The 1x1 convolution that carries a shortcut from `src` to the main path's output.
+
+    It steps over the input with the main path's own stride, so both sides of the sum see
+    the same pixels; that stride must then give the main path's output size."""
+    dst = main.out_shape
+    stride = path_stride(main)
+    if len(src) != 3 or len(dst) != 3 or stride is None:
         raise ShapeError(
             f"add: cannot project a shortcut from {fmt(src)} to {_describe_output(dst)}; "
-            "projection works on images",
+            "a projection needs an image path with a fixed stride",
             pos,
         )
-    strides = []
-    for size, target in zip(src[1:], dst[1:]):
-        stride = next((s for s in range(1, size + 1) if (size - 1) // s + 1 == target), None)
-        if stride is None:
-            raise ShapeError(
-                f"add: no 1x1 stride takes the shortcut from {fmt(src)} to {fmt(dst)}", pos
-            )
-        strides.append(stride)
-    stride = strides[0] if strides[0] == strides[1] else tuple(strides)
-    return Conv(out=dst[0], k=1, s=stride)
+    if any((size - 1) // s + 1 != target for size, s, target in zip(src[1:], stride, dst[1:])):
+        raise ShapeError(
+            f"add: the branch turns {fmt(src)} into {fmt(dst)}, which a 1x1 convolution with "
+            f"the branch's stride {stride[0]}x{stride[1]} cannot match; pad the branch's "
+            "windows to keep the size (p = k // 2)",
+            pos,
+        )
+    return Conv(out=dst[0], k=1, s=stride[0] if stride[0] == stride[1] else stride)
 
 
-def _required(model: type[Layer]) -> set[str]:
+def required_arguments(model: type[Layer]) -> set[str]:
     return {name for name, f in model.model_fields.items() if f.is_required()}
 
 
@@ -358,15 +399,6 @@ def _group(kind, label, in_shape, children, pos, out_shape=None) -> Node:
         kind, label, in_shape, out_shape,
         sum(n.params for _, n in children), sum(n.macs for _, n in children), pos,
         children=children,
-    )  # fmt: skip
-
-
-def _relabel(node: Node, label: str, pos: Pos) -> Node:
-    if node.is_layer:
-        return node  # a one-layer block reads best as its layer
-    return Node(
-        node.kind, label, node.in_shape, node.out_shape, node.params, node.macs, pos,
-        children=node.children, shortcut=node.shortcut,
     )  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """The few torch modules a spec needs beyond torch.nn: the combinators and reshape.
 
-Each keeps its branches in a ModuleDict called `branches` (keys "0", "1", ... or the names
-the spec gave), so state_dict keys read `stage.item.branches.name.layer.weight`.
+Each keeps its branches in a ModuleDict called `branches`: given a list, keyed "0", "1",
+...; given a dict, by its names. So state_dict keys read `stage.item.branches.1.0.weight`.
 Plain loops over ModuleDicts trace cleanly under torch.compile(fullgraph=True) and export.
 """
 
@@ -12,13 +12,22 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+Branches = dict[str, nn.Module] | list[nn.Module]
+
+
+def named(branches: Branches) -> dict[str, nn.Module]:
+    """Branches by name; a list is named by position."""
+    if isinstance(branches, dict):
+        return dict(branches)
+    return {str(i): branch for i, branch in enumerate(branches)}
+
 
 class Concat(nn.Module):
     """Run every branch on the input; concatenate their outputs along channels."""
 
-    def __init__(self, branches: dict[str, nn.Module]):
+    def __init__(self, branches: Branches):
         super().__init__()
-        self.branches = nn.ModuleDict(branches)
+        self.branches = nn.ModuleDict(named(branches))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([branch(x) for branch in self.branches.values()], dim=1)
@@ -28,9 +37,9 @@ class Add(nn.Module):
     """Sum the branches. With a single branch, add the input back (the residual shortcut),
     through `shortcut` (a 1x1 convolution) when the branch changes the shape."""
 
-    def __init__(self, branches: dict[str, nn.Module], shortcut: nn.Module | None = None):
+    def __init__(self, branches: Branches, shortcut: nn.Module | None = None):
         super().__init__()
-        self.branches = nn.ModuleDict(branches)
+        self.branches = nn.ModuleDict(named(branches))
         self.residual = len(branches) == 1
         self.shortcut = shortcut
 
@@ -47,9 +56,9 @@ class Add(nn.Module):
 class Dense(nn.Module):
     """DenseNet connectivity: each unit's output is concatenated onto its input."""
 
-    def __init__(self, units: dict[str, nn.Module]):
+    def __init__(self, units: Branches):
         super().__init__()
-        self.branches = nn.ModuleDict(units)
+        self.branches = nn.ModuleDict(named(units))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for unit in self.branches.values():
@@ -60,9 +69,9 @@ class Dense(nn.Module):
 class Heads(nn.Module):
     """Several outputs from one trunk: a tuple, one tensor per head."""
 
-    def __init__(self, heads: dict[str, nn.Module]):
+    def __init__(self, heads: Branches):
         super().__init__()
-        self.branches = nn.ModuleDict(heads)
+        self.branches = nn.ModuleDict(named(heads))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(head(x) for head in self.branches.values())

@@ -16,7 +16,8 @@ from .layers import LAYERS
 
 # Names the input shape and the network bind in every argument list.
 SHAPE_NAMES = ("C", "H", "W")
-RESERVED_PARAMS = (*SHAPE_NAMES, "classes")
+# ...and the names generated block classes use for their own locals.
+RESERVED_PARAMS = (*SHAPE_NAMES, "classes", "in_channels", "channels", "stride", "layers", "units")
 
 # Attributes of torch.nn.Module (and of the combinator modules) a child name must not hide.
 MODULE_ATTRIBUTES = frozenset(
@@ -79,6 +80,7 @@ def resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, i
             )
         seen: set[str] = set()
         for param in block.params:
+            check_identifier(param.name, "parameter", param.pos)
             if param.name in RESERVED_PARAMS:
                 raise SpecError(f"'{param.name}' is reserved and cannot be a parameter", param.pos)
             if param.name in seen:
@@ -86,6 +88,7 @@ def resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, i
             seen.add(param.name)
         own[block.name] = block
 
+    check_identifier(doc.network.name, "network", doc.network.pos)
     visible = {**prelude, **own}
     for block in doc.blocks:
         _check_calls(block.body, block.pos, visible, own, block.name)

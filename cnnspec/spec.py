@@ -84,6 +84,12 @@ class Spec:
 
         return build(self.graph, init=init)
 
+    def codegen(self) -> str:
+        """The network as standalone PyTorch source (imports torch only)."""
+        from .codegen import generate
+
+        return generate(self)
+
     def layer_nodes(self) -> list[tuple[str, Node]]:
         return self.graph.layers()
 

@@ -1,0 +1,75 @@
+"""Lay out Python expressions the way `ruff format` (and black) would.
+
+Codegen builds constructor calls as small trees; this module turns them into lines: the
+whole expression on one line if it fits; else the bracket's contents on one indented line;
+else one item per line with a trailing comma, each laid out the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WIDTH = 88  # ruff's and black's default line length
+
+
+@dataclass(frozen=True)
+class Call:
+    """`func(arg, ...)`; each arg is source text, a node, or a `(keyword, expr)` pair."""
+
+    func: str
+    args: tuple = ()
+
+
+@dataclass(frozen=True)
+class List:
+    """`[item, ...]`."""
+
+    items: tuple = ()
+
+
+@dataclass(frozen=True)
+class Dict:
+    """`{key: value, ...}` with keys as source text."""
+
+    items: tuple[tuple[str, object], ...]
+
+
+def flat(expr) -> str:
+    if isinstance(expr, str):
+        return expr
+    if isinstance(expr, tuple):  # a keyword argument
+        return f"{expr[0]}={flat(expr[1])}"
+    if isinstance(expr, Dict):
+        return "{" + ", ".join(f"{k}: {flat(v)}" for k, v in expr.items) + "}"
+    if isinstance(expr, List):
+        return "[" + ", ".join(flat(i) for i in expr.items) + "]"
+    return f"{expr.func}(" + ", ".join(flat(a) for a in expr.args) + ")"
+
+
+def lines(expr, indent: int, prefix: str = "", suffix: str = "") -> list[str]:
+    """`prefix + expr + suffix` at `indent` spaces, split as the formatter would."""
+    pad = " " * indent
+    one = f"{pad}{prefix}{flat(expr)}{suffix}"
+    if len(one) <= WIDTH or isinstance(expr, str):
+        return [one]
+    if isinstance(expr, tuple):
+        return lines(expr[1], indent, f"{prefix}{expr[0]}=", suffix)
+    if isinstance(expr, Dict):
+        opening, closing = "{", "}"
+        items = [(f"{k}: ", v) for k, v in expr.items]
+    elif isinstance(expr, List):
+        opening, closing = "[", "]"
+        items = [("", i) for i in expr.items]
+    else:
+        opening, closing = f"{expr.func}(", ")"
+        items = [("", a) for a in expr.args]
+    inner = " " * (indent + 4)
+    body = ", ".join(p + flat(v) for p, v in items)
+    if len(inner) + len(body) <= WIDTH:
+        return [f"{pad}{prefix}{opening}", inner + body, f"{pad}{closing}{suffix}"]
+    # One item per line, each with a trailing comma; a sole item is split in place.
+    out = [f"{pad}{prefix}{opening}"]
+    for p, v in items:
+        out.extend(lines(v, indent + 4, p, "," if len(items) > 1 else ""))
+    out.append(f"{pad}{closing}{suffix}")
+    return out

