@@ -191,7 +191,7 @@ class _BlockWriter:
     def layer(self, call: ir.Call, state: _State):
         model = LAYERS[call.op]
         exprs = match_arguments(call, model.signature(), required_arguments(model))
-        if call.op in ("flatten", "reshape") or "H" in _names(exprs) or "W" in _names(exprs):
+        if call.op in ("flatten", "reshape"):
             raise self.fail(f"'{call.op}' (it needs the height and width)", call.pos)
         args = {name: self.py(e, state) for name, e in exprs.items() if name != "in_features"}
         return LAYER_CODE[call.op](args, state.channels, state.image)
@@ -351,19 +351,6 @@ def _keeps_size(exprs: dict, op: str) -> bool:
     return 2 * p == d * (k - 1)
 
 
-def _names(exprs: dict) -> set[str]:
-    found, stack = set(), list(exprs.values())
-    while stack:
-        e = stack.pop()
-        if isinstance(e, ir.Name):
-            found.add(e.id)
-        for attr in ("operand", "left", "right", "target", "index"):
-            if hasattr(e, attr):
-                stack.append(getattr(e, attr))
-        stack.extend(getattr(e, "items", ()))
-    return found
-
-
 def _layout(expr, indent: int = 0, prefix: str = "", suffix: str = "") -> list[str]:
     return lines(expr, indent, prefix, suffix)
 
@@ -496,6 +483,13 @@ def _runtime_source(names: set[str]) -> list[str]:
 
 def generate(spec: Spec) -> str:
     """The spec as Python source."""
+    try:
+        return _generate(spec)
+    except SpecError as err:
+        raise err.with_source(spec.source) from None
+
+
+def _generate(spec: Spec) -> str:
     gen = _Generator(spec)
     network = gen.network()
     blocks = gen.block_classes()
@@ -505,7 +499,7 @@ def generate(spec: Spec) -> str:
             f"class name '{network['name']}' would clash in the generated module; rename the "
             "network or a block",
             spec.ir.network.pos,
-        ).with_source(spec.source)
+        )
     runtime = _runtime_source(gen.runtime)
     names = [network["name"], *(b["name"] for b in blocks)]  # the network first
     env = _environment()
