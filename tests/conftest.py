@@ -24,3 +24,34 @@ def error_of(text: str, format: str = "cnn") -> CnnspecError:
 def net(body: str, input: str = "1x28x28", blocks: str = "") -> str:
     """A one-stage network around `body` (for tests of single features)."""
     return f"{blocks}\nnetwork T(input={input}, classes=10):\n    s: {body}\n"
+
+
+# One spec using every construct: user blocks calling blocks, defaults, repeats, shape
+# names, add with projection, named branches, nested combinators, dense, heads, a recipe.
+EVERY_CONSTRUCT = """
+block unit(c, k=3):
+    conv(c, k=k, p=k // 2) batchnorm relu
+block pair(c, k=3):
+    unit(c, k) unit(c * 2, k=k)
+block mix(c, growth=4):
+    add(project=true):
+        concat:
+            conv(c, k=1)
+            conv(c, k=3, p=1)
+        main:
+            conv(C, k=1) relu conv(c * 2, k=1)
+    dense:
+        (batchnorm relu conv(growth, k=3, p=1)) * 2
+        identity
+block stack(n, c):
+    (conv(c, k=3, p=1) relu) * n
+    residual(c, s=2) vgg_block(n, c)
+network Mixed(input=3x32x32, classes=5):
+    a: pair(8) mix(4) mix(C // 2, growth=2)
+    b: stack(2, 16) stack(1, 8) transition(C // 2) dense_block(2, 3)
+    out:
+        heads:
+            first: gap flatten linear(classes)
+            gap flatten linear(2)
+train(optimizer=adamw, lr=0.003, epochs=2, batch=32, weight_decay=0.05)
+"""

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import SPEC_NAMES, net, spec_path
+from conftest import EVERY_CONSTRUCT, SPEC_NAMES, net, spec_path
 
 import cnnspec
 from cnnspec import build, layers, shape_rules
@@ -69,10 +69,10 @@ def test_xavier_init_follows_the_recipe_and_can_be_overridden():
     assert torch.equal(xavier.classifier[1].bias, default.classifier[1].bias)
 
 
-@pytest.mark.parametrize("name", SPEC_NAMES)
+@pytest.mark.parametrize("name", [*SPEC_NAMES, "every construct"])
 def test_fullgraph_compile_without_graph_breaks(name):
     torch._dynamo.reset()
-    spec = cnnspec.load(spec_path(name))
+    spec = cnnspec.load(EVERY_CONSTRUCT if name == "every construct" else spec_path(name))
     module = spec.build().eval()
     x = torch.randn(2, *spec.input_shape)
     explanation = torch._dynamo.explain(module)(x)

@@ -1,7 +1,7 @@
 """Language features beyond the seed networks, checked through inferred shapes."""
 
 import pytest
-from conftest import net
+from conftest import EVERY_CONSTRUCT, net
 
 import cnnspec
 from cnnspec.emit_yaml import to_yaml
@@ -107,28 +107,8 @@ def test_comments_blank_lines_and_continuations():
     assert [r["path"] for r in cnnspec.load(text).layers] == ["s", "t.0", "t.1"]
 
 
-SOURCE = """
-block mix(c, growth=4):
-    add(project=true):
-        concat:
-            conv(c, k=1)
-            conv(c, k=3, p=1)
-        main:
-            conv(c * 2, k=1) relu
-    dense:
-        (batchnorm relu conv(growth, k=3, p=1)) * 2
-network Mixed(input=3x16x16, classes=5):
-    body: mix(4) mix(C // 2, growth=2)
-    out:
-        heads:
-            a: gap flatten linear(classes)
-            b: gap flatten linear(2)
-train(optimizer=adamw, lr=0.003, epochs=2, batch=32, weight_decay=0.05)
-"""
-
-
 def test_yaml_round_trip_of_every_construct():
-    spec = cnnspec.load(SOURCE)
+    spec = cnnspec.load(EVERY_CONSTRUCT)
     again = cnnspec.load(to_yaml(spec.ir), format="yaml")
     assert again.ir == spec.ir and again.params == spec.params
     assert again.recipe.weight_decay == 0.05
