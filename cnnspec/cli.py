@@ -67,6 +67,12 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .runs import train
+
+    return train(_load(args.spec, args), args)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .schema import yaml_schema
 
@@ -107,6 +113,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="generated", metavar="DIR",
                    help="folder for the .py files (default: generated)")  # fmt: skip
     p.add_argument("--stdout", action="store_true", help="print the source instead")
+
+    p = command("train", cmd_train, "train the spec's network (Fashion-MNIST by default)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--epochs", type=int, help="default: the spec's recipe")
+    p.add_argument("--batch-size", type=int, help="default: the spec's recipe")
+    p.add_argument("--lr", type=float, help="default: the spec's recipe")
+    p.add_argument("--resize", type=int, help="train on N x N images (default: the recipe's)")
+    p.add_argument("--recipe", choices=["spec", "modern"], default="spec",
+                   help="modern: momentum, weight decay, one-cycle, label smoothing, "
+                   "crop and flip")  # fmt: skip
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files")
+    p.add_argument("--images", metavar="DIR", help="train on DIR/<class>/* images instead")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/SPEC-TIME)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    p.add_argument("--compile", action="store_true", help="use torch.compile")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit-train", type=int, metavar="N", help="use the first N images")
+    p.add_argument("--limit-test", type=int, metavar="N", help="test on the first N images")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     command("schema", cmd_schema, "the JSON Schema of the YAML form, for editors")
 

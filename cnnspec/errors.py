@@ -47,7 +47,10 @@ class CnnspecError(Exception):
         return f"{name}:{line}:{col}" if line else name
 
     def headline(self) -> str:
-        """The one-line form: `path:line:col: message`."""
+        """The one-line form: `path:line:col: message` (just the message when the error
+        concerns no spec, as a missing dataset does)."""
+        if self.source is None and not self.pos[0]:
+            return self.message
         return f"{self.location}: {self.message}"
 
     def render(self) -> str:

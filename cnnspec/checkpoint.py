@@ -1,0 +1,122 @@
+"""Checkpoints that survive a crash: tensors in safetensors, everything else in JSON.
+
+    RUN/checkpoints/e0003-s000000/model.safetensors      weights and buffers
+                                 /optimizer.safetensors  optimizer state tensors
+                                 /rng.safetensors        RNG states
+                                 /trainer.json           epoch, step, history, settings
+    RUN/checkpoints/latest.json   which checkpoint is current, with each file's sha256
+
+Every file is written atomically (temporary file, fsync, rename), and latest.json is
+written only once its checkpoint is complete, so a kill at any moment leaves the previous
+checkpoint loadable. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CnnspecError
+from .fsutil import write_atomic
+
+LATEST = "latest.json"
+KEEP = 2  # checkpoints kept besides the newest
+
+
+class CheckpointError(CnnspecError):
+    """A checkpoint is missing, truncated or corrupt."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer state_dict as tensors (for safetensors) plus plain data (for JSON)."""
+    tensors, plain = {}, {"param_groups": state["param_groups"], "state": {}}
+    for index, entries in state["state"].items():
+        plain["state"][str(index)] = {}
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value
+                plain["state"][str(index)][key] = {"tensor": f"{index}.{key}"}
+            else:
+                plain["state"][str(index)][key] = value
+    return tensors, plain
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
+    state = {}
+    for index, entries in plain["state"].items():
+        state[int(index)] = {
+            key: tensors[value["tensor"]] if isinstance(value, dict) else value
+            for key, value in entries.items()
+        }
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save(run: Path, name: str, model: dict, optimizer: dict, rng: dict, trainer: dict) -> Path:
+    """Write checkpoint `name` under `run/checkpoints`, then make it the latest."""
+    root = Path(run) / "checkpoints"
+    folder = root / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    opt_tensors, opt_plain = flatten_optimizer(optimizer)
+    _save_tensors(model, folder / "model.safetensors")
+    _save_tensors(opt_tensors, folder / "optimizer.safetensors")
+    _save_tensors(rng, folder / "rng.safetensors")
+    write_atomic(folder / "trainer.json", json.dumps({**trainer, "optimizer": opt_plain}))
+    files = {p.name: _sha256(p) for p in sorted(folder.iterdir())}
+    write_atomic(root / LATEST, json.dumps({"name": name, "files": files}, indent=1))
+    older = sorted(p for p in root.iterdir() if p.is_dir() and p.name != name)
+    for stale in older[: max(len(older) - KEEP, 0)]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return folder
+
+
+def load(run: Path) -> tuple[dict, dict, dict, dict]:
+    """(model state, optimizer state, RNG tensors, trainer state) of the latest checkpoint."""
+    root = Path(run) / "checkpoints"
+    latest = root / LATEST
+    if not latest.is_file():
+        raise CheckpointError(f"{latest}: no checkpoint to resume from")
+    try:
+        pointer = json.loads(latest.read_text())
+        folder, files = root / pointer["name"], pointer["files"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{latest}: unreadable ({err})") from None
+    for file, digest in files.items():
+        path = folder / file
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing from the checkpoint")
+        if _sha256(path) != digest:
+            raise CheckpointError(f"{path}: corrupt or truncated (checksum differs)")
+    try:
+        model = load_file(str(folder / "model.safetensors"))
+        opt_tensors = load_file(str(folder / "optimizer.safetensors"))
+        rng = load_file(str(folder / "rng.safetensors"))
+        trainer = json.loads((folder / "trainer.json").read_text())
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{folder}: unreadable checkpoint ({err})") from None
+    optimizer = unflatten_optimizer(opt_tensors, trainer.pop("optimizer"))
+    return model, optimizer, rng, trainer

@@ -1,0 +1,132 @@
+"""What `cnnspec train` does: from a spec and its flags to a trained run folder.
+
+RUN/spec.cnn (or .yaml)   the spec as given
+RUN/recipe.json           the training settings actually used
+RUN/metrics.jsonl         one line per epoch
+RUN/curves.png            loss and accuracies per epoch
+RUN/checkpoints/          see checkpoint.py
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from . import data
+from .errors import CnnspecError
+from .fsutil import write_atomic
+from .infer import infer
+from .spec import Spec, prelude
+from .train import TrainConfig, TrainError, fit, modern
+
+
+def config_for(spec: Spec, args) -> TrainConfig:
+    """The spec's recipe, overridden by flags."""
+    recipe = spec.recipe
+    size = args.resize or recipe.resize
+    config = TrainConfig(
+        epochs=args.epochs or recipe.epochs,
+        batch_size=args.batch_size or recipe.batch,
+        lr=args.lr or recipe.lr,
+        optimizer=recipe.optimizer,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        size=(size, size) if size else tuple(spec.input_shape[1:]) or None,
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        compile=args.compile,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    return modern(config) if args.recipe == "modern" else config
+
+
+def at_input_size(spec: Spec, channels: int, size: tuple[int, int]) -> Spec:
+    """The spec re-inferred for the images it will be trained on, if they differ from its
+    declared input (the seeds train ResNet-18 on 28x28 while printing 224x224 shapes)."""
+    shape = (channels, *size)
+    if shape == tuple(spec.input_shape):
+        return spec
+    network = spec.ir.network.model_copy(update={"input": shape})
+    doc = spec.ir.model_copy(update={"network": network})
+    try:
+        graph = infer(doc, prelude())
+    except CnnspecError as err:
+        raise TrainError(
+            f"{spec.name} does not accept {'x'.join(map(str, shape))} training images: "
+            f"{err.message}",
+            err.pos,
+            spec.source,
+        ) from None
+    return Spec(spec.source, doc, graph)
+
+
+def dataset_for(spec: Spec, args) -> data.Dataset:
+    if args.images:
+        c, h, w = spec.input_shape
+        return data.image_folder(args.images, (h, w), c, seed=args.seed)
+    base = data.fashion_mnist(args.data_dir)
+    base = data.Dataset(base.name, base.train.limit(args.limit_train),
+                        base.test.limit(args.limit_test), base.classes)  # fmt: skip
+    heads = spec.output_shape
+    if heads and isinstance(heads[0], tuple):  # several heads: compose character strips
+        _, h, w = spec.input_shape
+        return data.Dataset(
+            "fashion-mnist strips",
+            data.strips(base.train, len(heads), args.seed, h, w),
+            data.strips(base.test, len(heads), args.seed + 1, h, w),
+            (*base.classes, "none"),
+        )
+    return base
+
+
+def new_run(spec: Spec, out: str | None) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stem = Path(spec.source.name).stem if spec.source.name != "<string>" else spec.name
+    run = Path(out) if out else Path("runs") / f"{stem}-{stamp}"
+    if (run / "checkpoints").exists():
+        raise TrainError(f"{run} already holds a run; use --resume {run} or another --out")
+    run.mkdir(parents=True, exist_ok=True)
+    suffix = Path(spec.source.name).suffix or ".cnn"
+    write_atomic(run / f"spec{suffix}", spec.source.text)
+    return run
+
+
+def train(spec: Spec, args) -> int:
+    if args.resume:
+        run = Path(args.resume)
+        try:
+            saved = json.loads((run / "recipe.json").read_text())
+        except (OSError, ValueError) as err:
+            raise TrainError(f"{run / 'recipe.json'}: cannot read the run's recipe ({err})") \
+                from None  # fmt: skip
+        saved["size"] = tuple(saved["size"]) if saved["size"] else None
+        config = TrainConfig(**{**saved, "epochs": args.epochs or saved["epochs"],
+                                "progress": not args.no_progress})  # fmt: skip
+    else:
+        config = config_for(spec, args)
+    dataset = dataset_for(spec, args)
+    channels = dataset.train.images.shape[1]
+    size = config.size or tuple(dataset.train.images.shape[-2:])
+    trained = at_input_size(spec, channels, size)
+    run = run if args.resume else new_run(spec, args.out)
+    write_atomic(run / "recipe.json", json.dumps(asdict(replace(config, size=size)), indent=1))
+    torch.manual_seed(config.seed)
+    model = trained.build()
+    print(f"training {spec.name} ({trained.params:,} parameters) on {dataset.name}: "
+          f"{len(dataset.train):,} images at {'x'.join(map(str, trained.input_shape))}, "
+          f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}, "
+          f"on {config.device}; run folder {run}")  # fmt: skip
+    start = time.perf_counter()
+    results = fit(model, dataset, replace(config, size=size), run, resume=bool(args.resume))
+    if results:
+        last = results[-1]
+        train_seconds = sum(r.train_seconds for r in results)
+        seen = len(dataset.train) * len(results)
+        print(f"loss {last.loss:.3f}, train acc {last.train_acc:.3f}, test acc {last.test_acc:.3f}")
+        print(f"{seen / max(train_seconds, 1e-9):.1f} examples/sec on {config.device} "
+              f"(wall clock {time.perf_counter() - start:.1f} s)")  # fmt: skip
+    return 0

@@ -1,0 +1,320 @@
+"""The trainer on CPU, with small synthetic Fashion-MNIST-format data: learning, run
+folders, exact resume, and every fault path (kill, SIGTERM, NaN, OOM, corrupt files)."""
+
+import gzip
+import json
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, spec_path
+from safetensors.torch import load_file
+
+import cnnspec
+from cnnspec import checkpoint, data
+from cnnspec.train import TrainConfig, TrainError, fit, modern
+
+SMALL = """
+network Small(input=1x28x28, classes=10):
+    f: conv(8, k=3, p=1) batchnorm relu maxpool(2) dropout(0.2)
+    c: flatten linear(10)
+train(lr=0.1, epochs=2, batch=32)
+"""
+
+
+def write_idx(path: Path, array: torch.Tensor) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.dim()) + struct.pack(
+        f">{array.dim()}I", *array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.numpy().tobytes())
+
+
+def synthetic(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose class shows as a bright bar at a class-dependent row: learnable."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    images = torch.randint(0, 60, (n, 28, 28), generator=g, dtype=torch.uint8)
+    for i, label in enumerate(labels.tolist()):
+        images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 230
+    return images, labels.to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fashion")
+    for split, n, seed in (("train", 640, 0), ("t10k", 160, 1)):
+        images, labels = synthetic(n, seed)
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+def small_config(**overrides) -> TrainConfig:
+    return TrainConfig(**{"epochs": 2, "batch_size": 32, "lr": 0.1, "progress": False,
+                          "seed": 0, **overrides})  # fmt: skip
+
+
+def model(text: str = SMALL):
+    torch.manual_seed(0)
+    return cnnspec.load(text).build()
+
+
+def weights(run: Path) -> dict:
+    pointer = json.loads((run / "checkpoints" / "latest.json").read_text())
+    return load_file(str(run / "checkpoints" / pointer["name"] / "model.safetensors"))
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
+    monkeypatch.setenv("CNNSPEC_DATA", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(data.DataError) as info:
+        data.fashion_mnist(tmp_path / "flag")
+    message = info.value.message
+    for place in ("flag", "env", "debian", "cache"):
+        assert str(tmp_path / place) in message
+    assert "apt-get install dataset-fashion-mnist" in message
+
+
+def test_data_search_order(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNSPEC_DATA", str(data_dir))
+    assert data.find_fashion_mnist(None) == data_dir
+    assert data.find_fashion_mnist(tmp_path / "empty") == data_dir  # falls through
+
+
+def test_idx_files_read_back_and_truncation_is_named(data_dir, tmp_path):
+    dataset = data.fashion_mnist(data_dir)
+    assert dataset.train.images.shape == (640, 1, 28, 28)
+    assert dataset.train.images.dtype == torch.uint8 and dataset.test.labels.shape == (160,)
+    broken = tmp_path / "train-images-idx3-ubyte.gz"
+    raw = gzip.decompress((data_dir / broken.name).read_bytes())
+    broken.write_bytes(gzip.compress(raw[:1000]))
+    with pytest.raises(data.DataError, match=str(broken)):
+        data.read_idx(broken)
+
+
+def test_character_strips():
+    images, labels = synthetic(200, 3)
+    split = data.strips(data.Split(images.unsqueeze(1), labels.long()), heads=6, seed=0)
+    assert split.images.shape == (200, 3, 64, 128) and split.labels.shape == (200, 6)
+    counts = (split.labels != data.NO_ITEM).sum(1)
+    assert counts.min() >= 1 and counts.max() <= 6 and len(set(counts.tolist())) > 3
+    # a position with no item is blank, and items fill the leading positions
+    side = 128 // 6
+    for i in range(20):
+        for slot in range(6):
+            patch = split.images[i, 0, :, slot * side : (slot + 1) * side]
+            assert (patch.sum() == 0) == (split.labels[i, slot] == data.NO_ITEM)
+    assert ((split.labels[:, 1:] != data.NO_ITEM) <= (split.labels[:, :-1] != data.NO_ITEM)).all()
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            value = 40 if label == "cat" else 200
+            Image.new("RGB", (12, 10 + i), (value,) * 3).save(tmp_path / label / f"{i}.png")
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")
+    dataset = data.image_folder(tmp_path, (16, 16), 1, test_fraction=0.2)
+    assert dataset.classes == ("cat", "dog")
+    assert dataset.train.images.shape == (8, 1, 16, 16) and len(dataset.test) == 2
+    assert set(dataset.train.labels.tolist()) == {0, 1}
+    means = {int(label): float(dataset.train.images[dataset.train.labels == label].float().mean())
+             for label in (0, 1)}  # fmt: skip
+    assert abs(means[0] - 40) < 1 and abs(means[1] - 200) < 1
+    (tmp_path / "dog" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(data.DataError, match="broken.png: cannot decode image"):
+        data.image_folder(tmp_path, (16, 16), 1)
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def test_training_learns_and_fills_the_run_folder(data_dir, tmp_path):
+    run = tmp_path / "run"
+    lines = []
+    results = fit(model(), data.fashion_mnist(data_dir), small_config(epochs=3), run,
+                  report=lines.append)  # fmt: skip
+    assert len(results) == 3 and results[-1].train_acc > 0.6 and results[-1].test_acc > 0.5
+    assert results[-1].loss < results[0].loss
+    assert lines[0].startswith("epoch 1/3  loss ") and "train acc" in lines[0]
+    assert lines[0].endswith(" ex/s")
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "e0001-s000000", "e0002-s000000", "e0003-s000000", "latest.json"]  # fmt: skip
+
+
+def test_resume_is_bitwise_exact(data_dir, tmp_path):
+    dataset = data.fashion_mnist(data_dir)
+    fit(model(), dataset, small_config(epochs=4), tmp_path / "whole")
+    fit(model(), dataset, small_config(epochs=2), tmp_path / "split")
+    resumed = fit(model(), dataset, small_config(epochs=4), tmp_path / "split", resume=True)
+    assert [r.epoch for r in resumed] == [1, 2, 3, 4]
+    assert_same_weights(weights(tmp_path / "whole"), weights(tmp_path / "split"))
+
+
+def test_modern_recipe_and_schedules_train(data_dir, tmp_path):
+    config = modern(small_config(epochs=2, lr=0.05))
+    assert config.augment and config.momentum == 0.9 and config.schedule == "onecycle"
+    results = fit(model(), data.fashion_mnist(data_dir), config, tmp_path / "run")
+    assert all(r.loss == r.loss for r in results)  # finite: no NaN
+    # above chance (0.1); crops move the synthetic class bars, so it learns slowly here
+    assert results[-1].train_acc > 0.15
+
+
+def test_multi_head_model_trains_on_strips(data_dir, tmp_path):
+    spec = cnnspec.load(spec_path("svhn_multihead"))
+    base = data.fashion_mnist(data_dir)
+    strips = data.Dataset("strips", data.strips(base.train, 6, 0), data.strips(base.test, 6, 1),
+                          base.classes)  # fmt: skip
+    torch.manual_seed(0)
+    results = fit(spec.build(), strips, small_config(epochs=2, lr=0.005, optimizer="adam"),
+                  tmp_path / "run")  # fmt: skip
+    assert results[-1].loss < results[0].loss and 0 < results[-1].train_acc <= 1
+
+
+def test_nan_loss_names_epoch_and_step_and_saves_nothing(data_dir, tmp_path):
+    with pytest.raises(TrainError) as info:
+        fit(model(), data.fashion_mnist(data_dir), small_config(lr=1e30), tmp_path / "run")
+    assert "NaN or infinite at epoch 1, step" in info.value.message
+    assert not (tmp_path / "run" / "checkpoints" / "latest.json").exists()
+
+
+def test_out_of_memory_suggests_a_smaller_batch(data_dir, monkeypatch):
+    net = model()
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(net, "forward", oom)
+    with pytest.raises(TrainError, match="ran out of memory at batch size 32; try --batch-size 16"):
+        fit(net, data.fashion_mnist(data_dir), small_config())
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_corrupt_checkpoint_is_named_never_a_fresh_start(data_dir, tmp_path, damage):
+    run = tmp_path / "run"
+    fit(model(), data.fashion_mnist(data_dir), small_config(epochs=1), run)
+    target = next((run / "checkpoints").glob("e0001-*")) / "model.safetensors"
+    raw = target.read_bytes()
+    if damage == "truncate":
+        target.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip":
+        target.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+    else:
+        target.unlink()
+    with pytest.raises(checkpoint.CheckpointError) as info:
+        fit(model(), data.fashion_mnist(data_dir), small_config(epochs=2), run, resume=True)
+    assert str(target) in info.value.message
+
+
+def test_checkpoint_of_another_network_is_refused(data_dir, tmp_path):
+    run = tmp_path / "run"
+    fit(model(), data.fashion_mnist(data_dir), small_config(epochs=1), run)
+    other = SMALL.replace("conv(8", "conv(6")
+    with pytest.raises(checkpoint.CheckpointError, match="does not fit this network"):
+        fit(model(other), data.fashion_mnist(data_dir), small_config(), run, resume=True)
+
+
+# --- the command, in its own process ------------------------------------------------------
+
+
+def cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cnnspec", "train", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, **kwargs)  # fmt: skip
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def small_spec(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("spec") / "small.cnn"
+    path.write_text(SMALL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(small_spec, data_dir, tmp_path_factory) -> dict:
+    run = tmp_path_factory.mktemp("whole") / "run"
+    p = cli(str(small_spec), "--data-dir", str(data_dir), "--epochs", "6", "--batch-size", "8",
+            "--out", str(run), "--no-progress", "--device", "cpu")  # fmt: skip
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert out.splitlines()[-2].startswith("loss ")  # d2l's closing lines
+    assert "examples/sec on cpu" in out.splitlines()[-1]
+    return weights(run)
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_stopped_run_resumes_to_the_same_weights(how, small_spec, data_dir, tmp_path,
+                                                 uninterrupted):  # fmt: skip
+    run = tmp_path / "run"
+    args = (str(small_spec), "--data-dir", str(data_dir), "--batch-size", "8", "--no-progress",
+            "--device", "cpu")  # fmt: skip
+    p = cli(*args, "--epochs", "6", "--out", str(run))
+    wait_for(run / "checkpoints" / "latest.json", p)
+    p.send_signal(how)
+    out, err = p.communicate(timeout=120)
+    if how == signal.SIGKILL:
+        assert p.returncode == -signal.SIGKILL
+    else:  # a clean stop, with a checkpoint at the step it reached
+        assert p.returncode == 0, err
+        assert "stopped by signal" in out
+    assert "Traceback" not in err
+    checkpoint.load(run)  # whatever the moment, the latest checkpoint loads
+    p = cli(*args, "--resume", str(run))
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert_same_weights(weights(run), uninterrupted)
+
+
+def test_missing_data_is_one_clean_message_from_the_command(tmp_path, monkeypatch, capsys,
+                                                             small_spec):  # fmt: skip
+    from cnnspec.cli import main
+
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
+    monkeypatch.setenv("CNNSPEC_DATA", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["train", str(small_spec), "--data-dir", str(tmp_path / "flag")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Fashion-MNIST not found (looked in ") and len(err.splitlines()) == 1
+
+
+def test_training_size_is_checked_against_the_network(data_dir, tmp_path):
+    args = ["--data-dir", str(data_dir), "--epochs", "1", "--no-progress", "--limit-train",
+            "64", "--limit-test", "32", "--out"]  # fmt: skip
+    p = cli(str(spec_path("alexnet")), *args, str(tmp_path / "a"), "--resize", "28")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1
+    expected = f"{spec_path('alexnet')}:6:34: AlexNet does not accept 1x28x28 training images: "
+    assert err.startswith(expected + "maxpool shrinks the height to 0"), err
+    p = cli(str(spec_path("resnet18")), *args, str(tmp_path / "r"), "--batch-size", "32")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert "at 1x28x28" in out  # the recipe's size, re-inferred: global pooling copes
