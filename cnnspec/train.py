@@ -74,6 +74,7 @@ class EpochResult:
     examples_per_sec: float
     train_seconds: float
     wall_seconds: float
+    compile_seconds: float = 0.0  # the first, compiling step (left out of examples_per_sec)
 
 
 @dataclass
@@ -255,7 +256,14 @@ def _fit(model, data, cfg, run, resume, report, device, cuda) -> list[EpochResul
             resumed_seen, earlier_seconds = state.partial[2], state.train_seconds
             bar = _progress(cfg, epoch, per_epoch, state.step)
             started = time.perf_counter()
+            compile_seconds, compiling = 0.0, cfg.compile and epoch == state.epoch
             for step in range(state.step, per_epoch):
+                if compiling and step == state.step + 1:  # the first step compiled the model
+                    _synchronize(device)
+                    compile_seconds = time.perf_counter() - started
+                    report(f"torch.compile: first step took {compile_seconds:.1f} s")
+                    started, compiling = time.perf_counter(), False
+                    resumed_seen += min(batch, n - state.step * batch)  # its examples too
                 index = order[step * batch : (step + 1) * batch]
                 x, y = _batch(train, index, cfg.augment, augment_gen, channels_last)
                 if cfg.schedule != "constant":
@@ -290,7 +298,7 @@ def _fit(model, data, cfg, run, resume, report, device, cuda) -> list[EpochResul
             result = EpochResult(
                 epoch + 1, loss_sum / seen, hit_sum / seen, test_acc,
                 (seen - resumed_seen) / max(elapsed, 1e-9),  # this session's share of the epoch
-                earlier_seconds + elapsed, time.perf_counter() - started,
+                earlier_seconds + elapsed, time.perf_counter() - started, compile_seconds,
             )  # fmt: skip
             results.append(result)
             report(f"epoch {result.epoch}/{cfg.epochs}  loss {result.loss:.3f}  "
@@ -301,6 +309,11 @@ def _fit(model, data, cfg, run, resume, report, device, cuda) -> list[EpochResul
                 _save(run, model, optimizer, state, cfg, device)
                 _write_metrics(run, results)
     return results
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:

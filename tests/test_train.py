@@ -318,3 +318,13 @@ def test_training_size_is_checked_against_the_network(data_dir, tmp_path):
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert "at 1x28x28" in out  # the recipe's size, re-inferred: global pooling copes
+
+
+def test_compiled_training_reports_compile_time_apart(data_dir):
+    full = data.fashion_mnist(data_dir)
+    tiny = data.Dataset("tiny", full.train.limit(96), full.test.limit(32), full.classes)
+    lines = []
+    results = fit(model(), tiny, small_config(epochs=1, compile=True), report=lines.append)
+    assert lines[0].startswith("torch.compile: first step took ")
+    assert results[0].compile_seconds > 0
+    assert results[0].train_seconds < results[0].wall_seconds
