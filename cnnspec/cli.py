@@ -68,9 +68,24 @@ def cmd_codegen(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
     from .runs import train
 
+    if args.nproc and not distributed.launched():
+        return distributed.relaunch(args.nproc, _without_option(args.argv, "--nproc"))
     return train(_load(args.spec, args), args)
+
+
+def _without_option(argv: list[str], option: str) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -133,6 +148,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-train", type=int, metavar="N", help="use the first N images")
     p.add_argument("--limit-test", type=int, metavar="N", help="test on the first N images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N processes: relaunch this command under torchrun")  # fmt: skip
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun, batch-norm statistics over all processes")  # fmt: skip
 
     command("schema", cmd_schema, "the JSON Schema of the YAML form, for editors")
 
@@ -143,7 +162,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except CnnspecError as err:

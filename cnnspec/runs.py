@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import data
+from . import data, distributed
 from .errors import CnnspecError
 from .fsutil import write_atomic
 from .infer import infer
@@ -40,6 +40,7 @@ def config_for(spec: Spec, args) -> TrainConfig:
         compile=args.compile,
         seed=args.seed,
         progress=not args.no_progress,
+        sync_bn=args.sync_bn,
     )
     return modern(config) if args.recipe == "modern" else config
 
@@ -108,25 +109,33 @@ def train(spec: Spec, args) -> int:
                                 "progress": not args.no_progress})  # fmt: skip
     else:
         config = config_for(spec, args)
+    group = distributed.join(torch.device(config.device).type)
+    main = group is None or group.main
+    say = print if main else (lambda *a, **k: None)
     dataset = dataset_for(spec, args)
     channels = dataset.train.images.shape[1]
     size = config.size or tuple(dataset.train.images.shape[-2:])
     trained = at_input_size(spec, channels, size)
-    run = run if args.resume else new_run(spec, args.out)
-    write_atomic(run / "recipe.json", json.dumps(asdict(replace(config, size=size)), indent=1))
+    if not args.resume:  # rank 0 names the folder (its name has the time in it)
+        run = distributed.broadcast(new_run(spec, args.out) if main else None, group)
+    if main:
+        recipe = asdict(replace(config, size=size))
+        write_atomic(run / "recipe.json", json.dumps(recipe, indent=1))
+    distributed.barrier(group)
     torch.manual_seed(config.seed)
     model = trained.build()
-    print(f"training {spec.name} ({trained.params:,} parameters) on {dataset.name}: "
-          f"{len(dataset.train):,} images at {'x'.join(map(str, trained.input_shape))}, "
-          f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}, "
-          f"on {config.device}; run folder {run}")  # fmt: skip
+    ranks = f" on {group.world} processes" if group else ""
+    say(f"training {spec.name} ({trained.params:,} parameters) on {dataset.name}: "
+        f"{len(dataset.train):,} images at {'x'.join(map(str, trained.input_shape))}, "
+        f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}, "
+        f"on {config.device}{ranks}; run folder {run}")  # fmt: skip
     start = time.perf_counter()
     results = fit(model, dataset, replace(config, size=size), run, resume=bool(args.resume))
     if results:
         last = results[-1]
         train_seconds = sum(r.train_seconds for r in results)
         seen = len(dataset.train) * len(results)
-        print(f"loss {last.loss:.3f}, train acc {last.train_acc:.3f}, test acc {last.test_acc:.3f}")
-        print(f"{seen / max(train_seconds, 1e-9):.1f} examples/sec on {config.device} "
-              f"(wall clock {time.perf_counter() - start:.1f} s)")  # fmt: skip
+        say(f"loss {last.loss:.3f}, train acc {last.train_acc:.3f}, test acc {last.test_acc:.3f}")
+        say(f"{seen / max(train_seconds, 1e-9):.1f} examples/sec on {config.device}{ranks} "
+            f"(wall clock {time.perf_counter() - start:.1f} s)")  # fmt: skip
     return 0

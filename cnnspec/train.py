@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .data import Dataset, Split
 from .errors import CnnspecError
 from .fsutil import write_atomic
@@ -54,6 +54,7 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     progress: bool = True
+    sync_bn: bool = False  # under torchrun: batch-norm statistics over all ranks
 
 
 def modern(config: TrainConfig) -> TrainConfig:
@@ -168,16 +169,19 @@ def _loss_and_hits(out, y: torch.Tensor, smoothing: float):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int, autocast, channels_last) -> float:
+def evaluate(model: nn.Module, split: Split, batch_size: int, autocast, channels_last,
+             group=None) -> float:  # fmt: skip
+    """Test accuracy; under torchrun each rank scores its share and the hits are summed."""
     model.eval()
     hits = torch.zeros((), device=split.labels.device)
-    for start in range(0, len(split), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(split)), device=hits.device)
+    rank, world = (group.rank, group.world) if group is not None else (0, 1)
+    mine = torch.arange(rank, len(split), world, device=hits.device)
+    for index in mine.split(batch_size):
         x, y = _batch(split, index, False, None, channels_last)
         with autocast():
             hits += _loss_and_hits(model(x), y, 0.0)[1]
     model.train()
-    return hits.item() / len(split)
+    return distributed.sum_(hits, group).item() / len(split)
 
 
 # --- the loop -----------------------------------------------------------------------------
@@ -212,8 +216,17 @@ def fit(
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainError("--device cuda asked for, but no CUDA device is available")
     cuda = device.type == "cuda"
+    group = distributed.join(device.type)
+    if group is not None and cfg.sync_bn and not cuda:
+        raise TrainError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA only")
+    if group is not None:
+        if cuda:
+            device = torch.device("cuda", group.local_rank)
+        if not group.main:
+            report = _quiet
+            cfg = TrainConfig(**{**asdict(cfg), "progress": False})
     try:
-        return _fit(model, data, cfg, run, resume, report, device, cuda)
+        return _fit(model, data, cfg, run, resume, report, device, cuda, group)
     except torch.cuda.OutOfMemoryError:
         raise TrainError(
             f"the GPU ran out of memory at batch size {cfg.batch_size}; "
@@ -221,8 +234,14 @@ def fit(
         ) from None
 
 
-def _fit(model, data, cfg, run, resume, report, device, cuda) -> list[EpochResult]:
+def _quiet(line: str) -> None:
+    """Ranks other than 0 say nothing."""
+
+
+def _fit(model, data, cfg, run, resume, report, device, cuda, group) -> list[EpochResult]:
     train, test = prepare(data.train, cfg.size, device), prepare(data.test, cfg.size, device)
+    if group is not None and cfg.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     channels_last = train.images.dim() == 4 and cuda
     if channels_last:
@@ -232,7 +251,13 @@ def _fit(model, data, cfg, run, resume, report, device, cuda) -> list[EpochResul
     if resume:
         state = _restore(run, model, optimizer, device)
         report(f"resuming {run} at epoch {state.epoch + 1}, step {state.step}")
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = model
+    if group is not None:
+        ids = [group.local_rank] if cuda else None
+        step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if cfg.compile:
+        step_model = torch.compile(step_model)
+    main = group is None or group.main
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
@@ -265,11 +290,13 @@ def _fit(model, data, cfg, run, resume, report, device, cuda) -> list[EpochResul
                     started, compiling = time.perf_counter(), False
                     resumed_seen += min(batch, n - state.step * batch)  # its examples too
                 index = order[step * batch : (step + 1) * batch]
+                if group is not None:  # this rank's share of the global batch
+                    index = index[group.rank :: group.world]
                 x, y = _batch(train, index, cfg.augment, augment_gen, channels_last)
                 if cfg.schedule != "constant":
                     lr = learning_rate(cfg, epoch * per_epoch + step, total_steps, per_epoch)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
+                    for param_group in optimizer.param_groups:
+                        param_group["lr"] = lr
                 with autocast():
                     loss, hits = _loss_and_hits(step_model(x), y, cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
@@ -280,21 +307,26 @@ def _fit(model, data, cfg, run, resume, report, device, cuda) -> list[EpochResul
                 bad = ~torch.isfinite(loss.detach()) & (first_bad < 0)
                 first_bad = torch.where(bad, step_ids[step], first_bad)
                 bar.advance(sums)
-                if stop["signal"] is not None:
-                    _check_finite(first_bad, epoch)
-                    state.step, state.partial = step + 1, sums.tolist()
+                if _stopping(stop, step, group, device):
+                    _check_finite(distributed.max_(first_bad, group), epoch)
+                    state.step = step + 1
+                    state.partial = distributed.sum_(sums, group).tolist()
                     state.train_seconds += time.perf_counter() - started
                     bar.close()
                     if run is not None:
-                        _save(run, model, optimizer, state, cfg, device)
-                        report(f"stopped by signal {stop['signal']}; saved a checkpoint to "
-                               f"resume from ({run})")  # fmt: skip
+                        if main:
+                            _save(run, model, optimizer, state, cfg, device)
+                        distributed.barrier(group)
+                        report(f"stopped by signal {stop['signal'] or 'on another rank'}; "
+                               f"saved a checkpoint to resume from ({run})")  # fmt: skip
                     return results
+            distributed.sum_(sums, group)
+            distributed.max_(first_bad, group)
             loss_sum, hit_sum, seen = sums.tolist()  # the epoch's one sync
             elapsed = time.perf_counter() - started
             bar.close()
             _check_finite(first_bad, epoch)
-            test_acc = evaluate(model, test, max(batch, 1024), autocast, channels_last)
+            test_acc = evaluate(model, test, max(batch, 1024), autocast, channels_last, group)
             result = EpochResult(
                 epoch + 1, loss_sum / seen, hit_sum / seen, test_acc,
                 (seen - resumed_seen) / max(elapsed, 1e-9),  # this session's share of the epoch
@@ -306,9 +338,22 @@ def _fit(model, data, cfg, run, resume, report, device, cuda) -> list[EpochResul
                    f"{result.examples_per_sec:,.0f} ex/s")  # fmt: skip
             state = _State(epoch + 1, 0, [asdict(r) for r in results])
             if run is not None:
-                _save(run, model, optimizer, state, cfg, device)
-                _write_metrics(run, results)
+                if main:
+                    _save(run, model, optimizer, state, cfg, device)
+                    _write_metrics(run, results)
+                distributed.barrier(group)
     return results
+
+
+def _stopping(stop: dict, step: int, group, device) -> bool:
+    """Whether to stop after this step. Alone, a local flag; under torchrun, the ranks
+    agree every 20 steps (a small all-reduce), so all stop at the same step."""
+    if group is None:
+        return stop["signal"] is not None
+    if step % 20:
+        return False
+    flag = torch.full((), float(stop["signal"] is not None), device=device)
+    return bool(distributed.max_(flag, group).item())
 
 
 def _synchronize(device: torch.device) -> None:

@@ -1,6 +1,9 @@
+import gzip
+import struct
 from pathlib import Path
 
 import pytest
+import torch
 
 import cnnspec
 from cnnspec.errors import CnnspecError
@@ -55,3 +58,34 @@ network Mixed(input=3x32x32, classes=5):
             gap flatten linear(2)
 train(optimizer=adamw, lr=0.003, epochs=2, batch=32, weight_decay=0.05)
 """
+
+
+# --- a small dataset in Fashion-MNIST's own file format --------------------------------------
+
+
+def write_idx(path: Path, array: torch.Tensor) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.dim()) + struct.pack(
+        f">{array.dim()}I", *array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.numpy().tobytes())
+
+
+def synthetic(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose class shows as a bright bar at a class-dependent row: learnable."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    images = torch.randint(0, 60, (n, 28, 28), generator=g, dtype=torch.uint8)
+    for i, label in enumerate(labels.tolist()):
+        images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 230
+    return images, labels.to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fashion")
+    for split, n, seed in (("train", 640, 0), ("t10k", 160, 1)):
+        images, labels = synthetic(n, seed)
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
+    return root
