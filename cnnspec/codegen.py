@@ -271,22 +271,23 @@ class _BlockWriter:
         changes = [f"{end.channels} != {begin.channels}"] if end.channels != begin.channels else []
         if stride != "1":
             changes.append(f"{stride} != 1")
-        if project == "None" and not changes:
+        if project == "False" or (project == "None" and not changes):
             return "Add", (collected,), _State(end.channels, begin.image, [], False)
-        condition = (
-            project
-            if project in ("True", "False")
-            else (f"{project} or ({project} is None and ({' or '.join(changes) or 'False'}))")
-        )
         if project == "None":
             condition = " or ".join(changes)
-        self.line("shortcut = None")
-        self.line(f"if {condition}:")
-        self.depth += 1
+        elif project != "True":  # a parameter: true, false, or none for "when needed"
+            needed = " or ".join(changes)
+            condition = f"{project} or ({project} is None and ({needed}))" if changes else project
         conv = Call("nn.Conv2d", (begin.channels, end.channels, ("kernel_size", "1"),
                                   *((("stride", stride),) if stride != "1" else ())))  # fmt: skip
-        self.assign("shortcut", conv)
-        self.depth -= 1
+        if project == "True":  # always projected
+            self.assign("shortcut", conv)
+        else:
+            self.line("shortcut = None")
+            self.line(f"if {condition}:")
+            self.depth += 1
+            self.assign("shortcut", conv)
+            self.depth -= 1
         return "Add", (collected, "shortcut"), _State(end.channels, begin.image, [], False)
 
     def dense(self, comb: ir.Combinator, begin: _State) -> tuple[str, tuple, _State]:

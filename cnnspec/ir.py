@@ -205,8 +205,7 @@ def _explain(err: ValidationError, data: dict) -> SpecError:
             pos = node["pos"]
     kind, where = first["type"], _where(loc)
     if kind == "extra_forbidden":
-        owner = parents[-1] if parents else data
-        allowed = _fields_for(loc[:-1], owner)
+        allowed = _fields_for(loc[:-1])
         return SpecError(f"unknown key '{key}' in {where}{did_you_mean(str(key), allowed)}", pos)
     if kind == "missing":
         return SpecError(f"{where} is missing '{key}'", pos)
@@ -240,7 +239,7 @@ def _where(loc: list) -> str:
     return "the spec"
 
 
-def _fields_for(loc: list, owner: Any) -> list[str]:
+def _fields_for(loc: list) -> list[str]:
     models = {"network": Network, "train": Recipe, "blocks": BlockDef, "stages": Stage}
     for part in reversed(loc):
         if part in models:

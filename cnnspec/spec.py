@@ -94,7 +94,8 @@ class Spec:
         return self.graph.layers()
 
 
-def read(source: str | os.PathLike, format: str | None = None) -> tuple[Source, str]:
+def read(source: str | os.PathLike, format: str | None = None,
+         limits: Limits = DEFAULT) -> tuple[Source, str]:  # fmt: skip
     """A spec path or spec text, and its format ("cnn" or "yaml")."""
     if isinstance(source, os.PathLike) or _looks_like_path(source):
         path = Path(source)
@@ -102,8 +103,8 @@ def read(source: str | os.PathLike, format: str | None = None) -> tuple[Source, 
         if fmt is None:
             raise SpecError(f"cannot tell the format of '{path}': use .cnn, .yaml or .yml")
         size = path.stat().st_size  # FileNotFoundError is the caller's usage error
-        if size > DEFAULT.max_file_bytes:
-            err = LimitError(f"spec is larger than {DEFAULT.max_file_bytes} bytes", (1, 1))
+        if size > limits.max_file_bytes:  # refused before reading it
+            err = LimitError(f"spec is larger than {limits.max_file_bytes} bytes", (1, 1))
             raise err.with_source(Source(str(path), ""))
         data = path.read_bytes()
         name = str(source)
@@ -143,7 +144,7 @@ def parse(source: Source, fmt: str, limits: Limits = DEFAULT) -> ir.Document:
 def load(source: str | os.PathLike, *, format: str | None = None,
          limits: Limits = DEFAULT) -> Spec:  # fmt: skip
     """Parse, validate and infer a spec given as a path or as text."""
-    src, fmt = read(source, format)
+    src, fmt = read(source, format, limits)
     doc = parse(src, fmt, limits)
     try:
         return Spec(src, doc, infer(doc, prelude(), limits))

@@ -46,12 +46,15 @@ block mix(c, growth=4):
     dense:
         (batchnorm relu conv(growth, k=3, p=1)) * 2
         identity
+block proj(c):
+    add(project=true):
+        conv(c, k=3, p=1)
 block stack(n, c):
     (conv(c, k=3, p=1) relu) * n
     residual(c, s=2) vgg_block(n, c)
 network Mixed(input=3x32x32, classes=5):
     a: pair(8) mix(4) mix(C // 2, growth=2)
-    b: stack(2, 16) stack(1, 8) transition(C // 2) dense_block(2, 3)
+    b: stack(2, 16) stack(1, 8) proj(C) transition(C // 2) dense_block(2, 3)
     out:
         heads:
             first: gap flatten linear(classes)
