@@ -13,7 +13,6 @@ resuming continues exactly: shuffles derive from (seed, epoch), and RNG states a
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
@@ -29,7 +28,7 @@ from torch import nn
 from . import checkpoint, distributed
 from .data import Dataset, Split
 from .errors import CnnspecError
-from .fsutil import write_atomic
+from .train_report import progress_bar, write_metrics
 
 
 class TrainError(CnnspecError):
@@ -279,7 +278,7 @@ def _fit(model, data, cfg, run, resume, report, device, cuda, group) -> list[Epo
             first_bad = torch.full((), -1, device=device, dtype=torch.int64)
             step_ids = torch.arange(per_epoch, device=device)  # no host->device copy per step
             resumed_seen, earlier_seconds = state.partial[2], state.train_seconds
-            bar = _progress(cfg, epoch, per_epoch, state.step)
+            bar = progress_bar(cfg.progress, epoch, cfg.epochs, per_epoch, state.step)
             started = time.perf_counter()
             compile_seconds, compiling = 0.0, cfg.compile and epoch == state.epoch
             for step in range(state.step, per_epoch):
@@ -340,7 +339,7 @@ def _fit(model, data, cfg, run, resume, report, device, cuda, group) -> list[Epo
             if run is not None:
                 if main:
                     _save(run, model, optimizer, state, cfg, device)
-                    _write_metrics(run, results)
+                    write_metrics(run, results)
                 distributed.barrier(group)
     return results
 
@@ -368,54 +367,6 @@ def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
             f"the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}; "
             "no checkpoint was written of that state (try a lower --lr)"
         )
-
-
-class _Progress:
-    """A tqdm bar whose numbers arrive by an asynchronous copy, so it never stalls the GPU."""
-
-    def __init__(self, bar, every: int):
-        self.bar, self.every, self.count = bar, every, 0
-        self.host = None
-        self.ready = None
-
-    def advance(self, sums: torch.Tensor) -> None:
-        self.bar.update(1)
-        self.count += 1
-        if self.count % self.every:
-            return
-        if self.host is not None and (self.ready is None or self.ready.query()):
-            loss, hits, seen = self.host.tolist()
-            if seen:
-                self.bar.set_postfix(loss=f"{loss / seen:.3f}", acc=f"{hits / seen:.3f}")
-        if sums.is_cuda:
-            if self.host is None:
-                self.host = torch.empty(3, dtype=torch.float64, pin_memory=True)
-            self.host.copy_(sums, non_blocking=True)
-            self.ready = torch.cuda.Event()
-            self.ready.record()
-        else:
-            self.host = sums.clone()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-class _NoProgress:
-    def advance(self, sums) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(cfg: TrainConfig, epoch: int, total: int, done: int):
-    if not cfg.progress:
-        return _NoProgress()
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-               leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
-    return _Progress(bar, every=max(total // 50, 1))
 
 
 # --- run folder -------------------------------------------------------------------------------
@@ -446,32 +397,3 @@ def _restore(run: Path | None, model, optimizer, device) -> _State:
         torch.cuda.set_rng_state(rng["cuda"], device)
     trainer.pop("config", None)
     return _State(**trainer)
-
-
-def _write_metrics(run: Path, results: list[EpochResult]) -> None:
-    lines = "".join(json.dumps(asdict(r)) + "\n" for r in results)
-    write_atomic(Path(run) / "metrics.jsonl", lines)
-    plot_curves(results, Path(run) / "curves.png")
-
-
-def plot_curves(results: list[EpochResult], path: Path) -> None:
-    """Loss and accuracies per epoch, as d2l's animator draws them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r.epoch for r in results]
-    fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
-    ax.plot(epochs, [r.loss for r in results], "-", label="train loss")
-    ax.plot(epochs, [r.train_acc for r in results], "m--", label="train acc")
-    ax.plot(epochs, [r.test_acc for r in results], "g-.", label="test acc")
-    ax.set_xlabel("epoch")
-    ax.set_xlim(1, max(epochs[-1], 2))
-    ax.grid(True)
-    ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)

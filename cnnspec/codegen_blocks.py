@@ -1,0 +1,277 @@
+"""Code generation for blocks: one generic class per block, written from its definition.
+
+The class takes the input channels and the block's parameters, like d2l's own
+`Inception(in_channels, c1, c2, c3, c4)`. Channel counts are carried as Python
+expressions, through a variable where a repeat changes them; a residual shortcut's stride
+is the product of its branch's window strides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from . import ir
+from .codegen_ops import (
+    COMBINATOR_CLASSES,
+    LAYER_CODE,
+    WINDOWS,
+    CodegenError,
+    class_name,
+    collect,
+)
+from .evaluate import PYTHON_CONSTANTS, unparse
+from .infer import dense_unit, match_arguments, required_arguments
+from .layers import LAYERS
+from .pyformat import Call, List, lines
+
+
+class Module(Protocol):
+    """What a block writer needs of the module being generated."""
+
+    blocks: Mapping[str, ir.BlockDef]  # every block the spec can call
+    runtime: set[str]  # the combinator classes the module needs
+
+    def use_block(self, name: str) -> None: ...
+
+    def is_single_layer(self, block: ir.BlockDef) -> bool: ...
+
+
+@dataclass
+class _State:
+    channels: str  # source text of the current channel count
+    image: bool = True
+    strides: list[str] = field(default_factory=list)  # window strides along this path
+    same: bool = True  # every window keeps the size at stride 1 (needed for projections)
+
+
+class BlockWriter:
+    """Writes one block's class from its definition."""
+
+    def __init__(self, gen: Module, block: ir.BlockDef):
+        self.gen = gen
+        self.block = block
+        self.params = {p.name for p in block.params}
+        self.body: list[str] = []  # lines of __init__, relative indentation
+        self.depth = 0
+        self.counter: dict[str, int] = {}
+
+    def fail(self, what: str, pos) -> CodegenError:
+        return CodegenError(f"block '{self.block.name}': {what} in a block class", pos)
+
+    def line(self, text: str) -> None:
+        self.body.append("    " * self.depth + text)
+
+    def assign(self, target: str, expr, op: str = "=") -> None:
+        self.body.extend("    " * self.depth + ln for ln in layout(expr, 0, f"{target} {op} "))
+
+    def statement(self, expr) -> None:
+        self.body.extend("    " * self.depth + ln for ln in layout(expr))
+
+    def fresh(self, stem: str) -> str:
+        self.counter[stem] = self.counter.get(stem, 0) + 1
+        n = self.counter[stem]
+        return stem if n == 1 else f"{stem}{n}"
+
+    def py(self, expr: ir.Node, state: _State) -> str:
+        def name(identifier: str) -> str:
+            if identifier in self.params:
+                return identifier
+            if identifier == "C":
+                return f"({state.channels})" if " " in state.channels else state.channels
+            raise self.fail(f"the name '{identifier}' (only parameters and C can be used)",
+                            expr.pos)  # fmt: skip
+
+        return unparse(expr, name, PYTHON_CONSTANTS)
+
+    # items -> module expressions ("*name" splices a list built by statements)
+    def items(self, items, state: _State) -> tuple[list, _State]:
+        out: list = []
+        for item in items:
+            exprs, state = self.item(item, state)
+            out.extend(exprs)
+        return out, state
+
+    def sequence(self, items, state: _State) -> tuple[object, _State]:
+        exprs, state = self.items(items, state)
+        if len(items) == 1 and not isinstance(items[0], ir.Repeat):
+            return exprs[0], state
+        return Call("nn.Sequential", tuple(exprs)), state
+
+    def item(self, item, state: _State) -> tuple[list, _State]:
+        if isinstance(item, ir.Repeat):
+            return self.repeat(item, state)
+        if isinstance(item, ir.Combinator):
+            cls, args, state = self.combinator(item, state)
+            return [Call(cls, args)], state
+        if item.op in LAYERS:
+            return [self.layer(item, state)], self.after_layer(item, state)
+        return self.block_call(item, state)
+
+    def layer(self, call: ir.Call, state: _State):
+        model = LAYERS[call.op]
+        exprs = match_arguments(call, model.signature(), required_arguments(model))
+        if call.op in ("flatten", "reshape"):
+            raise self.fail(f"'{call.op}' (it needs the height and width)", call.pos)
+        args = {name: self.py(e, state) for name, e in exprs.items() if name != "in_features"}
+        return LAYER_CODE[call.op](args, state.channels, state.image)
+
+    def after_layer(self, call: ir.Call, state: _State) -> _State:
+        model = LAYERS[call.op]
+        exprs = match_arguments(call, model.signature(), required_arguments(model))
+        channels = self.py(exprs["out"], state) if call.op in ("conv", "linear") else state.channels
+        strides, same = list(state.strides), state.same
+        if call.op in WINDOWS:
+            stride = exprs.get("s") or (exprs["k"] if call.op != "conv" else None)
+            if stride is not None:
+                strides.append(self.py(stride, state))
+            same = same and _keeps_size(exprs, call.op)
+        if call.op.startswith("adaptive") or call.op == "gap":
+            same = False
+        return _State(channels, call.op != "linear" and state.image, strides, same)
+
+    def block_call(self, call: ir.Call, state: _State) -> tuple[list, _State]:
+        callee = self.gen.blocks[call.op]
+        if self.gen.is_single_layer(callee):
+            raise self.fail(f"'{call.op}' (a one-layer block; write its layer)", call.pos)
+        self.gen.use_block(call.op)
+        args = [self.py(a, state) for a in call.args]
+        kwargs = [(kw.name, self.py(kw.value, state)) for kw in call.kwargs]
+        var = self.fresh(call.op)
+        self.assign(var, Call(class_name(call.op), (state.channels, *args, *kwargs)))
+        return [var], _State(f"{var}.out_channels", state.image, [], False)
+
+    def repeat(self, item: ir.Repeat, state: _State) -> tuple[list, _State]:
+        count = self.py(item.count, state)
+        target = self.fresh("layers")
+        self.line(f"{target} = []")
+        if state.channels != "channels":
+            self.line(f"channels = {state.channels}")
+        self.line(f"for _ in range({count}):")
+        self.depth += 1
+        exprs, after = self.items(item.body, _State("channels", state.image))
+        self.assign(target, List(tuple(exprs)), "+=")
+        if after.channels != "channels":
+            self.line(f"channels = {after.channels}")
+        self.depth -= 1
+        return [f"*{target}"], _State("channels", after.image, [], False)
+
+    def combinator(self, comb: ir.Combinator, state: _State) -> tuple[str, tuple, _State]:
+        self.gen.runtime.add(COMBINATOR_CLASSES[comb.kind])
+        start = state.channels
+        if start == "channels":  # branches must not see each other's loops
+            start = self.fresh("in_channels_")
+            self.line(f"{start} = channels")
+        begin = _State(start, state.image)
+        if comb.kind == "dense":
+            return self.dense(comb, begin)
+        branches, ends = [], []
+        for branch in comb.branches:
+            expr, end = self.sequence(branch.body, _State(start, state.image))
+            branches.append((branch.name, expr))
+            ends.append(end)
+        collected = collect(branches)
+        if comb.kind == "concat":
+            total = " + ".join(e.channels for e in ends)  # sums need no brackets
+            return "Concat", (collected,), _State(total, state.image, [], False)
+        if comb.kind == "heads":
+            return "Heads", (collected,), _State("None", False, [], False)
+        return self.add(comb, begin, collected, ends)
+
+    def add(self, comb, begin: _State, collected, ends) -> tuple[str, tuple, _State]:
+        end = ends[0]
+        if len(ends) > 1:
+            return "Add", (collected,), _State(end.channels, begin.image, [], False)
+        project = next((self.py(k.value, begin) for k in comb.kwargs if k.name == "project"),
+                       "None")  # fmt: skip
+        if not end.same:
+            raise self.fail("a shortcut projection around windows that change the size "
+                            "(or of unknown stride)", comb.pos)  # fmt: skip
+        stride = " * ".join(f"({s})" if " " in s else s for s in end.strides if s != "1") or "1"
+        changes = [f"{end.channels} != {begin.channels}"] if end.channels != begin.channels else []
+        if stride != "1":
+            changes.append(f"{stride} != 1")
+        if project == "False" or (project == "None" and not changes):
+            return "Add", (collected,), _State(end.channels, begin.image, [], False)
+        if project == "None":
+            condition = " or ".join(changes)
+        elif project != "True":  # a parameter: true, false, or none for "when needed"
+            needed = " or ".join(changes)
+            condition = f"{project} or ({project} is None and ({needed}))" if changes else project
+        conv = Call("nn.Conv2d", (begin.channels, end.channels, ("kernel_size", "1"),
+                                  *((("stride", stride),) if stride != "1" else ())))  # fmt: skip
+        if project == "True":  # always projected
+            self.assign("shortcut", conv)
+        else:
+            self.line("shortcut = None")
+            self.line(f"if {condition}:")
+            self.depth += 1
+            self.assign("shortcut", conv)
+            self.depth -= 1
+        return "Add", (collected, "shortcut"), _State(end.channels, begin.image, [], False)
+
+    def dense(self, comb: ir.Combinator, begin: _State) -> tuple[str, tuple, _State]:
+        self.line("units = []")
+        self.line(f"channels = {begin.channels}")
+        for branch in comb.branches:
+            body, repeat = dense_unit(branch)
+            if repeat is not None:
+                self.line(f"for _ in range({self.py(repeat.count, begin)}):")
+                self.depth += 1
+            unit, end = self.sequence(body, _State("channels", begin.image))
+            self.statement(Call("units.append", (unit,)))
+            self.line(f"channels = channels + {end.channels}")
+            if repeat is not None:
+                self.depth -= 1
+        return "Dense", ("units",), _State("channels", begin.image, [], False)
+
+    def write(self) -> dict:
+        block = self.block
+        params = ["self", "in_channels: int"] + [
+            p.name if p.default is None else f"{p.name}={unparse(p.default, str, PYTHON_CONSTANTS)}"
+            for p in block.params
+        ]
+        start = _State("in_channels")
+        single = len(block.body) == 1 and not isinstance(block.body[0], ir.Repeat)
+        first = block.body[0] if single else None
+        if isinstance(first, ir.Combinator):
+            base, args, end = self.combinator(first, start)
+        elif isinstance(first, ir.Call) and first.op not in LAYERS:
+            self.gen.use_block(first.op)
+            base = class_name(first.op)
+            args = ("in_channels", *(self.py(a, start) for a in first.args),
+                    *((k.name, self.py(k.value, start)) for k in first.kwargs))  # fmt: skip
+            end = None
+        else:
+            base = "nn.Sequential"
+            exprs, end = self.items(block.body, start)
+            args = tuple(exprs)
+        self.body.extend(layout(Call("super().__init__", args), 0))
+        if end is not None and end.channels != "None":
+            self.line(f"self.out_channels = {end.channels}")
+        return {
+            "name": class_name(block.name),
+            "base": base,
+            "doc": f"`{block.name}` from the spec: its parameters are the constructor's.",
+            "def_lines": lines(Call("def __init__", tuple(params)), 0, "", " -> None:"),
+            "body": self.body,
+        }
+
+
+def _keeps_size(exprs: dict, op: str) -> bool:
+    """Whether a window keeps the size at stride 1: literal kernel, padding and dilation
+    with 2p == d(k - 1)."""
+
+    def literal(name, default):
+        e = exprs.get(name)
+        return default if e is None else (e.value if isinstance(e, ir.Num) else None)
+
+    k, p, d = literal("k", None), literal("p", 0), literal("d", 1)
+    if not all(isinstance(v, int) for v in (k, p, d)):
+        return False
+    return 2 * p == d * (k - 1)
+
+
+def layout(expr, indent: int = 0, prefix: str = "", suffix: str = "") -> list[str]:
+    return lines(expr, indent, prefix, suffix)

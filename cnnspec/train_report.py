@@ -1,0 +1,88 @@
+"""What a user sees of a run: the progress bar, metrics.jsonl and curves.png."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .fsutil import write_atomic
+
+
+class Progress:
+    """A tqdm bar whose numbers arrive by an asynchronous copy, so it never stalls the GPU."""
+
+    def __init__(self, bar, every: int):
+        self.bar, self.every, self.count = bar, every, 0
+        self.host = None
+        self.ready = None
+
+    def advance(self, sums: torch.Tensor) -> None:
+        self.bar.update(1)
+        self.count += 1
+        if self.count % self.every:
+            return
+        if self.host is not None and (self.ready is None or self.ready.query()):
+            loss, hits, seen = self.host.tolist()
+            if seen:
+                self.bar.set_postfix(loss=f"{loss / seen:.3f}", acc=f"{hits / seen:.3f}")
+        if sums.is_cuda:
+            if self.host is None:
+                self.host = torch.empty(3, dtype=torch.float64, pin_memory=True)
+            self.host.copy_(sums, non_blocking=True)
+            self.ready = torch.cuda.Event()
+            self.ready.record()
+        else:
+            self.host = sums.clone()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class NoProgress:
+    def advance(self, sums) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(enabled: bool, epoch: int, epochs: int, total: int, done: int):
+    if not enabled:
+        return NoProgress()
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{epochs}",
+               leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
+    return Progress(bar, every=max(total // 50, 1))
+
+
+def write_metrics(run: Path, results: list) -> None:
+    lines = "".join(json.dumps(asdict(r)) + "\n" for r in results)
+    write_atomic(Path(run) / "metrics.jsonl", lines)
+    plot_curves(results, Path(run) / "curves.png")
+
+
+def plot_curves(results: list, path: Path) -> None:
+    """Loss and accuracies per epoch, as d2l's animator draws them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r.epoch for r in results]
+    fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
+    ax.plot(epochs, [r.loss for r in results], "-", label="train loss")
+    ax.plot(epochs, [r.train_acc for r in results], "m--", label="train acc")
+    ax.plot(epochs, [r.test_acc for r in results], "g-.", label="test acc")
+    ax.set_xlabel("epoch")
+    ax.set_xlim(1, max(epochs[-1], 2))
+    ax.grid(True)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
