@@ -106,20 +106,18 @@ class BlockWriter:
             cls, args, state = self.combinator(item, state)
             return [Call(cls, args)], state
         if item.op in LAYERS:
-            return [self.layer(item, state)], self.after_layer(item, state)
+            model = LAYERS[item.op]
+            exprs = match_arguments(item, model.signature(), required_arguments(model))
+            return [self.layer(item, exprs, state)], self.after_layer(item, exprs, state)
         return self.block_call(item, state)
 
-    def layer(self, call: ir.Call, state: _State):
-        model = LAYERS[call.op]
-        exprs = match_arguments(call, model.signature(), required_arguments(model))
+    def layer(self, call: ir.Call, exprs: dict, state: _State):
         if call.op in ("flatten", "reshape"):
             raise self.fail(f"'{call.op}' (it needs the height and width)", call.pos)
         args = {name: self.py(e, state) for name, e in exprs.items() if name != "in_features"}
         return LAYER_CODE[call.op](args, state.channels, state.image)
 
-    def after_layer(self, call: ir.Call, state: _State) -> _State:
-        model = LAYERS[call.op]
-        exprs = match_arguments(call, model.signature(), required_arguments(model))
+    def after_layer(self, call: ir.Call, exprs: dict, state: _State) -> _State:
         channels = self.py(exprs["out"], state) if call.op in ("conv", "linear") else state.channels
         strides, same = list(state.strides), state.same
         if call.op in WINDOWS:

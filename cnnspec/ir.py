@@ -16,6 +16,7 @@ from pydantic.json_schema import SkipJsonSchema
 from .errors import Pos, SpecError, did_you_mean
 
 COMBINATORS = ("concat", "add", "dense", "heads")
+METADATA_KEYS = ("pos", "keypos")  # set by the front ends; never a user's key
 
 
 class Node(BaseModel):
@@ -169,17 +170,17 @@ def to_ir(data: dict) -> Document:
     if data.get("train") is None:
         data = {**data, "train": {"pos": data.get("pos", (0, 0))}}
     try:
-        return Document.model_validate(_strict_ready(data))
+        return Document.model_validate(strict_ready(data))
     except ValidationError as err:
         raise _explain(err, data) from None
 
 
-def _strict_ready(node: Any) -> Any:
-    # Strict mode wants tuples where the models say tuple; front ends produce lists.
+def strict_ready(node: Any) -> Any:
+    """Front-end data with tuples where the models say tuple (strict mode wants them)."""
     if isinstance(node, dict):
-        return {k: (v if k in ("pos", "keypos") else _strict_ready(v)) for k, v in node.items()}
+        return {k: (v if k in METADATA_KEYS else strict_ready(v)) for k, v in node.items()}
     if isinstance(node, (list, tuple)):
-        return tuple(_strict_ready(v) for v in node)
+        return tuple(strict_ready(v) for v in node)
     return node
 
 

@@ -14,6 +14,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.indenter import DedentError, Indenter
 
 from .errors import LimitError, Pos, SpecError, SpecSyntaxError
+from .ir import METADATA_KEYS
 from .limits import DEFAULT, Limits
 
 # Readable names for the terminals a syntax error can expect.
@@ -240,22 +241,12 @@ class _ToPlain(Transformer):
         return {"name": str(name), "body": body, "pos": _pos(name)}
 
     def network(self, meta, name, kwargs, *stages):
-        node = {"name": str(name), "stages": list(stages), "pos": _pos(name), "keypos": {}}
-        for kw in _kwarg_list(kwargs):
-            if kw["name"] in node:
-                raise SpecError(f"network option '{kw['name']}' given twice", kw["pos"])
-            node[kw["name"]] = _literal(kw["value"])
-            node["keypos"][kw["name"]] = kw["pos"]
+        node = {**_options(kwargs, "network"), "name": str(name), "stages": list(stages),
+                "pos": _pos(name)}  # fmt: skip
         return ("network", node)
 
     def recipe(self, meta, kwargs):
-        node = {"pos": _pos(meta), "keypos": {}}
-        for kw in _kwarg_list(kwargs):
-            if kw["name"] in node:
-                raise SpecError(f"train option '{kw['name']}' given twice", kw["pos"])
-            node[kw["name"]] = _literal(kw["value"], names_are_words=True)
-            node["keypos"][kw["name"]] = kw["pos"]
-        return ("train", node)
+        return ("train", {**_options(kwargs, "train", words=True), "pos": _pos(meta)})
 
     def start(self, meta, *items):
         doc: dict = {"blocks": [], "network": None, "train": None, "pos": (1, 1)}
@@ -268,6 +259,18 @@ class _ToPlain(Transformer):
             else:
                 doc[kind] = node
         return doc
+
+
+def _options(kwargs, what: str, words: bool = False) -> dict:
+    """`name=value` options of the network or the recipe: constants, with their positions."""
+    options: dict = {"keypos": {}}
+    for kw in _kwarg_list(kwargs):
+        if kw["name"] in options["keypos"] or kw["name"] in METADATA_KEYS:
+            reason = "given twice" if kw["name"] in options["keypos"] else "not an option"
+            raise SpecError(f"{what} option '{kw['name']}' is {reason}", kw["pos"])
+        options[kw["name"]] = _literal(kw["value"], names_are_words=words)
+        options["keypos"][kw["name"]] = kw["pos"]
+    return options
 
 
 def _literal(expr: dict, names_are_words: bool = False):

@@ -28,7 +28,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import LimitError, Pos, SpecError, SpecSyntaxError
-from .ir import COMBINATORS
+from .ir import COMBINATORS, METADATA_KEYS
 from .limits import DEFAULT, Limits
 from .parse_cnn import parse_expression, parse_param
 
@@ -59,6 +59,8 @@ class _Reader:
             name = self.scalar(key)
             if not isinstance(name, str):
                 raise SpecError(f"keys in {what} must be names, got {name!r}", _pos(key))
+            if name in METADATA_KEYS:
+                raise SpecError(f"unknown key '{name}' in {what}", _pos(key))
             if name in seen:
                 line, col = seen[name]
                 raise SpecError(f"key '{name}' appears twice (first at {line}:{col})", _pos(key))

@@ -165,7 +165,7 @@ def prelude() -> dict[str, ir.BlockDef]:
     source = Source("cnnspec/prelude.cnn", text)
     try:
         plain = parse_cnn(text)
-        blocks = tuple(ir.BlockDef.model_validate(ir._strict_ready(b)) for b in plain["blocks"])
+        blocks = tuple(ir.BlockDef.model_validate(ir.strict_ready(b)) for b in plain["blocks"])
         empty = ir.Network(name="prelude", input=(1,), stages=())
         return resolve(ir.Document(blocks=blocks, network=empty), {})
     except CnnspecError as err:

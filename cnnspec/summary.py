@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .evaluate import describe
 from .graph import Graph, Node, Output
 from .shape_rules import fmt
 
@@ -20,15 +21,9 @@ def shape_data(shape: Output) -> list:
 
 def _op(node: Node) -> str:
     if node.is_layer:
-        args = ", ".join(f"{k}={_value(v)}" for k, v in node.layer.arguments().items())
+        args = ", ".join(f"{k}={describe(v)}" for k, v in node.layer.arguments().items())
         return f"{node.label}({args})" if args else node.label
     return node.label
-
-
-def _value(v) -> str:
-    if isinstance(v, bool) or v is None:
-        return {True: "true", False: "false", None: "none"}[v]
-    return repr(v)
 
 
 def layer_rows(graph: Graph) -> list[dict]:

@@ -117,6 +117,12 @@ CNN_CASES = {
     "two networks": (
         net("relu") + "network U(input=1x28x28):\n    s: relu\n", SpecError,
         "a spec holds one network; this is a second one", 4, 9),
+    "position key as a train option": (
+        "network T(input=1x28x28):\n    s: relu\ntrain(pos=3)\n", SpecError,
+        "train option 'pos' is not an option", 3, 7),
+    "network option given twice": (
+        "network T(input=1x28x28, input=1x8x8):\n    s: relu\n", SpecError,
+        "network option 'input' is given twice", 1, 26),
     "negative repeat": (net("relu * (1 - 2)"), SpecError, ("a repeat count must be a whole "
                         "number >= 0, got -1"), 3, 16),
 }  # fmt: skip
@@ -142,6 +148,9 @@ YAML_CASES = {
     "unknown argument": (
         YAML_HEAD + "    a: [{conv: 3, kk: 1}]\n", SpecError,
         "conv has no argument 'kk' (did you mean 'k'?)", 5, 19),
+    "position key": (
+        "network:\n  name: T\n  pos: [1, 1]\n", SpecError,
+        "unknown key 'pos' in the network", 3, 3),
     "duplicate key": (
         YAML_HEAD + "    a: [relu]\n    a: [relu]\n", SpecError,
         "key 'a' appears twice (first at 5:5)", 6, 5),
