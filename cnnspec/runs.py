@@ -51,6 +51,14 @@ def at_input_size(spec: Spec, channels: int, size: tuple[int, int]) -> Spec:
     shape = (channels, *size)
     if shape == tuple(spec.input_shape):
         return spec
+    if channels != spec.input_shape[0]:  # a different first layer: not what the spec says
+        raise TrainError(
+            f"{spec.name} takes {spec.input_shape[0]}-channel images but the data has "
+            f"{channels} channel{'s' if channels != 1 else ''}; change the spec's input or "
+            "train on other images (--images DIR)",
+            spec.ir.network.keypos.get("input", spec.ir.network.pos),
+            spec.source,
+        )
     network = spec.ir.network.model_copy(update={"input": shape})
     doc = spec.ir.model_copy(update={"network": network})
     try:

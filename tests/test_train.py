@@ -299,3 +299,12 @@ def test_compiled_training_reports_compile_time_apart(data_dir):
     assert lines[0].startswith("torch.compile: first step took ")
     assert results[0].compile_seconds > 0
     assert results[0].train_seconds < results[0].wall_seconds
+
+
+def test_channel_mismatch_between_spec_and_data_is_refused(data_dir, tmp_path):
+    spec = tmp_path / "rgb.cnn"
+    spec.write_text("network RGB(input=3x28x28):\n    s: conv(4, k=3) gap flatten linear(10)\n")
+    p = cli(str(spec), "--data-dir", str(data_dir), "--epochs", "1", "--out", str(tmp_path / "r"))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1
+    assert err.startswith(f"{spec}:1:13: RGB takes 3-channel images but the data has 1 channel")
