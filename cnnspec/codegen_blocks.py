@@ -124,7 +124,7 @@ class BlockWriter:
             stride = exprs.get("s") or (exprs["k"] if call.op != "conv" else None)
             if stride is not None:
                 strides.append(self.py(stride, state))
-            same = same and _keeps_size(exprs, call.op)
+            same = same and _keeps_size(exprs)
         if call.op.startswith("adaptive") or call.op == "gap":
             same = False
         return _State(channels, call.op != "linear" and state.image, strides, same)
@@ -257,7 +257,7 @@ class BlockWriter:
         }
 
 
-def _keeps_size(exprs: dict, op: str) -> bool:
+def _keeps_size(exprs: dict) -> bool:
     """Whether a window keeps the size at stride 1: literal kernel, padding and dilation
     with 2p == d(k - 1)."""
 

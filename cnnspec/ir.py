@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from .errors import Pos, SpecError, did_you_mean
+from .errors import SpecError, did_you_mean
 
 COMBINATORS = ("concat", "add", "dense", "heads")
 METADATA_KEYS = ("pos", "keypos")  # set by the front ends; never a user's key
@@ -246,7 +246,3 @@ def _fields_for(loc: list) -> list[str]:
         if part in models:
             return [f for f in models[part].model_fields if f not in ("pos", "keypos")]
     return [f for f in Document.model_fields if f not in ("pos", "keypos")]
-
-
-def pos_of(node: Node | dict) -> Pos:
-    return node["pos"] if isinstance(node, dict) else node.pos

@@ -303,8 +303,8 @@ def parse_cnn(text: str, limits: Limits = DEFAULT) -> dict:
         return _ToPlain().transform(tree)
     except UnexpectedInput as err:
         raise _syntax_error(err, text=text) from None
-    except DedentError as err:
-        line = _dedent_line(text, str(err))
+    except DedentError:
+        line = _dedent_line(text)
         raise SpecSyntaxError("indentation does not match any outer level", (line, 1)) from None
     except RecursionError:
         raise LimitError("spec is nested too deeply to read", (1, 1)) from None
@@ -326,7 +326,7 @@ def _next_code_line(text: str, after: int) -> Pos | None:
     return None
 
 
-def _dedent_line(text: str, message: str) -> int:
+def _dedent_line(text: str) -> int:
     """The first line whose indentation matches no enclosing level (lark gives none)."""
     levels = [0]
     for number, line in enumerate(text.splitlines(), 1):
