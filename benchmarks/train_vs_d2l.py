@@ -130,9 +130,7 @@ def run() -> None:
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
-    base = data.fashion_mnist(args.data_dir)
-    base = data.Dataset(base.name, base.train.limit(args.limit_train),
-                        base.test.limit(args.limit_test), base.classes)  # fmt: skip
+    base = data.fashion_mnist(args.data_dir).limit(args.limit_train, args.limit_test)
     rows = []
     header = (f"{'spec':<15}{'cnnspec ex/s':>14}{'d2l ex/s':>11}{'ratio':>8}{'target':>8}"
               f"{'MFU':>8}{'d2l MFU':>9}{'test acc':>10}{'seed':>7}")  # fmt: skip

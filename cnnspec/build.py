@@ -30,11 +30,10 @@ def _conv(layer: L.Conv, shape: Shape) -> nn.Module:
 
 
 def _pool(layer: L.MaxPool | L.AvgPool, shape: Shape) -> nn.Module:
-    stride = layer.s if layer.s is not None else layer.k
     if isinstance(layer, L.MaxPool):
-        return nn.MaxPool2d(layer.k, stride, layer.p, ceil_mode=layer.ceil_mode)
+        return nn.MaxPool2d(layer.k, layer.stride, layer.p, ceil_mode=layer.ceil_mode)
     return nn.AvgPool2d(
-        layer.k, stride, layer.p, ceil_mode=layer.ceil_mode,
+        layer.k, layer.stride, layer.p, ceil_mode=layer.ceil_mode,
         count_include_pad=layer.count_include_pad,
     )  # fmt: skip
 

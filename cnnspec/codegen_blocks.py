@@ -16,14 +16,13 @@ from . import ir
 from .codegen_ops import (
     COMBINATOR_CLASSES,
     LAYER_CODE,
-    WINDOWS,
     CodegenError,
     class_name,
     collect,
 )
 from .evaluate import PYTHON_CONSTANTS, unparse
 from .infer import dense_unit, match_arguments, required_arguments
-from .layers import LAYERS
+from .layers import ADAPTIVE_OPS, LAYERS, WINDOW_OPS
 from .pyformat import Call, List, lines
 
 
@@ -120,12 +119,12 @@ class BlockWriter:
     def after_layer(self, call: ir.Call, exprs: dict, state: _State) -> _State:
         channels = self.py(exprs["out"], state) if call.op in ("conv", "linear") else state.channels
         strides, same = list(state.strides), state.same
-        if call.op in WINDOWS:
+        if call.op in WINDOW_OPS:
             stride = exprs.get("s") or (exprs["k"] if call.op != "conv" else None)
             if stride is not None:
                 strides.append(self.py(stride, state))
             same = same and _keeps_size(exprs)
-        if call.op.startswith("adaptive") or call.op == "gap":
+        if call.op in ADAPTIVE_OPS:
             same = False
         return _State(channels, call.op != "linear" and state.image, strides, same)
 

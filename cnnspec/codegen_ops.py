@@ -67,8 +67,6 @@ LAYER_CODE = {
     "silu": _plain("nn.SiLU"),
 }  # fmt: skip
 
-WINDOWS = ("conv", "maxpool", "avgpool")
-
 
 def py_value(value) -> str:
     """A Python literal for an evaluated argument."""

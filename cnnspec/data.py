@@ -58,6 +58,10 @@ class Dataset:
     test: Split
     classes: tuple[str, ...]
 
+    def limit(self, train: int | None, test: int | None) -> Dataset:
+        """The first `train` and `test` images of each split (None: all of them)."""
+        return Dataset(self.name, self.train.limit(train), self.test.limit(test), self.classes)
+
 
 def search_path(data_dir: str | os.PathLike | None = None) -> list[Path]:
     places = []

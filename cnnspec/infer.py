@@ -17,10 +17,10 @@ from . import ir
 from .errors import CnnspecError, LimitError, Pos, ShapeError, SpecError, did_you_mean
 from .evaluate import Value, describe, evaluate
 from .graph import Graph, Node, Output, Shape
-from .layers import LAYERS, Conv, Layer
+from .layers import ADAPTIVE_OPS, LAYERS, WINDOW_OPS, Conv, Layer
 from .limits import DEFAULT, Limits
 from .resolve import SHAPE_NAMES, resolve
-from .shape_rules import RULES, fmt
+from .shape_rules import RULES, fmt, pair
 
 
 @dataclass(frozen=True)
@@ -345,11 +345,10 @@ def path_stride(node: Node) -> tuple[int, int] | None:
     total = (1, 1)
     for leaf in _leaves(node):
         op = leaf.layer.op
-        if op in ("adaptive_avgpool", "adaptive_maxpool", "gap", "flatten", "reshape"):
+        if op in ADAPTIVE_OPS or op in ("flatten", "reshape"):
             return None
-        if op in ("conv", "maxpool", "avgpool"):
-            s = leaf.layer.s if leaf.layer.s is not None else leaf.layer.k
-            sh, sw = s if isinstance(s, tuple) else (s, s)
+        if op in WINDOW_OPS:
+            sh, sw = pair(leaf.layer.stride)
             total = (total[0] * sh, total[1] * sw)
     return total
 

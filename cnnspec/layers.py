@@ -37,7 +37,17 @@ class Layer(BaseModel):
         }
 
 
-class Conv(Layer):
+class Window(Layer):
+    """A layer that slides a window: conv and the fixed-size pools. Declares no fields, so
+    each subclass keeps its own argument order."""
+
+    @property
+    def stride(self) -> int | tuple[int, int]:
+        """The step between windows; a pool's defaults to its kernel size, as in torch."""
+        return self.s if self.s is not None else self.k
+
+
+class Conv(Window):
     op: Literal["conv"] = "conv"
     doc: ClassVar[str] = "2-d convolution: out channels, kernel, stride, padding, dilation"
     out: PositiveInt
@@ -49,7 +59,7 @@ class Conv(Layer):
     bias: bool = True
 
 
-class MaxPool(Layer):
+class MaxPool(Window):
     op: Literal["maxpool"] = "maxpool"
     doc: ClassVar[str] = "2-d max pooling; the stride defaults to the kernel size"
     k: Size
@@ -58,7 +68,7 @@ class MaxPool(Layer):
     ceil_mode: bool = False
 
 
-class AvgPool(Layer):
+class AvgPool(Window):
     op: Literal["avgpool"] = "avgpool"
     doc: ClassVar[str] = "2-d average pooling; the stride defaults to the kernel size"
     k: Size
@@ -166,3 +176,6 @@ LAYER_TYPES: tuple[type[Layer], ...] = (
 AnyLayer = Annotated[Union[LAYER_TYPES], Field(discriminator="op")]  # noqa: UP007
 
 LAYERS: dict[str, type[Layer]] = {t.model_fields["op"].default: t for t in LAYER_TYPES}
+
+WINDOW_OPS = tuple(op for op, t in LAYERS.items() if issubclass(t, Window))
+ADAPTIVE_OPS = ("adaptive_avgpool", "adaptive_maxpool", "gap")  # output size fixed, any stride

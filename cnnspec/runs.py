@@ -77,9 +77,7 @@ def dataset_for(spec: Spec, args) -> data.Dataset:
     if args.images:
         c, h, w = spec.input_shape
         return data.image_folder(args.images, (h, w), c, seed=args.seed)
-    base = data.fashion_mnist(args.data_dir)
-    base = data.Dataset(base.name, base.train.limit(args.limit_train),
-                        base.test.limit(args.limit_test), base.classes)  # fmt: skip
+    base = data.fashion_mnist(args.data_dir).limit(args.limit_train, args.limit_test)
     heads = spec.output_shape
     if heads and isinstance(heads[0], tuple):  # several heads: compose character strips
         _, h, w = spec.input_shape

@@ -81,8 +81,7 @@ def _pool(op: str, layer, shape: Shape) -> tuple[Shape, int, int]:
     for pad, kernel in zip(pair(layer.p), k):
         if pad > kernel // 2:
             raise ShapeError(f"{op} padding {pad} must be at most half the kernel size {kernel}")
-    stride = layer.s if layer.s is not None else layer.k
-    return _windowed(op, shape, layer.k, stride, layer.p, 1, layer.ceil_mode), 0, 0
+    return _windowed(op, shape, layer.k, layer.stride, layer.p, 1, layer.ceil_mode), 0, 0
 
 
 def maxpool(layer: L.MaxPool, shape: Shape):

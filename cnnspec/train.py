@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -58,11 +58,10 @@ class TrainConfig:
 
 def modern(config: TrainConfig) -> TrainConfig:
     """What fast-training work adds to d2l's plain SGD."""
-    return TrainConfig(**{
-        **asdict(config), "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-        "schedule": "onecycle", "warmup_epochs": min(2.0, config.epochs / 5),
-        "label_smoothing": 0.1, "augment": True,
-    })  # fmt: skip
+    return replace(
+        config, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle",
+        warmup_epochs=min(2.0, config.epochs / 5), label_smoothing=0.1, augment=True,
+    )  # fmt: skip
 
 
 @dataclass
@@ -91,7 +90,8 @@ class _State:
 
 def prepare(split: Split, size: tuple[int, int] | None, device: torch.device) -> Split:
     """Move a split to the device and resize it there, once, back to uint8."""
-    images = split.images.to(device)
+    split = split.to(device)
+    images = split.images
     if size is not None and tuple(images.shape[-2:]) != tuple(size):
         chunks = []
         for chunk in images.split(4096):
@@ -99,7 +99,7 @@ def prepare(split: Split, size: tuple[int, int] | None, device: torch.device) ->
                                 align_corners=False)  # fmt: skip
             chunks.append(out.round_().clamp_(0, 255).to(torch.uint8))
         images = torch.cat(chunks)
-    return Split(images, split.labels.to(device))
+    return Split(images, split.labels)
 
 
 def _batch(split: Split, index: torch.Tensor, augment: bool, gen: torch.Generator | None,
@@ -223,7 +223,7 @@ def fit(
             device = torch.device("cuda", group.local_rank)
         if not group.main:
             report = _quiet
-            cfg = TrainConfig(**{**asdict(cfg), "progress": False})
+            cfg = replace(cfg, progress=False)
     try:
         return _fit(model, data, cfg, run, resume, report, device, cuda, group)
     except torch.cuda.OutOfMemoryError:
