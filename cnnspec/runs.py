@@ -37,6 +37,7 @@ def config_for(spec: Spec, args) -> TrainConfig:
         weight_decay=recipe.weight_decay,
         size=(size, size) if size else tuple(spec.input_shape[1:]) or None,
         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        precision=args.precision,
         compile=args.compile,
         seed=args.seed,
         progress=not args.no_progress,

@@ -4,8 +4,9 @@ Fast where d2l's `train_ch6` is slow: the whole uint8 dataset sits on the device
 there once (bilinear, antialiased, rounded back to uint8 as PIL's resize does); shuffling
 and batching are index operations on the device; loss and accuracy accumulate on the device,
 so an epoch has no host sync until its end (the progress bar reads them through an
-asynchronous copy); bf16 autocast, channels_last and fused optimizers on GPU; optional
-torch.compile. Results compare with the seeds: the default recipe is d2l's.
+asynchronous copy); fused optimizers; channels_last and bf16 autocast on GPU (both can be
+asked for on CPU too); optional torch.compile. Results compare with the seeds: the default
+recipe is d2l's.
 
 Checkpoints (see `checkpoint.py`) are written at every epoch's end and on Ctrl-C/SIGTERM;
 resuming continues exactly: shuffles derive from (seed, epoch), and RNG states are saved.
@@ -17,7 +18,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -50,6 +51,10 @@ class TrainConfig:
     augment: bool = False  # random crop (4 px padding) and horizontal flip, on the device
     size: tuple[int, int] | None = None  # resize images to H x W; None keeps them
     device: str = "cpu"
+    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU | bf16 | fp32
+    # None: on GPU only, where tensor cores want it; on CPU it slows batch norm over few
+    # channels (LeNet-BN: 20.5 -> 29.7 ms a step) though it speeds up ResNet-18 and AlexNet
+    channels_last: bool | None = None
     compile: bool = False
     seed: int = 0
     progress: bool = True
@@ -129,16 +134,24 @@ def _crop_and_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 # --- optimisation -------------------------------------------------------------------------
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device):
-    fused = {"fused": True} if device.type == "cuda" else {}
+def make_optimizer(model: nn.Module, cfg: TrainConfig):
     params = model.parameters()
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay, **fused)  # fmt: skip
+                               weight_decay=cfg.weight_decay, fused=True)  # fmt: skip
     if cfg.optimizer in ("adam", "adamw"):
         cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     raise TrainError(f"unknown optimizer '{cfg.optimizer}' (sgd, adam or adamw)")
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], AbstractContextManager]:
+    """The forward pass's precision: bf16 autocast (the default on GPU) or plain fp32."""
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise TrainError(f"unknown precision '{cfg.precision}' (auto, bf16 or fp32)")
+    if cfg.precision == "fp32" or (cfg.precision == "auto" and device.type != "cuda"):
+        return nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def learning_rate(cfg: TrainConfig, step: int, total: int, per_epoch: int) -> float:
@@ -214,18 +227,18 @@ def fit(
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainError("--device cuda asked for, but no CUDA device is available")
-    cuda = device.type == "cuda"
     group = distributed.join(device.type)
-    if group is not None and cfg.sync_bn and not cuda:
+    if group is not None and cfg.sync_bn and device.type != "cuda":
         raise TrainError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA only")
     if group is not None:
-        if cuda:
+        if device.type == "cuda":
             device = torch.device("cuda", group.local_rank)
         if not group.main:
             report = _quiet
             cfg = replace(cfg, progress=False)
     try:
-        return _fit(model, data, cfg, run, resume, report, device, cuda, group)
+        loop = _Loop(model, data, cfg, run, resume, report, device, group)
+        return loop.run_epochs()
     except torch.cuda.OutOfMemoryError:
         raise TrainError(
             f"the GPU ran out of memory at batch size {cfg.batch_size}; "
@@ -237,111 +250,139 @@ def _quiet(line: str) -> None:
     """Ranks other than 0 say nothing."""
 
 
-def _fit(model, data, cfg, run, resume, report, device, cuda, group) -> list[EpochResult]:
-    train, test = prepare(data.train, cfg.size, device), prepare(data.test, cfg.size, device)
-    if group is not None and cfg.sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device)
-    channels_last = train.images.dim() == 4 and cuda
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg, device)
-    state = _State()
-    if resume:
-        state = _restore(run, model, optimizer, device)
-        report(f"resuming {run} at epoch {state.epoch + 1}, step {state.step}")
-    step_model = model
-    if group is not None:
-        ids = [group.local_rank] if cuda else None
-        step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    if cfg.compile:
-        step_model = torch.compile(step_model)
-    main = group is None or group.main
+class _Loop:
+    """One run's moving parts, set up once, so that an epoch and a step each read alone."""
 
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    def __init__(self, model, data, cfg, run, resume, report, device, group):
+        self.cfg, self.run, self.report, self.device, self.group = cfg, run, report, device, group
+        self.main = group is None or group.main
+        self.autocast = autocast_for(cfg, device)
+        self.train, self.test = (
+            prepare(data.train, cfg.size, device),
+            prepare(data.test, cfg.size, device),
+        )
+        if group is not None and cfg.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model.to(device)
+        wanted = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+        self.channels_last = wanted and self.train.images.dim() == 4
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = make_optimizer(model, cfg)
+        self.state = _State()
+        if resume:
+            self.state = _load_checkpoint(run, model, self.optimizer, device)
+            report(f"resuming {run} at epoch {self.state.epoch + 1}, step {self.state.step}")
+        self.step_model = model  # what a step calls: wrapped for torchrun and torch.compile
+        if group is not None:
+            ids = [group.local_rank] if device.type == "cuda" else None
+            self.step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if cfg.compile:
+            self.step_model = torch.compile(self.step_model)
+        self.per_epoch = math.ceil(len(self.train) / cfg.batch_size)
+        self.step_ids = torch.arange(self.per_epoch, device=device)  # no host copy per step
 
-    n, batch = len(train), cfg.batch_size
-    per_epoch = math.ceil(n / batch)
-    total_steps = per_epoch * cfg.epochs
-    results = [EpochResult(**h) for h in state.history]
-    model.train()
-    with _stop_requests() as stop:
-        for epoch in range(state.epoch, cfg.epochs):
-            shuffle = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            order = torch.randperm(n, generator=shuffle).to(device)
-            augment_gen = None
-            if cfg.augment:
-                augment_gen = torch.Generator(device=device)
-                augment_gen.manual_seed(cfg.seed * 1_000_003 + epoch)
-            sums = torch.tensor(state.partial, dtype=torch.float64).to(device)
-            first_bad = torch.full((), -1, device=device, dtype=torch.int64)
-            step_ids = torch.arange(per_epoch, device=device)  # no host->device copy per step
-            resumed_seen, earlier_seconds = state.partial[2], state.train_seconds
-            bar = progress_bar(cfg.progress, epoch, cfg.epochs, per_epoch, state.step)
-            started = time.perf_counter()
-            compile_seconds, compiling = 0.0, cfg.compile and epoch == state.epoch
-            for step in range(state.step, per_epoch):
-                if compiling and step == state.step + 1:  # the first step compiled the model
-                    _synchronize(device)
-                    compile_seconds = time.perf_counter() - started
-                    report(f"torch.compile: first step took {compile_seconds:.1f} s")
-                    started, compiling = time.perf_counter(), False
-                    resumed_seen += min(batch, n - state.step * batch)  # its examples too
-                index = order[step * batch : (step + 1) * batch]
-                if group is not None:  # this rank's share of the global batch
-                    index = index[group.rank :: group.world]
-                x, y = _batch(train, index, cfg.augment, augment_gen, channels_last)
-                if cfg.schedule != "constant":
-                    lr = learning_rate(cfg, epoch * per_epoch + step, total_steps, per_epoch)
-                    for param_group in optimizer.param_groups:
-                        param_group["lr"] = lr
-                with autocast():
-                    loss, hits = _loss_and_hits(step_model(x), y, cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                count = torch.full((), len(index), device=device, dtype=torch.float64)
-                sums += torch.stack([loss.detach().double() * count, hits.double(), count])
-                bad = ~torch.isfinite(loss.detach()) & (first_bad < 0)
-                first_bad = torch.where(bad, step_ids[step], first_bad)
-                bar.advance(sums)
-                if _stopping(stop, step, group, device):
-                    _check_finite(distributed.max_(first_bad, group), epoch)
-                    state.step = step + 1
-                    state.partial = distributed.sum_(sums, group).tolist()
-                    state.train_seconds += time.perf_counter() - started
-                    bar.close()
-                    if run is not None:
-                        if main:
-                            _save(run, model, optimizer, state, cfg, device)
-                        distributed.barrier(group)
-                        report(f"stopped by signal {stop['signal'] or 'on another rank'}; "
-                               f"saved a checkpoint to resume from ({run})")  # fmt: skip
+    def run_epochs(self) -> list[EpochResult]:
+        cfg = self.cfg
+        results = [EpochResult(**h) for h in self.state.history]
+        self.model.train()
+        with _stop_requests() as stop:
+            for epoch in range(self.state.epoch, cfg.epochs):
+                result = self._epoch(epoch, stop)
+                if result is None:  # stopped by a signal, partial state saved
                     return results
-            distributed.sum_(sums, group)
-            distributed.max_(first_bad, group)
-            loss_sum, hit_sum, seen = sums.tolist()  # the epoch's one sync
-            elapsed = time.perf_counter() - started
-            bar.close()
-            _check_finite(first_bad, epoch)
-            test_acc = evaluate(model, test, max(batch, 1024), autocast, channels_last, group)
-            result = EpochResult(
-                epoch + 1, loss_sum / seen, hit_sum / seen, test_acc,
-                (seen - resumed_seen) / max(elapsed, 1e-9),  # this session's share of the epoch
-                earlier_seconds + elapsed, time.perf_counter() - started, compile_seconds,
-            )  # fmt: skip
-            results.append(result)
-            report(f"epoch {result.epoch}/{cfg.epochs}  loss {result.loss:.3f}  "
-                   f"train acc {result.train_acc:.3f}  test acc {result.test_acc:.3f}  "
-                   f"{result.examples_per_sec:,.0f} ex/s")  # fmt: skip
-            state = _State(epoch + 1, 0, [asdict(r) for r in results])
-            if run is not None:
-                if main:
-                    _save(run, model, optimizer, state, cfg, device)
-                    write_metrics(run, results)
-                distributed.barrier(group)
-    return results
+                results.append(result)
+                self.report(f"epoch {result.epoch}/{cfg.epochs}  loss {result.loss:.3f}  "
+                            f"train acc {result.train_acc:.3f}  "
+                            f"test acc {result.test_acc:.3f}  "
+                            f"{result.examples_per_sec:,.0f} ex/s")  # fmt: skip
+                self.state = _State(epoch + 1, 0, [asdict(r) for r in results])
+                if self.run is not None:
+                    if self.main:
+                        self._checkpoint()
+                        write_metrics(self.run, results)
+                    distributed.barrier(self.group)
+        return results
+
+    def _epoch(self, epoch: int, stop: dict) -> EpochResult | None:
+        """Train one epoch (the rest of it, when resuming mid-epoch) and test; None when a
+        signal stopped it."""
+        cfg, state, device, group = self.cfg, self.state, self.device, self.group
+        n, batch = len(self.train), cfg.batch_size
+        seed = cfg.seed * 1_000_003 + epoch  # shuffles and crops derive from (seed, epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
+        augment = None
+        if cfg.augment:
+            augment = torch.Generator(device=device)
+            augment.manual_seed(seed)
+        sums = torch.tensor(state.partial, dtype=torch.float64).to(device)  # loss, hits, n
+        first_bad = torch.full((), -1, device=device, dtype=torch.int64)  # first NaN step
+        resumed_seen, earlier_seconds = state.partial[2], state.train_seconds
+        bar = progress_bar(cfg.progress, epoch, cfg.epochs, self.per_epoch, state.step)
+        started = time.perf_counter()
+        compile_seconds, compiling = 0.0, cfg.compile and epoch == state.epoch
+        for step in range(state.step, self.per_epoch):
+            if compiling and step == state.step + 1:  # the first step compiled the model
+                _synchronize(device)
+                compile_seconds = time.perf_counter() - started
+                self.report(f"torch.compile: first step took {compile_seconds:.1f} s")
+                started, compiling = time.perf_counter(), False
+                resumed_seen += min(batch, n - state.step * batch)  # its examples too
+            index = order[step * batch : (step + 1) * batch]
+            if group is not None:  # this rank's share of the global batch
+                index = index[group.rank :: group.world]
+            loss, hits = self._step(index, epoch * self.per_epoch + step, augment)
+            count = torch.full((), len(index), device=device, dtype=torch.float64)
+            sums += torch.stack([loss.double() * count, hits.double(), count])
+            bad = ~torch.isfinite(loss) & (first_bad < 0)
+            first_bad = torch.where(bad, self.step_ids[step], first_bad)
+            bar.advance(sums)
+            if _stopping(stop, step, group, device):
+                _check_finite(distributed.max_(first_bad, group), epoch)
+                state.step = step + 1
+                state.partial = distributed.sum_(sums, group).tolist()
+                state.train_seconds += time.perf_counter() - started
+                bar.close()
+                if self.run is not None:
+                    if self.main:
+                        self._checkpoint()
+                    distributed.barrier(group)
+                    self.report(f"stopped by signal {stop['signal'] or 'on another rank'}; "
+                                f"saved a checkpoint to resume from ({self.run})")  # fmt: skip
+                return None
+        distributed.sum_(sums, group)
+        distributed.max_(first_bad, group)
+        loss_sum, hit_sum, seen = sums.tolist()  # the epoch's one sync
+        elapsed = time.perf_counter() - started
+        bar.close()
+        _check_finite(first_bad, epoch)
+        test_acc = evaluate(self.model, self.test, max(batch, 1024), self.autocast,
+                            self.channels_last, group)  # fmt: skip
+        return EpochResult(
+            epoch + 1, loss_sum / seen, hit_sum / seen, test_acc,
+            (seen - resumed_seen) / max(elapsed, 1e-9),  # this session's share of the epoch
+            earlier_seconds + elapsed, time.perf_counter() - started, compile_seconds,
+        )  # fmt: skip
+
+    def _step(self, index: torch.Tensor, global_step: int, augment):
+        """One optimisation step; the loss and hit count stay on the device."""
+        cfg = self.cfg
+        x, y = _batch(self.train, index, cfg.augment, augment, self.channels_last)
+        if cfg.schedule != "constant":
+            total = self.per_epoch * cfg.epochs
+            lr = learning_rate(cfg, global_step, total, self.per_epoch)
+            for param_group in self.optimizer.param_groups:
+                param_group["lr"] = lr
+        with self.autocast():
+            loss, hits = _loss_and_hits(self.step_model(x), y, cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), hits
+
+    def _checkpoint(self) -> None:
+        _save_checkpoint(self.run, self.model, self.optimizer, self.state, self.cfg, self.device)
 
 
 def _stopping(stop: dict, step: int, group, device) -> bool:
@@ -372,7 +413,7 @@ def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
 # --- run folder -------------------------------------------------------------------------------
 
 
-def _save(run: Path, model, optimizer, state: _State, cfg: TrainConfig, device) -> None:
+def _save_checkpoint(run: Path, model, optimizer, state: _State, cfg: TrainConfig, device) -> None:
     rng = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
@@ -381,7 +422,7 @@ def _save(run: Path, model, optimizer, state: _State, cfg: TrainConfig, device) 
                     optimizer.state_dict(), rng, trainer)  # fmt: skip
 
 
-def _restore(run: Path | None, model, optimizer, device) -> _State:
+def _load_checkpoint(run: Path | None, model, optimizer, device) -> _State:
     if run is None:
         raise TrainError("resuming needs the run folder")
     weights, opt_state, rng, trainer = checkpoint.load(run)

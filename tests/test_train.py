@@ -165,7 +165,7 @@ def test_multi_head_model_trains_on_strips(data_dir, tmp_path):
 
 def test_nan_loss_names_epoch_and_step_and_saves_nothing(data_dir, tmp_path):
     with pytest.raises(TrainError) as info:
-        fit(model(), data.fashion_mnist(data_dir), small_config(lr=1e30), tmp_path / "run")
+        fit(model(), data.fashion_mnist(data_dir), small_config(lr=float("inf")), tmp_path / "run")
     assert "NaN or infinite at epoch 1, step" in info.value.message
     assert not (tmp_path / "run" / "checkpoints" / "latest.json").exists()
 
@@ -289,6 +289,38 @@ def test_training_size_is_checked_against_the_network(data_dir, tmp_path):
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert "at 1x28x28" in out  # the recipe's size, re-inferred: global pooling copes
+
+
+def conv_inputs(net) -> set:
+    """The (dtype, channels_last?) pairs of the first convolution's output (its 1-channel
+    input is both layouts at once)."""
+    seen = set()
+
+    def hook(module, args, out):
+        seen.add((out.dtype, out.is_contiguous(memory_format=torch.channels_last)))
+
+    net.f[0].register_forward_hook(hook)
+    return seen
+
+
+def test_gpu_code_path_trains_on_cpu(data_dir):
+    """The GPU's path, exercised where tests run: bf16 autocast and channels_last, and the
+    network still learns. By default a CPU trains in fp32 and NCHW, as d2l does."""
+    net = model()
+    seen = conv_inputs(net)
+    config = small_config(precision="bf16", channels_last=True)
+    results = fit(net, data.fashion_mnist(data_dir), config, report=lambda line: None)
+    assert seen == {(torch.bfloat16, True)}
+    assert results[-1].loss < results[0].loss and results[-1].train_acc > 0.5
+    net = model()
+    seen = conv_inputs(net)
+    fit(net, data.fashion_mnist(data_dir), small_config(epochs=1), report=lambda line: None)
+    assert seen == {(torch.float32, False)}
+
+
+def test_unknown_precision_is_refused(data_dir):
+    with pytest.raises(TrainError, match="unknown precision 'fp8' \\(auto, bf16 or fp32\\)"):
+        fit(model(), data.fashion_mnist(data_dir), small_config(precision="fp8"))
 
 
 def test_compiled_training_reports_compile_time_apart(data_dir):
