@@ -52,8 +52,8 @@ class TrainConfig:
     size: tuple[int, int] | None = None  # resize images to H x W; None keeps them
     device: str = "cpu"
     precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU | bf16 | fp32
-    # None: on GPU only, where tensor cores want it; on CPU it slows batch norm over few
-    # channels (LeNet-BN: 20.5 -> 29.7 ms a step) though it speeds up ResNet-18 and AlexNet
+    # None: on GPU only, where tensor cores want it; on CPU it speeds up some networks and
+    # slows batch norm over few channels (benchmarks/train_step.py)
     channels_last: bool | None = None
     compile: bool = False
     seed: int = 0
