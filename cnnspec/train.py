@@ -257,10 +257,8 @@ class _Loop:
         self.cfg, self.run, self.report, self.device, self.group = cfg, run, report, device, group
         self.main = group is None or group.main
         self.autocast = autocast_for(cfg, device)
-        self.train, self.test = (
-            prepare(data.train, cfg.size, device),
-            prepare(data.test, cfg.size, device),
-        )
+        self.train = prepare(data.train, cfg.size, device)
+        self.test = prepare(data.test, cfg.size, device)
         if group is not None and cfg.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(device)
