@@ -291,7 +291,7 @@ def test_training_size_is_checked_against_the_network(data_dir, tmp_path):
     assert "at 1x28x28" in out  # the recipe's size, re-inferred: global pooling copes
 
 
-def conv_inputs(net) -> set:
+def first_conv_outputs(net) -> set:
     """The (dtype, channels_last?) pairs of the first convolution's output (its 1-channel
     input is both layouts at once)."""
     seen = set()
@@ -307,13 +307,13 @@ def test_gpu_code_path_trains_on_cpu(data_dir):
     """The GPU's path, exercised where tests run: bf16 autocast and channels_last, and the
     network still learns. By default a CPU trains in fp32 and NCHW, as d2l does."""
     net = model()
-    seen = conv_inputs(net)
+    seen = first_conv_outputs(net)
     config = small_config(precision="bf16", channels_last=True)
     results = fit(net, data.fashion_mnist(data_dir), config, report=lambda line: None)
     assert seen == {(torch.bfloat16, True)}
     assert results[-1].loss < results[0].loss and results[-1].train_acc > 0.5
     net = model()
-    seen = conv_inputs(net)
+    seen = first_conv_outputs(net)
     fit(net, data.fashion_mnist(data_dir), small_config(epochs=1), report=lambda line: None)
     assert seen == {(torch.float32, False)}
 
