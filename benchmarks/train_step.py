@@ -24,7 +24,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import cnnspec  # noqa: E402
 from cnnspec import data, runs  # noqa: E402
-from cnnspec.train import prepare  # noqa: E402
+from cnnspec.training.loop import prepare  # noqa: E402
 
 CASES = [("lenet_bn", 28, 256), ("lenet", 28, 256), ("resnet18", 28, 256), ("alexnet", 224, 32)]
 SETTINGS = [(False, False), (False, True), (True, False), (True, True)]  # channels_last, fused

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 import cnnspec  # noqa: E402
 from cnnspec import data, runs  # noqa: E402
-from cnnspec.train import TrainConfig, fit  # noqa: E402
+from cnnspec.training.loop import TrainConfig, fit  # noqa: E402
 
 SEED_ACCURACY = {"alexnet": 0.883, "vgg11": 0.887, "nin": 0.859, "googlenet": 0.875,
                  "resnet18": 0.897, "densenet": 0.904, "lenet_maxpool": 0.759}  # fmt: skip

@@ -12,6 +12,6 @@ Importing cnnspec does not import torch; only building a module does.
 from .errors import CnnspecError
 from .limits import Limits
 from .spec import Spec, compile, load
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["CnnspecError", "Limits", "Spec", "__version__", "compile", "load"]

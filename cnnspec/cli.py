@@ -43,7 +43,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         print(spec.summary())
     if not args.no_forward:
-        from .build import check_forward
+        from .backends.build import check_forward
 
         check_forward(spec)
         if not args.json:
@@ -52,11 +52,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_codegen(args: argparse.Namespace) -> int:
-    from .codegen import generate
-    from .fsutil import write_atomic
+    from .atomic import write_atomic
 
     # Generate everything before writing anything: a bad spec leaves no file behind.
-    sources = {path: generate(_load(path, args)) for path in args.specs}
+    sources = {path: _load(path, args).codegen() for path in args.specs}
     for path, source in sources.items():
         if args.stdout:
             print(source, end="")
@@ -68,8 +67,8 @@ def cmd_codegen(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import distributed
-    from .runs import train
+    from .training import distributed
+    from .training.command import train
 
     if args.nproc and not distributed.launched():
         return distributed.relaunch(args.nproc, _without_option(args.argv, "--nproc"))
@@ -89,14 +88,14 @@ def _without_option(argv: list[str], option: str) -> list[str]:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .schema import yaml_schema
+    from .backends.schema import yaml_schema
 
     print(json.dumps(yaml_schema(), indent=2))
     return 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .emit_yaml import to_yaml
+    from .backends.emit_yaml import to_yaml
 
     print(to_yaml(_load(args.spec, args).ir), end="")
     return 0

@@ -9,19 +9,16 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from functools import cache
-from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import ir
+from .analysis.graph import Graph, Node, Output, Shape
+from .analysis.infer import infer
 from .errors import CnnspecError, LimitError, Source, SpecError, SpecSyntaxError
-from .graph import Graph, Node, Output, Shape
-from .infer import infer
+from .language import ir
+from .language.parse_cnn import parse_cnn
+from .language.parse_yaml import parse_yaml
 from .limits import DEFAULT, Limits
-from .parse_cnn import parse_cnn
-from .parse_yaml import parse_yaml
-from .resolve import resolve
 
 if TYPE_CHECKING:
     import torch
@@ -64,31 +61,46 @@ class Spec:
     @property
     def layers(self) -> list[dict]:
         """Per-layer figures as plain data: path, op, input/output shape, params, MACs."""
-        from .summary import layer_rows
+        from .backends.summary import layer_rows
 
         return layer_rows(self.graph)
 
     def summary(self) -> str:
-        from .summary import table
+        from .backends.summary import table
 
         return table(self.graph, self.source.name)
 
     def to_dict(self) -> dict:
-        from .summary import as_dict
+        from .backends.summary import as_dict
 
         return as_dict(self.graph)
 
+    def with_input(self, shape: Shape) -> Spec:
+        """The same network inferred for another input shape (the seeds train ResNet-18 on
+        28x28 while printing 224x224 shapes). Raises a positioned error if it does not fit."""
+        if tuple(shape) == tuple(self.input_shape):
+            return self
+        network = self.ir.network.model_copy(update={"input": tuple(shape)})
+        doc = self.ir.model_copy(update={"network": network})
+        try:
+            return Spec(self.source, doc, infer(doc))
+        except CnnspecError as err:
+            raise err.with_source(self.source) from None
+
     def build(self, init: str | None = None) -> torch.nn.Module:
         """A fresh `torch.nn.Module`; `init` is "xavier", "default", or the recipe's."""
-        from .build import build
+        from .backends.build import build
 
         return build(self.graph, init=init)
 
     def codegen(self) -> str:
         """The network as standalone PyTorch source (imports torch only)."""
-        from .codegen import generate
+        from .backends.codegen.generator import generate
 
-        return generate(self)
+        try:
+            return generate(self.ir, self.graph, self.source.name)
+        except CnnspecError as err:
+            raise err.with_source(self.source) from None
 
     def layer_nodes(self) -> list[tuple[str, Node]]:
         return self.graph.layers()
@@ -147,7 +159,7 @@ def load(source: str | os.PathLike, *, format: str | None = None,
     src, fmt = read(source, format, limits)
     doc = parse(src, fmt, limits)
     try:
-        return Spec(src, doc, infer(doc, prelude(), limits))
+        return Spec(src, doc, infer(doc, limits))
     except CnnspecError as err:
         raise err.with_source(src) from None
 
@@ -156,17 +168,3 @@ def compile(source: str | os.PathLike, **options) -> torch.nn.Module:
     """The spec's network as a `torch.nn.Module`."""
     init = options.pop("init", None)
     return load(source, **options).build(init=init)
-
-
-@cache
-def prelude() -> dict[str, ir.BlockDef]:
-    """The built-in blocks (prelude.cnn), parsed and checked once."""
-    text = files("cnnspec").joinpath("prelude.cnn").read_text(encoding="utf-8")
-    source = Source("cnnspec/prelude.cnn", text)
-    try:
-        plain = parse_cnn(text)
-        blocks = tuple(ir.BlockDef.model_validate(ir.strict_ready(b)) for b in plain["blocks"])
-        empty = ir.Network(name="prelude", input=(1,), stages=())
-        return resolve(ir.Document(blocks=blocks, network=empty), {})
-    except CnnspecError as err:
-        raise err.with_source(source) from None

@@ -5,7 +5,8 @@ import torch
 from conftest import EVERY_CONSTRUCT, SPEC_NAMES, net, spec_path
 
 import cnnspec
-from cnnspec import build, layers, shape_rules
+from cnnspec.analysis import layers, shape_rules
+from cnnspec.backends import build
 
 
 def test_every_op_has_a_handler_in_every_stage():

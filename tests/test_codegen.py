@@ -13,7 +13,8 @@ import torch
 from conftest import EVERY_CONSTRUCT, ROOT, SPEC_NAMES, net, spec_path
 
 import cnnspec
-from cnnspec import codegen, layers
+from cnnspec.analysis import layers
+from cnnspec.backends.codegen import generator as codegen
 from cnnspec.cli import main
 
 GENERATED = ROOT / "generated"

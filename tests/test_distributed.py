@@ -14,8 +14,8 @@ from conftest import ROOT
 from safetensors.torch import load_file
 
 import cnnspec
-from cnnspec import data
-from cnnspec.train import TrainConfig, fit
+from cnnspec.training import data
+from cnnspec.training.loop import TrainConfig, fit
 
 PLAIN = """
 network Plain(input=1x28x28, classes=10):
@@ -29,7 +29,9 @@ DRIVER = textwrap.dedent("""
     import torch
     from safetensors.torch import save_file
     import cnnspec
-    from cnnspec import checkpoint, data, train
+    from cnnspec.training import checkpoints as checkpoint
+    from cnnspec.training import data
+    from cnnspec.training import loop as train
 
     out, mode, data_dir, epochs = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
     rank = int(os.environ["RANK"])

@@ -4,7 +4,7 @@ import pytest
 from conftest import EVERY_CONSTRUCT, net
 
 import cnnspec
-from cnnspec.emit_yaml import to_yaml
+from cnnspec.backends.emit_yaml import to_yaml
 
 
 def shapes(spec) -> dict:

@@ -81,12 +81,12 @@ def test_exponential_blocks_are_bounded():
 
 
 def test_parameter_budget_refuses_a_billion_channel_conv_before_allocating(monkeypatch):
-    import cnnspec.build
+    import cnnspec.backends.build
 
     def must_not_build(*args, **kwargs):
         raise AssertionError("the budget must be checked before anything is built")
 
-    monkeypatch.setattr(cnnspec.build, "build", must_not_build)
+    monkeypatch.setattr(cnnspec.backends.build, "build", must_not_build)
     with pytest.raises(LimitError) as info:
         cnnspec.compile(net("conv(1000000000, k=3)"))
     assert "more than 1,000,000,000 parameters" in info.value.message

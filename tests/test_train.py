@@ -15,8 +15,9 @@ from conftest import ROOT, spec_path, synthetic
 from safetensors.torch import load_file
 
 import cnnspec
-from cnnspec import checkpoint, data
-from cnnspec.train import TrainConfig, TrainError, fit, modern
+from cnnspec.training import checkpoints as checkpoint
+from cnnspec.training import data
+from cnnspec.training.loop import TrainConfig, TrainError, fit, modern
 
 SMALL = """
 network Small(input=1x28x28, classes=10):

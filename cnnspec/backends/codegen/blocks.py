@@ -12,17 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import ir
-from .codegen_ops import (
+from ...analysis.infer import dense_unit, match_arguments, required_arguments
+from ...analysis.layers import ADAPTIVE_OPS, LAYERS, WINDOW_OPS
+from ...language import ir
+from ...language.expressions import PYTHON_CONSTANTS, unparse
+from .ops import (
     COMBINATOR_CLASSES,
     LAYER_CODE,
     CodegenError,
     class_name,
     collect,
 )
-from .evaluate import PYTHON_CONSTANTS, unparse
-from .infer import dense_unit, match_arguments, required_arguments
-from .layers import ADAPTIVE_OPS, LAYERS, WINDOW_OPS
 from .pyformat import Call, List, lines
 
 

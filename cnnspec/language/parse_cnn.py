@@ -13,9 +13,9 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.indenter import DedentError, Indenter
 
-from .errors import LimitError, Pos, SpecError, SpecSyntaxError
+from ..errors import LimitError, Pos, Source, SpecError, SpecSyntaxError
+from ..limits import DEFAULT, Limits
 from .ir import METADATA_KEYS
-from .limits import DEFAULT, Limits
 
 # Readable names for the terminals a syntax error can expect.
 _TERMINALS = {
@@ -60,7 +60,7 @@ class _Indenter(Indenter):
 
 @cache
 def _parser(start: str) -> Lark:
-    grammar = files("cnnspec").joinpath("grammar.lark").read_text(encoding="utf-8")
+    grammar = files(__package__).joinpath("grammar.lark").read_text(encoding="utf-8")
     postlex = _Indenter() if start == "start" else None
     return Lark(
         grammar,
@@ -371,3 +371,14 @@ def _shift(node, origin: Pos):
         line, col = node["pos"]
         out["pos"] = (origin[0] + line - 1, origin[1] + col - 1 if line == 1 else col)
     return out
+
+
+@cache
+def parse_prelude() -> tuple[dict, Source]:
+    """The built-in blocks, `prelude.cnn`, as plain data (blocks only, no network)."""
+    text = files(__package__).joinpath("prelude.cnn").read_text(encoding="utf-8")
+    source = Source("cnnspec/language/prelude.cnn", text)
+    try:
+        return parse_cnn(text), source
+    except SpecError as err:
+        raise err.with_source(source) from None

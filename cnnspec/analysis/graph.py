@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import Pos
-from .ir import Recipe
+from ..errors import Pos
+from ..language.ir import Recipe
 from .layers import Layer
 
 Shape = tuple[int, ...]  # (C, H, W) for images, (F,) for features

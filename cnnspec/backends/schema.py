@@ -7,9 +7,9 @@ arguments, the combinators, and the network and train options. Block calls are o
 
 from __future__ import annotations
 
-from . import ir
-from .layers import LAYERS
-from .spec import prelude
+from ..analysis.layers import LAYERS
+from ..analysis.resolve import builtin_blocks
+from ..language import ir
 
 _EXPR = {"$ref": "#/$defs/expr"}
 _BODY = {"$ref": "#/$defs/body"}
@@ -49,7 +49,7 @@ def yaml_schema() -> dict:
          "properties": {"repeat": _EXPR, "body": _BODY}, "required": ["repeat", "body"],
          "additionalProperties": False},
         {"type": "object", "description": "a block call: {name: args, keyword: value}",
-         "examples": sorted(prelude()), "minProperties": 1},
+         "examples": sorted(builtin_blocks()), "minProperties": 1},
     ]}  # fmt: skip
     recipe = ir.Recipe.model_json_schema()
     recipe.pop("title", None)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from .errors import SpecError
-from .evaluate import PYTHON_CONSTANTS
+from ...errors import SpecError
+from ...language.expressions import PYTHON_CONSTANTS
 from .pyformat import Call, Dict, List
 
 RUNTIME_CLASSES = ("Concat", "Add", "Dense", "Heads", "Reshape")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .evaluate import describe
-from .graph import Graph, Node, Output
-from .shape_rules import fmt
+from ..analysis.graph import Graph, Node, Output
+from ..analysis.shape_rules import fmt
+from ..language.expressions import describe
 
 
 def shape_text(shape: Output) -> str:

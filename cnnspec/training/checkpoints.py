@@ -23,8 +23,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import CnnspecError
-from .fsutil import write_atomic
+from ..atomic import write_atomic
+from ..errors import CnnspecError
 
 LATEST = "latest.json"
 KEEP = 2  # checkpoints kept besides the newest

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from ..errors import SpecError, did_you_mean
 from . import ir
-from .errors import SpecError, did_you_mean
 
 Value = int | float | bool | None | tuple
 

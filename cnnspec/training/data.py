@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CnnspecError
+from ..errors import CnnspecError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {

@@ -13,10 +13,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from . import layers as L
-from .errors import CnnspecError
-from .graph import Graph, Node, Shape
-from .modules import Add, Concat, Dense, Heads, Network, Reshape
+from ..analysis import layers as L
+from ..analysis.graph import Graph, Node, Shape
+from ..errors import CnnspecError
+from .runtime import Add, Concat, Dense, Heads, Network, Reshape
 from .summary import shape_text
 
 Builder = Callable[[L.Layer, Shape], nn.Module]

@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint, distributed
+from ..errors import CnnspecError
+from . import checkpoints as checkpoint
+from . import distributed
 from .data import Dataset, Split
-from .errors import CnnspecError
-from .train_report import progress_bar, write_metrics
+from .report import progress_bar, write_metrics
 
 
 class TrainError(CnnspecError):

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import keyword
 from collections.abc import Iterator, Mapping
+from functools import cache
 
-from . import ir
-from .errors import SpecError, did_you_mean
+from ..errors import CnnspecError, SpecError, did_you_mean
+from ..language import ir
+from ..language.parse_cnn import parse_prelude
 from .layers import LAYERS
 
 # Names the input shape and the network bind in every argument list.
@@ -65,8 +67,25 @@ def _branches(items: tuple) -> Iterator[ir.Branch]:
                 stack.extend(branch.body)
 
 
-def resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, ir.BlockDef]:
-    """Check the document's names; return every block it can call, by name."""
+@cache
+def builtin_blocks() -> dict[str, ir.BlockDef]:
+    """The built-in blocks (`prelude.cnn`), parsed and checked once."""
+    plain, source = parse_prelude()
+    try:
+        blocks = tuple(ir.BlockDef.model_validate(ir.strict_ready(b)) for b in plain["blocks"])
+        empty = ir.Network(name="prelude", input=(1,), stages=())
+        return _resolve(ir.Document(blocks=blocks, network=empty), {})
+    except CnnspecError as err:
+        raise err.with_source(source) from None
+
+
+def resolve(doc: ir.Document) -> dict[str, ir.BlockDef]:
+    """Check the document's names; return every block it can call (its own and the
+    built-in ones), by name."""
+    return _resolve(doc, builtin_blocks())
+
+
+def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, ir.BlockDef]:
     own: dict[str, ir.BlockDef] = {}
     for block in doc.blocks:
         if block.name in LAYERS or block.name in ir.COMBINATORS:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 
-from . import ir
-from .errors import CnnspecError, LimitError, Pos, ShapeError, SpecError, did_you_mean
-from .evaluate import Value, describe, evaluate
+from ..errors import CnnspecError, LimitError, Pos, ShapeError, SpecError, did_you_mean
+from ..language import ir
+from ..language.expressions import Value, describe, evaluate
+from ..limits import DEFAULT, Limits
 from .graph import Graph, Node, Output, Shape
 from .layers import ADAPTIVE_OPS, LAYERS, WINDOW_OPS, Conv, Layer
-from .limits import DEFAULT, Limits
 from .resolve import SHAPE_NAMES, resolve
 from .shape_rules import RULES, fmt, pair
 
@@ -42,8 +42,8 @@ def _describe_output(shape: Output) -> str:
     return fmt(shape)  # type: ignore[arg-type]
 
 
-def infer(doc: ir.Document, prelude: Mapping[str, ir.BlockDef], limits: Limits = DEFAULT) -> Graph:
-    blocks = resolve(doc, prelude)
+def infer(doc: ir.Document, limits: Limits = DEFAULT) -> Graph:
+    blocks = resolve(doc)
     return _Inference(blocks, limits).network(doc)
 
 

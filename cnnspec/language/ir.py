@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from .errors import SpecError, did_you_mean
+from ..errors import SpecError, did_you_mean
 
 COMBINATORS = ("concat", "add", "dense", "heads")
 METADATA_KEYS = ("pos", "keypos")  # set by the front ends; never a user's key

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .fsutil import write_atomic
+from ..atomic import write_atomic
 
 
 class Progress:

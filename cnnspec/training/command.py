@@ -16,12 +16,11 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_atomic
+from ..errors import CnnspecError
+from ..spec import Spec
 from . import data, distributed
-from .errors import CnnspecError
-from .fsutil import write_atomic
-from .infer import infer
-from .spec import Spec, prelude
-from .train import TrainConfig, TrainError, fit, modern
+from .loop import TrainConfig, TrainError, fit, modern
 
 
 def config_for(spec: Spec, args) -> TrainConfig:
@@ -60,10 +59,8 @@ def at_input_size(spec: Spec, channels: int, size: tuple[int, int]) -> Spec:
             spec.ir.network.keypos.get("input", spec.ir.network.pos),
             spec.source,
         )
-    network = spec.ir.network.model_copy(update={"input": shape})
-    doc = spec.ir.model_copy(update={"network": network})
     try:
-        graph = infer(doc, prelude())
+        return spec.with_input(shape)
     except CnnspecError as err:
         raise TrainError(
             f"{spec.name} does not accept {'x'.join(map(str, shape))} training images: "
@@ -71,7 +68,6 @@ def at_input_size(spec: Spec, channels: int, size: tuple[int, int]) -> Spec:
             err.pos,
             spec.source,
         ) from None
-    return Spec(spec.source, doc, graph)
 
 
 def dataset_for(spec: Spec, args) -> data.Dataset:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from math import prod
 
+from ..errors import ShapeError
 from . import layers as L
-from .errors import ShapeError
 from .graph import Shape
 
 Rule = Callable[[L.Layer, Shape], tuple[Shape, int, int]]

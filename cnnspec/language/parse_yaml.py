@@ -27,9 +27,9 @@ from __future__ import annotations
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import LimitError, Pos, SpecError, SpecSyntaxError
+from ..errors import LimitError, Pos, SpecError, SpecSyntaxError
+from ..limits import DEFAULT, Limits
 from .ir import COMBINATORS, METADATA_KEYS
-from .limits import DEFAULT, Limits
 from .parse_cnn import parse_expression, parse_param
 
 _PLAIN_TAGS = {

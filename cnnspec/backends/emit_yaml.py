@@ -6,9 +6,9 @@ import json
 
 import yaml
 
-from . import ir
-from .evaluate import unparse as expr_text
-from .shape_rules import fmt
+from ..analysis.shape_rules import fmt
+from ..language import ir
+from ..language.expressions import unparse as expr_text
 
 _WIDTH = 96
 

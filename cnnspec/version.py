@@ -1,0 +1,3 @@
+"""The release, in one place: the package, its metadata and generated code's header read it."""
+
+__version__ = "0.1.0"

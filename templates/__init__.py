@@ -1,1 +1,0 @@
-"""Jinja2 templates for `cnnspec codegen`; installed as the package `cnnspec.templates`."""
