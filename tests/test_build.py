@@ -5,14 +5,6 @@ import torch
 from conftest import EVERY_CONSTRUCT, SPEC_NAMES, net, spec_path
 
 import cnnspec
-from cnnspec.analysis import layers, shape_rules
-from cnnspec.backends import build
-
-
-def test_every_op_has_a_handler_in_every_stage():
-    ops = set(layers.LAYERS)
-    assert set(shape_rules.RULES) == ops
-    assert set(build.BUILDERS) == ops
 
 
 def test_compile_accepts_a_path_a_string_path_and_text():

@@ -13,7 +13,6 @@ import torch
 from conftest import EVERY_CONSTRUCT, ROOT, SPEC_NAMES, net, spec_path
 
 import cnnspec
-from cnnspec.analysis import layers
 from cnnspec.backends.codegen import generator as codegen
 from cnnspec.cli import main
 
@@ -49,10 +48,6 @@ def assert_equivalent(spec: cnnspec.Spec, generated_cls) -> None:
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
-
-
-def test_every_op_has_a_code_template():
-    assert set(codegen.LAYER_CODE) == set(layers.LAYERS)
 
 
 @pytest.mark.parametrize("name", SPEC_NAMES)

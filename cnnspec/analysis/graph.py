@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 from ..errors import Pos
 from ..language.ir import Recipe
-from .layers import Layer
+from .ops import Layer, Shape
 
-Shape = tuple[int, ...]  # (C, H, W) for images, (F,) for features
 Output = Shape | tuple[Shape, ...]  # several shapes after `heads`
 
 COMBINATOR_KINDS = ("concat", "add", "dense", "heads")

@@ -2,14 +2,14 @@
 
 Walks the network in forward order, expanding repeats and block calls, evaluating argument
 expressions against block parameters and the current input shape (C, H, W), validating each
-layer's arguments with its model in `layers.py`, and applying its rule in `shape_rules.py`.
+layer's arguments with its class in `ops/`, and applying that class's shape rule.
 Every node of the result knows its input and output shape, parameters and MACs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 
 from pydantic import ValidationError
 
@@ -18,9 +18,8 @@ from ..language import ir
 from ..language.expressions import Value, describe, evaluate
 from ..limits import DEFAULT, Limits
 from .graph import Graph, Node, Output, Shape
-from .layers import ADAPTIVE_OPS, LAYERS, WINDOW_OPS, Conv, Layer
+from .ops import LAYERS, Conv, Layer, Window, fmt, pair
 from .resolve import SHAPE_NAMES, resolve
-from .shape_rules import RULES, fmt, pair
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ class _Inference:
     def layer(self, call: ir.Call, flow: Flow, env) -> Node:
         model = LAYERS[call.op]
         scope = self._shape_scope(env, flow.shape)
-        values, positions = self.bind(call, model.signature(), required_arguments(model), scope)
+        values, positions = self.bind(call, model.signature(), model.required(), scope)
         try:
             layer = model(**values)
         except ValidationError as err:
@@ -139,7 +138,7 @@ class _Inference:
 
     def apply(self, layer: Layer, flow: Flow, pos: Pos) -> Node:
         try:
-            out_shape, params, macs = RULES[layer.op](layer, flow.shape)
+            out_shape, params, macs = astuple(layer.infer(flow.shape))
         except ShapeError as err:
             raise ShapeError(f"{err.message} (from {flow.origin()})", pos) from None
         self.layer_count += 1
@@ -344,10 +343,9 @@ def path_stride(node: Node) -> tuple[int, int] | None:
     neighbouring outputs. None when the path has no fixed stride (adaptive pooling)."""
     total = (1, 1)
     for leaf in _leaves(node):
-        op = leaf.layer.op
-        if op in ADAPTIVE_OPS or op in ("flatten", "reshape"):
+        if leaf.layer.resizes:
             return None
-        if op in WINDOW_OPS:
+        if isinstance(leaf.layer, Window):
             sh, sw = pair(leaf.layer.stride)
             total = (total[0] * sh, total[1] * sw)
     return total
@@ -384,10 +382,6 @@ def _projection(src: Shape, main: Node, pos: Pos) -> Conv:
             pos,
         )
     return Conv(out=dst[0], k=1, s=stride[0] if stride[0] == stride[1] else stride)
-
-
-def required_arguments(model: type[Layer]) -> set[str]:
-    return {name for name, f in model.model_fields.items() if f.is_required()}
 
 
 def _group(kind, label, in_shape, children, pos, out_shape=None) -> Node:

@@ -14,7 +14,7 @@ from functools import cache
 from ..errors import CnnspecError, SpecError, did_you_mean
 from ..language import ir
 from ..language.parse_cnn import parse_prelude
-from .layers import LAYERS
+from .ops import LAYERS
 
 # Names the input shape and the network bind in every argument list.
 SHAPE_NAMES = ("C", "H", "W")

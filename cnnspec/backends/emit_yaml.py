@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from ..analysis.shape_rules import fmt
+from ..analysis.ops import fmt
 from ..language import ir
 from ..language.expressions import unparse as expr_text
 

@@ -7,7 +7,7 @@ arguments, the combinators, and the network and train options. Block calls are o
 
 from __future__ import annotations
 
-from ..analysis.layers import LAYERS
+from ..analysis.ops import LAYERS
 from ..analysis.resolve import builtin_blocks
 from ..language import ir
 
@@ -17,7 +17,7 @@ _BODY = {"$ref": "#/$defs/body"}
 
 def _layer_schema(op: str) -> dict:
     model = LAYERS[op]
-    props: dict = {op: {"description": model.doc, "anyOf": [
+    props: dict = {op: {"description": model.doc(), "anyOf": [
         _EXPR, {"type": "array", "items": _EXPR}, {"type": "null"}]}}  # fmt: skip
     for name in model.signature():
         props[name] = _EXPR
@@ -38,8 +38,7 @@ def _combinator_schema(kind: str) -> dict:
 
 
 def yaml_schema() -> dict:
-    no_args = sorted(op for op, model in LAYERS.items() if not any(
-        model.model_fields[n].is_required() for n in model.signature()))  # fmt: skip
+    no_args = sorted(op for op, model in LAYERS.items() if not model.required())
     item = {"anyOf": [
         {"type": "string", "description": "a layer or block without arguments",
          "examples": no_args},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..analysis.graph import Graph, Node, Output
-from ..analysis.shape_rules import fmt
+from ..analysis.ops import fmt
 from ..language.expressions import describe
 
 

@@ -12,25 +12,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ...analysis.infer import dense_unit, match_arguments, required_arguments
-from ...analysis.layers import ADAPTIVE_OPS, LAYERS, WINDOW_OPS
+from ...analysis.infer import dense_unit, match_arguments
+from ...analysis.ops import LAYERS, ModuleCall, Window
 from ...language import ir
 from ...language.expressions import PYTHON_CONSTANTS, unparse
-from .ops import (
-    COMBINATOR_CLASSES,
-    LAYER_CODE,
-    CodegenError,
-    class_name,
-    collect,
-)
+from ..runtime_source import combinator_class
 from .pyformat import Call, List, lines
+from .values import CodegenError, class_name, collect
 
 
 class Module(Protocol):
     """What a block writer needs of the module being generated."""
 
     blocks: Mapping[str, ir.BlockDef]  # every block the spec can call
-    runtime: set[str]  # the combinator classes the module needs
+
+    def runtime_class(self, name: str) -> str: ...
+
+    def construct(self, call: ModuleCall) -> Call: ...
 
     def use_block(self, name: str) -> None: ...
 
@@ -105,28 +103,26 @@ class BlockWriter:
             cls, args, state = self.combinator(item, state)
             return [Call(cls, args)], state
         if item.op in LAYERS:
-            model = LAYERS[item.op]
-            exprs = match_arguments(item, model.signature(), required_arguments(model))
-            return [self.layer(item, exprs, state)], self.after_layer(item, exprs, state)
+            return self.layer(item, state)
         return self.block_call(item, state)
 
-    def layer(self, call: ir.Call, exprs: dict, state: _State):
-        if call.op in ("flatten", "reshape"):
+    def layer(self, call: ir.Call, state: _State) -> tuple[list, _State]:
+        """The layer's constructor, and the state after it, from its op's facts."""
+        model = LAYERS[call.op]
+        exprs = match_arguments(call, model.signature(), model.required())
+        args = {name: self.py(e, state) for name, e in exprs.items()}
+        after = model.output(args, state.channels, state.image)
+        if after is None:
             raise self.fail(f"'{call.op}' (it needs the height and width)", call.pos)
-        args = {name: self.py(e, state) for name, e in exprs.items() if name != "in_features"}
-        return LAYER_CODE[call.op](args, state.channels, state.image)
-
-    def after_layer(self, call: ir.Call, exprs: dict, state: _State) -> _State:
-        channels = self.py(exprs["out"], state) if call.op in ("conv", "linear") else state.channels
-        strides, same = list(state.strides), state.same
-        if call.op in WINDOW_OPS:
-            stride = exprs.get("s") or (exprs["k"] if call.op != "conv" else None)
+        strides, same = list(state.strides), state.same and not model.resizes
+        if issubclass(model, Window):
+            stride = next((args[n] for n in model.stride_from if n in args), None)
             if stride is not None:
-                strides.append(self.py(stride, state))
-            same = same and _keeps_size(exprs)
-        if call.op in ADAPTIVE_OPS:
-            same = False
-        return _State(channels, call.op != "linear" and state.image, strides, same)
+                strides.append(stride)
+            literal = {n: e.value if isinstance(e, ir.Num) else None for n, e in exprs.items()}
+            same = same and model.keeps_size(literal)
+        code = self.gen.construct(model.constructor(args, state.channels, state.image))
+        return [code], _State(*after, strides, same)
 
     def block_call(self, call: ir.Call, state: _State) -> tuple[list, _State]:
         callee = self.gen.blocks[call.op]
@@ -155,7 +151,7 @@ class BlockWriter:
         return [f"*{target}"], _State("channels", after.image, [], False)
 
     def combinator(self, comb: ir.Combinator, state: _State) -> tuple[str, tuple, _State]:
-        self.gen.runtime.add(COMBINATOR_CLASSES[comb.kind])
+        cls = self.gen.runtime_class(combinator_class(comb.kind))
         start = state.channels
         if start == "channels":  # branches must not see each other's loops
             start = self.fresh("in_channels_")
@@ -171,9 +167,9 @@ class BlockWriter:
         collected = collect(branches)
         if comb.kind == "concat":
             total = " + ".join(e.channels for e in ends)  # sums need no brackets
-            return "Concat", (collected,), _State(total, state.image, [], False)
+            return cls, (collected,), _State(total, state.image, [], False)
         if comb.kind == "heads":
-            return "Heads", (collected,), _State("None", False, [], False)
+            return cls, (collected,), _State("None", False, [], False)
         return self.add(comb, begin, collected, ends)
 
     def add(self, comb, begin: _State, collected, ends) -> tuple[str, tuple, _State]:
@@ -254,20 +250,6 @@ class BlockWriter:
             "def_lines": lines(Call("def __init__", tuple(params)), 0, "", " -> None:"),
             "body": self.body,
         }
-
-
-def _keeps_size(exprs: dict) -> bool:
-    """Whether a window keeps the size at stride 1: literal kernel, padding and dilation
-    with 2p == d(k - 1)."""
-
-    def literal(name, default):
-        e = exprs.get(name)
-        return default if e is None else (e.value if isinstance(e, ir.Num) else None)
-
-    k, p, d = literal("k", None), literal("p", 0), literal("d", 1)
-    if not all(isinstance(v, int) for v in (k, p, d)):
-        return False
-    return 2 * p == d * (k - 1)
 
 
 def layout(expr, indent: int = 0, prefix: str = "", suffix: str = "") -> list[str]:

@@ -1,8 +1,10 @@
 """Code generation: a spec -> one readable, standalone PyTorch module (needs torch only).
 
 The network class is written here from the typed graph, with concrete sizes and a shape
-comment after each stage; each block it uses becomes a generic class (`codegen_blocks.py`);
-each layer's constructor comes from `codegen_ops.py`.
+comment after each stage; each block it uses becomes a generic class (`blocks.py`). Each
+layer's constructor is its op's own `constructor` (in `analysis/ops`), rendered by
+`values.py`; each combinator is the runtime class of its name, whose source (and that of
+what it uses) is copied from `runtime.py`.
 
 Python computes every string; the templates in `templates/` only lay them out. Names reach
 the source only after `resolve.py` has checked they are safe identifiers; everything else
@@ -11,7 +13,6 @@ goes through `repr()`.
 
 from __future__ import annotations
 
-import ast
 import json
 from functools import cache
 from importlib.resources import files
@@ -20,23 +21,16 @@ from pathlib import Path
 import jinja2
 
 from ...analysis.graph import Graph, Node
-from ...analysis.layers import LAYERS
+from ...analysis.ops import LAYERS, ModuleCall
 from ...analysis.resolve import MODULE_ATTRIBUTES, resolve
 from ...language import ir
 from ...version import __version__
+from ..runtime_source import combinator_class, runtime_names, runtime_source
 from .blocks import BlockWriter, layout
-from .ops import (
-    COMBINATOR_CLASSES,
-    LAYER_CODE,
-    RUNTIME_CLASSES,
-    CodegenError,
-    class_name,
-    collect,
-    py_value,
-)
 from .pyformat import Call, List, lines
+from .values import CodegenError, class_name, collect, constructor, py_value
 
-__all__ = ["LAYER_CODE", "CodegenError", "generate"]
+__all__ = ["CodegenError", "generate"]
 
 
 class _Generator:
@@ -50,6 +44,17 @@ class _Generator:
         body = block.body
         return len(body) == 1 and isinstance(body[0], ir.Call) and body[0].op in LAYERS
 
+    def runtime_class(self, name: str) -> str:
+        """`name`, noting that the module needs its definition from the runtime."""
+        if name in runtime_names():
+            self.runtime.add(name)
+        return name
+
+    def construct(self, call: ModuleCall) -> Call:
+        """An op's module constructor as source, noting any runtime class it needs."""
+        self.runtime_class(call.module)
+        return constructor(call)
+
     def use_block(self, name: str) -> None:
         if name not in self.used:
             self.used.append(name)
@@ -57,19 +62,17 @@ class _Generator:
     def module(self, node: Node):
         """The constructor expression for a node, with concrete sizes."""
         if node.is_layer:
-            args = {k: py_value(v) for k, v in node.layer.arguments().items()}
-            code = LAYER_CODE[node.layer.op](args, str(node.in_shape[0]), len(node.in_shape) == 3)
-            if code.func in RUNTIME_CLASSES:
-                self.runtime.add(code.func)
-            return code
+            layer = node.layer
+            args = {k: py_value(v) for k, v in layer.arguments().items()}
+            image = len(node.in_shape) == 3
+            return self.construct(type(layer).constructor(args, str(node.in_shape[0]), image))
         if node.block is not None:
             self.use_block(node.block)
             return Call(class_name(node.block), (str(node.in_shape[0]), *self.block_args(node)))
         children = [(name, self.module(child)) for name, child in node.children]
         if node.kind == "seq":
             return Call("nn.Sequential", tuple(expr for _, expr in children))
-        cls = COMBINATOR_CLASSES[node.kind]
-        self.runtime.add(cls)
+        cls = self.runtime_class(combinator_class(node.kind))
         collected = collect([(None if n.isdigit() else n, e) for n, e in children])
         if node.shortcut is not None:
             return Call(cls, (collected, self.module(node.shortcut)))
@@ -140,42 +143,20 @@ def _environment() -> jinja2.Environment:
     )
 
 
-@cache
-def _runtime_definitions() -> dict[str, str]:
-    """Top-level definitions of `modules.py` by name, as source text. Read, not imported:
-    the generator needs no torch, and the generated file gets the very same code."""
-    text = files("cnnspec.backends").joinpath("runtime.py").read_text(encoding="utf-8")
-    found = {}
-    for node in ast.parse(text).body:
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
-            found[node.name] = ast.get_source_segment(text, node)
-        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            found[node.targets[0].id] = ast.get_source_segment(text, node)
-    return found
-
-
-def _runtime_source(names: set[str]) -> list[str]:
-    """The combinator classes the module uses, with what they need, in `modules.py` order."""
-    needed = set(names)
-    if names - {"Reshape"}:
-        needed |= {"Branches", "named"}
-    return [src for name, src in _runtime_definitions().items() if name in needed]
-
-
 def generate(doc: ir.Document, graph: Graph, source_name: str) -> str:
     """The spec (its IR and inferred graph) as Python source; `source_name` is the spec's
     path, for the header."""
     gen = _Generator(doc, graph)
     network = gen.network()
     blocks = gen.block_classes()
-    taken = {b["name"] for b in blocks} | set(RUNTIME_CLASSES) | MODULE_ATTRIBUTES
+    runtime = runtime_source(gen.runtime)
+    taken = {b["name"] for b in blocks} | set(runtime) | MODULE_ATTRIBUTES
     if network["name"] in taken or len({b["name"] for b in blocks}) < len(blocks):
         raise CodegenError(
             f"class name '{network['name']}' would clash in the generated module; rename the "
             "network or a block",
             doc.network.pos,
         )
-    runtime = _runtime_source(gen.runtime)
     names = [network["name"], *(b["name"] for b in blocks)]  # the network first
     env = _environment()
     return env.get_template("module.py.j2").render(
@@ -185,7 +166,7 @@ def generate(doc: ir.Document, graph: Graph, source_name: str) -> str:
         ],
         doc=f"{graph.name} as plain PyTorch (needs torch only).",
         all_lines=lines(List(tuple(json.dumps(n) for n in names)), 0, "__all__ = "),
-        runtime=runtime,
+        runtime=list(runtime.values()),
         blocks=[env.get_template("block.py.j2").render(**b).rstrip("\n") for b in blocks],
         network=env.get_template("network.py.j2").render(**network).rstrip("\n"),
     )

@@ -1,0 +1,150 @@
+"""What every op is made of: its arguments, its shape rule, and the torch module it becomes.
+
+An op is one `Layer` subclass, and everything cnnspec knows about it is on that class:
+
+- its arguments, as typed fields in positional order (`conv(64, 3)` binds `out=64, k=3`);
+- `infer`: output shape, parameter count and multiply-accumulates, with no torch;
+- `constructor`: which torch module implements it and with which arguments, as data. The
+  live build calls it with values, codegen with source text, so both say the same thing;
+- for codegen's generic block classes, which see arguments as expressions rather than
+  values: `output` (channels and kind after the op) and the window facts in `windows.py`.
+
+Trivial families need almost nothing: an activation is one line, `class Name(Activation,
+op="name", module="nn.Name")`, and a docstring (see `activations.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...errors import ShapeError
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Size = PositiveInt | tuple[PositiveInt, PositiveInt]  # 3 or (1, 3): height, width
+Padding = NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+Shape = tuple[int, ...]  # (C, H, W) for images, (F,) for features
+T = TypeVar("T")  # an argument as a value (the live build) or as source text (codegen)
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """What shape inference learns from one layer."""
+
+    shape: Shape
+    params: int = 0
+    macs: int = 0
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """A torch module constructor as data: `nn.Conv2d(3, 64, kernel_size=7, stride=2)`.
+
+    `module` is a `torch.nn` class (`nn.Conv2d`) or a class of cnnspec's runtime
+    (`Reshape`); the arguments are values or source text, whichever the backend passed in."""
+
+    module: str
+    args: tuple = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+REGISTRY: dict[str, type[Layer]] = {}
+
+
+class Layer(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    op: ClassVar[str]  # the name a spec calls it by
+    module: ClassVar[str]  # the torch class that implements it (see ModuleCall)
+    positional: ClassVar[tuple[str, ...]] = ()  # arguments torch takes by position
+    torch_names: ClassVar[Mapping[str, str]] = {}  # our argument name -> torch's keyword
+    example: ClassVar[tuple[str, str]] = ("", "3x8x8")  # a call and an input, for the tests
+    # The output size is no fixed stride of the input's (adaptive pooling, flatten): a
+    # residual shortcut around it cannot be projected.
+    resizes: ClassVar[bool] = False
+
+    def __init_subclass__(cls, op: str | None = None, module: str | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if module is not None:
+            cls.module = module
+        if op is not None:
+            if op in REGISTRY:
+                raise TypeError(f"op {op!r} is defined twice")
+            cls.op = op
+            REGISTRY[op] = cls
+            if not cls.example[0]:
+                cls.example = (op, cls.example[1])
+
+    @classmethod
+    def doc(cls) -> str:
+        """One line on what the op does: the first line of its docstring."""
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+    @classmethod
+    def signature(cls) -> list[str]:
+        """Argument names in positional order."""
+        return list(cls.model_fields)
+
+    @classmethod
+    def required(cls) -> set[str]:
+        return {name for name, f in cls.model_fields.items() if f.is_required()}
+
+    def arguments(self) -> dict:
+        """The arguments that differ from their defaults, in signature order."""
+        return {
+            name: getattr(self, name)
+            for name in self.signature()
+            if getattr(self, name) != type(self).model_fields[name].default
+        }
+
+    # --- inference --------------------------------------------------------------------
+    def infer(self, shape: Shape) -> Inferred:
+        """Output shape, parameters and MACs for an input of `shape`. Raises ShapeError
+        (without a position: inference adds where the layer and its input are)."""
+        return Inferred(shape)
+
+    # --- construction -----------------------------------------------------------------
+    @classmethod
+    def constructor(cls, args: Mapping[str, T], channels: T, image: bool) -> ModuleCall:
+        """The torch module for the arguments given (defaults are left out: cnnspec's
+        defaults are torch's), the input's channels and whether the input is an image."""
+        return ModuleCall(
+            cls.module,
+            tuple(args[name] for name in cls.positional if name in args),
+            tuple(
+                (cls.torch_names.get(name, name), args[name])
+                for name in cls.signature()
+                if name in args and name not in cls.positional
+            ),
+        )
+
+    @classmethod
+    def output(cls, args: Mapping[str, T], channels: T, image: bool) -> tuple[T, bool] | None:
+        """The output's channels and whether it is an image, from the arguments as given;
+        None when they depend on the input's height and width."""
+        return channels, image
+
+
+class Activation(Layer):
+    """An elementwise function: same shape, no parameters."""
+
+
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return value if isinstance(value, tuple) else (value, value)
+
+
+def fmt(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def image(op: str, shape: Shape) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        what = f"{shape[0]} features" if len(shape) == 1 else fmt(shape)
+        raise ShapeError(f"{op} needs an image (C x H x W) as input, got {what}")
+    return shape  # type: ignore[return-value]

@@ -1,0 +1,56 @@
+"""Source text for values, names and module constructors.
+
+Every value reaches generated code through here: evaluated arguments as Python literals,
+an op's `ModuleCall` as a constructor call, branches as a list or a dict literal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from ...analysis.ops import ModuleCall
+from ...errors import SpecError
+from ...language.expressions import PYTHON_CONSTANTS
+from .pyformat import Call, Dict, List
+
+
+class CodegenError(SpecError):
+    """The spec is valid, but a block uses something a generic block class cannot express."""
+
+
+def py_value(value) -> str:
+    """A Python literal for an evaluated argument."""
+    if isinstance(value, bool) or value is None:
+        return PYTHON_CONSTANTS[value]
+    if isinstance(value, tuple):
+        inner = ", ".join(py_value(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"  # inf and nan have no literal
+    return repr(value)
+
+
+def constructor(call: ModuleCall) -> Call:
+    """An op's module constructor as source; arguments already source text stay as they
+    are, values become literals."""
+
+    def text(value) -> str:
+        return value if isinstance(value, str) else py_value(value)
+
+    return Call(
+        call.module,
+        (*(text(v) for v in call.args), *((name, text(v)) for name, v in call.kwargs)),
+    )
+
+
+def class_name(block: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in block.split("_") if part)
+
+
+def collect(branches: list[tuple[str | None, object]]):
+    """Branches as a list (numbered) or, when any is named, a dict literal."""
+    if all(name is None or name == str(i) for i, (name, _) in enumerate(branches)):
+        return List(tuple(expr for _, expr in branches))
+    return Dict(tuple((json.dumps(name if name is not None else str(i)), expr)
+                      for i, (name, expr) in enumerate(branches)))  # fmt: skip
