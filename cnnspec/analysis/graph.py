@@ -20,11 +20,9 @@ from dataclasses import dataclass
 
 from ..errors import Pos
 from ..language.ir import Recipe
-from .ops import Layer, Shape
+from .ops import Layer, Shape, fmt
 
 Output = Shape | tuple[Shape, ...]  # several shapes after `heads`
-
-COMBINATOR_KINDS = ("concat", "add", "dense", "heads")
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class Node:
 
 def child_path(parent: Node, parent_path: str, name: str) -> str:
     """The module path of `parent`'s child called `name`."""
-    inner = f"branches.{name}" if parent.kind in COMBINATOR_KINDS else name
+    inner = name if parent.kind == "seq" else f"branches.{name}"  # a combinator's
     return f"{parent_path}.{inner}" if parent_path else inner
 
 
@@ -96,3 +94,33 @@ class Graph:
     def layers(self) -> list[tuple[str, Node]]:
         """The leaf layers with their module paths, in forward order."""
         return [(path, node) for path, _, node in self.walk() if node.is_layer]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """The tensor between two layers: its shape, and what made it (for error messages)."""
+
+    shape: Output
+    made_by: str = "the network input"
+    pos: Pos = (0, 0)
+
+    def origin(self) -> str:
+        where = f" at {self.pos[0]}:{self.pos[1]}" if self.pos[0] else ""
+        return f"{self.made_by}{where}"
+
+
+def describe_output(shape: Output) -> str:
+    if shape and isinstance(shape[0], tuple):
+        return "(" + ", ".join(fmt(s) for s in shape) + ")"
+    return fmt(shape)  # type: ignore[arg-type]
+
+
+def group(kind, label, in_shape, children, pos, out_shape=None) -> Node:
+    children = tuple((str(name), node) for name, node in children)
+    if out_shape is None:
+        out_shape = children[-1][1].out_shape if children else in_shape
+    return Node(
+        kind, label, in_shape, out_shape,
+        sum(n.params for _, n in children), sum(n.macs for _, n in children), pos,
+        children=children,
+    )  # fmt: skip

@@ -7,6 +7,7 @@ arguments, the combinators, and the network and train options. Block calls are o
 
 from __future__ import annotations
 
+from ..analysis.combinators import RULES as COMBINATOR_RULES
 from ..analysis.ops import LAYERS
 from ..analysis.resolve import builtin_blocks
 from ..language import ir
@@ -31,8 +32,8 @@ def _combinator_schema(kind: str) -> dict:
         {"type": "object", "additionalProperties": _BODY},
     ]}  # fmt: skip
     props = {kind: branches}
-    if kind == "add":
-        props["project"] = {"type": ["boolean", "null"]}
+    for option in COMBINATOR_RULES[kind].options:
+        props[option] = {"type": ["boolean", "null"]}
     return {"type": "object", "properties": props, "required": [kind],
             "additionalProperties": False}  # fmt: skip
 

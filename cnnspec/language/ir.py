@@ -8,13 +8,15 @@ no part in equality or in dumps, so the `.cnn` and `.yaml` of one network give e
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
 from ..errors import SpecError, did_you_mean
 
+# The combinators' names: the grammar, the IR and both front ends read them here, and the
+# analysis and backends key their per-kind rules by them.
 COMBINATORS = ("concat", "add", "dense", "heads")
 METADATA_KEYS = ("pos", "keypos")  # set by the front ends; never a user's key
 
@@ -111,7 +113,7 @@ class Branch(Node):
 class Combinator(Node):
     """Branches joined: concat (channels), add (residual), dense (DenseNet), heads (outputs)."""
 
-    kind: Literal["concat", "add", "dense", "heads"]
+    kind: Literal[COMBINATORS]
     kwargs: tuple[Kwarg, ...] = ()
     branches: tuple[Branch, ...]
 
@@ -216,19 +218,16 @@ def _explain(err: ValidationError, data: dict) -> SpecError:
     return SpecError(f"{where}: '{key}' {message.removeprefix('input ')}{got}", pos)
 
 
+# The `kind` tags of the discriminated unions, which pydantic puts in an error's location.
+_UNION_TAGS = frozenset(
+    tag
+    for model in (Num, Const, Name, Neg, BinOp, Index, TupleExpr, Call, Repeat, Combinator)
+    for tag in get_args(model.model_fields["kind"].annotation)
+)
+
+
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in (
-        "num",
-        "const",
-        "name",
-        "neg",
-        "binop",
-        "index",
-        "tuple",
-        "call",
-        "repeat",
-        *COMBINATORS,
-    )
+    return isinstance(part, str) and part in _UNION_TAGS
 
 
 def _where(loc: list) -> str:

@@ -15,7 +15,7 @@ from lark.indenter import DedentError, Indenter
 
 from ..errors import LimitError, Pos, Source, SpecError, SpecSyntaxError
 from ..limits import DEFAULT, Limits
-from .ir import METADATA_KEYS
+from .ir import COMBINATORS, METADATA_KEYS
 
 # Readable names for the terminals a syntax error can expect.
 _TERMINALS = {
@@ -61,6 +61,7 @@ class _Indenter(Indenter):
 @cache
 def _parser(start: str) -> Lark:
     grammar = files(__package__).joinpath("grammar.lark").read_text(encoding="utf-8")
+    grammar = grammar.replace("@COMBINATORS@", "|".join(COMBINATORS))
     postlex = _Indenter() if start == "start" else None
     return Lark(
         grammar,

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ...analysis.infer import dense_unit, match_arguments
+from ...analysis.binding import match_arguments
+from ...analysis.combinators import dense_unit
 from ...analysis.ops import LAYERS, ModuleCall, Window
 from ...language import ir
 from ...language.expressions import PYTHON_CONSTANTS, unparse
@@ -170,7 +171,9 @@ class BlockWriter:
             return cls, (collected,), _State(total, state.image, [], False)
         if comb.kind == "heads":
             return cls, (collected,), _State("None", False, [], False)
-        return self.add(comb, begin, collected, ends)
+        if comb.kind == "add":
+            return self.add(comb, begin, collected, ends)
+        raise AssertionError(f"no block-class code for the combinator {comb.kind!r}")
 
     def add(self, comb, begin: _State, collected, ends) -> tuple[str, tuple, _State]:
         end = ends[0]

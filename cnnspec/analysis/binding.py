@@ -1,0 +1,38 @@
+"""Argument binding: a call's positional and keyword arguments matched to parameter names.
+
+Layers and blocks bind the same way, and so do codegen's generic block classes, which see
+the arguments as expressions rather than values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from ..errors import SpecError, did_you_mean
+from ..language import ir
+
+
+def match_arguments(
+    call: ir.Call, names: list[str], required: Collection[str]
+) -> dict[str, ir.Node]:
+    """Positional and keyword arguments of `call`, by parameter name (not yet evaluated)."""
+    if len(call.args) > len(names):
+        extra = call.args[len(names)]
+        raise SpecError(
+            f"{call.op} takes at most {len(names)} positional argument"
+            f"{'s' if len(names) != 1 else ''} ({', '.join(names) or 'none'}), "
+            f"got {len(call.args)}",
+            extra.pos,
+        )
+    exprs: dict[str, ir.Node] = dict(zip(names, call.args))
+    for kw in call.kwargs:
+        if kw.name not in names:
+            hint = did_you_mean(kw.name, names)
+            raise SpecError(f"{call.op} has no argument '{kw.name}'{hint}", kw.pos)
+        if kw.name in exprs:
+            raise SpecError(f"{call.op} argument '{kw.name}' is given twice", kw.pos)
+        exprs[kw.name] = kw.value
+    missing = [n for n in names if n in required and n not in exprs]
+    if missing:
+        raise SpecError(f"{call.op} is missing argument '{missing[0]}'", call.pos)
+    return exprs

@@ -1,0 +1,216 @@
+"""The combinators' rules: how branches are walked and joined, and what shape comes out.
+
+One entry per kind in `RULES`, keyed by the language's `COMBINATORS` (a test ties them):
+the options the kind takes, and the function that joins it. Each function gets the
+inference walking the network (`Walker`), so branches are inferred like any other body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import Pos, ShapeError, SpecError, did_you_mean
+from ..language import ir
+from ..language.expressions import Value, describe, evaluate
+from .graph import Flow, Node, describe_output, group
+from .ops import Conv, Layer, Shape, Window, fmt, pair
+
+
+class Walker(Protocol):
+    """What a combinator's rule needs of the inference walking the network."""
+
+    def sequence(self, items, flow: Flow, env, label: str, pos: Pos) -> tuple[Node, Flow]: ...
+
+    def apply(self, layer: Layer, flow: Flow, pos: Pos) -> Node: ...
+
+    def repeat_count(self, item: ir.Repeat, env) -> int: ...
+
+
+Join = Callable[[Walker, ir.Combinator, Flow, Mapping, Mapping[str, Value]], Node]
+
+
+@dataclass(frozen=True)
+class Rule:
+    join: Join
+    options: tuple[str, ...] = ()  # each true, false or none (none: decide from the shapes)
+
+
+def combine(walker: Walker, comb: ir.Combinator, flow: Flow, env) -> Node:
+    rule = RULES[comb.kind]
+    return rule.join(walker, comb, flow, env, _options(comb, rule.options, env))
+
+
+def _options(comb: ir.Combinator, allowed: tuple[str, ...], env) -> dict[str, Value]:
+    options = {}
+    for kw in comb.kwargs:
+        if kw.name not in allowed:
+            hint = did_you_mean(kw.name, allowed)
+            raise SpecError(f"{comb.kind} has no option '{kw.name}'{hint}", kw.pos)
+        value = evaluate(kw.value, env)
+        if value not in (True, False, None):
+            raise SpecError(
+                f"{comb.kind} option '{kw.name}' must be true, false or none, "
+                f"got {describe(value)}",
+                kw.value.pos,
+            )
+        options[kw.name] = value
+    return options
+
+
+def _branches(walker: Walker, comb: ir.Combinator, flow: Flow, env) -> list[tuple[str, Node]]:
+    """Each branch inferred from the same input, named by the spec or numbered."""
+    branches: list[tuple[str, Node]] = []
+    for i, branch in enumerate(comb.branches):
+        node, _ = walker.sequence(branch.body, flow, env, branch.name or "branch", branch.pos)
+        branches.append((branch.name or str(i), node))
+    if len({name for name, _ in branches}) < len(branches):
+        raise SpecError(f"{comb.kind} has two branches with the same name", comb.pos)
+    return branches
+
+
+def concat(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
+    """Branches side by side, joined on channels."""
+    branches = _branches(walker, comb, flow, env)
+    first_name, first = branches[0]
+    for (name, node), branch in zip(branches, comb.branches):
+        out = node.out_shape
+        if len(out) != len(first.out_shape) or out[1:] != first.out_shape[1:]:
+            raise ShapeError(
+                f"concat branch {name} gives {describe_output(out)} but branch "
+                f"{first_name} gives {describe_output(first.out_shape)}; concatenated "
+                "branches must agree in everything but channels",
+                branch.pos,
+            )
+    channels = sum(node.out_shape[0] for _, node in branches)
+    out_shape = (channels, *first.out_shape[1:])
+    return group("concat", "concat", flow.shape, branches, comb.pos, out_shape=out_shape)
+
+
+def add(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
+    """Branches summed; one branch is a residual: the input is added back, through a 1x1
+    convolution when the branch changes the shape (or `project=true` asks for one)."""
+    branches = _branches(walker, comb, flow, env)
+    project = options.get("project")
+    if len(branches) > 1:
+        first_name, first = branches[0]
+        for (name, node), branch in zip(branches, comb.branches):
+            if node.out_shape != first.out_shape:
+                raise ShapeError(
+                    f"add branch {name} gives {describe_output(node.out_shape)} but branch "
+                    f"{first_name} gives {describe_output(first.out_shape)}; added branches "
+                    "must have the same shape",
+                    branch.pos,
+                )
+        return group("add", "add", flow.shape, branches, comb.pos, out_shape=first.out_shape)
+    main = branches[0][1]
+    shortcut = None
+    if main.out_shape != flow.shape or project is True:
+        if project is False:
+            raise ShapeError(
+                f"add: the branch turns {fmt(flow.shape)} into {fmt(main.out_shape)} but "
+                "project=false keeps the shortcut as it is; they cannot be added",
+                comb.pos,
+            )
+        shortcut = walker.apply(_projection(flow.shape, main, comb.pos), flow, comb.pos)
+    node = group("add", "add", flow.shape, branches, comb.pos, out_shape=main.out_shape)
+    if shortcut is None:
+        return node
+    return Node(
+        "add", "add", flow.shape, main.out_shape, node.params + shortcut.params,
+        node.macs + shortcut.macs, comb.pos, children=node.children, shortcut=shortcut,
+    )  # fmt: skip
+
+
+def dense(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
+    """DenseNet connectivity: each unit sees everything before it, concatenated.
+    Each line is a unit; a line written `(...) * n` is n units."""
+    units: list[tuple[str, Node]] = []
+    start = flow
+    for branch in comb.branches:
+        if branch.name is not None:
+            raise SpecError("dense units are not named", branch.pos)
+        body, count = dense_unit(branch)
+        for _ in range(walker.repeat_count(count, env) if count is not None else 1):
+            unit, out = walker.sequence(body, flow, env, str(len(units)), branch.pos)
+            c, *rest = flow.shape
+            if len(out.shape) != len(flow.shape) or tuple(rest) != tuple(out.shape[1:]):
+                raise ShapeError(
+                    f"dense unit turns {fmt(flow.shape)} into {describe_output(out.shape)}; "
+                    "a unit must keep the height and width to be concatenated",
+                    branch.pos,
+                )
+            units.append((str(len(units)), unit))
+            flow = Flow((c + out.shape[0], *rest), "dense", branch.pos)
+    return group("dense", "dense", start.shape, units, comb.pos, out_shape=flow.shape)
+
+
+def heads(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
+    """Several outputs from one trunk: a tuple, one tensor per head."""
+    branches = _branches(walker, comb, flow, env)
+    outs = tuple(node.out_shape for _, node in branches)
+    if any(out and isinstance(out[0], tuple) for out in outs):
+        raise SpecError("heads cannot be nested in heads", comb.pos)
+    return group("heads", "heads", flow.shape, branches, comb.pos, out_shape=outs)
+
+
+RULES: dict[str, Rule] = {
+    "concat": Rule(concat),
+    "add": Rule(add, options=("project",)),
+    "dense": Rule(dense),
+    "heads": Rule(heads),
+}
+
+
+def dense_unit(branch: ir.Branch) -> tuple[tuple, ir.Repeat | None]:
+    """A dense line's unit body, and the repeat that makes it several units (if any)."""
+    if len(branch.body) == 1 and isinstance(branch.body[0], ir.Repeat):
+        return branch.body[0].body, branch.body[0]
+    return branch.body, None
+
+
+def path_stride(node: Node) -> tuple[int, int] | None:
+    """The product of the window strides along `node`: the step, in input pixels, between
+    neighbouring outputs. None when the path has no fixed stride (adaptive pooling)."""
+    total = (1, 1)
+    for leaf in _leaves(node):
+        if leaf.layer.resizes:
+            return None
+        if isinstance(leaf.layer, Window):
+            sh, sw = pair(leaf.layer.stride)
+            total = (total[0] * sh, total[1] * sw)
+    return total
+
+
+def _leaves(node: Node) -> list[Node]:
+    leaves, stack = [], [node]
+    while stack:
+        current = stack.pop()
+        if current.is_layer:
+            leaves.append(current)
+        stack.extend(child for _, child in current.children)
+    return leaves
+
+
+def _projection(src: Shape, main: Node, pos: Pos) -> Conv:
+    """The 1x1 convolution that carries a shortcut from `src` to the main path's output.
+
+    It steps over the input with the main path's own stride, so both sides of the sum see
+    the same pixels; that stride must then give the main path's output size."""
+    dst = main.out_shape
+    stride = path_stride(main)
+    if len(src) != 3 or len(dst) != 3 or stride is None:
+        raise ShapeError(
+            f"add: cannot project a shortcut from {fmt(src)} to {describe_output(dst)}; "
+            "a projection needs an image path with a fixed stride",
+            pos,
+        )
+    if any((size - 1) // s + 1 != target for size, s, target in zip(src[1:], stride, dst[1:])):
+        raise ShapeError(
+            f"add: the branch turns {fmt(src)} into {fmt(dst)}, which a 1x1 convolution with "
+            f"the branch's stride {stride[0]}x{stride[1]} cannot match; pad the branch's "
+            "windows to keep the size (p = k // 2)",
+            pos,
+        )
+    return Conv(out=dst[0], k=1, s=stride[0] if stride[0] == stride[1] else stride)
