@@ -1,4 +1,5 @@
 import gzip
+import importlib.util
 import struct
 from pathlib import Path
 
@@ -92,3 +93,37 @@ def data_dir(tmp_path_factory) -> Path:
         write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
         write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
     return root
+
+
+# --- generated code -----------------------------------------------------------------
+
+
+def load_module(path: Path, name: str = "generated_net"):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def module_from_source(source: str, tmp_path: Path, name: str = "snippet"):
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    return load_module(path, name)
+
+
+def assert_equivalent(spec: cnnspec.Spec, generated_cls) -> None:
+    live = spec.build(init="default").eval()
+    torch.manual_seed(0)
+    ours = generated_cls().eval()
+    live_state, gen_state = live.state_dict(), ours.state_dict()
+    assert list(gen_state) == list(live_state)
+    assert {k: v.shape for k, v in gen_state.items()} == {k: v.shape for k, v in live_state.items()}
+    ours.load_state_dict(live_state)
+    x = torch.randn(2, *spec.input_shape)
+    with torch.no_grad():
+        expected, got = live(x), ours(x)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    got = got if isinstance(got, tuple) else (got,)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)

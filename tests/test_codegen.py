@@ -1,53 +1,29 @@
 """Generated PyTorch source: equal to the live build, fresh, formatted, and not hijackable."""
 
 import ast
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import EVERY_CONSTRUCT, ROOT, SPEC_NAMES, net, spec_path
+from conftest import (
+    EVERY_CONSTRUCT,
+    ROOT,
+    SPEC_NAMES,
+    assert_equivalent,
+    load_module,
+    module_from_source,
+    net,
+    spec_path,
+)  # fmt: skip
 
 import cnnspec
 from cnnspec.backends.codegen import generator as codegen
 from cnnspec.cli import main
 
 GENERATED = ROOT / "generated"
-
-
-def load_module(path: Path, name: str = "generated_net"):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def module_from_source(source: str, tmp_path: Path, name: str = "snippet"):
-    path = tmp_path / f"{name}.py"
-    path.write_text(source)
-    return load_module(path, name)
-
-
-def assert_equivalent(spec: cnnspec.Spec, generated_cls) -> None:
-    live = spec.build(init="default").eval()
-    torch.manual_seed(0)
-    ours = generated_cls().eval()
-    live_state, gen_state = live.state_dict(), ours.state_dict()
-    assert list(gen_state) == list(live_state)
-    assert {k: v.shape for k, v in gen_state.items()} == {k: v.shape for k, v in live_state.items()}
-    ours.load_state_dict(live_state)
-    x = torch.randn(2, *spec.input_shape)
-    with torch.no_grad():
-        expected, got = live(x), ours(x)
-    expected = expected if isinstance(expected, tuple) else (expected,)
-    got = got if isinstance(got, tuple) else (got,)
-    assert len(got) == len(expected)
-    for a, b in zip(got, expected):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("name", SPEC_NAMES)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from ..errors import SpecError, did_you_mean
@@ -142,6 +142,12 @@ class Network(Node):
     input: tuple[int, ...]
     classes: int = 10
     stages: tuple[Stage, ...]
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _feature_count(cls, value: Any) -> Any:
+        """`input=784` is a feature vector: the shape (784,)."""
+        return (value,) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Recipe(Node):

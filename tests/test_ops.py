@@ -1,0 +1,190 @@
+"""Every op and every combinator, driven by the registries: each one is inferred, built and
+generated, at network level and inside a block class, and all three agree.
+
+An op is tested from the example on its class, a combinator from the examples below; a
+new op or combinator is covered the moment it is registered (and a combinator without an
+example fails `test_every_combinator_has_an_example`).
+"""
+
+import ast
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from conftest import assert_equivalent, module_from_source
+
+import cnnspec
+from cnnspec.analysis.combinators import RULES
+from cnnspec.analysis.ops import LAYERS
+from cnnspec.backends.codegen.values import CodegenError
+from cnnspec.backends.emit_yaml import to_yaml
+from cnnspec.backends.runtime_source import runtime_names
+from cnnspec.language.ir import COMBINATORS
+
+# Bodies using each combinator (lines of an indented body), at 3x8x8.
+COMBINATOR_EXAMPLES = {
+    "concat": [["concat:", "    conv(4, k=1) relu", "    maxpool(3, s=1, p=1)"]],
+    "add": [
+        ["add:", "    conv(3, k=3, p=1) relu"],  # identity shortcut
+        ["add:", "    conv(6, k=3, s=2, p=1)"],  # projected shortcut
+        ["add:", "    conv(4, k=1)", "    conv(4, k=3, p=1)"],  # two branches summed
+    ],
+    "dense": [["dense:", "    (batchnorm relu conv(2, k=3, p=1)) * 2"]],
+    "heads": [["heads:", "    a: conv(2, k=1)", "    b: conv(3, k=1) relu"]],
+}
+COMBINATOR_CASES = [
+    pytest.param(kind, lines, id=f"{kind}{i}")
+    for kind, examples in COMBINATOR_EXAMPLES.items()
+    for i, lines in enumerate(examples)
+]
+
+
+def indented(lines: list[str], depth: int) -> str:
+    return "\n".join("    " * depth + line for line in lines)
+
+
+def network_spec(lines: list[str], input: str) -> str:
+    return f"network T(input={input}, classes=10):\n    s:\n{indented(lines, 2)}\n"
+
+
+def block_spec(lines: list[str], input: str) -> str:
+    """The body as a user block (so it becomes a generic class in generated code)."""
+    return (
+        f"block wrap(c=1):\n{indented(lines, 1)}\n\n"
+        f"network T(input={input}, classes=10):\n    s: wrap()\n"
+    )
+
+
+def check_all_backends(text: str, tmp_path, name: str) -> cnnspec.Spec:
+    """Inference, the live build and generated code agree on `text`."""
+    spec = cnnspec.load(text)
+    live = spec.build(init="default").eval()
+    with torch.no_grad():
+        out = live(torch.randn(2, *spec.input_shape))
+    outs = out if isinstance(out, tuple) else (out,)
+    inferred = spec.output_shape if isinstance(out, tuple) else (spec.output_shape,)
+    assert [tuple(o.shape[1:]) for o in outs] == [tuple(s) for s in inferred]
+    source = spec.codegen()
+    assert_equivalent(spec, module_from_source(source, tmp_path, name).T)
+    assert_defines_only_what_it_uses(source)
+    return spec
+
+
+def assert_defines_only_what_it_uses(source: str) -> None:
+    """Every runtime definition copied into generated code is used by the code after it."""
+    tree = ast.parse(source)
+    defined = [
+        node
+        for node in tree.body
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.Assign))
+        and _name(node) in runtime_names()
+    ]
+    for node in defined:
+        others = [n for n in tree.body if n is not node]
+        used = {n.id for other in others for n in ast.walk(other) if isinstance(n, ast.Name)}
+        assert _name(node) in used, f"generated code defines {_name(node)} but never uses it"
+
+
+def _name(node) -> str:
+    return node.targets[0].id if isinstance(node, ast.Assign) else node.name
+
+
+def assert_yaml_round_trip(spec: cnnspec.Spec) -> None:
+    text = to_yaml(spec.ir)
+    yaml.safe_load(text)  # plain YAML
+    assert cnnspec.load(text, format="yaml").ir == spec.ir
+
+
+# --- ops --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", list(LAYERS))
+def test_op_at_network_level(op, tmp_path):
+    call, input = LAYERS[op].example
+    spec = check_all_backends(network_spec([call], input), tmp_path, f"net_{op}")
+    assert spec.layers[0]["op"] == op
+    assert_yaml_round_trip(spec)
+
+
+@pytest.mark.parametrize("op", list(LAYERS))
+def test_op_inside_a_block_class(op, tmp_path):
+    model = LAYERS[op]
+    call, input = model.example
+    text = block_spec([f"{call} identity"], input)
+    if model.output({n: "x" for n in model.signature()}, "c", True) is None:
+        # Its output size needs H and W, which a generic block class does not know.
+        with pytest.raises(CodegenError, match="height and width"):
+            cnnspec.load(text).codegen()
+        return
+    check_all_backends(text, tmp_path, f"block_{op}")
+
+
+@pytest.mark.parametrize("op", list(LAYERS))
+def test_op_documents_itself(op):
+    model = LAYERS[op]
+    assert model.op == op and model.doc(), f"{op} needs a docstring: its first line is its doc"
+    assert model.module.startswith("nn.") or model.module in runtime_names()
+
+
+# What each op's example must compute, written independently of the op's class with
+# torch.nn.functional (weights, where the op has them, taken from the built module).
+REFERENCE = {
+    "conv": lambda x, m: F.conv2d(x, m.weight, m.bias, stride=2, padding=1),
+    "maxpool": lambda x, m: F.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True),
+    "avgpool": lambda x, m: F.avg_pool2d(x, 2, count_include_pad=False),
+    "adaptive_avgpool": lambda x, m: F.adaptive_avg_pool2d(x, (2, 3)),
+    "adaptive_maxpool": lambda x, m: F.adaptive_max_pool2d(x, 2),
+    "gap": lambda x, m: x.mean(dim=(2, 3), keepdim=True),
+    "flatten": lambda x, m: x.reshape(x.shape[0], -1),
+    "reshape": lambda x, m: x.reshape(x.shape[0], 2, 12, 4),
+    "linear": lambda x, m: x @ m.weight.T + m.bias,
+    "dropout": lambda x, m: x,  # eval mode
+    "batchnorm": lambda x, m: (x - m.running_mean[:, None, None])
+    / torch.sqrt(m.running_var[:, None, None] + 0.001),
+    "identity": lambda x, m: x,
+    "relu": lambda x, m: x.clamp(min=0),
+    "relu6": lambda x, m: x.clamp(0, 6),
+    "leaky_relu": lambda x, m: torch.where(x > 0, x, 0.2 * x),
+    "sigmoid": lambda x, m: 1 / (1 + torch.exp(-x)),
+    "tanh": lambda x, m: torch.tanh(x),
+    "gelu": lambda x, m: 0.5 * x * (1 + torch.erf(x / 2**0.5)),
+    "silu": lambda x, m: x / (1 + torch.exp(-x)),
+}
+
+
+def test_every_op_has_a_reference():
+    assert set(REFERENCE) == set(LAYERS)
+
+
+@pytest.mark.parametrize("op", list(LAYERS))
+def test_op_computes_what_its_reference_says(op):
+    call, input = LAYERS[op].example
+    net = cnnspec.compile(network_spec([call], input), init="default").eval()
+    x = torch.randn(2, *cnnspec.load(network_spec([call], input)).input_shape) * 4
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), REFERENCE[op](x, net.s), atol=1e-5, rtol=1e-5)
+
+
+def test_ops_names_are_unique_and_not_combinators():
+    assert not set(LAYERS) & set(COMBINATORS)
+
+
+# --- combinators ------------------------------------------------------------------------
+
+
+def test_every_combinator_has_a_rule_and_an_example():
+    assert list(RULES) == list(COMBINATORS)
+    assert set(COMBINATOR_EXAMPLES) == set(COMBINATORS)
+
+
+@pytest.mark.parametrize(("kind", "lines"), COMBINATOR_CASES)
+def test_combinator_at_network_level(kind, lines, tmp_path):
+    spec = check_all_backends(network_spec(lines, "3x8x8"), tmp_path, f"net_{kind}")
+    assert spec.to_dict()["blocks"][0]["kind"] == kind
+    assert_yaml_round_trip(spec)
+
+
+@pytest.mark.parametrize(("kind", "lines"), COMBINATOR_CASES)
+def test_combinator_inside_a_block_class(kind, lines, tmp_path):
+    check_all_backends(block_spec(lines, "3x8x8"), tmp_path, f"block_{kind}")
