@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .analysis.graph import Graph, Node, Output, Shape
+from .analysis.graph import Graph, Output, Shape
 from .analysis.infer import infer
 from .errors import CnnspecError, LimitError, Source, SpecError, SpecSyntaxError
 from .language import ir
@@ -101,9 +101,6 @@ class Spec:
             return generate(self.ir, self.graph, self.source.name)
         except CnnspecError as err:
             raise err.with_source(self.source) from None
-
-    def layer_nodes(self) -> list[tuple[str, Node]]:
-        return self.graph.layers()
 
 
 def read(source: str | os.PathLike, format: str | None = None,

@@ -5,7 +5,7 @@
 import torch
 from torch import nn
 
-__all__ = ["DenseNet", "DenseBlock", "Transition"]
+__all__ = ["DenseBlock", "DenseNet", "Transition"]
 
 
 Branches = dict[str, nn.Module] | list[nn.Module]

@@ -30,7 +30,7 @@ GENERATED = ROOT / "generated"
 def test_generated_module_equals_the_live_build(name):
     spec = cnnspec.load(spec_path(name))
     module = load_module(GENERATED / f"{name}.py", f"generated_{name}")
-    assert module.__all__[0] == spec.name
+    assert spec.name in module.__all__
     assert_equivalent(spec, getattr(module, spec.name))
 
 
@@ -66,7 +66,7 @@ def test_generated_source_is_formatted_and_lint_clean():
     fmt = subprocess.run([ruff, "format", "--isolated", "--check", *files],
                          capture_output=True, text=True)  # fmt: skip
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
-    lint = subprocess.run([ruff, "check", "--isolated", "--select", "E4,E7,E9,F,W", *files],
+    lint = subprocess.run([ruff, "check", "--isolated", "--extend-select", "W", *files],
                           capture_output=True, text=True)  # fmt: skip
     assert lint.returncode == 0, lint.stdout + lint.stderr
 

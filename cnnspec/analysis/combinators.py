@@ -118,9 +118,16 @@ def add(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
     if shortcut is None:
         return node
     return Node(
-        "add", "add", flow.shape, main.out_shape, node.params + shortcut.params,
-        node.macs + shortcut.macs, comb.pos, children=node.children, shortcut=shortcut,
-    )  # fmt: skip
+        "add",
+        "add",
+        flow.shape,
+        main.out_shape,
+        node.params + shortcut.params,
+        node.macs + shortcut.macs,
+        comb.pos,
+        children=node.children,
+        shortcut=shortcut,
+    )
 
 
 def dense(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:

@@ -120,7 +120,12 @@ def group(kind, label, in_shape, children, pos, out_shape=None) -> Node:
     if out_shape is None:
         out_shape = children[-1][1].out_shape if children else in_shape
     return Node(
-        kind, label, in_shape, out_shape,
-        sum(n.params for _, n in children), sum(n.macs for _, n in children), pos,
+        kind,
+        label,
+        in_shape,
+        out_shape,
+        sum(n.params for _, n in children),
+        sum(n.macs for _, n in children),
+        pos,
         children=children,
-    )  # fmt: skip
+    )

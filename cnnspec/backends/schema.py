@@ -18,39 +18,61 @@ _BODY = {"$ref": "#/$defs/body"}
 
 def _layer_schema(op: str) -> dict:
     model = LAYERS[op]
-    props: dict = {op: {"description": model.doc(), "anyOf": [
-        _EXPR, {"type": "array", "items": _EXPR}, {"type": "null"}]}}  # fmt: skip
+    props: dict = {
+        op: {
+            "description": model.doc(),
+            "anyOf": [_EXPR, {"type": "array", "items": _EXPR}, {"type": "null"}],
+        }
+    }
     for name in model.signature():
         props[name] = _EXPR
-    return {"type": "object", "properties": props, "required": [op],
-            "additionalProperties": False}  # fmt: skip
+    return {"type": "object", "properties": props, "required": [op], "additionalProperties": False}
 
 
 def _combinator_schema(kind: str) -> dict:
-    branches = {"anyOf": [
-        {"type": "array", "items": _BODY},
-        {"type": "object", "additionalProperties": _BODY},
-    ]}  # fmt: skip
+    branches = {
+        "anyOf": [
+            {"type": "array", "items": _BODY},
+            {"type": "object", "additionalProperties": _BODY},
+        ]
+    }
     props = {kind: branches}
     for option in COMBINATOR_RULES[kind].options:
         props[option] = {"type": ["boolean", "null"]}
-    return {"type": "object", "properties": props, "required": [kind],
-            "additionalProperties": False}  # fmt: skip
+    return {
+        "type": "object",
+        "properties": props,
+        "required": [kind],
+        "additionalProperties": False,
+    }
 
 
 def yaml_schema() -> dict:
     no_args = sorted(op for op, model in LAYERS.items() if not model.required())
-    item = {"anyOf": [
-        {"type": "string", "description": "a layer or block without arguments",
-         "examples": no_args},
-        *(_layer_schema(op) for op in sorted(LAYERS)),
-        *(_combinator_schema(kind) for kind in ir.COMBINATORS),
-        {"type": "object", "description": "repeat a body n times",
-         "properties": {"repeat": _EXPR, "body": _BODY}, "required": ["repeat", "body"],
-         "additionalProperties": False},
-        {"type": "object", "description": "a block call: {name: args, keyword: value}",
-         "examples": sorted(builtin_blocks()), "minProperties": 1},
-    ]}  # fmt: skip
+    item = {
+        "anyOf": [
+            {
+                "type": "string",
+                "description": "a layer or block without arguments",
+                "examples": no_args,
+            },
+            *(_layer_schema(op) for op in sorted(LAYERS)),
+            *(_combinator_schema(kind) for kind in ir.COMBINATORS),
+            {
+                "type": "object",
+                "description": "repeat a body n times",
+                "properties": {"repeat": _EXPR, "body": _BODY},
+                "required": ["repeat", "body"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "description": "a block call: {name: args, keyword: value}",
+                "examples": sorted(builtin_blocks()),
+                "minProperties": 1,
+            },
+        ]
+    }
     recipe = ir.Recipe.model_json_schema()
     recipe.pop("title", None)
     return {
@@ -58,31 +80,49 @@ def yaml_schema() -> dict:
         "title": "cnnspec network (YAML form)",
         "type": "object",
         "properties": {
-            "blocks": {"type": "object", "additionalProperties": {
+            "blocks": {
                 "type": "object",
-                "properties": {"params": {"type": "array", "items": {"type": "string"}},
-                               "body": _BODY},
-                "required": ["body"], "additionalProperties": False}},
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "params": {"type": "array", "items": {"type": "string"}},
+                        "body": _BODY,
+                    },
+                    "required": ["body"],
+                    "additionalProperties": False,
+                },
+            },
             "network": {
                 "type": "object",
                 "properties": {
                     "name": {"type": "string"},
-                    "input": {"anyOf": [{"type": "string", "pattern": r"^\d+(x\d+)*$"},
-                                        {"type": "array", "items": {"type": "integer"}}]},
+                    "input": {
+                        "anyOf": [
+                            {"type": "string", "pattern": r"^\d+(x\d+)*$"},
+                            {"type": "array", "items": {"type": "integer"}},
+                        ]
+                    },
                     "classes": {"type": "integer", "minimum": 1},
                     "stages": {"type": "object", "additionalProperties": _BODY},
                 },
-                "required": ["name", "input", "stages"], "additionalProperties": False,
+                "required": ["name", "input", "stages"],
+                "additionalProperties": False,
             },
             "train": {**recipe, "additionalProperties": False},
         },
         "required": ["network"],
         "additionalProperties": False,
         "$defs": {
-            "expr": {"anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "null"},
-                               {"type": "string", "description": "an expression: c * 2, C // 2"},
-                               {"type": "array", "items": _EXPR}]},
+            "expr": {
+                "anyOf": [
+                    {"type": "number"},
+                    {"type": "boolean"},
+                    {"type": "null"},
+                    {"type": "string", "description": "an expression: c * 2, C // 2"},
+                    {"type": "array", "items": _EXPR},
+                ]
+            },
             "item": item,
             "body": {"anyOf": [item, {"type": "array", "items": {"$ref": "#/$defs/item"}}]},
         },
-    }  # fmt: skip
+    }

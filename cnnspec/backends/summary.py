@@ -70,15 +70,23 @@ def table(graph: Graph, source_name: str = "") -> str:
     rows = [("path", "op", "output", "params", "MACs")]
     for path, depth, node in graph.walk():
         rows.append(
-            ("  " * depth + path, _op(node), shape_text(node.out_shape),
-             f"{node.params:,}", f"{node.macs:,}")
-        )  # fmt: skip
-    rows.append(("total", "", shape_text(graph.output_shape), f"{graph.params:,}",
-                 f"{graph.macs:,}"))  # fmt: skip
+            (
+                "  " * depth + path,
+                _op(node),
+                shape_text(node.out_shape),
+                f"{node.params:,}",
+                f"{node.macs:,}",
+            )
+        )
+    rows.append(
+        ("total", "", shape_text(graph.output_shape), f"{graph.params:,}", f"{graph.macs:,}")
+    )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     widths[1] = min(widths[1], 48)
-    lines = [f"{graph.name}  input {fmt(graph.input_shape)}" + (f"  ({source_name})"
-             if source_name else "")]  # fmt: skip
+    lines = [
+        f"{graph.name}  input {fmt(graph.input_shape)}"
+        + (f"  ({source_name})" if source_name else "")
+    ]
     for i, row in enumerate(rows):
         op = row[1] if len(row[1]) <= widths[1] else row[1][: widths[1] - 1] + "…"
         lines.append(

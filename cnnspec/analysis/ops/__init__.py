@@ -11,6 +11,14 @@ from .windows import Conv, Window
 LAYERS = REGISTRY  # op name -> Layer class, in definition order
 
 __all__ = [
-    "LAYERS", "Activation", "Conv", "Inferred", "Layer", "ModuleCall", "Shape", "Window",
-    "fmt", "pair",
-]  # fmt: skip
+    "LAYERS",
+    "Activation",
+    "Conv",
+    "Inferred",
+    "Layer",
+    "ModuleCall",
+    "Shape",
+    "Window",
+    "fmt",
+    "pair",
+]

@@ -36,8 +36,9 @@ class BatchNorm(Layer, op="batchnorm", module="nn.BatchNorm2d"):
     @classmethod
     def constructor(cls, args: Mapping[str, T], channels: T, image: bool) -> ModuleCall:
         plain = super().constructor(args, channels, image)
-        return ModuleCall("nn.BatchNorm2d" if image else "nn.BatchNorm1d", (channels,),
-                          plain.kwargs)  # fmt: skip
+        return ModuleCall(
+            "nn.BatchNorm2d" if image else "nn.BatchNorm1d", (channels,), plain.kwargs
+        )
 
 
 class Identity(Layer, op="identity", module="nn.Identity"):

@@ -17,7 +17,7 @@ from .base import (
     T,
     image,
     pair,
-)  # fmt: skip
+)
 
 
 class Window(Layer):
@@ -49,8 +49,11 @@ class Window(Layer):
     def _windowed(self, shape: Shape, d=1, ceil=False) -> tuple[int, int, int]:
         c, h, w = image(self.op, shape)
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
-            pair(self.k), pair(self.stride), pair(self.p), pair(d)
-        )  # fmt: skip
+            pair(self.k),
+            pair(self.stride),
+            pair(self.p),
+            pair(d),
+        )
         return (
             c,
             _length(self.op, h, kh, sh, ph, dh, ceil, "height"),

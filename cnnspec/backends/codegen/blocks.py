@@ -62,10 +62,10 @@ class BlockWriter:
         self.body.append("    " * self.depth + text)
 
     def assign(self, target: str, expr, op: str = "=") -> None:
-        self.body.extend("    " * self.depth + ln for ln in layout(expr, 0, f"{target} {op} "))
+        self.body.extend("    " * self.depth + ln for ln in lines(expr, 0, f"{target} {op} "))
 
     def statement(self, expr) -> None:
-        self.body.extend("    " * self.depth + ln for ln in layout(expr))
+        self.body.extend("    " * self.depth + ln for ln in lines(expr))
 
     def fresh(self, stem: str) -> str:
         self.counter[stem] = self.counter.get(stem, 0) + 1
@@ -78,8 +78,9 @@ class BlockWriter:
                 return identifier
             if identifier == "C":
                 return f"({state.channels})" if " " in state.channels else state.channels
-            raise self.fail(f"the name '{identifier}' (only parameters and C can be used)",
-                            expr.pos)  # fmt: skip
+            raise self.fail(
+                f"the name '{identifier}' (only parameters and C can be used)", expr.pos
+            )
 
         return unparse(expr, name, PYTHON_CONSTANTS)
 
@@ -179,11 +180,14 @@ class BlockWriter:
         end = ends[0]
         if len(ends) > 1:
             return "Add", (collected,), _State(end.channels, begin.image, [], False)
-        project = next((self.py(k.value, begin) for k in comb.kwargs if k.name == "project"),
-                       "None")  # fmt: skip
+        project = next(
+            (self.py(k.value, begin) for k in comb.kwargs if k.name == "project"), "None"
+        )
         if not end.same:
-            raise self.fail("a shortcut projection around windows that change the size "
-                            "(or of unknown stride)", comb.pos)  # fmt: skip
+            raise self.fail(
+                "a shortcut projection around windows that change the size (or of unknown stride)",
+                comb.pos,
+            )
         stride = " * ".join(f"({s})" if " " in s else s for s in end.strides if s != "1") or "1"
         changes = [f"{end.channels} != {begin.channels}"] if end.channels != begin.channels else []
         if stride != "1":
@@ -195,8 +199,15 @@ class BlockWriter:
         elif project != "True":  # a parameter: true, false, or none for "when needed"
             needed = " or ".join(changes)
             condition = f"{project} or ({project} is None and ({needed}))" if changes else project
-        conv = Call("nn.Conv2d", (begin.channels, end.channels, ("kernel_size", "1"),
-                                  *((("stride", stride),) if stride != "1" else ())))  # fmt: skip
+        conv = Call(
+            "nn.Conv2d",
+            (
+                begin.channels,
+                end.channels,
+                ("kernel_size", "1"),
+                *((("stride", stride),) if stride != "1" else ()),
+            ),
+        )
         if project == "True":  # always projected
             self.assign("shortcut", conv)
         else:
@@ -236,14 +247,17 @@ class BlockWriter:
         elif isinstance(first, ir.Call) and first.op not in LAYERS:
             self.gen.use_block(first.op)
             base = class_name(first.op)
-            args = ("in_channels", *(self.py(a, start) for a in first.args),
-                    *((k.name, self.py(k.value, start)) for k in first.kwargs))  # fmt: skip
+            args = (
+                "in_channels",
+                *(self.py(a, start) for a in first.args),
+                *((k.name, self.py(k.value, start)) for k in first.kwargs),
+            )
             end = None
         else:
             base = "nn.Sequential"
             exprs, end = self.items(block.body, start)
             args = tuple(exprs)
-        self.body.extend(layout(Call("super().__init__", args), 0))
+        self.body.extend(lines(Call("super().__init__", args), 0))
         if end is not None and end.channels != "None":
             self.line(f"self.out_channels = {end.channels}")
         return {
@@ -253,7 +267,3 @@ class BlockWriter:
             "def_lines": lines(Call("def __init__", tuple(params)), 0, "", " -> None:"),
             "body": self.body,
         }
-
-
-def layout(expr, indent: int = 0, prefix: str = "", suffix: str = "") -> list[str]:
-    return lines(expr, indent, prefix, suffix)

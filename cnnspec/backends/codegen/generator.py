@@ -26,7 +26,7 @@ from ...analysis.resolve import MODULE_ATTRIBUTES, resolve
 from ...language import ir
 from ...version import __version__
 from ..runtime_source import combinator_class, runtime_names, runtime_source
-from .blocks import BlockWriter, layout
+from .blocks import BlockWriter
 from .pyformat import Call, List, lines
 from .values import CodegenError, class_name, collect, constructor, py_value
 
@@ -94,17 +94,17 @@ class _Generator:
         graph = self.graph
         init, forward = [], [f"# {_batch_shape(graph.input_shape)}"]
         for name, node in graph.root.children:
-            init.extend(layout(self.module(node), 0, f"self.{name} = "))
+            init.extend(lines(self.module(node), 0, f"self.{name} = "))
             forward.append(f"x = self.{name}(x)  # {_batch_shape(node.out_shape)}")
         heads = isinstance(graph.output_shape[0], tuple)
         return {
             "name": graph.name,
             "doc": f"{graph.name}: input N x {_shape(graph.input_shape)}, "
-                   f"{graph.params:,} parameters.",
+            f"{graph.params:,} parameters.",
             "init": init,
             "forward": forward,
             "returns": "tuple[torch.Tensor, ...]" if heads else "torch.Tensor",
-        }  # fmt: skip
+        }
 
     def block_classes(self) -> list[dict]:
         written: dict[str, dict] = {}
@@ -157,7 +157,7 @@ def generate(doc: ir.Document, graph: Graph, source_name: str) -> str:
             "network or a block",
             doc.network.pos,
         )
-    names = [network["name"], *(b["name"] for b in blocks)]  # the network first
+    names = sorted([network["name"], *(b["name"] for b in blocks)])  # as ruff's RUF022 wants
     env = _environment()
     return env.get_template("module.py.j2").render(
         header=[

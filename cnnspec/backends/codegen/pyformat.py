@@ -46,7 +46,7 @@ def flat(expr) -> str:
     return f"{expr.func}(" + ", ".join(flat(a) for a in expr.args) + ")"
 
 
-def lines(expr, indent: int, prefix: str = "", suffix: str = "") -> list[str]:
+def lines(expr, indent: int = 0, prefix: str = "", suffix: str = "") -> list[str]:
     """`prefix + expr + suffix` at `indent` spaces, split as the formatter would."""
     pad = " " * indent
     one = f"{pad}{prefix}{flat(expr)}{suffix}"

@@ -52,5 +52,9 @@ def collect(branches: list[tuple[str | None, object]]):
     """Branches as a list (numbered) or, when any is named, a dict literal."""
     if all(name is None or name == str(i) for i, (name, _) in enumerate(branches)):
         return List(tuple(expr for _, expr in branches))
-    return Dict(tuple((json.dumps(name if name is not None else str(i)), expr)
-                      for i, (name, expr) in enumerate(branches)))  # fmt: skip
+    return Dict(
+        tuple(
+            (json.dumps(name if name is not None else str(i)), expr)
+            for i, (name, expr) in enumerate(branches)
+        )
+    )
