@@ -1,3 +1,4 @@
+import ast
 import gzip
 import importlib.util
 import struct
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 import cnnspec
+from cnnspec.backends.runtime_source import runtime_names
 from cnnspec.errors import CnnspecError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,3 +129,37 @@ def assert_equivalent(spec: cnnspec.Spec, generated_cls) -> None:
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def check_all_backends(text: str, tmp_path, name: str, cls: str = "T") -> cnnspec.Spec:
+    """Inference, the live build and generated code agree on `text`."""
+    spec = cnnspec.load(text)
+    live = spec.build(init="default").eval()
+    with torch.no_grad():
+        out = live(torch.randn(2, *spec.input_shape))
+    outs = out if isinstance(out, tuple) else (out,)
+    inferred = spec.output_shape if isinstance(out, tuple) else (spec.output_shape,)
+    assert [tuple(o.shape[1:]) for o in outs] == [tuple(s) for s in inferred]
+    source = spec.codegen()
+    assert_equivalent(spec, getattr(module_from_source(source, tmp_path, name), cls))
+    assert_defines_only_what_it_uses(source)
+    return spec
+
+
+def assert_defines_only_what_it_uses(source: str) -> None:
+    """Every runtime definition copied into generated code is used by the code after it."""
+    tree = ast.parse(source)
+    defined = [
+        node
+        for node in tree.body
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.Assign))
+        and _name(node) in runtime_names()
+    ]
+    for node in defined:
+        others = [n for n in tree.body if n is not node]
+        used = {n.id for other in others for n in ast.walk(other) if isinstance(n, ast.Name)}
+        assert _name(node) in used, f"generated code defines {_name(node)} but never uses it"
+
+
+def _name(node) -> str:
+    return node.targets[0].id if isinstance(node, ast.Assign) else node.name

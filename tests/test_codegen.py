@@ -20,7 +20,6 @@ from conftest import (
 )  # fmt: skip
 
 import cnnspec
-from cnnspec.backends.codegen import generator as codegen
 from cnnspec.cli import main
 
 GENERATED = ROOT / "generated"
@@ -117,8 +116,6 @@ HOSTILE = {
     "    s: [{conv: \"__import__('os').system('x')\", k: 1}]\n",
     "keyword parameter": "blocks:\n  b:\n    params: [for]\n    body: [relu]\nnetwork:\n"
     "  name: T\n  input: 1x8x8\n  stages:\n    s: [b]\n",
-    "class name clash": "network:\n  name: Concat\n  input: 1x8x8\n  stages:\n"
-    "    s: [{concat: [[relu], [relu]]}]\n",
 }  # fmt: skip
 
 
@@ -191,28 +188,3 @@ def test_installed_wheel_finds_its_templates(tmp_path):
     installed_at, source = result.stdout.split("\n", 1)
     assert str(venv) in installed_at  # not this checkout
     assert "class Inception(Concat):" in source
-
-
-CODEGEN_LIMITS = {
-    "height in a block": (
-        "block b(c):\n    conv(c, k=1) avgpool(H // 2)\n", "b(4)",
-        "block 'b': the name 'H' (only parameters and C can be used) in a block class", 2, 26),
-    "flatten in a block": (
-        "block b():\n    relu flatten linear(3)\n", "b",
-        "block 'b': 'flatten' (it needs the height and width) in a block class", 2, 10),
-    "shortcut around a window of unknown size": (
-        "block r(c, k):\n    add:\n        conv(c, k=k, p=k // 2)\n", "r(4, 3)",
-        "block 'r': a shortcut projection around windows that change the size", 2, 5),
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("case", CODEGEN_LIMITS, ids=list(CODEGEN_LIMITS))
-def test_what_a_block_class_cannot_express_is_a_positioned_error(case):
-    blocks, call, message, line, col = CODEGEN_LIMITS[case]
-    spec = cnnspec.load(net(call, input="1x8x8", blocks=blocks))  # valid: the build works
-    spec.build()
-    with pytest.raises(codegen.CodegenError) as info:
-        spec.codegen()
-    assert message in info.value.message
-    assert info.value.pos == (line, col)
-    assert info.value.render().startswith(f"<string>:{line}:{col}: ")

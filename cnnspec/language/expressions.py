@@ -73,6 +73,7 @@ def _binop(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2, "/": 2}
 _SPEC_CONSTANTS = {True: "true", False: "false", None: "none"}
 PYTHON_CONSTANTS = {True: "True", False: "False", None: "None"}
+_INF = float("inf")
 
 
 def unparse(
@@ -88,6 +89,9 @@ def unparse(
         return unparse(e, name, constants, level)
 
     if isinstance(expr, ir.Num):
+        finite = expr.value == expr.value and expr.value not in (_INF, -_INF)
+        if constants is PYTHON_CONSTANTS and not finite:
+            return f"float({str(expr.value)!r})"  # inf and nan have no literal
         return repr(expr.value)
     if isinstance(expr, ir.Const):
         return constants[expr.value]

@@ -4,6 +4,10 @@ The class takes the input channels and the block's parameters, like d2l's own
 `Inception(in_channels, c1, c2, c3, c4)`. Channel counts are carried as Python
 expressions, through a variable where a repeat changes them; a residual shortcut's stride
 is the product of its branch's window strides.
+
+A block that cannot be one generic class (its size needs H and W, it calls a block that
+cannot, ...) raises CodegenError here; the generator then writes each of its uses with
+concrete sizes instead.
 """
 
 from __future__ import annotations
@@ -17,23 +21,28 @@ from ...analysis.combinators import dense_unit
 from ...analysis.ops import LAYERS, ModuleCall, Window
 from ...language import ir
 from ...language.expressions import PYTHON_CONSTANTS, unparse
-from ..runtime_source import combinator_class
+from ..runtime_source import combinator_class, runtime_names
+from .names import PythonNames
 from .pyformat import Call, List, lines
-from .values import CodegenError, class_name, collect
+from .values import CodegenError, collect, constructor
 
 
 class Module(Protocol):
     """What a block writer needs of the module being generated."""
 
     blocks: Mapping[str, ir.BlockDef]  # every block the spec can call
+    names: PythonNames
 
-    def runtime_class(self, name: str) -> str: ...
-
-    def construct(self, call: ModuleCall) -> Call: ...
-
-    def use_block(self, name: str) -> None: ...
+    def generic(self, name: str) -> BlockClass | None: ...
 
     def is_single_layer(self, block: ir.BlockDef) -> bool: ...
+
+
+@dataclass(frozen=True)
+class BlockClass:
+    template: dict  # what block.py.j2 lays out
+    calls: tuple[str, ...]  # the blocks its constructor instantiates
+    runtime: frozenset[str]  # the runtime classes it needs
 
 
 @dataclass
@@ -50,10 +59,13 @@ class BlockWriter:
     def __init__(self, gen: Module, block: ir.BlockDef):
         self.gen = gen
         self.block = block
-        self.params = {p.name for p in block.params}
+        self.params = gen.names.params_of(block.name)  # spec name -> Python name
+        self.taken = gen.names.taken_in(block.name)
         self.body: list[str] = []  # lines of __init__, relative indentation
         self.depth = 0
         self.counter: dict[str, int] = {}
+        self.calls: list[str] = []
+        self.runtime: set[str] = set()
 
     def fail(self, what: str, pos) -> CodegenError:
         return CodegenError(f"block '{self.block.name}': {what} in a block class", pos)
@@ -68,14 +80,27 @@ class BlockWriter:
         self.body.extend("    " * self.depth + ln for ln in lines(expr))
 
     def fresh(self, stem: str) -> str:
-        self.counter[stem] = self.counter.get(stem, 0) + 1
-        n = self.counter[stem]
-        return stem if n == 1 else f"{stem}{n}"
+        """A new local name: `stem`, `stem2`, ... (never a parameter's or a module name)."""
+        while True:
+            self.counter[stem] = self.counter.get(stem, 0) + 1
+            n = self.counter[stem]
+            name = stem if n == 1 else f"{stem}{n}"
+            if name not in self.taken:
+                return name
+
+    def construct(self, call: ModuleCall) -> Call:
+        self.runtime_class(call.module)
+        return constructor(call)
+
+    def runtime_class(self, name: str) -> str:
+        if name in runtime_names():
+            self.runtime.add(name)
+        return name
 
     def py(self, expr: ir.Node, state: _State) -> str:
         def name(identifier: str) -> str:
             if identifier in self.params:
-                return identifier
+                return self.params[identifier]
             if identifier == "C":
                 return f"({state.channels})" if " " in state.channels else state.channels
             raise self.fail(
@@ -123,19 +148,27 @@ class BlockWriter:
                 strides.append(stride)
             literal = {n: e.value if isinstance(e, ir.Num) else None for n, e in exprs.items()}
             same = same and model.keeps_size(literal)
-        code = self.gen.construct(model.constructor(args, state.channels, state.image))
+        code = self.construct(model.constructor(args, state.channels, state.image))
         return [code], _State(*after, strides, same)
 
     def block_call(self, call: ir.Call, state: _State) -> tuple[list, _State]:
-        callee = self.gen.blocks[call.op]
-        if self.gen.is_single_layer(callee):
-            raise self.fail(f"'{call.op}' (a one-layer block; write its layer)", call.pos)
-        self.gen.use_block(call.op)
-        args = [self.py(a, state) for a in call.args]
-        kwargs = [(kw.name, self.py(kw.value, state)) for kw in call.kwargs]
+        cls, args = self.instance(call, state.channels, state)
         var = self.fresh(call.op)
-        self.assign(var, Call(class_name(call.op), (state.channels, *args, *kwargs)))
+        self.assign(var, Call(cls, (state.channels, *args)))
         return [var], _State(f"{var}.out_channels", state.image, [], False)
+
+    def instance(self, call: ir.Call, channels: str, state: _State) -> tuple[str, tuple]:
+        """The class and the arguments (after the input channels) of a call to a block."""
+        callee = self.gen.blocks[call.op]
+        if self.gen.is_single_layer(callee) or self.gen.generic(call.op) is None:
+            raise self.fail(f"'{call.op}' (it has no generic class)", call.pos)
+        self.calls.append(call.op)
+        params = self.gen.names.params_of(call.op)
+        args = (
+            *(self.py(a, state) for a in call.args),
+            *((params[kw.name], self.py(kw.value, state)) for kw in call.kwargs),
+        )
+        return self.gen.names.class_of(call.op), args
 
     def repeat(self, item: ir.Repeat, state: _State) -> tuple[list, _State]:
         count = self.py(item.count, state)
@@ -153,7 +186,7 @@ class BlockWriter:
         return [f"*{target}"], _State("channels", after.image, [], False)
 
     def combinator(self, comb: ir.Combinator, state: _State) -> tuple[str, tuple, _State]:
-        cls = self.gen.runtime_class(combinator_class(comb.kind))
+        cls = self.runtime_class(combinator_class(comb.kind))
         start = state.channels
         if start == "channels":  # branches must not see each other's loops
             start = self.fresh("in_channels_")
@@ -233,25 +266,33 @@ class BlockWriter:
                 self.depth -= 1
         return "Dense", ("units",), _State("channels", begin.image, [], False)
 
-    def write(self) -> dict:
+    def signature(self, start: _State) -> list[str]:
+        """The constructor's parameters. A default that is an expression of other
+        parameters or of C becomes None, filled in first thing in the body."""
+        params = ["self", "in_channels: int"]
+        for param in self.block.params:
+            name = self.params[param.name]
+            if param.default is None:
+                params.append(name)
+            elif not any(isinstance(e, ir.Name) for e in _walk(param.default)):
+                params.append(f"{name}={unparse(param.default, str, PYTHON_CONSTANTS)}")
+            else:
+                params.append(f"{name}=None")
+                self.line(f"if {name} is None:")
+                self.line(f"    {name} = {self.py(param.default, start)}")
+        return params
+
+    def write(self) -> BlockClass:
         block = self.block
-        params = ["self", "in_channels: int"] + [
-            p.name if p.default is None else f"{p.name}={unparse(p.default, str, PYTHON_CONSTANTS)}"
-            for p in block.params
-        ]
         start = _State("in_channels")
+        params = self.signature(start)
         single = len(block.body) == 1 and not isinstance(block.body[0], ir.Repeat)
         first = block.body[0] if single else None
         if isinstance(first, ir.Combinator):
             base, args, end = self.combinator(first, start)
         elif isinstance(first, ir.Call) and first.op not in LAYERS:
-            self.gen.use_block(first.op)
-            base = class_name(first.op)
-            args = (
-                "in_channels",
-                *(self.py(a, start) for a in first.args),
-                *((k.name, self.py(k.value, start)) for k in first.kwargs),
-            )
+            base, args = self.instance(first, "in_channels", start)
+            args = ("in_channels", *args)
             end = None
         else:
             base = "nn.Sequential"
@@ -260,10 +301,23 @@ class BlockWriter:
         self.body.extend(lines(Call("super().__init__", args), 0))
         if end is not None and end.channels != "None":
             self.line(f"self.out_channels = {end.channels}")
-        return {
-            "name": class_name(block.name),
+        template = {
+            "name": self.gen.names.class_of(block.name),
             "base": base,
             "doc": f"`{block.name}` from the spec: its parameters are the constructor's.",
             "def_lines": lines(Call("def __init__", tuple(params)), 0, "", " -> None:"),
             "body": self.body,
         }
+        return BlockClass(template, tuple(self.calls), frozenset(self.runtime))
+
+
+def _walk(expr: ir.Node):
+    """`expr` and every expression inside it."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        for field_name in ("operand", "left", "right", "target", "index"):
+            if (child := getattr(node, field_name, None)) is not None:
+                stack.append(child)
+        stack.extend(getattr(node, "items", ()))

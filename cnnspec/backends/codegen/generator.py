@@ -14,6 +14,7 @@ goes through `repr()`.
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -22,13 +23,14 @@ import jinja2
 
 from ...analysis.graph import Graph, Node
 from ...analysis.ops import LAYERS, ModuleCall
-from ...analysis.resolve import MODULE_ATTRIBUTES, resolve
+from ...analysis.resolve import resolve
 from ...language import ir
 from ...version import __version__
 from ..runtime_source import combinator_class, runtime_names, runtime_source
-from .blocks import BlockWriter
+from .blocks import BlockClass, BlockWriter
+from .names import PythonNames
 from .pyformat import Call, List, lines
-from .values import CodegenError, class_name, collect, constructor, py_value
+from .values import CodegenError, collect, constructor, py_value
 
 __all__ = ["CodegenError", "generate"]
 
@@ -37,12 +39,23 @@ class _Generator:
     def __init__(self, doc: ir.Document, graph: Graph):
         self.graph = graph
         self.blocks = resolve(doc)  # every block the spec can call, in definition order
-        self.used: list[str] = []
+        self.used: list[str] = []  # blocks the network instantiates as classes
         self.runtime: set[str] = set()
+        self.names = PythonNames(graph.name, self.blocks)
+        # Each block's generic class, or None where it cannot be one; then each use of
+        # the block is written out with concrete sizes instead (see `module`).
+        self.classes: dict[str, BlockClass | None] = {}
 
     def is_single_layer(self, block: ir.BlockDef) -> bool:
         body = block.body
         return len(body) == 1 and isinstance(body[0], ir.Call) and body[0].op in LAYERS
+
+    def generic(self, name: str) -> BlockClass | None:
+        if name not in self.classes:
+            self.classes[name] = None  # until written: blocks cannot recurse
+            with suppress(CodegenError):
+                self.classes[name] = BlockWriter(self, self.blocks[name]).write()
+        return self.classes[name]
 
     def runtime_class(self, name: str) -> str:
         """`name`, noting that the module needs its definition from the runtime."""
@@ -66,9 +79,10 @@ class _Generator:
             args = {k: py_value(v) for k, v in layer.arguments().items()}
             image = len(node.in_shape) == 3
             return self.construct(type(layer).constructor(args, str(node.in_shape[0]), image))
-        if node.block is not None:
+        if node.block is not None and self.generic(node.block) is not None:
             self.use_block(node.block)
-            return Call(class_name(node.block), (str(node.in_shape[0]), *self.block_args(node)))
+            cls = self.names.class_of(node.block)
+            return Call(cls, (str(node.in_shape[0]), *self.block_args(node)))
         children = [(name, self.module(child)) for name, child in node.children]
         if node.kind == "seq":
             return Call("nn.Sequential", tuple(expr for _, expr in children))
@@ -98,7 +112,7 @@ class _Generator:
             forward.append(f"x = self.{name}(x)  # {_batch_shape(node.out_shape)}")
         heads = isinstance(graph.output_shape[0], tuple)
         return {
-            "name": graph.name,
+            "name": self.names.network,
             "doc": f"{graph.name}: input N x {_shape(graph.input_shape)}, "
             f"{graph.params:,} parameters.",
             "init": init,
@@ -107,15 +121,16 @@ class _Generator:
         }
 
     def block_classes(self) -> list[dict]:
-        written: dict[str, dict] = {}
-        pending = list(self.used)
-        while pending:  # writing a class can use further blocks
-            name = pending.pop(0)
-            if name not in written:
-                written[name] = BlockWriter(self, self.blocks[name]).write()
-                pending.extend(n for n in self.used if n not in written)
+        """The classes the network uses, with the classes they use, callees first."""
+        needed, pending = set(), list(self.used)
+        while pending:
+            name = pending.pop()
+            if name not in needed:
+                needed.add(name)
+                pending.extend(self.classes[name].calls)
+        self.runtime |= {r for name in needed for r in self.classes[name].runtime}
         order = list(self.blocks)  # definition order: callees come before callers
-        return [written[n] for n in sorted(written, key=order.index)]
+        return [self.classes[n].template for n in sorted(needed, key=order.index)]
 
 
 def _shape(shape) -> str:
@@ -150,13 +165,6 @@ def generate(doc: ir.Document, graph: Graph, source_name: str) -> str:
     network = gen.network()
     blocks = gen.block_classes()
     runtime = runtime_source(gen.runtime)
-    taken = {b["name"] for b in blocks} | set(runtime) | MODULE_ATTRIBUTES
-    if network["name"] in taken or len({b["name"] for b in blocks}) < len(blocks):
-        raise CodegenError(
-            f"class name '{network['name']}' would clash in the generated module; rename the "
-            "network or a block",
-            doc.network.pos,
-        )
     names = sorted([network["name"], *(b["name"] for b in blocks)])  # as ruff's RUF022 wants
     env = _environment()
     return env.get_template("module.py.j2").render(
