@@ -1,0 +1,77 @@
+"""The table of specs/zoo/README.md: each spec against the torchvision model it writes.
+
+Parameters are counted twice, by cnnspec's inference (no torch) and on torchvision's built
+model. Lines are code lines, blank lines, comments and docstrings left out, of the spec and
+of the torchvision source file its builder lives in. MACs are cnnspec's, at 224x224.
+
+    python benchmarks/zoo_table.py > /tmp/table.md
+"""
+
+import ast
+import importlib
+import io
+import sys
+import tokenize
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import torchvision  # noqa: E402
+from zoo_models import MODELS  # noqa: E402
+
+import cnnspec  # noqa: E402
+
+SKIPPED_TOKENS = {
+    tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+    tokenize.ENDMARKER,
+}  # fmt: skip
+
+
+def spec_lines(path: Path) -> int:
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return sum(1 for line in lines if line and not line.startswith("#"))
+
+
+def docstring_lines(tree: ast.Module) -> set[int]:
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0] if node.body else None
+            value = first.value if isinstance(first, ast.Expr) else None
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                lines.update(range(first.lineno, first.end_lineno + 1))
+    return lines
+
+
+def python_lines(source: str) -> int:
+    """Lines holding code: not blank, not only a comment, not part of a docstring."""
+    skip = docstring_lines(ast.parse(source))
+    code = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type not in SKIPPED_TOKENS:
+            code.update(range(token.start[0], token.end[0] + 1))
+    return len(code - skip)
+
+
+def main() -> None:
+    print("| model | params (cnnspec = torchvision) | spec lines | torchvision source lines "
+          "| MACs at 224 |")  # fmt: skip
+    print("|---|---:|---:|---|---:|")
+    for name, model in MODELS.items():
+        spec = cnnspec.load(model.path)
+        theirs = sum(p.numel() for p in model.torchvision().parameters())
+        params = f"{spec.params:,} = {theirs:,}" if spec.params == theirs else (
+            f"{spec.params:,} != {theirs:,}")  # fmt: skip
+        module = importlib.import_module(getattr(torchvision.models, name).__module__)
+        source_file = Path(module.__file__).name
+        tv_lines = python_lines(Path(module.__file__).read_text())
+        print(
+            f"| {name} | {params} | {spec_lines(model.path)} | {tv_lines} ({source_file}) "
+            f"| {spec.macs / 1e9:.2f} G |"
+        )
+
+
+if __name__ == "__main__":
+    main()
