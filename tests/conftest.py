@@ -131,9 +131,12 @@ def assert_equivalent(spec: cnnspec.Spec, generated_cls) -> None:
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
-def check_all_backends(text: str, tmp_path, name: str, cls: str = "T") -> cnnspec.Spec:
-    """Inference, the live build and generated code agree on `text`."""
-    spec = cnnspec.load(text)
+def check_all_backends(
+    text: str, tmp_path, name: str, cls: str | None = None, format: str = "cnn"
+) -> cnnspec.Spec:
+    """Inference, the live build and generated code agree on `text`. `cls` names the
+    network's class in generated code; by default, the last class the code defines."""
+    spec = cnnspec.load(text, format=format)
     live = spec.build(init="default").eval()
     with torch.no_grad():
         out = live(torch.randn(2, *spec.input_shape))
@@ -141,6 +144,8 @@ def check_all_backends(text: str, tmp_path, name: str, cls: str = "T") -> cnnspe
     inferred = spec.output_shape if isinstance(out, tuple) else (spec.output_shape,)
     assert [tuple(o.shape[1:]) for o in outs] == [tuple(s) for s in inferred]
     source = spec.codegen()
+    if cls is None:
+        cls = [n.name for n in ast.parse(source).body if isinstance(n, ast.ClassDef)][-1]
     assert_equivalent(spec, getattr(module_from_source(source, tmp_path, name), cls))
     assert_defines_only_what_it_uses(source)
     return spec

@@ -125,6 +125,23 @@ CNN_CASES = {
         "network option 'input' is given twice", 1, 26),
     "negative repeat": (net("relu * (1 - 2)"), SpecError, ("a repeat count must be a whole "
                         "number >= 0, got -1"), 3, 16),
+    # Names are checked as written, not as expanded: codegen and YAML see every one.
+    "unknown keyword in a call repeated zero times": (
+        net("(conv(4, kk=1)) * 0 relu"), SpecError, "conv has no argument 'kk'", 3, 17),
+    "unknown block keyword in a call repeated zero times": (
+        net("(foo(chan=3)) * 0", blocks="block foo(chans):\n    conv(chans, k=1)\n"),
+        SpecError, "foo has no argument 'chan' (did you mean 'chans'?)", 5, 13),
+    "missing argument in a call repeated zero times": (
+        net("conv * 0 relu"), SpecError, "conv is missing argument 'out'", 3, 8),
+    "unknown name in a default every call overrides": (
+        net("foo(3)", blocks="block foo(c=cc):\n    conv(c, k=1)\n"), SpecError,
+        "unknown name 'cc' (did you mean 'c'?)", 1, 13),
+    "unknown name in a block never called": (
+        net("relu", blocks="block foo(c):\n    conv(d, k=1)\n"), SpecError,
+        "unknown name 'd'", 2, 10),
+    "unknown combinator option in a block never called": (
+        net("relu", blocks="block foo():\n    add(projet=true):\n        relu\n"),
+        SpecError, "add has no option 'projet' (did you mean 'project'?)", 2, 9),
 }  # fmt: skip
 
 YAML_HEAD = "network:\n  name: T\n  input: 1x28x28\n  stages:\n"

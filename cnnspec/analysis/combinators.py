@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import Pos, ShapeError, SpecError, did_you_mean
+from ..errors import Pos, ShapeError, SpecError
 from ..language import ir
 from ..language.expressions import Value, describe, evaluate
 from .graph import Flow, Node, describe_output, group
@@ -39,15 +39,12 @@ class Rule:
 
 def combine(walker: Walker, comb: ir.Combinator, flow: Flow, env) -> Node:
     rule = RULES[comb.kind]
-    return rule.join(walker, comb, flow, env, _options(comb, rule.options, env))
+    return rule.join(walker, comb, flow, env, _options(comb, env))
 
 
-def _options(comb: ir.Combinator, allowed: tuple[str, ...], env) -> dict[str, Value]:
+def _options(comb: ir.Combinator, env) -> dict[str, Value]:
     options = {}
-    for kw in comb.kwargs:
-        if kw.name not in allowed:
-            hint = did_you_mean(kw.name, allowed)
-            raise SpecError(f"{comb.kind} has no option '{kw.name}'{hint}", kw.pos)
+    for kw in comb.kwargs:  # their names were checked with the spec's other names
         value = evaluate(kw.value, env)
         if value not in (True, False, None):
             raise SpecError(

@@ -3,6 +3,10 @@
 Every call names a built-in layer or a block defined *above* the place that uses it (so
 blocks cannot recurse); block, parameter, stage and branch names are unique and usable as
 Python identifiers, since they become module attributes and generated code.
+
+The checks read the text, not what inference expands: a call repeated zero times, or a
+default that every call overrides, is checked too, since generated code and the other
+front end see every name a spec writes.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from functools import cache
 from ..errors import CnnspecError, SpecError, did_you_mean
 from ..language import ir
 from ..language.parse_cnn import parse_prelude
+from .binding import match_arguments
+from .combinators import RULES
 from .ops import LAYERS
 
 # Names the input shape and the network bind in every argument list.
@@ -53,18 +59,6 @@ def _calls(items: tuple) -> Iterator[ir.Call]:
         else:
             for branch in reversed(item.branches):
                 stack.extend(reversed(branch.body))
-
-
-def _branches(items: tuple) -> Iterator[ir.Branch]:
-    stack = list(items)
-    while stack:
-        item = stack.pop()
-        if isinstance(item, ir.Repeat):
-            stack.extend(item.body)
-        elif isinstance(item, ir.Combinator):
-            for branch in item.branches:
-                yield branch
-                stack.extend(branch.body)
 
 
 @cache
@@ -111,6 +105,7 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
     visible = {**prelude, **own}
     for block in doc.blocks:
         _check_calls(block.body, block.pos, visible, own, block.name)
+        _check_names(block, {p.name for p in block.params})
     stages: dict[str, ir.Stage] = {}
     for stage in doc.network.stages:
         check_identifier(stage.name, "stage", stage.pos)
@@ -121,16 +116,26 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
             )
         stages[stage.name] = stage
         _check_calls(stage.body, doc.network.pos, visible, own, None)
+        _check_names(stage, set())
     for body in [b.body for b in doc.blocks] + [s.body for s in doc.network.stages]:
-        for branch in _branches(body):
-            if branch.name is not None:
-                check_identifier(branch.name, "branch", branch.pos)
+        for comb in _combinators(body):
+            for branch in comb.branches:
+                if branch.name is not None:
+                    check_identifier(branch.name, "branch", branch.pos)
     return visible
 
 
 def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
+    for comb in _combinators(body):
+        for kw in comb.kwargs:
+            options = RULES[comb.kind].options
+            if kw.name not in options:
+                hint = did_you_mean(kw.name, options)
+                raise SpecError(f"{comb.kind} has no option '{kw.name}'{hint}", kw.pos)
     for call in _calls(body):
         if call.op in LAYERS:
+            model = LAYERS[call.op]
+            match_arguments(call, model.signature(), model.required())
             continue
         if call.op not in visible:
             hint = did_you_mean(call.op, [*LAYERS, *visible])
@@ -143,3 +148,44 @@ def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
             raise SpecError(
                 f"block '{call.op}' is used before its definition at {line}:{col}", call.pos
             )
+        params = visible[call.op].params
+        match_arguments(
+            call, [p.name for p in params], {p.name for p in params if p.default is None}
+        )
+
+
+def _check_names(node: ir.Node, params: set[str]) -> None:
+    """Every name an expression reads is a parameter, `classes` or a shape name."""
+    known = {*params, "classes", *SHAPE_NAMES}
+    for name in _names(node):
+        if name.id not in known:
+            hint = did_you_mean(name.id, sorted(known))
+            raise SpecError(f"unknown name '{name.id}'{hint}", name.pos)
+
+
+def _names(node: ir.Node) -> Iterator[ir.Name]:
+    """The names read anywhere under `node`, in the order they are written."""
+    stack: list = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ir.Name):
+            yield item
+        elif isinstance(item, ir.Node):
+            fields = [
+                getattr(item, f) for f in type(item).model_fields if f not in ir.METADATA_KEYS
+            ]
+            stack.extend(reversed(fields))
+        elif isinstance(item, tuple):
+            stack.extend(reversed(item))
+
+
+def _combinators(items: tuple) -> Iterator[ir.Combinator]:
+    stack = list(items)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ir.Repeat):
+            stack.extend(item.body)
+        elif isinstance(item, ir.Combinator):
+            yield item
+            for branch in item.branches:
+                stack.extend(branch.body)
