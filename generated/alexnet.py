@@ -8,6 +8,13 @@ from torch import nn
 __all__ = ["AlexNet"]
 
 
+def init_xavier(module: nn.Module) -> None:
+    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+
+
 class AlexNet(nn.Module):
     """AlexNet: input N x 1 x 224 x 224, 46,764,746 parameters."""
 
@@ -38,6 +45,7 @@ class AlexNet(nn.Module):
             nn.Dropout(),
             nn.Linear(4096, 10),
         )
+        init_xavier(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 1 x 224 x 224

@@ -31,6 +31,13 @@ class Dense(nn.Module):
         return x
 
 
+def init_xavier(module: nn.Module) -> None:
+    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+
+
 class DenseBlock(Dense):
     """`dense_block` from the spec: its parameters are the constructor's."""
 
@@ -90,6 +97,7 @@ class DenseNet(nn.Module):
             nn.Flatten(),
             nn.Linear(248, 10),
         )
+        init_xavier(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 1 x 96 x 96

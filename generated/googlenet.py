@@ -29,6 +29,13 @@ class Concat(nn.Module):
         return torch.cat([branch(x) for branch in self.branches.values()], dim=1)
 
 
+def init_xavier(module: nn.Module) -> None:
+    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+
+
 class Inception(Concat):
     """`inception` from the spec: its parameters are the constructor's."""
 
@@ -95,6 +102,7 @@ class GoogLeNet(nn.Module):
             nn.Flatten(),
         )
         self.head = nn.Linear(1024, 10)
+        init_xavier(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 1 x 96 x 96

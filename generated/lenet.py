@@ -22,6 +22,13 @@ class Reshape(nn.Module):
         return "x".join(map(str, self.shape))
 
 
+def init_xavier(module: nn.Module) -> None:
+    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+
+
 class LeNet(nn.Module):
     """LeNet: input N x 1 x 28 x 28, 61,706 parameters."""
 
@@ -44,6 +51,7 @@ class LeNet(nn.Module):
             nn.Sigmoid(),
             nn.Linear(84, 10),
         )
+        init_xavier(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 1 x 28 x 28

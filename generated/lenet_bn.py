@@ -8,6 +8,13 @@ from torch import nn
 __all__ = ["LeNetBN"]
 
 
+def init_xavier(module: nn.Module) -> None:
+    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+
+
 class LeNetBN(nn.Module):
     """LeNetBN: input N x 1 x 28 x 28, 44,878 parameters."""
 
@@ -33,6 +40,7 @@ class LeNetBN(nn.Module):
             nn.Sigmoid(),
             nn.Linear(84, 10),
         )
+        init_xavier(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 1 x 28 x 28

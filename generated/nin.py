@@ -8,6 +8,13 @@ from torch import nn
 __all__ = ["NiN", "NinBlock"]
 
 
+def init_xavier(module: nn.Module) -> None:
+    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+
+
 class NinBlock(nn.Sequential):
     """`nin_block` from the spec: its parameters are the constructor's."""
 
@@ -29,16 +36,17 @@ class NiN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            NinBlock(1, 96, 11, 4),
+            NinBlock(1, 96, 11, s=4),
             nn.MaxPool2d(3, stride=2),
-            NinBlock(96, 256, 5, 1, 2),
+            NinBlock(96, 256, 5, p=2),
             nn.MaxPool2d(3, stride=2),
-            NinBlock(256, 384, 3, 1, 1),
+            NinBlock(256, 384, 3, p=1),
             nn.MaxPool2d(3, stride=2),
             nn.Dropout(),
-            NinBlock(384, 10, 3, 1, 1),
+            NinBlock(384, 10, 3, p=1),
         )
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+        init_xavier(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 1 x 224 x 224

@@ -38,6 +38,13 @@ class Add(nn.Module):
         return total
 
 
+def init_xavier(module: nn.Module) -> None:
+    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+
+
 class Residual(nn.Sequential):
     """`residual` from the spec: its parameters are the constructor's."""
 
@@ -75,12 +82,13 @@ class ResNet18(nn.Module):
             nn.MaxPool2d(3, stride=2, padding=1),
         )
         self.b2 = nn.Sequential(Residual(64, 64), Residual(64, 64))
-        self.b3 = nn.Sequential(Residual(64, 128, 2), Residual(128, 128))
-        self.b4 = nn.Sequential(Residual(128, 256, 2), Residual(256, 256))
-        self.b5 = nn.Sequential(Residual(256, 512, 2), Residual(512, 512))
+        self.b3 = nn.Sequential(Residual(64, 128, s=2), Residual(128, 128))
+        self.b4 = nn.Sequential(Residual(128, 256, s=2), Residual(256, 256))
+        self.b5 = nn.Sequential(Residual(256, 512, s=2), Residual(512, 512))
         self.head = nn.Sequential(
             nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(512, 10)
         )
+        init_xavier(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 1 x 224 x 224

@@ -8,6 +8,13 @@ from torch import nn
 __all__ = ["VGG11", "VggBlock"]
 
 
+def init_xavier(module: nn.Module) -> None:
+    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+
+
 class VggBlock(nn.Sequential):
     """`vgg_block` from the spec: its parameters are the constructor's."""
 
@@ -43,6 +50,7 @@ class VGG11(nn.Module):
             nn.Dropout(),
             nn.Linear(4096, 10),
         )
+        init_xavier(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 1 x 224 x 224

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import cnnspec
 from cnnspec.backends.runtime_source import runtime_names
@@ -114,12 +115,23 @@ def module_from_source(source: str, tmp_path: Path, name: str = "snippet"):
 
 
 def assert_equivalent(spec: cnnspec.Spec, generated_cls) -> None:
-    live = spec.build(init="default").eval()
+    """Generated code is the live build: the same state_dict keys, the recipe's init, the
+    same outputs with the same weights."""
+    torch.manual_seed(0)
+    live = spec.build().eval()
     torch.manual_seed(0)
     ours = generated_cls().eval()
     live_state, gen_state = live.state_dict(), ours.state_dict()
     assert list(gen_state) == list(live_state)
     assert {k: v.shape for k, v in gen_state.items()} == {k: v.shape for k, v in live_state.items()}
+    # Both make every module with torch's default init, then (with the recipe's xavier)
+    # redraw conv and linear weights in module order: those draws match from one seed,
+    # whatever order the modules were made in.
+    xavier = [p for p, m in live.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for key in (f"{path}.weight" for path in xavier if spec.recipe.init == "xavier"):
+        assert torch.equal(gen_state[key], live_state[key]), f"{key} is initialised differently"
+    live = spec.build(init="default").eval()  # other weights, to check the forward with
+    live_state = live.state_dict()
     ours.load_state_dict(live_state)
     x = torch.randn(2, *spec.input_shape)
     with torch.no_grad():

@@ -45,19 +45,12 @@ def _module(node: Node) -> nn.Module:
     return module_class(combinator_class(node.kind))(dict(children), *extra)
 
 
-def init_xavier(module: nn.Module) -> None:
-    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
-
-
 def build(graph: Graph, init: str | None = None) -> nn.Module:
     """The graph as a module; `init` defaults to the spec's recipe ("xavier" or "default")."""
     stages = {name: _module(node) for name, node in graph.root.children}
     net = runtime.Network(graph.name, stages)
     if (init or graph.recipe.init) == "xavier":
-        init_xavier(net)
+        runtime.init_xavier(net)
     return net
 
 

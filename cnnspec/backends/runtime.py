@@ -100,3 +100,10 @@ class Network(nn.Sequential):
 
     def extra_repr(self) -> str:
         return self.spec_name
+
+
+def init_xavier(module: nn.Module) -> None:
+    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)

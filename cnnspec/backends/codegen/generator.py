@@ -92,17 +92,19 @@ class _Generator:
             return Call(cls, (collected, self.module(node.shortcut)))
         return Call(cls, (collected,))
 
-    def block_args(self, node: Node) -> list[str]:
-        """The block's arguments, positionally, leaving out trailing literal defaults."""
+    def block_args(self, node: Node) -> list:
+        """The block's arguments: required ones by position, the others by keyword
+        (as torchvision writes `stride=2`), leaving out those equal to a literal default."""
         params = {p.name: p for p in self.blocks[node.block].params}
-        values = list(node.args)
-        while values:
-            name, value = values[-1]
+        python = self.names.params_of(node.block)
+        args: list = []
+        for name, value in node.args:
             default = params[name].default
-            if not (isinstance(default, (ir.Num, ir.Const)) and default.value == value):
-                break
-            values.pop()
-        return [py_value(v) for _, v in values]
+            if default is None:
+                args.append(py_value(value))
+            elif not (isinstance(default, (ir.Num, ir.Const)) and default.value == value):
+                args.append((python[name], py_value(value)))
+        return args
 
     def network(self) -> dict:
         graph = self.graph
@@ -110,6 +112,8 @@ class _Generator:
         for name, node in graph.root.children:
             init.extend(lines(self.module(node), 0, f"self.{name} = "))
             forward.append(f"x = self.{name}(x)  # {_batch_shape(node.out_shape)}")
+        if graph.recipe.init == "xavier":  # as `cnnspec.compile` initialises it
+            init.append(f"{self.runtime_class('init_xavier')}(self)")
         heads = isinstance(graph.output_shape[0], tuple)
         return {
             "name": self.names.network,
