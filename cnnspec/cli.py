@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .errors import CnnspecError
@@ -18,11 +19,38 @@ USAGE_ERROR = 2
 
 
 def _load(path: str, args: argparse.Namespace):
-    from .limits import Limits
+    from .limits import BUDGETS, DEFAULT
     from .spec import load
 
-    limits = Limits(max_params=args.max_params) if getattr(args, "max_params", None) else None
-    return load(path, limits=limits) if limits else load(path)
+    raised = {b: getattr(args, b) for b in BUDGETS if getattr(args, b, None) is not None}
+    return load(path, limits=replace(DEFAULT, **raised))
+
+
+_BUDGET_HELP = {
+    "max_params": "parameters",
+    "max_macs": "multiply-accumulates per example",
+    "max_activations": "values all layers output per example",
+}
+
+
+def _budget_flags(p: argparse.ArgumentParser) -> None:
+    from .limits import BUDGETS, DEFAULT
+
+    for bound in BUDGETS:
+        default = getattr(DEFAULT, bound)
+        p.add_argument(f"--{bound.replace('_', '-')}", type=_positive, metavar="N",
+                       help=f"budget of {_BUDGET_HELP[bound]} (default {default:.3g})")  # fmt: skip
+
+
+def _positive(text: str) -> int:
+    """A whole number >= 1, also written like 1e12."""
+    try:
+        value = int(float(text)) if "e" in text.lower() else int(text)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -114,22 +142,24 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("check", cmd_check, "parse, validate and infer shapes; print only errors")
     p.add_argument("specs", nargs="+", metavar="SPEC")
-    p.add_argument("--max-params", type=int, help="parameter budget (default 1e9)")
+    _budget_flags(p)
 
     p = command("build", cmd_build, "per-layer shapes, parameters and MACs; build the module")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-forward", action="store_true", help="skip the zero-batch forward check")
-    p.add_argument("--max-params", type=int, help="parameter budget (default 1e9)")
+    _budget_flags(p)
 
     p = command("codegen", cmd_codegen, "write standalone PyTorch source for each spec")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("-o", "--output", default="generated", metavar="DIR",
                    help="folder for the .py files (default: generated)")  # fmt: skip
     p.add_argument("--stdout", action="store_true", help="print the source instead")
+    _budget_flags(p)
 
     p = command("train", cmd_train, "train the spec's network (Fashion-MNIST by default)")
     p.add_argument("spec", metavar="SPEC")
+    _budget_flags(p)
     p.add_argument("--epochs", type=int, help="default: the spec's recipe")
     p.add_argument("--batch-size", type=int, help="default: the spec's recipe")
     p.add_argument("--lr", type=float, help="default: the spec's recipe")

@@ -1,7 +1,10 @@
 """Bounds that keep a hostile or mistaken spec from exhausting the machine.
 
 Every bound is checked before the work it guards: file size before parsing, nesting while
-parsing, repeats and layer counts while expanding, parameters before anything is built.
+parsing, repeats and layer counts while expanding, parameters, multiply-accumulates and
+activations before anything is built or run. The last three are budgets a real network
+may exceed: each has a command-line flag (`--max-params`, `--max-macs`,
+`--max-activations`) that raises it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ class Limits:
     max_repeat: int = 10_000  # one `* n`
     max_layers: int = 200_000  # layers after every block and repeat is expanded
     max_params: int = 1_000_000_000  # ~4 GB of fp32 weights
+    # Per example: `build`'s forward check runs one, so these bound its time and memory.
+    max_macs: int = 200_000_000_000  # ~13x VGG-16 at 224 px; several seconds on a CPU
+    max_activations: int = 1 << 28  # values output by all layers: 1 GiB of fp32
     max_dim: int = 1 << 20  # any one channel count, feature count or spatial size
 
 
 DEFAULT = Limits()
+
+# The bounds a command-line flag may raise: `--max-macs N` sets `max_macs`.
+BUDGETS = ("max_params", "max_macs", "max_activations")

@@ -101,6 +101,53 @@ def test_parameter_budget_is_adjustable():
     assert cnnspec.load(net("conv(4, k=3)"), limits=small).params == 40
 
 
+# Each would make `build`'s forward check run for minutes or allocate gigabytes.
+BUDGET_CASES = {
+    "multiply-accumulates": (
+        "network T(input=512x512x512):\n    s: conv(512, k=3, p=1)\n",
+        "more than 200,000,000,000 multiply-accumulates per example (conv here alone has "
+        "618,475,290,624)", "--max-macs", (2, 8)),
+    "activations of the input": (
+        "network T(input=1000x1000x1000):\n    s: relu\n",
+        "more than 268,435,456 activations per example (relu here alone has 1,000,000,000)",
+        "--max-activations", (2, 8)),
+    "activations summed over layers": (
+        "network T(input=1x4096x4096):\n    s: relu * 16\n",
+        "more than 268,435,456 activations per example (relu here alone has 16,777,216)",
+        "--max-activations", (2, 8)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BUDGET_CASES)
+def test_budgets_are_checked_before_anything_is_built(case, monkeypatch, capsys):
+    text, message, flag, pos = BUDGET_CASES[case]
+
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("the budget must be checked before anything is built")
+
+    monkeypatch.setattr(cnnspec.backends.build, "build", must_not_build)
+    with pytest.raises(LimitError) as info:
+        cnnspec.compile(text)
+    assert message in info.value.message and f"({flag} raises the bound)" in info.value.message
+    assert info.value.pos == pos
+
+
+@pytest.mark.parametrize("case", BUDGET_CASES)
+def test_a_flag_raises_each_budget(case, tmp_path, capsys):
+    from cnnspec.cli import main
+
+    text, message, flag, _ = BUDGET_CASES[case]
+    spec = tmp_path / "big.cnn"
+    spec.write_text(text)
+    assert main(["check", str(spec)]) == 1
+    assert message in capsys.readouterr().err
+    assert main(["check", str(spec), flag, "1e13"]) == 0
+    for bad in ("0", "-5", "many"):
+        with pytest.raises(SystemExit) as info:
+            main(["check", str(spec), flag, bad])
+        assert info.value.code == 2
+
+
 def test_ten_thousand_layer_sequential_spec_on_one_line_and_many_lines():
     one_line = net(" ".join(["relu"] * 10_000))
     many = "network T(input=1x8x8):\n    s:\n" + "        relu\n" * 10_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import astuple, replace
+from math import prod
 
 from pydantic import ValidationError
 
@@ -35,6 +36,8 @@ class _Inference:
         self.limits = limits
         self.layer_count = 0
         self.param_count = 0
+        self.mac_count = 0
+        self.activation_count = 0
         self.block_stack: list[str] = []
 
     # --- the network ------------------------------------------------------------------
@@ -47,6 +50,7 @@ class _Inference:
                 net.keypos.get("input", net.pos),
             )
         self._check_dims(shape, net.keypos.get("input", net.pos))
+        self.activation_count = prod(shape)  # the input is held too
         env = {"classes": net.classes}
         flow = Flow(shape)
         stages = []
@@ -128,14 +132,25 @@ class _Inference:
         self.param_count += params
         if self.layer_count > self.limits.max_layers:
             raise LimitError(f"network expands to more than {self.limits.max_layers} layers", pos)
-        if self.param_count > self.limits.max_params:
+        self._within("max_params", self.param_count, "parameters", params, layer.op, pos)
+        self._check_dims(out_shape, pos)
+        self.mac_count += macs
+        self.activation_count += prod(out_shape)
+        self._within("max_macs", self.mac_count, "multiply-accumulates per example", macs,
+                     layer.op, pos)  # fmt: skip
+        self._within("max_activations", self.activation_count, "activations per example",
+                     prod(out_shape), layer.op, pos)  # fmt: skip
+        return Node("layer", layer.op, flow.shape, out_shape, params, macs, pos, layer=layer)
+
+    def _within(self, bound: str, count: int, what: str, here: int, op: str, pos: Pos) -> None:
+        """Refuse a network past one of the budgets a flag may raise (`--max-macs`...)."""
+        limit = getattr(self.limits, bound)
+        if count > limit:
             raise LimitError(
-                f"network has more than {self.limits.max_params:,} parameters "
-                f"({layer.op} here alone has {params:,}); nothing was allocated",
+                f"network has more than {limit:,} {what} ({op} here alone has {here:,}); "
+                f"nothing was allocated (--{bound.replace('_', '-')} raises the bound)",
                 pos,
             )
-        self._check_dims(out_shape, pos)
-        return Node("layer", layer.op, flow.shape, out_shape, params, macs, pos, layer=layer)
 
     def _check_dims(self, shape: Shape, pos: Pos) -> None:
         if max(shape) > self.limits.max_dim:
