@@ -9,7 +9,7 @@ Every node of the result knows its input and output shape, parameters and MACs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import astuple, replace
+from dataclasses import replace
 from math import prod
 
 from pydantic import ValidationError
@@ -125,7 +125,8 @@ class _Inference:
 
     def apply(self, layer: Layer, flow: Flow, pos: Pos) -> Node:
         try:
-            out_shape, params, macs = astuple(layer.infer(flow.shape))
+            inferred = layer.infer(flow.shape)
+            out_shape, params, macs = inferred.shape, inferred.params, inferred.macs
         except ShapeError as err:
             raise ShapeError(f"{err.message} (from {flow.origin()})", pos) from None
         self.layer_count += 1
