@@ -137,10 +137,17 @@ class _Inference:
         self._check_dims(out_shape, pos)
         self.mac_count += macs
         self.activation_count += prod(out_shape)
-        self._within("max_macs", self.mac_count, "multiply-accumulates per example", macs,
-                     layer.op, pos)  # fmt: skip
-        self._within("max_activations", self.activation_count, "activations per example",
-                     prod(out_shape), layer.op, pos)  # fmt: skip
+        self._within(
+            "max_macs", self.mac_count, "multiply-accumulates per example", macs, layer.op, pos
+        )
+        self._within(
+            "max_activations",
+            self.activation_count,
+            "activations per example",
+            prod(out_shape),
+            layer.op,
+            pos,
+        )
         return Node("layer", layer.op, flow.shape, out_shape, params, macs, pos, layer=layer)
 
     def _within(self, bound: str, count: int, what: str, here: int, op: str, pos: Pos) -> None:
