@@ -80,7 +80,16 @@ class Spec:
         28x28 while printing 224x224 shapes). Raises a positioned error if it does not fit."""
         if tuple(shape) == tuple(self.input_shape):
             return self
-        network = self.ir.network.model_copy(update={"input": tuple(shape)})
+        return self._with_network(input=tuple(shape))
+
+    def with_classes(self, classes: int) -> Spec:
+        """The same network with another number of classes."""
+        if classes == self.ir.network.classes:
+            return self
+        return self._with_network(classes=classes)
+
+    def _with_network(self, **changes) -> Spec:
+        network = self.ir.network.model_copy(update=changes)
         doc = self.ir.model_copy(update={"network": network})
         try:
             return Spec(self.source, doc, infer(doc))

@@ -18,10 +18,10 @@ def init_xavier(module: nn.Module) -> None:
 class AlexNet(nn.Module):
     """AlexNet: input N x 1 x 224 x 224, 46,764,746 parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 96, kernel_size=11, stride=4, padding=1),
+            nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=1),
             nn.ReLU(),
             nn.MaxPool2d(3, stride=2),
             nn.Conv2d(96, 256, kernel_size=5, padding=2),
@@ -43,7 +43,7 @@ class AlexNet(nn.Module):
             nn.Linear(4096, 4096),
             nn.ReLU(),
             nn.Dropout(),
-            nn.Linear(4096, 10),
+            nn.Linear(4096, num_classes),
         )
         init_xavier(self)
 

@@ -73,10 +73,10 @@ class Transition(nn.Sequential):
 class DenseNet(nn.Module):
     """DenseNet: input N x 1 x 96 x 96, 758,226 parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
         self.b1 = nn.Sequential(
-            nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3),
+            nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
             nn.BatchNorm2d(64),
             nn.ReLU(),
             nn.MaxPool2d(3, stride=2, padding=1),
@@ -95,7 +95,7 @@ class DenseNet(nn.Module):
             nn.ReLU(),
             nn.AdaptiveAvgPool2d((1, 1)),
             nn.Flatten(),
-            nn.Linear(248, 10),
+            nn.Linear(248, num_classes),
         )
         init_xavier(self)
 

@@ -68,10 +68,10 @@ class Inception(Concat):
 class GoogLeNet(nn.Module):
     """GoogLeNet: input N x 1 x 96 x 96, 5,977,530 parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
         self.b1 = nn.Sequential(
-            nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3),
+            nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
             nn.ReLU(),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
@@ -101,7 +101,7 @@ class GoogLeNet(nn.Module):
             nn.AdaptiveAvgPool2d((1, 1)),
             nn.Flatten(),
         )
-        self.head = nn.Linear(1024, 10)
+        self.head = nn.Linear(1024, num_classes)
         init_xavier(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

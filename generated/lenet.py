@@ -32,7 +32,7 @@ def init_xavier(module: nn.Module) -> None:
 class LeNet(nn.Module):
     """LeNet: input N x 1 x 28 x 28, 61,706 parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
             Reshape((1, 28, 28)),
@@ -49,7 +49,7 @@ class LeNet(nn.Module):
             nn.Sigmoid(),
             nn.Linear(120, 84),
             nn.Sigmoid(),
-            nn.Linear(84, 10),
+            nn.Linear(84, num_classes),
         )
         init_xavier(self)
 

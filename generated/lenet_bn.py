@@ -18,10 +18,10 @@ def init_xavier(module: nn.Module) -> None:
 class LeNetBN(nn.Module):
     """LeNetBN: input N x 1 x 28 x 28, 44,878 parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 6, kernel_size=5),
+            nn.Conv2d(in_channels, 6, kernel_size=5),
             nn.BatchNorm2d(6),
             nn.Sigmoid(),
             nn.AvgPool2d(2, stride=2),
@@ -38,7 +38,7 @@ class LeNetBN(nn.Module):
             nn.Linear(120, 84),
             nn.BatchNorm1d(84),
             nn.Sigmoid(),
-            nn.Linear(84, 10),
+            nn.Linear(84, num_classes),
         )
         init_xavier(self)
 

@@ -11,10 +11,10 @@ __all__ = ["LeNetMaxPool"]
 class LeNetMaxPool(nn.Module):
     """LeNetMaxPool: input N x 1 x 28 x 28, 44,426 parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 6, kernel_size=5),
+            nn.Conv2d(in_channels, 6, kernel_size=5),
             nn.Sigmoid(),
             nn.MaxPool2d(2, stride=2),
             nn.Conv2d(6, 16, kernel_size=5),
@@ -27,7 +27,7 @@ class LeNetMaxPool(nn.Module):
             nn.Sigmoid(),
             nn.Linear(120, 84),
             nn.Sigmoid(),
-            nn.Linear(84, 10),
+            nn.Linear(84, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

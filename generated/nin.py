@@ -33,17 +33,17 @@ class NinBlock(nn.Sequential):
 class NiN(nn.Module):
     """NiN: input N x 1 x 224 x 224, 1,992,166 parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            NinBlock(1, 96, 11, s=4),
+            NinBlock(in_channels, 96, 11, s=4),
             nn.MaxPool2d(3, stride=2),
             NinBlock(96, 256, 5, p=2),
             nn.MaxPool2d(3, stride=2),
             NinBlock(256, 384, 3, p=1),
             nn.MaxPool2d(3, stride=2),
             nn.Dropout(),
-            NinBlock(384, 10, 3, p=1),
+            NinBlock(384, num_classes, 3, p=1),
         )
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
         init_xavier(self)

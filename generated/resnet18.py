@@ -73,10 +73,10 @@ class Residual(nn.Sequential):
 class ResNet18(nn.Module):
     """ResNet18: input N x 1 x 224 x 224, 11,178,378 parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
         self.b1 = nn.Sequential(
-            nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3),
+            nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
             nn.BatchNorm2d(64),
             nn.ReLU(),
             nn.MaxPool2d(3, stride=2, padding=1),
@@ -86,7 +86,7 @@ class ResNet18(nn.Module):
         self.b4 = nn.Sequential(Residual(128, 256, s=2), Residual(256, 256))
         self.b5 = nn.Sequential(Residual(256, 512, s=2), Residual(512, 512))
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(512, 10)
+            nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(512, num_classes)
         )
         init_xavier(self)
 

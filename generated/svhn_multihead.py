@@ -32,10 +32,10 @@ class Heads(nn.Module):
 class SVHNMultiHead(nn.Module):
     """SVHNMultiHead: input N x 3 x 64 x 128, 49,506 parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 3, num_classes: int = 11) -> None:
         super().__init__()
         self.cnn = nn.Sequential(
-            nn.Conv2d(3, 16, kernel_size=3, stride=2),
+            nn.Conv2d(in_channels, 16, kernel_size=3, stride=2),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Conv2d(16, 32, kernel_size=3, stride=2),
@@ -45,12 +45,12 @@ class SVHNMultiHead(nn.Module):
         )
         self.fc = Heads(
             {
-                "c1": nn.Linear(672, 11),
-                "c2": nn.Linear(672, 11),
-                "c3": nn.Linear(672, 11),
-                "c4": nn.Linear(672, 11),
-                "c5": nn.Linear(672, 11),
-                "c6": nn.Linear(672, 11),
+                "c1": nn.Linear(672, num_classes),
+                "c2": nn.Linear(672, num_classes),
+                "c3": nn.Linear(672, num_classes),
+                "c4": nn.Linear(672, num_classes),
+                "c5": nn.Linear(672, num_classes),
+                "c6": nn.Linear(672, num_classes),
             }
         )
 

@@ -31,10 +31,10 @@ class VggBlock(nn.Sequential):
 class VGG11(nn.Module):
     """VGG11: input N x 1 x 224 x 224, 128,806,154 parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            VggBlock(1, 1, 64),
+            VggBlock(in_channels, 1, 64),
             VggBlock(64, 1, 128),
             VggBlock(128, 2, 256),
             VggBlock(256, 2, 512),
@@ -48,7 +48,7 @@ class VGG11(nn.Module):
             nn.Linear(4096, 4096),
             nn.ReLU(),
             nn.Dropout(),
-            nn.Linear(4096, 10),
+            nn.Linear(4096, num_classes),
         )
         init_xavier(self)
 

@@ -1,6 +1,7 @@
 import ast
 import gzip
 import importlib.util
+import inspect
 import struct
 from pathlib import Path
 
@@ -133,6 +134,7 @@ def assert_equivalent(spec: cnnspec.Spec, generated_cls) -> None:
     live = spec.build(init="default").eval()  # other weights, to check the forward with
     live_state = live.state_dict()
     ours.load_state_dict(live_state)
+    assert_constructor_parameters(spec, generated_cls)
     x = torch.randn(2, *spec.input_shape)
     with torch.no_grad():
         expected, got = live(x), ours(x)
@@ -141,6 +143,26 @@ def assert_equivalent(spec: cnnspec.Spec, generated_cls) -> None:
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def assert_constructor_parameters(spec: cnnspec.Spec, generated_cls) -> None:
+    """Each parameter the network class takes (in_channels, num_classes) builds what the
+    spec gives for that value: tried at default + 3, beyond the values codegen sampled."""
+    for name, param in inspect.signature(generated_cls).parameters.items():
+        moved = param.default + 3
+        if name in ("in_channels", "in_features"):
+            variant = spec.with_input((moved, *spec.input_shape[1:]))
+        else:
+            assert name == "num_classes", name
+            variant = spec.with_classes(moved)
+        ours, live = generated_cls(**{name: moved}), variant.build()
+        ours_shapes = [tuple(v.shape) for v in ours.state_dict().values()]
+        assert ours_shapes == [tuple(v.shape) for v in live.state_dict().values()], name
+        with torch.no_grad():
+            out = ours.eval()(torch.randn(1, *variant.input_shape))
+        outs = out if isinstance(out, tuple) else (out,)
+        inferred = variant.output_shape if isinstance(out, tuple) else (variant.output_shape,)
+        assert [tuple(o.shape[1:]) for o in outs] == [tuple(s) for s in inferred], name
 
 
 def check_all_backends(

@@ -22,6 +22,7 @@ from pathlib import Path
 import jinja2
 
 from ...analysis.graph import Graph, Node
+from ...analysis.infer import infer
 from ...analysis.ops import LAYERS, ModuleCall
 from ...analysis.resolve import resolve
 from ...language import ir
@@ -29,6 +30,7 @@ from ...version import __version__
 from ..runtime_source import combinator_class, runtime_names, runtime_source
 from .blocks import BlockClass, BlockWriter
 from .names import PythonNames
+from .network_args import Written, parameters, substitute
 from .pyformat import Call, List, lines
 from .values import CodegenError, collect, constructor, py_value
 
@@ -45,6 +47,8 @@ class _Generator:
         # Each block's generic class, or None where it cannot be one; then each use of
         # the block is written out with concrete sizes instead (see `module`).
         self.classes: dict[str, BlockClass | None] = {}
+        # The shapes each residual written out in place chose its shortcut on.
+        self.decided_on: list[str] = []
 
     def is_single_layer(self, block: ir.BlockDef) -> bool:
         body = block.body
@@ -84,6 +88,8 @@ class _Generator:
             cls = self.names.class_of(node.block)
             return Call(cls, (str(node.in_shape[0]), *self.block_args(node)))
         children = [(name, self.module(child)) for name, child in node.children]
+        if node.kind == "add" and len(children) == 1:
+            self.decided_on.append(f"{node.in_shape} -> {node.out_shape}")
         if node.kind == "seq":
             return Call("nn.Sequential", tuple(expr for _, expr in children))
         cls = self.runtime_class(combinator_class(node.kind))
@@ -106,11 +112,17 @@ class _Generator:
                 args.append((python[name], py_value(value)))
         return args
 
-    def network(self) -> dict:
+    def written(self) -> Written:
+        """Each stage's constructor expression, with concrete sizes."""
+        stages = [(name, self.module(node)) for name, node in self.graph.root.children]
+        return Written(stages, tuple(self.decided_on))
+
+    def network(self, doc: ir.Document) -> dict:
         graph = self.graph
+        stages, params = substitute(self.written(), parameters(doc, _written))
         init, forward = [], [f"# {_batch_shape(graph.input_shape)}"]
-        for name, node in graph.root.children:
-            init.extend(lines(self.module(node), 0, f"self.{name} = "))
+        for (name, tree), (_, node) in zip(stages, graph.root.children):
+            init.extend(lines(tree, 0, f"self.{name} = "))
             forward.append(f"x = self.{name}(x)  # {_batch_shape(node.out_shape)}")
         if graph.recipe.init == "xavier":  # as `cnnspec.compile` initialises it
             init.append(f"{self.runtime_class('init_xavier')}(self)")
@@ -119,6 +131,7 @@ class _Generator:
             "name": self.names.network,
             "doc": f"{graph.name}: input N x {_shape(graph.input_shape)}, "
             f"{graph.params:,} parameters.",
+            "params": "".join(f", {p.name}: int = {p.default}" for p in params),
             "init": init,
             "forward": forward,
             "returns": "tuple[torch.Tensor, ...]" if heads else "torch.Tensor",
@@ -135,6 +148,10 @@ class _Generator:
         self.runtime |= {r for name in needed for r in self.classes[name].runtime}
         order = list(self.blocks)  # definition order: callees come before callers
         return [self.classes[n].template for n in sorted(needed, key=order.index)]
+
+
+def _written(doc: ir.Document) -> Written:
+    return _Generator(doc, infer(doc)).written()
 
 
 def _shape(shape) -> str:
@@ -166,7 +183,7 @@ def generate(doc: ir.Document, graph: Graph, source_name: str) -> str:
     """The spec (its IR and inferred graph) as Python source; `source_name` is the spec's
     path, for the header."""
     gen = _Generator(doc, graph)
-    network = gen.network()
+    network = gen.network(doc)
     blocks = gen.block_classes()
     runtime = runtime_source(gen.runtime)
     names = sorted([network["name"], *(b["name"] for b in blocks)])  # as ruff's RUF022 wants

@@ -1,0 +1,174 @@
+"""The network class's own parameters: its input channels and its number of classes.
+
+The network class is written with the concrete sizes inference gave. To take
+`in_channels` and `num_classes` as torchvision's models do, the stages are also written
+for the spec with each moved by +1 and by +2: each size in the source that moves with it,
+and moves in step, becomes an expression of the parameter (`num_classes`,
+`in_channels + 32`). A parameter that some size follows otherwise (a reshape that fixes
+the channel count makes the moved spec invalid; a size that doubles) is not offered, nor
+one that a choice of structure written into the stages depends on (whether a residual
+written out in place gets a projection), so every parameter the class takes builds the
+network the spec would give for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ...analysis.infer import infer
+from ...errors import CnnspecError
+from ...language import ir
+from .pyformat import Call, Dict, List
+
+# A stage's constructor expression, as `pyformat` trees, by stage name.
+Stages = list[tuple[str, object]]
+
+
+@dataclass(frozen=True)
+class Written:
+    stages: Stages
+    # The sizes each choice of structure was made on, as the writer made them.
+    decided_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    default: int
+    moved: tuple[Written, Written]  # the network written for default + 1 and default + 2
+
+
+def parameters(doc: ir.Document, write: Callable[[ir.Document], Written]) -> list[Parameter]:
+    """The parameters the network class can take; `write` gives a document's stages."""
+    net = doc.network
+    image = len(net.input) == 3
+    candidates = {
+        "in_channels" if image else "in_features": (
+            net.input[0],
+            lambda n: net.model_copy(update={"input": (n, *net.input[1:])}),
+        ),
+        "num_classes": (net.classes, lambda n: net.model_copy(update={"classes": n})),
+    }
+    found = []
+    for name, (default, moved) in candidates.items():
+        try:
+            plus = tuple(write(_with(doc, moved(default + d))) for d in (1, 2))
+        except CnnspecError:
+            continue  # the spec does not hold for another value (a reshape fixes it)
+        found.append(Parameter(name, default, plus))
+    return found
+
+
+def _with(doc: ir.Document, network: ir.Network) -> ir.Document:
+    moved = doc.model_copy(update={"network": network})
+    infer(moved)  # raises if the spec does not hold for this value
+    return moved
+
+
+def substitute(base: Written, params: list[Parameter]) -> tuple[Stages, list[Parameter]]:
+    """The stages with each size that follows a parameter written in terms of it, and the
+    parameters that some size follows. A parameter followed out of step, or that moves
+    what a choice of structure was made on, is dropped."""
+    used = [
+        p
+        for p in params
+        if p.moved[0].stages != base.stages
+        and p.moved[0].decided_on == base.decided_on
+        and _in_step(base.stages, p)
+    ]
+    moved = [(p, p.moved[0].stages, p.moved[1].stages) for p in used]
+    stages = [
+        (name, _rewrite(tree, [(p, one[i][1], two[i][1]) for p, one, two in moved]))
+        for i, (name, tree) in enumerate(base.stages)
+    ]
+    return stages, used
+
+
+def _in_step(stages: Stages, param: Parameter) -> bool:
+    one, two = (written.stages for written in param.moved)
+    names = [n for n, _ in stages]
+    if [n for n, _ in one] != names or [n for n, _ in two] != names:
+        return False
+    return all(_linear(t, a, b) for (_, t), (_, a), (_, b) in zip(stages, one, two))
+
+
+def _linear(base, one, two) -> bool:
+    """The trees have one shape, and every literal that differs moves by equal steps."""
+    if isinstance(base, str):
+        if not (isinstance(one, str) and isinstance(two, str)):
+            return False
+        if base == one == two:
+            return True
+        numbers = [_int(x) for x in (base, one, two)]
+        return None not in numbers and numbers[2] - numbers[1] == numbers[1] - numbers[0]
+    parts = [_parts(x) for x in (base, one, two)]
+    if None in parts or not (len(parts[0]) == len(parts[1]) == len(parts[2])):
+        return False
+    if not (_head(base) == _head(one) == _head(two)):
+        return False
+    return all(_linear(*trio) for trio in zip(*parts))
+
+
+def _rewrite(base, moved: list[tuple[Parameter, object, object]]):
+    """`base` with each literal that moves written as an expression of the parameters."""
+    if isinstance(base, str):
+        value = _int(base)
+        if value is None:
+            return base
+        terms = [(p, _int(one) - value) for p, one, _ in moved if one != base]
+        return _expression(value, terms) if terms else base
+    children = _parts(base)
+    rewritten = [
+        _rewrite(child, [(p, _parts(one)[i], _parts(two)[i]) for p, one, two in moved])
+        for i, child in enumerate(children)
+    ]
+    return _rebuild(base, rewritten)
+
+
+def _expression(value: int, terms: list[tuple[Parameter, int]]) -> str:
+    """`value` as `a * name + ... + b`, where each step of a parameter moves it by a."""
+    constant = value - sum(step * p.default for p, step in terms)
+    parts = [p.name if step == 1 else f"{step} * {p.name}" for p, step in terms]
+    text = " + ".join(parts)
+    if constant > 0:
+        text += f" + {constant}"
+    elif constant < 0:
+        text += f" - {-constant}"
+    return text
+
+
+def _int(text: str) -> int | None:
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def _head(tree) -> object:
+    if isinstance(tree, Call):
+        return ("call", tree.func)
+    if isinstance(tree, tuple):
+        return ("keyword", tree[0])
+    if isinstance(tree, Dict):
+        return ("dict", tuple(k for k, _ in tree.items))
+    return type(tree)
+
+
+def _parts(tree) -> list | None:
+    if isinstance(tree, Call):
+        return list(tree.args)
+    if isinstance(tree, tuple):
+        return [tree[1]]
+    if isinstance(tree, List):
+        return list(tree.items)
+    if isinstance(tree, Dict):
+        return [v for _, v in tree.items]
+    return None
+
+
+def _rebuild(tree, parts: list):
+    if isinstance(tree, Call):
+        return Call(tree.func, tuple(parts))
+    if isinstance(tree, tuple):
+        return (tree[0], parts[0])
+    if isinstance(tree, List):
+        return List(tuple(parts))
+    return Dict(tuple((k, v) for (k, _), v in zip(tree.items, parts)))
