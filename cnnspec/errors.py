@@ -59,13 +59,21 @@ class CnnspecError(Exception):
         line, col = self.pos
         text = self.source.line(line) if self.source and line else ""
         if text.strip():
-            shown = text.replace("\t", " ").rstrip()
+            # One character per column, so the caret stays under it: tabs and other
+            # unprintable characters show as spaces.
+            shown = "".join(c if c.isprintable() else " " for c in text).rstrip()
             out.append(f"    {shown}")
             out.append("    " + " " * max(col - 1, 0) + "^")
-        return "\n".join(out)
+        return printable("\n".join(out))
 
     def __str__(self) -> str:
         return self.render() if self.source else self.message
+
+
+def printable(text: str) -> str:
+    """`text` safe to write to any UTF-8 stream: lone surrogates (which a YAML escape such as
+    "\\ud800" can produce) are spelled as escapes instead of failing the write."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class SpecSyntaxError(CnnspecError):

@@ -1,0 +1,218 @@
+"""Hostile and mistaken input to the front ends: every failure is a one-line, positioned
+CnnspecError (never a traceback), with the caret under the right line and column."""
+
+import time
+
+import pytest
+from conftest import error_of, net
+
+import cnnspec
+from cnnspec.errors import CnnspecError, LimitError, SpecError, SpecSyntaxError
+
+YAML_HEAD = "network:\n  name: T\n  input: 1x28x28\n  stages:\n"
+RANGE = "is out of range (at most 1e18 in magnitude)"
+HUGE = "1" + "0" * 99  # 10**99
+
+
+def check(text: str, format: str, kind: type, message: str, line: int, col: int):
+    """`text` fails with exactly `message` at line:col, rendered on one line plus a caret
+    under that column of that line."""
+    err = error_of(text, format)
+    assert type(err) is kind, err.render()
+    assert err.message == message
+    assert err.pos == (line, col), err.render()
+    rendered = err.render().splitlines()
+    assert rendered[0] == f"<string>:{line}:{col}: {message}"
+    assert "\n" not in message
+    if len(rendered) > 1:  # the offending line, then the caret under the column
+        lines = text.split("\n")
+        shown = "".join(c if c.isprintable() else " " for c in lines[line - 1]).rstrip()
+        assert rendered[1] == "    " + shown
+        assert rendered[2] == " " * (4 + col - 1) + "^"
+    return err
+
+
+# --- 1. numbers out of range ----------------------------------------------------------------
+
+NUMBERS = {
+    "5000-digit literal": (
+        net("conv(" + "9" * 5000 + ", k=1)"), "cnn", LimitError,
+        f"number 999999999999... (5000 digits) {RANGE}", 3, 13),
+    "huge literal times a float": (
+        net("conv(" + "9" * 400 + " * 1.5, k=1)"), "cnn", LimitError,
+        f"number 999999999999... (400 digits) {RANGE}", 3, 13),
+    "product out of range": (
+        net("conv(1000000000000 * 1000000000000, k=1)"), "cnn", LimitError,
+        "'*' gives 100000000000... (25 digits), out of range (at most 1e18 in magnitude)",
+        3, 13),
+    "float product out of range": (
+        net("conv(1000000000 * 1e10 * 1e10, k=1)"), "cnn", LimitError,
+        "'*' gives 1e+19, out of range (at most 1e18 in magnitude)", 3, 13),
+    "float literal overflows": (
+        net("dropout(1e999)"), "cnn", LimitError, f"number 1e999 {RANGE}", 3, 16),
+    "stride 10**99": (
+        net(f"conv(6, k=1, s={HUGE})"), "cnn", LimitError,
+        f"number 100000000000... (100 digits) {RANGE}", 3, 23),
+    "repeat count 10**99": (
+        net(f"relu * {HUGE}"), "cnn", LimitError,
+        f"number 100000000000... (100 digits) {RANGE}", 3, 15),
+    "5000-digit shape dimension": (
+        "network T(input=1x" + "9" * 5000 + "):\n    s: relu\n", "cnn", LimitError,
+        f"number 999999999999... (5000 digits) {RANGE}", 1, 19),
+    "5000-digit train option": (
+        "network T(input=1x28x28):\n    s: relu\ntrain(lr=" + "9" * 5000 + ")\n", "cnn",
+        LimitError, f"number 999999999999... (5000 digits) {RANGE}", 3, 10),
+    "huge input dimension (within range)": (
+        "network T(input=99999999999999x1x1):\n    s: relu\n", "cnn", LimitError,
+        "shape 99999999999999x1x1 has a dimension over the limit of 1048576", 1, 11),
+    "yaml: 5000-digit integer": (
+        YAML_HEAD + "    a: [{conv: " + "9" * 5000 + ", k: 1}]\n", "yaml", LimitError,
+        f"number 999999999999... (5000 digits) {RANGE}", 5, 16),
+    "yaml: 5000-digit expression string": (
+        YAML_HEAD + "    a: [{conv: '" + "9" * 5000 + "', k: 1}]\n", "yaml", LimitError,
+        f"number 999999999999... (5000 digits) {RANGE}", 5, 17),
+    "yaml: huge product in a string": (
+        YAML_HEAD + "    a: [{conv: '10000000000 * 1e10', k: 1}]\n", "yaml", LimitError,
+        "'*' gives 1e+20, out of range (at most 1e18 in magnitude)", 5, 17),
+    "yaml: 5000-digit shape": (
+        "network:\n  name: T\n  input: 1x" + "9" * 5000 + "\n  stages:\n    a: [relu]\n",
+        "yaml", LimitError, f"number 999999999999... (5000 digits) {RANGE}", 3, 12),
+    "yaml: 5000-digit parameter default": (
+        "blocks:\n  b:\n    params: [t=" + "9" * 5000 + "]\n    body: [relu]\n"
+        + YAML_HEAD + "    a: [b]\n", "yaml", LimitError,
+        f"number 999999999999... (5000 digits) {RANGE}", 3, 16),
+    "yaml: repeat 10**99": (
+        YAML_HEAD + f"    a: [{{repeat: {HUGE}, body: [relu]}}]\n", "yaml", LimitError,
+        f"number 100000000000... (100 digits) {RANGE}", 5, 18),
+    "yaml: infinity": (
+        YAML_HEAD + "    a: [{dropout: .inf}]\n", "yaml", LimitError,
+        f"number .inf {RANGE}", 5, 19),
+    "yaml: not a number": (
+        YAML_HEAD + "    a: [{dropout: .nan}]\n", "yaml", SpecError,
+        "'.nan' is not a number", 5, 19),
+    "yaml: impossible date": (
+        YAML_HEAD + "    a: [{conv: 2001-02-30, k: 1}]\n", "yaml", SpecError,
+        "cannot read '2001-02-30' as a value", 5, 16),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", NUMBERS, ids=list(NUMBERS))
+def test_numbers_out_of_range_are_positioned_errors(case):
+    check(*NUMBERS[case])
+
+
+# Every argument position, in both front ends: 10**99 is refused where it is written.
+CNN_POSITIONS = [
+    "conv({n}, k=1)", "conv(6, k={n})", "conv(6, k=1, s={n})", "conv(6, k=1, p={n})",
+    "conv(6, k=3, d={n})", "conv(6, k=1, groups={n})", "maxpool({n})", "maxpool(2, s={n})",
+    "avgpool(2, p={n})", "adaptive_avgpool({n})", "flatten linear({n})", "dropout({n})",
+    "leaky_relu({n})", "batchnorm(eps={n})", "relu * {n}", "conv(6, k=({n}, 1))",
+    "conv(-{n}, k=1)",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", CNN_POSITIONS)
+def test_huge_number_in_every_argument_position(body):
+    text = net(body.format(n=HUGE))
+    col = 8 + body.index("{n}")
+    check(text, "cnn", LimitError, f"number 100000000000... (100 digits) {RANGE}", 3, col)
+    # the same call in YAML, written as an expression string
+    yaml_text = YAML_HEAD + f"    a: ['{body.format(n=HUGE)}']\n"
+    err = error_of(yaml_text, "yaml")
+    assert isinstance(err, CnnspecError) and err.pos[0] == 5
+
+
+@pytest.mark.parametrize("where", ["input: {n}x1x1", "input: 1x{n}x1", "classes: {n}"])
+def test_huge_network_options_in_yaml(where):
+    text = "network:\n  name: T\n  " + where.format(n=HUGE) + "\n  stages:\n    a: [relu]\n"
+    col = 3 + where.index("{n}")
+    check(text, "yaml", LimitError, f"number 100000000000... (100 digits) {RANGE}", 3, col)
+
+
+# --- 2. YAML nesting is bounded before PyYAML composes (and recurses) -------------------------
+
+
+@pytest.mark.parametrize("depth", [1_000, 3_000, 20_000])
+def test_deep_yaml_is_refused_before_composing(depth):
+    text = "network: " + "[" * depth + "]" * depth + "\n"
+    start = time.perf_counter()
+    check(text, "yaml", LimitError, "nested more than 40 levels deep", 1, 49)
+    assert time.perf_counter() - start < 1
+
+
+def test_deep_block_yaml_and_deep_mappings_are_refused():
+    check("network:\n" + "- " * 20_000 + "1\n", "yaml", LimitError,
+          "nested more than 40 levels deep", 2, 79)  # fmt: skip
+    check("network: " + "{a: " * 20_000 + "1" + "}" * 20_000 + "\n", "yaml", LimitError,
+          "nested more than 40 levels deep", 1, 163)  # fmt: skip
+
+
+def test_deep_expression_string_in_yaml_is_refused():
+    text = YAML_HEAD + "    a: [{conv: '" + "(" * 40 + "1" + ")" * 40 + "', k: 1}]\n"
+    check(text, "yaml", LimitError, "nested more than 32 levels deep", 5, 49)
+    text = YAML_HEAD + "    a: [{conv: '" + " + ".join(["1"] * 20_000) + "', k: 1}]\n"
+    check(text, "yaml", LimitError, "expression is nested too deeply to read", 5, 17)
+
+
+# --- 3. YAML keys PyYAML cannot construct; characters YAML does not allow -------------------
+
+YAML_ODDITIES = {
+    "merge key": (
+        YAML_HEAD + "    a: [{conv: 6, <<: 1}]\n", "yaml", SpecError,
+        "conv has no argument '<<'", 5, 19),
+    "value key": (
+        YAML_HEAD + "    a: [{conv: 6, =: 1}]\n", "yaml", SpecError,
+        "conv has no argument '='", 5, 19),
+    "merge key as a layer": (
+        YAML_HEAD + "    a: [<<]\n", "yaml", SpecError, "unknown layer or block '<<'", 5, 9),
+    "merge key at the top": (
+        "<<: 1\n" + YAML_HEAD + "    a: [relu]\n", "yaml", SpecError,
+        "unknown key '<<' in the spec", 1, 1),
+    "bell character": (
+        YAML_HEAD + "    a: [relu\x07]\n", "yaml", SpecSyntaxError,
+        "invalid YAML: character '\\x07' is not allowed", 5, 13),
+    "NUL character": (
+        YAML_HEAD + "    a: [relu]\x00\n", "yaml", SpecSyntaxError,
+        "invalid YAML: character '\\x00' is not allowed", 5, 14),
+    "escape character on line 2": (
+        "network:\n  \x1bname: T\n", "yaml", SpecSyntaxError,
+        "invalid YAML: character '\\x1b' is not allowed", 2, 3),
+    "vertical tab": (
+        "network:\n  name: T\x0b\n", "yaml", SpecSyntaxError,
+        "invalid YAML: character '\\x0b' is not allowed", 2, 10),
+    "form feed": (
+        "network:\n  name: T\x0c\n", "yaml", SpecSyntaxError,
+        "invalid YAML: character '\\x0c' is not allowed", 2, 10),
+    "a second document": (
+        "a: 1\n---\nb: 2\n", "yaml", SpecSyntaxError,
+        "invalid YAML: but found another document", 2, 1),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", YAML_ODDITIES, ids=list(YAML_ODDITIES))
+def test_yaml_oddities_are_positioned_errors(case):
+    check(*YAML_ODDITIES[case])
+
+
+def test_lone_surrogate_from_a_yaml_escape_renders():
+    err = error_of(YAML_HEAD + '    a: ["\\ud800"]\n', "yaml")
+    assert err.message == "unknown layer or block '\ud800'" and err.pos == (5, 9)
+    assert err.render().splitlines()[0] == "<string>:5:9: unknown layer or block '\\ud800'"
+    err.render().encode("utf-8")  # printable on any UTF-8 stream
+
+
+# --- 5. `t[0]` in a flow mapping, as `cnnspec convert` writes it ------------------------------
+
+
+def test_bracketed_expression_in_flow_yaml_says_to_quote_it():
+    # Inside {...}, '[' ends a plain scalar in YAML itself, so `{conv: t[0]}` is not YAML;
+    # the error says how to write it, and the quoted form reads.
+    text = ("blocks:\n  b:\n    params: [t]\n    body: [{conv: t[0], k: 1}]\n" + YAML_HEAD
+            + "    a: [{b: [[6, 7]]}]\n")  # fmt: skip
+    check(text, "yaml", SpecSyntaxError,
+          "invalid YAML: expected ',' or '}', but got '[' (inside [...] or {...}, quote an "
+          "expression that holds brackets: \"c[0]\")", 4, 20)  # fmt: skip
+    spec = cnnspec.load(text.replace("t[0]", '"t[0]"'), format="yaml")
+    assert spec.output_shape == (6, 28, 28)
+    block_style = text.replace("[{conv: t[0], k: 1}]", "\n      - conv: t[0]\n        k: 1")
+    assert cnnspec.load(block_style, format="yaml").output_shape == (6, 28, 28)
