@@ -171,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CnnspecError as err:
         print(err.render(), file=sys.stderr)
         return 1
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+    except OSError as err:
+        if err.filename is None:  # not about a path the user named
+            raise
         print(f"cnnspec: {err.filename}: {err.strerror}", file=sys.stderr)
         return USAGE_ERROR
 

@@ -22,7 +22,10 @@ class Source:
     text: str
 
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
+        # Lines end at "\n" only, as the parsers count them (`read` has already turned CRLF,
+        # a lone CR, and YAML's other line breaks into "\n"); str.splitlines would also split
+        # at form feeds, U+2028 and more, and put the caret under the wrong line.
+        lines = self.text.split("\n")
         return lines[number - 1] if 0 < number <= len(lines) else ""
 
 

@@ -4,7 +4,7 @@ CnnspecError (never a traceback), with the caret under the right line and column
 import time
 
 import pytest
-from conftest import error_of, net
+from conftest import SPECS, error_of, net
 
 import cnnspec
 from cnnspec.errors import CnnspecError, LimitError, SpecError, SpecSyntaxError
@@ -25,7 +25,7 @@ def check(text: str, format: str, kind: type, message: str, line: int, col: int)
     assert rendered[0] == f"<string>:{line}:{col}: {message}"
     assert "\n" not in message
     if len(rendered) > 1:  # the offending line, then the caret under the column
-        lines = text.split("\n")
+        lines = cnnspec.spec.normalize(text, format).split("\n")
         shown = "".join(c if c.isprintable() else " " for c in lines[line - 1]).rstrip()
         assert rendered[1] == "    " + shown
         assert rendered[2] == " " * (4 + col - 1) + "^"
@@ -216,3 +216,63 @@ def test_bracketed_expression_in_flow_yaml_says_to_quote_it():
     assert spec.output_shape == (6, 28, 28)
     block_style = text.replace("[{conv: t[0], k: 1}]", "\n      - conv: t[0]\n        k: 1")
     assert cnnspec.load(block_style, format="yaml").output_shape == (6, 28, 28)
+
+
+# --- 4. line breaks: the caret's line is the line the parser counted --------------------------
+
+# Characters str.splitlines() breaks at but .cnn does not: inside a comment they change nothing.
+NOT_CNN_BREAKS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", NOT_CNN_BREAKS, ids=repr)
+def test_cnn_caret_is_on_the_right_line(char):
+    text = f"# a{char}b\n" + net("rleu")
+    err = check(text, "cnn", SpecError, "unknown layer or block 'rleu' (did you mean 'relu'?)",
+                4, 8)  # fmt: skip
+    assert err.render().splitlines()[1] == "        s: rleu"
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x1c", "\x85", "\u2028", "\u2029"], ids=repr)
+def test_cnn_stray_break_character_is_reported_where_it_stands(char):
+    err = check(net("relu" + char + " relu"), "cnn", SpecSyntaxError,
+                f"unexpected character {char!r}", 3, 12)  # fmt: skip
+    assert err.render().splitlines()[1] == "        s: relu  relu"
+
+
+def test_cnn_form_feed_in_indentation_is_whitespace():
+    text = "network T(input=1x28x28):\n\x0c    s: rleu\n"
+    check(text, "cnn", SpecError, "unknown layer or block 'rleu' (did you mean 'relu'?)", 2, 9)
+    assert cnnspec.load(text.replace("rleu", "relu")).output_shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("ending", ["\r", "\r\n"], ids=["CR", "CRLF"])
+def test_cr_and_crlf_files_read_like_lf(ending, tmp_path):
+    for name in ("lenet.cnn", "lenet.yaml", "googlenet.cnn"):
+        lf = (SPECS / name).read_text()
+        path = tmp_path / name
+        path.write_bytes(lf.replace("\n", ending).encode())
+        assert cnnspec.load(path).ir == cnnspec.load(SPECS / name).ir
+    text = ("# comment\n" + net("rleu")).replace("\n", ending)
+    err = check(text, "cnn", SpecError, "unknown layer or block 'rleu' (did you mean 'relu'?)",
+                4, 8)  # fmt: skip
+    assert err.render().splitlines()[1] == "        s: rleu"
+    yaml_text = (YAML_HEAD + "    a: [rleu]\n").replace("\n", ending)
+    check(yaml_text, "yaml", SpecError, "unknown layer or block 'rleu' (did you mean 'relu'?)",
+          5, 9)  # fmt: skip
+
+
+@pytest.mark.parametrize("char", ["\x85", "\u2028", "\u2029"], ids=repr)
+def test_yaml_line_breaks_count_as_lines(char):
+    # YAML itself breaks lines at NEL, LS and PS: the error is a line further down.
+    text = f"# a{char}\n" + YAML_HEAD + "    a: [rleu]\n"
+    err = check(text, "yaml", SpecError, "unknown layer or block 'rleu' (did you mean 'relu'?)",
+                7, 9)  # fmt: skip
+    assert err.render().splitlines()[1] == "        a: [rleu]"
+
+
+def test_byte_order_mark_is_ignored(tmp_path):
+    path = tmp_path / "bom.cnn"
+    path.write_bytes(b"\xef\xbb\xbf" + (SPECS / "lenet.cnn").read_bytes())
+    assert cnnspec.load(path).name == "LeNet"
+    check("\ufeffnetwork T(input=1x8x8):\n    s: rleu\n", "cnn", SpecError,
+          "unknown layer or block 'rleu' (did you mean 'relu'?)", 2, 8)  # fmt: skip

@@ -323,8 +323,8 @@ def parse_cnn(text: str, limits: Limits = DEFAULT) -> dict:
 
 def _next_code_line(text: str, after: int) -> Pos | None:
     """Where the first non-blank, non-comment line after line `after` starts."""
-    for number, line in enumerate(text.splitlines()[after:], after + 1):
-        stripped = line.lstrip(" \t")
+    for number, line in enumerate(text.split("\n")[after:], after + 1):
+        stripped = line.lstrip(" \t\f")
         if stripped and not stripped.startswith("#"):
             return number, len(line) - len(stripped) + 1
     return None
@@ -333,11 +333,12 @@ def _next_code_line(text: str, after: int) -> Pos | None:
 def _dedent_line(text: str) -> int:
     """The first line whose indentation matches no enclosing level (lark gives none)."""
     levels = [0]
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.lstrip(" \t")
+    for number, line in enumerate(text.split("\n"), 1):
+        stripped = line.lstrip(" \t\f")
         if not stripped or stripped.startswith("#"):
             continue
-        indent = len(line.expandtabs(4)) - len(stripped.expandtabs(4))
+        lead = line[: len(line) - len(stripped)]
+        indent = lead.count(" ") + lead.count("\t") * _Indenter.tab_len  # as lark counts it
         if indent > levels[-1]:
             levels.append(indent)
         else:
