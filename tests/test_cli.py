@@ -61,6 +61,26 @@ def test_folder_and_fifo_are_usage_errors(tmp_path):
         assert result.stderr.splitlines() == [f"cnnspec: {path}: {why}"]
 
 
+def test_version():
+    from cnnspec.version import __version__
+
+    result = run("--version")
+    assert (result.returncode, result.stdout) == (0, f"cnnspec {__version__}\n")
+
+
+@pytest.mark.parametrize("command", ["build", "convert", "codegen"])
+def test_reader_that_goes_away_is_no_traceback(command):
+    args = [str(spec_path("googlenet"))] + (["--stdout"] if command == "codegen" else [])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnspec", command, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    proc.stdout.close()  # as `| head` does, before anything is written
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 141, stderr
+    assert stderr == ""
+
+
 def test_check_and_codegen_do_not_import_torch():
     code = (
         "import sys; from cnnspec.cli import main; "
