@@ -276,3 +276,67 @@ def test_byte_order_mark_is_ignored(tmp_path):
     assert cnnspec.load(path).name == "LeNet"
     check("\ufeffnetwork T(input=1x8x8):\n    s: rleu\n", "cnn", SpecError,
           "unknown layer or block 'rleu' (did you mean 'relu'?)", 2, 8)  # fmt: skip
+
+
+# --- 6. names users type first: torch's keywords, misspelt combinators -------------------------
+
+
+@pytest.mark.parametrize(
+    "call, message, col",
+    [
+        ("conv(6, kernel_size=3)", "conv has no argument 'kernel_size' (that is torch's name: "
+         "cnnspec calls it 'k')", 16),
+        ("conv(6, 3, stride=2)", "conv has no argument 'stride' (that is torch's name: "
+         "cnnspec calls it 's')", 19),
+        ("conv(6, 3, padding=1)", "conv has no argument 'padding' (that is torch's name: "
+         "cnnspec calls it 'p')", 19),
+        ("conv(6, 3, dilation=2)", "conv has no argument 'dilation' (that is torch's name: "
+         "cnnspec calls it 'd')", 19),
+        ("conv(out_channels=6, k=3)", "conv has no argument 'out_channels' (that is torch's "
+         "name: cnnspec calls it 'out')", 13),
+        ("maxpool(kernel_size=2)", "maxpool has no argument 'kernel_size' (that is torch's "
+         "name: cnnspec calls it 'k')", 16),
+        ("flatten linear(out_features=3)", "linear has no argument 'out_features' (that is "
+         "torch's name: cnnspec calls it 'out')", 23),
+        ("leaky_relu(negative_slope=0.1)", "leaky_relu has no argument 'negative_slope' (that "
+         "is torch's name: cnnspec calls it 'slope')", 19),
+        ("nin_block(4, 3, strides=2)", "nin_block has no argument 'strides' (that is torch's "
+         "name: cnnspec calls it 's')", 24),
+        ("conv(in_channels=1, out=6, k=3)", "conv has no argument 'in_channels' (cnnspec "
+         "takes it from the input's shape: leave it out)", 13),
+        ("conv(6, kk=3)", "conv has no argument 'kk' (did you mean 'k'?)", 16),
+        ("concatt", "unknown layer or block 'concatt' (did you mean 'concat'?)", 8),
+    ],
+)  # fmt: skip
+def test_torch_names_and_typos_get_the_short_name(call, message, col):
+    check(net(call), "cnn", SpecError, message, 3, col)
+
+
+def test_every_torch_name_an_op_translates_is_hinted():
+    from cnnspec.analysis.binding import _TORCH_NAMES
+    from cnnspec.analysis.ops import LAYERS
+
+    for layer in LAYERS.values():
+        for ours, theirs in layer.torch_names.items():
+            assert _TORCH_NAMES.get(theirs) == ours, (layer.op, theirs)
+
+
+@pytest.mark.parametrize("head", ["concatt:", "ad(project=true):", "heds:"])
+def test_misspelt_combinator_is_named(head):
+    name = head.split("(")[0].rstrip(":")
+    meant = {"concatt": "concat", "ad": "add", "heds": "heads"}[name]
+    text = f"network T(input=1x8x8):\n    s:\n        {head}\n            relu\n"
+    check(text, "cnn", SpecSyntaxError, f"unknown combinator '{name}' (did you mean '{meant}'?)",
+          3, 9)  # fmt: skip
+
+
+def test_colon_after_a_name_that_is_no_combinator_says_so():
+    text = "network T(input=1x8x8):\n    s:\n        shortcut:\n            relu\n"
+    check(text, "cnn", SpecSyntaxError, "unexpected ':' after 'shortcut', which is not a "
+          "combinator (concat, add, dense, heads) and cannot name a branch here", 3, 17)  # fmt: skip
+
+
+def test_misspelt_combinator_in_yaml_is_named():
+    text = YAML_HEAD + "    s:\n      - concatt:\n        - [relu]\n"
+    check(text, "yaml", SpecError, "unknown layer or block 'concatt' (did you mean 'concat'?)",
+          6, 9)  # fmt: skip

@@ -27,7 +27,7 @@ def match_arguments(
     exprs: dict[str, ir.Node] = dict(zip(names, call.args))
     for kw in call.kwargs:
         if kw.name not in names:
-            hint = did_you_mean(kw.name, names)
+            hint = _unknown_argument_hint(kw.name, names)
             raise SpecError(f"{call.op} has no argument '{kw.name}'{hint}", kw.pos)
         if kw.name in exprs:
             raise SpecError(f"{call.op} argument '{kw.name}' is given twice", kw.pos)
@@ -36,3 +36,29 @@ def match_arguments(
     if missing:
         raise SpecError(f"{call.op} is missing argument '{missing[0]}'", call.pos)
     return exprs
+
+
+# torch's keywords, which users type first, for cnnspec's short names. One spelling per
+# argument (rather than torch's as aliases) keeps specs, their YAML form and generated code
+# alike, so torch's name is refused with the fix. Blocks whose parameters are named like
+# the ops' (nin_block's k, s, p) get the same hint.
+_TORCH_NAMES = {
+    "kernel_size": "k",
+    "stride": "s",
+    "strides": "s",  # as d2l spells it
+    "padding": "p",
+    "dilation": "d",
+    "out_channels": "out",
+    "out_features": "out",
+    "negative_slope": "slope",
+}
+_FROM_THE_INPUT = ("in_channels", "num_features")  # read off the input's shape
+
+
+def _unknown_argument_hint(name: str, names: list[str]) -> str:
+    ours = _TORCH_NAMES.get(name)
+    if ours in names:
+        return f" (that is torch's name: cnnspec calls it '{ours}')"
+    if name in _FROM_THE_INPUT:
+        return " (cnnspec takes it from the input's shape: leave it out)"
+    return did_you_mean(name, names)

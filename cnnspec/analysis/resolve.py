@@ -133,7 +133,7 @@ def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
         if call.op in LAYERS:
             continue
         if call.op not in visible:
-            hint = did_you_mean(call.op, [*LAYERS, *visible])
+            hint = did_you_mean(call.op, [*LAYERS, *visible, *ir.COMBINATORS])
             raise SpecError(f"unknown layer or block '{call.op}'{hint}", call.pos)
         if call.op == inside:
             raise SpecError(f"block '{inside}' calls itself; blocks cannot be recursive", call.pos)

@@ -6,6 +6,7 @@ tree into the plain data both front ends share; validation happens in the IR.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib.resources import files
 
@@ -13,7 +14,15 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
 from lark.indenter import DedentError, Indenter
 
-from ..errors import CnnspecError, LimitError, Pos, Source, SpecError, SpecSyntaxError
+from ..errors import (
+    CnnspecError,
+    LimitError,
+    Pos,
+    Source,
+    SpecError,
+    SpecSyntaxError,
+    did_you_mean,
+)
 from ..limits import DEFAULT, Limits
 from .expressions import bounded, int_literal
 from .ir import COMBINATORS, METADATA_KEYS
@@ -100,6 +109,10 @@ def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0), text: str = "") ->
     if isinstance(err, UnexpectedEOF) or getattr(err, "token", None) in (None, ""):
         return SpecSyntaxError("unexpected end of input" + _expected(err.expected), (line, col))
     token = err.token
+    if token.type == "COLON" and text:
+        hint = _not_a_combinator(text.split("\n")[line - 1][: col - 1], line)
+        if hint:
+            return hint
     if token.type == "_NL":
         what = "end of line"
     elif token.type in ("_INDENT", "_DEDENT"):
@@ -109,6 +122,25 @@ def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0), text: str = "") ->
     else:
         what = f"'{token}'"
     return SpecSyntaxError(f"unexpected {what}" + _expected(err.expected), (line, col))
+
+
+_BEFORE_COLON = re.compile(r"([ \t\f]*)([A-Za-z_]\w*)[ \t\f]*(\(.*\))?[ \t\f]*")
+
+
+def _not_a_combinator(before: str, line: int) -> SpecSyntaxError | None:
+    """`concatt:` where a line of layers is expected: most likely a misspelt combinator."""
+    match = _BEFORE_COLON.fullmatch(before)
+    if not match:
+        return None
+    name, col = match.group(2), len(match.group(1)) + 1
+    hint = did_you_mean(name, COMBINATORS)
+    if hint:
+        return SpecSyntaxError(f"unknown combinator '{name}'{hint}", (line, col))
+    return SpecSyntaxError(
+        f"unexpected ':' after '{name}', which is not a combinator "
+        f"({', '.join(COMBINATORS)}) and cannot name a branch here",
+        (line, len(before) + 1),
+    )
 
 
 def _kwarg_list(kwargs) -> list[dict]:
