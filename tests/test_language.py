@@ -47,8 +47,8 @@ def test_residual_projects_only_when_the_shape_changes():
 def test_add_of_several_branches_and_dense_growth():
     spec = cnnspec.load(net("dense_block(3, 5)", "4x8x8"))
     assert spec.output_shape == (4 + 3 * 5, 8, 8)
-    text = ("network T(input=4x8x8):\n    s:\n        add:\n            conv(4, k=1)\n"
-            "            identity\n")  # fmt: skip
+    text = ("network T(input=4x8x8):\n    s:\n        add:\n            f: conv(4, k=1)\n"
+            "            skip: identity\n")  # fmt: skip
     assert cnnspec.load(text).output_shape == (4, 8, 8)
 
 

@@ -340,3 +340,53 @@ def test_misspelt_combinator_in_yaml_is_named():
     text = YAML_HEAD + "    s:\n      - concatt:\n        - [relu]\n"
     check(text, "yaml", SpecError, "unknown layer or block 'concatt' (did you mean 'concat'?)",
           6, 9)  # fmt: skip
+
+
+# --- 7. add: several lines are several branches, and only a residual projects -----------------
+
+TWO_LINES = "conv(4, k=3, p=1) batchnorm relu\n            conv(4, k=3, p=1) batchnorm"
+SUM_ERROR = ("add has 2 unnamed branches (one per line), summed with no shortcut; for one "
+             "residual path put its layers in one branch (one line, (...) across lines, or "
+             "under a name such as main:), or name the branches to sum")  # fmt: skip
+
+
+def add_net(head: str, body: str) -> str:
+    return f"network T(input=4x8x8):\n    s:\n        {head}\n            {body}\n"
+
+
+def test_residual_path_over_several_lines_is_refused_with_the_fix():
+    check(add_net("add:", TWO_LINES), "cnn", SpecError, SUM_ERROR, 5, 13)
+    yaml_text = (YAML_HEAD.replace("1x28x28", "4x8x8") + "    s:\n      - add:\n"
+                 "        - [{conv: 4, k: 3, p: 1}, batchnorm, relu]\n        - [batchnorm]\n")  # fmt: skip
+    check(yaml_text, "yaml", SpecError, SUM_ERROR, 8, 11)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "(" + TWO_LINES.replace("\n", "\n ") + ")",  # one branch across lines
+        "main:\n                " + TWO_LINES.replace("\n", "\n    "),  # one named branch
+        TWO_LINES.replace("\n            ", " "),  # one line
+    ],
+    ids=["parentheses", "named", "one line"],
+)
+def test_each_fix_the_message_names_is_one_residual_path(body):
+    spec = cnnspec.load(add_net("add:", body))
+    (add,) = [node for _, _, node in spec.graph.walk() if node.kind == "add"]
+    assert len(add.children) == 1  # one path, and the input added back
+    assert spec.params == 2 * (4 * 4 * 9 + 4 + 8)
+
+
+def test_named_or_combinator_branches_are_summed_on_purpose():
+    named = TWO_LINES.replace("conv", "a: conv", 1).replace("\n            ", "\n            b: ")
+    assert cnnspec.load(add_net("add:", named)).output_shape == (4, 8, 8)
+    mixed = "concat:\n                conv(2, k=1)\n                conv(2, k=1)\n            relu"
+    assert cnnspec.load(add_net("add:", mixed)).output_shape == (4, 8, 8)
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_project_on_several_branches_is_refused(value):
+    named = TWO_LINES.replace("conv", "a: conv", 1).replace("\n            ", "\n            b: ")
+    check(add_net(f"add(project={value}):", named), "cnn", SpecError,
+          "add has 2 branches, which are summed with no shortcut to project; project= applies "
+          "to one branch with the input added back", 3, 13)  # fmt: skip
