@@ -390,3 +390,39 @@ def test_project_on_several_branches_is_refused(value):
     check(add_net(f"add(project={value}):", named), "cnn", SpecError,
           "add has 2 branches, which are summed with no shortcut to project; project= applies "
           "to one branch with the input added back", 3, 13)  # fmt: skip
+
+
+# --- 8. stage and branch names torch's containers already use ---------------------------------
+
+
+def torch_container_attributes() -> set[str]:
+    import torch.nn as nn
+
+    from cnnspec.backends.runtime import Network
+
+    owners = [Network("N", {}), nn.Sequential(), nn.ModuleDict()]
+    return {name for owner in owners for name in dir(owner) if not name.startswith("_")}
+
+
+def test_refused_names_cover_torch_containers():
+    from cnnspec.analysis.resolve import CONTAINER_ATTRIBUTES
+
+    assert torch_container_attributes() <= CONTAINER_ATTRIBUTES
+
+
+@pytest.mark.parametrize("name", sorted(torch_container_attributes()))
+def test_stage_and_branch_named_like_a_container_attribute_are_refused(name):
+    err = error_of(f"network T(input=1x8x8):\n    {name}: relu\n")
+    assert type(err) is SpecError and err.pos == (2, 5), err.render()
+    assert f"stage name '{name}' is" in err.message
+    heads = f"network T(input=1x8x8):\n    s:\n        heads:\n            {name}: relu\n"
+    err = error_of(heads)
+    assert type(err) is SpecError and err.pos == (4, 13), err.render()
+    assert f"branch name '{name}' is" in err.message
+
+
+def test_names_near_the_refused_ones_build():
+    text = ("network T(input=1x8x8):\n    compiled: relu\n    keys_:\n        heads:\n"
+            "            items2: flatten\n            values_x: flatten\n")  # fmt: skip
+    model = cnnspec.load(text).build()
+    assert [name for name, _ in model.named_children()] == ["compiled", "keys_"]

@@ -33,6 +33,37 @@ MODULE_ATTRIBUTES = frozenset(
 )
 
 
+# Attributes of the containers that hold stages (the network, an nn.Sequential) and branches
+# (an nn.ModuleDict), as of torch 2.x: torch refuses a child of such a name, or the child
+# hides a method the build calls. Listed here so that `check` needs no torch; a test holds
+# the list to torch's own.
+CONTAINER_ATTRIBUTES = MODULE_ATTRIBUTES | frozenset(
+    """
+    T_destination add_module append apply bfloat16 buffers call_super_init children clear
+    compile cpu cuda double dump_patches eval extend extra_repr float forward get_buffer
+    get_extra_state get_parameter get_submodule half insert ipu items keys load_state_dict
+    modules mtia named_buffers named_children named_modules named_parameters parameters pop
+    register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
+    register_full_backward_hook register_full_backward_pre_hook
+    register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+    register_parameter register_state_dict_post_hook register_state_dict_pre_hook
+    requires_grad_ set_extra_state set_submodule share_memory spec_name state_dict to
+    to_empty train training type update values xpu zero_grad
+    """.split()
+)
+
+
+def check_child_name(name: str, what: str, pos) -> None:
+    """A stage or branch name: it becomes a child of a torch container."""
+    check_identifier(name, what, pos)
+    if name in CONTAINER_ATTRIBUTES:
+        raise SpecError(
+            f"{what} name '{name}' is taken by torch's module containers "
+            "(nn.Sequential, nn.ModuleDict); choose another",
+            pos,
+        )
+
+
 def check_identifier(name: str, what: str, pos) -> None:
     if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
         raise SpecError(
@@ -113,7 +144,7 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
         _check_calls(block.body, block.pos, visible, own, block.name)
     stages: dict[str, ir.Stage] = {}
     for stage in doc.network.stages:
-        check_identifier(stage.name, "stage", stage.pos)
+        check_child_name(stage.name, "stage", stage.pos)
         if stage.name in stages:
             first = stages[stage.name].pos
             raise SpecError(
@@ -124,7 +155,7 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
     for body in [b.body for b in doc.blocks] + [s.body for s in doc.network.stages]:
         for branch in _branches(body):
             if branch.name is not None:
-                check_identifier(branch.name, "branch", branch.pos)
+                check_child_name(branch.name, "branch", branch.pos)
     return visible
 
 
