@@ -426,3 +426,40 @@ def test_names_near_the_refused_ones_build():
             "            items2: flatten\n            values_x: flatten\n")  # fmt: skip
     model = cnnspec.load(text).build()
     assert [name for name, _ in model.named_children()] == ["compiled", "keys_"]
+
+
+# --- 9. errors inside built-in blocks point at the user's call ---------------------------------
+
+
+def prelude_position(text: str) -> tuple[int, int]:
+    from importlib.resources import files
+
+    lines = files("cnnspec.language").joinpath("prelude.cnn").read_text().split("\n")
+    (hit,) = [(n, line.index(text) + 1) for n, line in enumerate(lines, 1) if text in line]
+    return hit
+
+
+def test_error_in_a_builtin_block_is_at_the_call_with_the_block_line_second():
+    line, col = prelude_position("conv(c2[0], k=1)")
+    check(net("inception(4, 8, 16, 2)"), "cnn", SpecError,
+          f"only tuples can be indexed, not 8 (in inception, prelude.cnn:{line}:{col + 5})",
+          3, 8)  # fmt: skip
+    block = "block mine(c):\n    relu inception(4, c, 16, 2)\n"
+    check(net("mine(8)", blocks=block), "cnn", SpecError,
+          f"only tuples can be indexed, not 8 (in inception, prelude.cnn:{line}:{col + 5})",
+          2, 10)  # fmt: skip
+
+
+def test_shape_error_in_a_builtin_block_names_the_call_not_prelude_lines():
+    err = error_of(net("vgg_block(1, 4) vgg_block(1, 4)", "1x2x2"))
+    line, col = prelude_position("maxpool(2, s=2)")
+    assert err.pos == (3, 24)
+    assert err.message.endswith(
+        f"(from relu in vgg_block at 3:24) (in vgg_block, prelude.cnn:{line}:{col})"
+    )
+
+
+def test_error_in_a_users_own_block_keeps_its_position():
+    block = "block mine(c):\n    conv(c[0], k=1)\n"
+    check(net("mine(8)", blocks=block), "cnn", SpecError, "only tuples can be indexed, not 8",
+          2, 10)  # fmt: skip
