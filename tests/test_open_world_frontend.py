@@ -463,3 +463,21 @@ def test_error_in_a_users_own_block_keeps_its_position():
     block = "block mine(c):\n    conv(c[0], k=1)\n"
     check(net("mine(8)", blocks=block), "cnn", SpecError, "only tuples can be indexed, not 8",
           2, 10)  # fmt: skip
+
+
+# --- 10. expressions YAML folds or unescapes are placed at their scalar ------------------------
+
+
+@pytest.mark.parametrize(
+    "value, line",
+    [
+        ("clas\n        es", 5),  # a plain scalar folded over two lines: "clas es"
+        ('"clas\\tes"', 5),  # an escape: the value is shorter than the text
+        ("clas\u2028es", 5),  # YAML's own line break, inside a flow mapping
+    ],
+    ids=["folded", "escaped", "line separator"],
+)
+def test_expression_whose_columns_are_not_the_files_is_placed_at_its_scalar(value, line):
+    text = YAML_HEAD + f"    s: [flatten, {{linear: {value}}}]\n"
+    err = check(text, "yaml", SpecSyntaxError, "unexpected 'es'", line, 27)
+    assert err.render().splitlines()[2].endswith("^")

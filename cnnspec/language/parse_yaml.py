@@ -29,7 +29,7 @@ import re
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ..errors import LimitError, Pos, SpecError, SpecSyntaxError
+from ..errors import CnnspecError, LimitError, Pos, SpecError, SpecSyntaxError
 from ..limits import DEFAULT, Limits
 from .expressions import bounded, brief, int_literal
 from .ir import COMBINATORS, METADATA_KEYS
@@ -98,8 +98,7 @@ class _Reader:
             return {"kind": "tuple", "items": [self.expr(n) for n in node.value], "pos": pos}
         value = self.scalar(node)
         if isinstance(value, str):
-            start = (pos[0], pos[1] + (1 if node.style in ("'", '"') else 0))
-            return parse_expression(value, start, self.limits)
+            return _snippet(parse_expression, node, value, self.limits)
         if isinstance(value, bool) or value is None:
             return {"kind": "const", "value": value, "pos": pos}
         if isinstance(value, (int, float)):
@@ -183,7 +182,7 @@ class _Reader:
             if key == "params":
                 for p in self.items_of(value):
                     text = self.scalar(p)
-                    block["params"].append(parse_param(str(text), _pos(p), self.limits))
+                    block["params"].append(_snippet(parse_param, p, str(text), self.limits))
             elif key == "body":
                 block["body"] = self.body(value)
             else:
@@ -268,3 +267,37 @@ def _hint(err: yaml.MarkedYAMLError) -> str:
     if "but got '['" in problem or "but got '{'" in problem:
         return ' (inside [...] or {...}, quote an expression that holds brackets: "c[0]")'
     return ""
+
+
+def _snippet(parse, node: ScalarNode, value: str, limits: Limits) -> dict:
+    """A scalar parsed as .cnn text (an expression or a parameter), placed in the file."""
+    pos, quoted = _pos(node), node.style in ("'", '"')
+    if _as_written(node, value, quoted):
+        return parse(value, (pos[0], pos[1] + quoted), limits)
+    # Folded over lines or holding escapes: columns in the value are not columns in the
+    # file, so everything in it is placed at the scalar.
+    try:
+        return _placed_at(parse(value, pos, limits), pos)
+    except CnnspecError as err:
+        err.pos = pos
+        raise
+
+
+def _as_written(node: ScalarNode, value: str, quoted: bool) -> bool:
+    """Whether the scalar's value stands in the file character for character, on one line."""
+    start, end = node.start_mark, node.end_mark
+    return start.line == end.line and end.column - start.column == len(value) + 2 * quoted
+
+
+def _placed_at(plain, pos: Pos):
+    """`plain` (an expression as plain data) with every position set to `pos`."""
+    stack = [plain]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "pos" in item:
+                item["pos"] = pos
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return plain
