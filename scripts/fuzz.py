@@ -161,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=Path("fuzz-failures"))
     parser.add_argument("--seed", type=int, default=int(time.time()))
-    parser.add_argument("--build-params", type=int, default=30_000_000,
-                        help="build specs that check with at most this many parameters")  # fmt: skip
+    parser.add_argument(
+        "--build-params", type=int, default=30_000_000, help="build what checks, up to this size"
+    )
     args = parser.parse_args(argv)
     ran, failures = campaign(None, args.minutes * 60, args.seed, args.build_params)
     for i, failure in enumerate(failures):
@@ -172,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             failure.text, encoding="utf-8", errors="surrogatepass"
         )
         stem.with_suffix(".txt").write_text(f"seed spec: {failure.seed}\n{failure.what}\n")
-    print(f"seed {args.seed}: {ran} mutated specs, {len(failures)} failures"
-          + (f" (saved in {args.out})" if failures else ""))  # fmt: skip
+    saved = f" (saved in {args.out})" if failures else ""
+    print(f"seed {args.seed}: {ran} mutated specs, {len(failures)} failures{saved}")
     return 1 if failures else 0
 
 

@@ -332,8 +332,9 @@ def test_misspelt_combinator_is_named(head):
 
 def test_colon_after_a_name_that_is_no_combinator_says_so():
     text = "network T(input=1x8x8):\n    s:\n        shortcut:\n            relu\n"
-    check(text, "cnn", SpecSyntaxError, "unexpected ':' after 'shortcut', which is not a "
-          "combinator (concat, add, dense, heads) and cannot name a branch here", 3, 17)  # fmt: skip
+    message = ("unexpected ':' after 'shortcut', which is not a combinator "
+               "(concat, add, dense, heads) and cannot name a branch here")  # fmt: skip
+    check(text, "cnn", SpecSyntaxError, message, 3, 17)
 
 
 def test_misspelt_combinator_in_yaml_is_named():
@@ -356,8 +357,8 @@ def add_net(head: str, body: str) -> str:
 
 def test_residual_path_over_several_lines_is_refused_with_the_fix():
     check(add_net("add:", TWO_LINES), "cnn", SpecError, SUM_ERROR, 5, 13)
-    yaml_text = (YAML_HEAD.replace("1x28x28", "4x8x8") + "    s:\n      - add:\n"
-                 "        - [{conv: 4, k: 3, p: 1}, batchnorm, relu]\n        - [batchnorm]\n")  # fmt: skip
+    branches = "        - [{conv: 4, k: 3, p: 1}, batchnorm, relu]\n        - [batchnorm]\n"
+    yaml_text = YAML_HEAD.replace("1x28x28", "4x8x8") + "    s:\n      - add:\n" + branches
     check(yaml_text, "yaml", SpecError, SUM_ERROR, 8, 11)
 
 
