@@ -1,21 +1,25 @@
 """The `cnnspec` command.
 
 Exit codes: 0 success, 1 a spec is wrong (the error is printed, one line plus a caret),
-2 a usage error (bad flags, a file that does not exist).
+2 a usage error (bad flags, a file that does not exist), 141 the reader of the output went
+away (as for `cnnspec build SPEC | head`), the code a shell gives a command ended by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from .errors import CnnspecError
+from .version import __version__
 
 USAGE_ERROR = 2
+BROKEN_PIPE = 128 + 13  # what a shell reports for a command ended by SIGPIPE
 
 
 def _load(path: str, args: argparse.Namespace):
@@ -133,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnspec", description="A declarative architecture compiler for CNNs."
     )
+    parser.add_argument("--version", action="version", version=f"cnnspec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
@@ -197,11 +202,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # Nobody reads the rest: say nothing, and keep Python's own exit flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
     except CnnspecError as err:
         print(err.render(), file=sys.stderr)
         return 1
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+    except OSError as err:
+        if err.filename is None:  # not about a path the user named
+            raise
         print(f"cnnspec: {err.filename}: {err.strerror}", file=sys.stderr)
         return USAGE_ERROR
 

@@ -22,7 +22,10 @@ class Source:
     text: str
 
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
+        # Lines end at "\n" only, as the parsers count them (`read` has already turned CRLF,
+        # a lone CR, and YAML's other line breaks into "\n"); str.splitlines would also split
+        # at form feeds, U+2028 and more, and put the caret under the wrong line.
+        lines = self.text.split("\n")
         return lines[number - 1] if 0 < number <= len(lines) else ""
 
 
@@ -59,13 +62,21 @@ class CnnspecError(Exception):
         line, col = self.pos
         text = self.source.line(line) if self.source and line else ""
         if text.strip():
-            shown = text.replace("\t", " ").rstrip()
+            # One character per column, so the caret stays under it: tabs and other
+            # unprintable characters show as spaces.
+            shown = "".join(c if c.isprintable() else " " for c in text).rstrip()
             out.append(f"    {shown}")
             out.append("    " + " " * max(col - 1, 0) + "^")
-        return "\n".join(out)
+        return printable("\n".join(out))
 
     def __str__(self) -> str:
         return self.render() if self.source else self.message
+
+
+def printable(text: str) -> str:
+    """`text` safe to write to any UTF-8 stream: lone surrogates (which a YAML escape such as
+    "\\ud800" can produce) are spelled as escapes instead of failing the write."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class SpecSyntaxError(CnnspecError):

@@ -29,3 +29,8 @@ DEFAULT = Limits()
 
 # The bounds a command-line flag may raise: `--max-macs N` sets `max_macs`.
 BUDGETS = ("max_params", "max_macs", "max_activations")
+
+NUMBER_LIMIT = 10**18
+"""The largest magnitude of any number in a spec, written or computed. Far above every real
+size (see `max_dim`, `max_params`), and inside torch's int64, so a huge number is refused
+where it is written instead of overflowing a float, the int-to-str limit, or a kernel."""

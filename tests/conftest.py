@@ -42,7 +42,7 @@ block unit(c, k=3):
 block pair(c, k=3):
     unit(c, k) unit(c * 2, k=k)
 block mix(c, growth=4):
-    add(project=true):
+    add:
         concat:
             conv(c, k=1)
             conv(c, k=3, p=1)

@@ -43,6 +43,44 @@ def test_usage_errors_exit_2(tmp_path):
     assert "Traceback" not in missing.stderr
 
 
+@pytest.mark.parametrize("typo", ["specs/lenet", "lenet", "specs/lenet.cn"])
+def test_mistyped_path_without_a_spec_in_it_is_a_usage_error(typo):
+    result = run("check", typo)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [f"cnnspec: {typo}: No such file or directory"]
+
+
+def test_folder_and_fifo_are_usage_errors(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.cnn"
+    os.mkfifo(fifo)
+    for path, why in [(ROOT / "specs", "Is a directory"), (fifo, "not a regular file")]:
+        result = run("check", str(path))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [f"cnnspec: {path}: {why}"]
+
+
+def test_version():
+    from cnnspec.version import __version__
+
+    result = run("--version")
+    assert (result.returncode, result.stdout) == (0, f"cnnspec {__version__}\n")
+
+
+@pytest.mark.parametrize("command", ["build", "convert", "codegen"])
+def test_reader_that_goes_away_is_no_traceback(command):
+    args = [str(spec_path("googlenet"))] + (["--stdout"] if command == "codegen" else [])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnspec", command, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    proc.stdout.close()  # as `| head` does, before anything is written
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 141, stderr
+    assert stderr == ""
+
+
 def test_check_and_codegen_do_not_import_torch():
     code = (
         "import sys; from cnnspec.cli import main; "

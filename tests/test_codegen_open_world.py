@@ -5,6 +5,8 @@ import pytest
 from conftest import check_all_backends
 
 import cnnspec
+from cnnspec.backends.codegen.values import py_value
+from cnnspec.errors import CnnspecError
 
 # Each builds; each once failed codegen or produced a module that failed on import.
 OPEN_WORLD = {
@@ -125,9 +127,14 @@ def test_every_spec_that_builds_generates_an_equal_module(case, tmp_path):
         assert "class Concat_(nn.Module):" in spec.codegen()
 
 
-def test_non_finite_arguments_are_written_as_floats(tmp_path):
-    text = "block b(s=1):\n    leaky_relu(s) relu\nnetwork T(input=3x4x4, classes=10):\n"
-    text += "    a: leaky_relu(-1e999) b(1e999)\n"
-    source = cnnspec.load(text).codegen()
-    assert "float('-inf')" in source and "float('inf')" in source
-    check_all_backends(text, tmp_path, "net_inf")
+def test_non_finite_floats_are_refused_where_written_and_never_bare_names():
+    """A spec cannot write inf (numbers are bounded where written); should one reach
+    codegen from a computation, it is written as a call, not as the bare name `inf`."""
+    text = "network T(input=3x4x4, classes=10):\n    a: leaky_relu(-1e999) relu\n"
+    with pytest.raises(CnnspecError) as info:
+        cnnspec.load(text)
+    assert info.value.pos == (2, 20)  # the number, after its sign
+    for value in (float("inf"), float("-inf"), float("nan")):
+        written = py_value(value)
+        assert written.startswith("float(")
+        assert repr(eval(written)) == repr(value)

@@ -54,8 +54,8 @@ CNN_CASES = {
     "argument given twice": (
         net("conv(6, 3, k=3)"), SpecError, "conv argument 'k' is given twice", 3, 19),
     "channel mismatch in add": (
-        branches("add", "conv(6, k=3, p=1)", "conv(8, k=3, p=1)"), ShapeError,
-        "add branch 1 gives 8x28x28 but branch 0 gives 6x28x28", 5, 13),
+        branches("add", "a: conv(6, k=3, p=1)", "b: conv(8, k=3, p=1)"), ShapeError,
+        "add branch b gives 8x28x28 but branch a gives 6x28x28", 5, 13),
     "forbidden projection in add": (
         ("network T(input=1x28x28):\n    s:\n        add(project=false):\n"
         "            conv(6, k=3, p=1)\n"), ShapeError,
@@ -175,9 +175,9 @@ YAML_CASES = {
         YAML_HEAD + "    a: [{conv: 'C *', k: 1}]\n", SpecSyntaxError,
         "unexpected end of input", 5, 19),
     "channel mismatch": (
-        YAML_HEAD + "    a:\n      - add:\n          - [{conv: 6, k: 3, p: 1}]\n"
-        "          - [{conv: 8, k: 3, p: 1}]\n", ShapeError,
-        "add branch 1 gives 8x28x28 but branch 0 gives 6x28x28", 8, 13),
+        YAML_HEAD + "    a:\n      - add:\n          x: [{conv: 6, k: 3, p: 1}]\n"
+        "          y: [{conv: 8, k: 3, p: 1}]\n", ShapeError,
+        "add branch y gives 8x28x28 but branch x gives 6x28x28", 8, 11),
 }  # fmt: skip
 
 

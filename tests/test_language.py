@@ -1,7 +1,7 @@
 """Language features beyond the seed networks, checked through inferred shapes."""
 
 import pytest
-from conftest import EVERY_CONSTRUCT, net
+from conftest import EVERY_CONSTRUCT, ROOT, net
 
 import cnnspec
 from cnnspec.backends.emit_yaml import to_yaml
@@ -47,8 +47,8 @@ def test_residual_projects_only_when_the_shape_changes():
 def test_add_of_several_branches_and_dense_growth():
     spec = cnnspec.load(net("dense_block(3, 5)", "4x8x8"))
     assert spec.output_shape == (4 + 3 * 5, 8, 8)
-    text = ("network T(input=4x8x8):\n    s:\n        add:\n            conv(4, k=1)\n"
-            "            identity\n")  # fmt: skip
+    text = ("network T(input=4x8x8):\n    s:\n        add:\n            f: conv(4, k=1)\n"
+            "            skip: identity\n")  # fmt: skip
     assert cnnspec.load(text).output_shape == (4, 8, 8)
 
 
@@ -118,3 +118,18 @@ def test_yaml_round_trip_of_every_construct():
 def test_empty_specs_are_errors_not_crashes(text):
     with pytest.raises(cnnspec.CnnspecError):
         cnnspec.load(text, format="cnn")
+
+
+ALL_SPECS = sorted((ROOT / "specs").glob("**/*.cnn"))
+
+
+@pytest.mark.parametrize("path", ALL_SPECS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_convert_writes_yaml_that_reads_back_to_the_same_ir(path):
+    spec = cnnspec.load(path)
+    assert cnnspec.load(to_yaml(spec.ir), format="yaml").ir == spec.ir
+
+
+def test_convert_quotes_expressions_with_brackets_and_commas():
+    block = "block pick(t, i=0, k=(1, 1)):\n    conv(t[i], k=k[0]) conv(t[1 - i], k=[1, k[1]][0])\n"
+    spec = cnnspec.load(net("pick((4, 6)) pick((2, 3), i=1)", blocks=block))
+    assert cnnspec.load(to_yaml(spec.ir), format="yaml").ir == spec.ir

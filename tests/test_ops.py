@@ -25,7 +25,7 @@ COMBINATOR_EXAMPLES = {
     "add": [
         ["add:", "    conv(3, k=3, p=1) relu"],  # identity shortcut
         ["add:", "    conv(6, k=3, s=2, p=1)"],  # projected shortcut
-        ["add:", "    conv(4, k=1)", "    conv(4, k=3, p=1)"],  # two branches summed
+        ["add:", "    a: conv(4, k=1)", "    b: conv(4, k=3, p=1)"],  # two branches summed
     ],
     "dense": [["dense:", "    (batchnorm relu conv(2, k=3, p=1)) * 2"]],
     "heads": [["heads:", "    a: conv(2, k=1)", "    b: conv(3, k=1) relu"]],

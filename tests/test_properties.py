@@ -107,7 +107,7 @@ class Writer:
             return "concat:\n" + "".join(f"{pad}{x}\n" for x in lines), (sum(widths), h, w)
         if kind == "add":
             out = self.channels()
-            lines = [f"conv({out}, k=1)", f"conv({out}, k=3, p=1) relu"]
+            lines = [f"a: conv({out}, k=1)", f"b: conv({out}, k=3, p=1) relu"]
             return "add:\n" + "".join(f"{pad}{x}\n" for x in lines), (out, h, w)
         if kind == "residual":  # one branch: the input is added back, projected if needed
             out = self.channels()

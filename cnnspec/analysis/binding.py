@@ -10,6 +10,7 @@ from collections.abc import Collection
 
 from ..errors import SpecError, did_you_mean
 from ..language import ir
+from .ops import LAYERS
 
 
 def match_arguments(
@@ -27,7 +28,7 @@ def match_arguments(
     exprs: dict[str, ir.Node] = dict(zip(names, call.args))
     for kw in call.kwargs:
         if kw.name not in names:
-            hint = did_you_mean(kw.name, names)
+            hint = _unknown_argument_hint(kw.name, names)
             raise SpecError(f"{call.op} has no argument '{kw.name}'{hint}", kw.pos)
         if kw.name in exprs:
             raise SpecError(f"{call.op} argument '{kw.name}' is given twice", kw.pos)
@@ -36,3 +37,23 @@ def match_arguments(
     if missing:
         raise SpecError(f"{call.op} is missing argument '{missing[0]}'", call.pos)
     return exprs
+
+
+# torch's keywords, which users type first, for cnnspec's short names: each op's own
+# `torch_names`, and spellings no op passes on (d2l's `strides`, the output sizes). One
+# spelling per argument (rather than torch's as aliases) keeps specs, their YAML form and
+# generated code alike, so torch's name is refused with the fix. Blocks whose parameters
+# are named like the ops' (nin_block's k, s, p) get the same hint.
+_TORCH_NAMES = {
+    theirs: ours for layer in LAYERS.values() for ours, theirs in layer.torch_names.items()
+} | {"strides": "s", "out_channels": "out", "out_features": "out"}
+_FROM_THE_INPUT = ("in_channels", "num_features")  # read off the input's shape
+
+
+def _unknown_argument_hint(name: str, names: list[str]) -> str:
+    ours = _TORCH_NAMES.get(name)
+    if ours in names:
+        return f" (that is torch's name: cnnspec calls it '{ours}')"
+    if name in _FROM_THE_INPUT:
+        return " (cnnspec takes it from the input's shape: leave it out)"
+    return did_you_mean(name, names)

@@ -88,6 +88,8 @@ def concat(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Nod
 def add(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
     """Branches summed; one branch is a residual: the input is added back, through a 1x1
     convolution when the branch changes the shape (or `project=true` asks for one)."""
+    if len(comb.branches) > 1:
+        _check_sum_is_meant(comb, options)
     branches = _branches(walker, comb, flow, env)
     project = options.get("project")
     if len(branches) > 1:
@@ -125,6 +127,30 @@ def add(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
         children=node.children,
         shortcut=shortcut,
     )
+
+
+def _check_sum_is_meant(comb: ir.Combinator, options) -> None:
+    """Several branches are summed with no shortcut. Lines meant as one residual path read
+    that way too, so unnamed lines must say they are branches, and `project` (which only a
+    shortcut has) is refused rather than ignored."""
+    if options.get("project") is not None:
+        given = next(kw for kw in comb.kwargs if kw.name == "project")
+        raise SpecError(
+            f"add has {len(comb.branches)} branches, which are summed with no shortcut to "
+            "project; project= applies to one branch with the input added back",
+            given.pos,
+        )
+    if all(branch.name is None and not _is_combinator(branch) for branch in comb.branches):
+        raise SpecError(
+            f"add has {len(comb.branches)} unnamed branches (one per line), summed with no "
+            "shortcut; for one residual path put its layers in one branch (one line, "
+            "(...) across lines, or under a name such as main:), or name the branches to sum",
+            comb.branches[1].pos,
+        )
+
+
+def _is_combinator(branch: ir.Branch) -> bool:
+    return len(branch.body) == 1 and isinstance(branch.body[0], ir.Combinator)
 
 
 def dense(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:

@@ -22,7 +22,7 @@ from .binding import match_arguments
 from .combinators import combine
 from .graph import Flow, Graph, Node, Output, Shape, group
 from .ops import LAYERS, Layer, fmt
-from .resolve import SHAPE_NAMES, resolve
+from .resolve import SHAPE_NAMES, builtin_blocks, resolve
 
 
 def infer(doc: ir.Document, limits: Limits = DEFAULT) -> Graph:
@@ -39,6 +39,9 @@ class _Inference:
         self.mac_count = 0
         self.activation_count = 0
         self.block_stack: list[str] = []
+        # The user's call of the built-in block being walked: positions inside it are
+        # prelude.cnn's, so messages point at the call instead.
+        self.call_site: tuple[str, Pos] | None = None
 
     # --- the network ------------------------------------------------------------------
     def network(self, doc: ir.Document) -> Graph:
@@ -88,6 +91,9 @@ class _Inference:
         else:
             node = self.block(item, flow, env)
         out.append(node)
+        if self.call_site is not None:
+            block, pos = self.call_site
+            return Flow(node.out_shape, f"{node.label} in {block}", pos)
         return Flow(node.out_shape, node.label, item.pos)
 
     def repeat_count(self, item: ir.Repeat, env) -> int:
@@ -175,18 +181,27 @@ class _Inference:
         required = {p.name for p in block.params if p.default is None}
         scope = self._shape_scope(env, flow.shape)
         values, _ = self.bind(call, names, required, scope)
-        for param in block.params:  # defaults are evaluated in the block's own scope
-            if param.name not in values:
-                values[param.name] = evaluate(
-                    param.default,
-                    self._shape_scope({"classes": env["classes"], **values}, flow.shape),
-                )
-        inner = {"classes": env["classes"], **values}
         self.block_stack.append(call.op)
+        builtin = block is builtin_blocks().get(call.op)
+        outer_site = self.call_site
+        if builtin and outer_site is None:
+            self.call_site = (call.op, call.pos)
         try:
+            for param in block.params:  # defaults are evaluated in the block's own scope
+                if param.name not in values:
+                    values[param.name] = evaluate(
+                        param.default,
+                        self._shape_scope({"classes": env["classes"], **values}, flow.shape),
+                    )
+            inner = {"classes": env["classes"], **values}
             node, _ = self.sequence(block.body, flow, inner, call.op, call.pos)
+        except CnnspecError as err:
+            if builtin and err.source is None:
+                raise _at_call_site(err, call) from None
+            raise
         finally:
             self.block_stack.pop()
+            self.call_site = outer_site
         if node.is_layer:
             return node  # a one-layer block reads best as its layer
         args = tuple((p.name, values[p.name]) for p in block.params)
@@ -204,6 +219,14 @@ class _Inference:
         if shape and not isinstance(shape[0], tuple):
             scope.update(zip(SHAPE_NAMES, shape))  # C, H, W (just C for features)
         return scope
+
+
+def _at_call_site(err: CnnspecError, call: ir.Call) -> CnnspecError:
+    """An error inside a built-in block, moved to the user's call: its own position is in
+    prelude.cnn, which the user's file name and caret would misplace."""
+    line, col = err.pos
+    inside = f"prelude.cnn:{line}:{col}" if line else "prelude.cnn"
+    return type(err)(f"{err.message} (in {call.op}, {inside})", call.pos)
 
 
 def _argument_error(call: ir.Call, err: ValidationError, positions) -> CnnspecError:

@@ -39,6 +39,37 @@ MODULE_ATTRIBUTES = frozenset(
 )
 
 
+# Attributes of the containers that hold stages (the network, an nn.Sequential) and branches
+# (an nn.ModuleDict), as of torch 2.x: torch refuses a child of such a name, or the child
+# hides a method the build calls. Listed here so that `check` needs no torch; a test holds
+# the list to torch's own.
+CONTAINER_ATTRIBUTES = MODULE_ATTRIBUTES | frozenset(
+    """
+    T_destination add_module append apply bfloat16 buffers call_super_init children clear
+    compile cpu cuda double dump_patches eval extend extra_repr float forward get_buffer
+    get_extra_state get_parameter get_submodule half insert ipu items keys load_state_dict
+    modules mtia named_buffers named_children named_modules named_parameters parameters pop
+    register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
+    register_full_backward_hook register_full_backward_pre_hook
+    register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+    register_parameter register_state_dict_post_hook register_state_dict_pre_hook
+    requires_grad_ set_extra_state set_submodule share_memory spec_name state_dict to
+    to_empty train training type update values xpu zero_grad
+    """.split()
+)
+
+
+def check_child_name(name: str, what: str, pos) -> None:
+    """A stage or branch name: it becomes a child of a torch container."""
+    check_identifier(name, what, pos)
+    if name in CONTAINER_ATTRIBUTES:
+        raise SpecError(
+            f"{what} name '{name}' is taken by torch's module containers "
+            "(nn.Sequential, nn.ModuleDict); choose another",
+            pos,
+        )
+
+
 def check_identifier(name: str, what: str, pos) -> None:
     if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
         raise SpecError(
@@ -108,7 +139,7 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
         _check_names(block, {p.name for p in block.params})
     stages: dict[str, ir.Stage] = {}
     for stage in doc.network.stages:
-        check_identifier(stage.name, "stage", stage.pos)
+        check_child_name(stage.name, "stage", stage.pos)
         if stage.name in stages:
             first = stages[stage.name].pos
             raise SpecError(
@@ -121,7 +152,7 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
         for comb in _combinators(body):
             for branch in comb.branches:
                 if branch.name is not None:
-                    check_identifier(branch.name, "branch", branch.pos)
+                    check_child_name(branch.name, "branch", branch.pos)
     return visible
 
 
@@ -138,7 +169,7 @@ def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
             match_arguments(call, model.signature(), model.required())
             continue
         if call.op not in visible:
-            hint = did_you_mean(call.op, [*LAYERS, *visible])
+            hint = did_you_mean(call.op, [*LAYERS, *visible, *ir.COMBINATORS])
             raise SpecError(f"unknown layer or block '{call.op}'{hint}", call.pos)
         if call.op == inside:
             raise SpecError(f"block '{inside}' calls itself; blocks cannot be recursive", call.pos)

@@ -14,9 +14,12 @@ _WIDTH = 96
 
 
 def _scalar(text: str) -> str:
-    """`text` as a YAML scalar that reads back as that same string."""
+    """`text` as a YAML scalar that reads back as that same string.
+
+    Scalars are mostly written inside flow collections (`{conv: t[0]}`), where brackets,
+    braces and commas end a plain scalar, so plainness is judged there."""
     try:
-        plain = yaml.safe_load(text) == text and ":" not in text and "#" not in text
+        plain = yaml.safe_load(f"[{text}]") == [text] and ":" not in text and "#" not in text
     except yaml.YAMLError:
         plain = False
     return text if plain else json.dumps(text)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
-from ..errors import SpecError, did_you_mean
+from ..errors import LimitError, Pos, SpecError, did_you_mean
+from ..limits import NUMBER_LIMIT
 from . import ir
 
 Value = int | float | bool | None | tuple
@@ -18,6 +20,42 @@ def describe(value: Value) -> str:
     return repr(value)
 
 
+_RANGE = "at most 1e18 in magnitude"
+assert NUMBER_LIMIT == 10**18, "update _RANGE"
+
+
+def brief(text: str) -> str:
+    """A number's text, shortened when it is too long to read in a message."""
+    digits = len(text.lstrip("-+"))
+    return f"{text[:12]}... ({digits} digits)" if len(text) > 24 else text
+
+
+def int_literal(text: str, pos: Pos) -> int:
+    """A written whole number, refused before conversion when it is out of range (so that
+    Python's 4,300-digit int-from-str limit is never reached)."""
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > len(str(NUMBER_LIMIT)):
+        raise LimitError(f"number {brief(text)} is out of range ({_RANGE})", pos)
+    return bounded(int(text), pos)
+
+
+def bounded(value, pos: Pos, what: str = "", text: str = ""):
+    """`value`, unless it is a number out of range (or not finite): then a positioned error.
+    `what` names the operation that computed it; a written number has none, and `text` is
+    how it was written."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    shown = brief(text or repr(value))
+    if isinstance(value, float) and math.isnan(value):
+        raise SpecError(f"{what} gives nan, not a number" if what else
+                        f"'{shown}' is not a number", pos)  # fmt: skip
+    if abs(value) > NUMBER_LIMIT:
+        if what:
+            raise LimitError(f"{what} gives {shown}, out of range ({_RANGE})", pos)
+        raise LimitError(f"number {shown} is out of range ({_RANGE})", pos)
+    return value
+
+
 def _number(value: Value, expr: ir.Node, op: str) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(f"'{op}' needs numbers, got {describe(value)}", expr.pos)
@@ -26,8 +64,10 @@ def _number(value: Value, expr: ir.Node, op: str) -> int | float:
 
 def evaluate(expr: ir.Node, env: Mapping[str, Value]) -> Value:
     """The value of `expr` where names are looked up in `env`."""
-    if isinstance(expr, (ir.Num, ir.Const)):
+    if isinstance(expr, ir.Const):
         return expr.value
+    if isinstance(expr, ir.Num):
+        return bounded(expr.value, expr.pos)
     if isinstance(expr, ir.Name):
         if expr.id not in env:
             hint = did_you_mean(expr.id, env)
@@ -36,7 +76,7 @@ def evaluate(expr: ir.Node, env: Mapping[str, Value]) -> Value:
     if isinstance(expr, ir.TupleExpr):
         return tuple(evaluate(item, env) for item in expr.items)
     if isinstance(expr, ir.Neg):
-        return -_number(evaluate(expr.operand, env), expr, "-")
+        return bounded(-_number(evaluate(expr.operand, env), expr, "-"), expr.pos, "'-'")
     if isinstance(expr, ir.Index):
         target, index = evaluate(expr.target, env), evaluate(expr.index, env)
         if not isinstance(target, tuple):
@@ -55,6 +95,13 @@ def evaluate(expr: ir.Node, env: Mapping[str, Value]) -> Value:
 
 
 def _binop(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
+    try:
+        return bounded(_arithmetic(expr, env), expr.pos, f"'{expr.op}'")
+    except OverflowError:  # an int too large for a float; operands are bounded, but be sure
+        raise LimitError(f"'{expr.op}' gives a number out of range ({_RANGE})", expr.pos) from None
+
+
+def _arithmetic(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
     if expr.op == "/":
         raise SpecError("use // for whole-number division ('/' would give a fraction)", expr.pos)
     left = _number(evaluate(expr.left, env), expr, expr.op)

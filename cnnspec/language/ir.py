@@ -219,7 +219,7 @@ def _explain(err: ValidationError, data: dict) -> SpecError:
     if kind == "missing":
         return SpecError(f"{where} is missing '{key}'", pos)
     got = first.get("input")
-    got = f", got {got!r}" if isinstance(got, (str, int, float, list, tuple)) else ""
+    got = f", got {_brief(got)}" if isinstance(got, (str, int, float, list, tuple)) else ""
     message = first["msg"][0].lower() + first["msg"][1:]
     return SpecError(f"{where}: '{key}' {message.removeprefix('input ')}{got}", pos)
 
@@ -230,6 +230,11 @@ _UNION_TAGS = frozenset(
     for model in (Num, Const, Name, Neg, BinOp, Index, TupleExpr, Call, Repeat, Combinator)
     for tag in get_args(model.model_fields["kind"].annotation)
 )
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
 
 
 def _is_union_tag(part: Any) -> bool:

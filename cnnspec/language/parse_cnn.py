@@ -6,15 +6,25 @@ tree into the plain data both front ends share; validation happens in the IR.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib.resources import files
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
 from lark.indenter import DedentError, Indenter
 
-from ..errors import LimitError, Pos, Source, SpecError, SpecSyntaxError
+from ..errors import (
+    CnnspecError,
+    LimitError,
+    Pos,
+    Source,
+    SpecError,
+    SpecSyntaxError,
+    did_you_mean,
+)
 from ..limits import DEFAULT, Limits
+from .expressions import bounded, int_literal
 from .ir import COMBINATORS, METADATA_KEYS
 
 # Readable names for the terminals a syntax error can expect.
@@ -94,11 +104,15 @@ def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0), text: str = "") ->
     if offset != (0, 0):  # an expression embedded in YAML: shift to the YAML scalar
         line, col = offset[0] + line - 1, (offset[1] + col - 1 if line == 1 else col)
     if isinstance(err, UnexpectedCharacters):
-        char = err.char if err.char.isprintable() else repr(err.char)
-        return SpecSyntaxError(f"unexpected character '{char}'", (line, col))
+        char = f"'{err.char}'" if err.char.isprintable() else repr(err.char)
+        return SpecSyntaxError(f"unexpected character {char}", (line, col))
     if isinstance(err, UnexpectedEOF) or getattr(err, "token", None) in (None, ""):
         return SpecSyntaxError("unexpected end of input" + _expected(err.expected), (line, col))
     token = err.token
+    if token.type == "COLON" and text:
+        hint = _not_a_combinator(text.split("\n")[line - 1][: col - 1], line)
+        if hint:
+            return hint
     if token.type == "_NL":
         what = "end of line"
     elif token.type in ("_INDENT", "_DEDENT"):
@@ -108,6 +122,25 @@ def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0), text: str = "") ->
     else:
         what = f"'{token}'"
     return SpecSyntaxError(f"unexpected {what}" + _expected(err.expected), (line, col))
+
+
+_BEFORE_COLON = re.compile(r"([ \t\f]*)([A-Za-z_]\w*)[ \t\f]*(\(.*\))?[ \t\f]*")
+
+
+def _not_a_combinator(before: str, line: int) -> SpecSyntaxError | None:
+    """`concatt:` where a line of layers is expected: most likely a misspelt combinator."""
+    match = _BEFORE_COLON.fullmatch(before)
+    if not match:
+        return None
+    name, col = match.group(2), len(match.group(1)) + 1
+    hint = did_you_mean(name, COMBINATORS)
+    if hint:
+        return SpecSyntaxError(f"unknown combinator '{name}'{hint}", (line, col))
+    return SpecSyntaxError(
+        f"unexpected ':' after '{name}', which is not a combinator "
+        f"({', '.join(COMBINATORS)}) and cannot name a branch here",
+        (line, len(before) + 1),
+    )
 
 
 def _kwarg_list(kwargs) -> list[dict]:
@@ -120,15 +153,17 @@ class _ToPlain(Transformer):
 
     # --- expressions ------------------------------------------------------------------
     def int(self, meta, token):
-        return {"kind": "num", "value": int(token), "pos": _pos(token)}
+        return {"kind": "num", "value": int_literal(str(token), _pos(token)), "pos": _pos(token)}
 
     def float(self, meta, token):
-        return {"kind": "num", "value": float(token), "pos": _pos(token)}
+        value = bounded(float(token), _pos(token), text=str(token))
+        return {"kind": "num", "value": value, "pos": _pos(token)}
 
     def shape(self, meta, token):
-        items = [
-            {"kind": "num", "value": int(d), "pos": _pos(token)} for d in str(token).split("x")
-        ]
+        items, (line, col) = [], _pos(token)
+        for d in str(token).split("x"):
+            items.append({"kind": "num", "value": int_literal(d, (line, col)), "pos": _pos(token)})
+            col += len(d) + 1
         return {"kind": "tuple", "items": items, "pos": _pos(token)}
 
     def name(self, meta, token):
@@ -293,7 +328,7 @@ def _literal(expr: dict, names_are_words: bool = False):
 
 def parse_cnn(text: str, limits: Limits = DEFAULT) -> dict:
     """Parse `.cnn` text into the plain document dict."""
-    if len(text.encode("utf-8")) > limits.max_file_bytes:
+    if len(text.encode("utf-8", "surrogatepass")) > limits.max_file_bytes:
         raise LimitError(f"spec is larger than {limits.max_file_bytes} bytes", (1, 1))
     if not text.endswith("\n"):
         text += "\n"
@@ -309,9 +344,9 @@ def parse_cnn(text: str, limits: Limits = DEFAULT) -> dict:
         raise SpecSyntaxError("indentation does not match any outer level", (line, 1)) from None
     except RecursionError:
         raise LimitError("spec is nested too deeply to read", (1, 1)) from None
-    except Exception as err:  # lark wraps errors raised inside the transformer
-        inner = getattr(err, "orig_exc", None)
-        if isinstance(inner, (SpecError, LimitError)):
+    except VisitError as err:  # lark wraps errors raised inside the transformer
+        inner = err.orig_exc
+        if isinstance(inner, CnnspecError):
             raise inner from None
         if isinstance(inner, RecursionError):
             raise LimitError("spec is nested too deeply to read", (1, 1)) from None
@@ -320,8 +355,8 @@ def parse_cnn(text: str, limits: Limits = DEFAULT) -> dict:
 
 def _next_code_line(text: str, after: int) -> Pos | None:
     """Where the first non-blank, non-comment line after line `after` starts."""
-    for number, line in enumerate(text.splitlines()[after:], after + 1):
-        stripped = line.lstrip(" \t")
+    for number, line in enumerate(text.split("\n")[after:], after + 1):
+        stripped = line.lstrip(" \t\f")
         if stripped and not stripped.startswith("#"):
             return number, len(line) - len(stripped) + 1
     return None
@@ -330,11 +365,12 @@ def _next_code_line(text: str, after: int) -> Pos | None:
 def _dedent_line(text: str) -> int:
     """The first line whose indentation matches no enclosing level (lark gives none)."""
     levels = [0]
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.lstrip(" \t")
+    for number, line in enumerate(text.split("\n"), 1):
+        stripped = line.lstrip(" \t\f")
         if not stripped or stripped.startswith("#"):
             continue
-        indent = len(line.expandtabs(4)) - len(stripped.expandtabs(4))
+        lead = line[: len(line) - len(stripped)]
+        indent = lead.count(" ") + lead.count("\t") * _Indenter.tab_len  # as lark counts it
         if indent > levels[-1]:
             levels.append(indent)
         else:
@@ -345,20 +381,48 @@ def _dedent_line(text: str) -> int:
     return 1
 
 
-def parse_expression(text: str, pos: Pos = (1, 1)) -> dict:
+def parse_expression(text: str, pos: Pos = (1, 1), limits: Limits = DEFAULT) -> dict:
     """Parse one expression (used by the YAML front end for string values)."""
-    try:
-        return _shift(_ToPlain().transform(_parser("expr").parse(text)), pos)
-    except UnexpectedInput as err:
-        raise _syntax_error(err, pos) from None
+    return _parse_snippet("expr", text, pos, limits)
 
 
-def parse_param(text: str, pos: Pos = (1, 1)) -> dict:
+def parse_param(text: str, pos: Pos = (1, 1), limits: Limits = DEFAULT) -> dict:
     """Parse one block parameter, `name` or `name=default` (YAML block definitions)."""
+    return _parse_snippet("param", text, pos, limits)
+
+
+def _parse_snippet(start: str, text: str, pos: Pos, limits: Limits) -> dict:
+    _check_brackets(text, pos, limits)
     try:
-        return _shift(_ToPlain().transform(_parser("param").parse(text)), pos)
+        return _shift(_ToPlain().transform(_parser(start).parse(text)), pos)
     except UnexpectedInput as err:
         raise _syntax_error(err, pos) from None
+    except RecursionError:  # a very long chain of operators
+        raise LimitError("expression is nested too deeply to read", pos) from None
+    except VisitError as err:  # raised inside the transformer, at a position in the snippet
+        inner = err.orig_exc
+        if isinstance(inner, CnnspecError):
+            inner.pos = _shift_pos(inner.pos, pos)
+            raise inner from None
+        if isinstance(inner, RecursionError):
+            raise LimitError("expression is nested too deeply to read", pos) from None
+        raise
+
+
+def _check_brackets(text: str, origin: Pos, limits: Limits) -> None:
+    """Bound the brackets of a snippet before parsing it, as the .cnn lexer does for files."""
+    depth, line, col = 0, 1, 1
+    for char in text:
+        if char == "#":
+            break
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        if depth > limits.max_nesting:
+            where = _shift_pos((line, col), origin)
+            raise LimitError(f"nested more than {limits.max_nesting} levels deep", where)
+        line, col = (line + 1, 1) if char == "\n" else (line, col + 1)
 
 
 def _shift(node, origin: Pos):
@@ -369,9 +433,13 @@ def _shift(node, origin: Pos):
         return node
     out = {k: _shift(v, origin) for k, v in node.items()}
     if "pos" in node:
-        line, col = node["pos"]
-        out["pos"] = (origin[0] + line - 1, origin[1] + col - 1 if line == 1 else col)
+        out["pos"] = _shift_pos(node["pos"], origin)
     return out
+
+
+def _shift_pos(pos: Pos, origin: Pos) -> Pos:
+    line, col = pos
+    return (origin[0] + line - 1, origin[1] + col - 1 if line == 1 else col)
 
 
 @cache

@@ -24,17 +24,26 @@ positions are expressions (`"c * 2"`). Only plain YAML is read: no anchors, alia
 
 from __future__ import annotations
 
+import re
+
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ..errors import LimitError, Pos, SpecError, SpecSyntaxError
+from ..errors import CnnspecError, LimitError, Pos, SpecError, SpecSyntaxError
 from ..limits import DEFAULT, Limits
+from .expressions import bounded, brief, int_literal
 from .ir import COMBINATORS, METADATA_KEYS
 from .parse_cnn import parse_expression, parse_param
 
-_PLAIN_TAGS = {
-    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")
-}
+_YAML = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {f"{_YAML}{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+# Plain scalars YAML 1.1 resolves to tags SafeLoader cannot construct: `<<` (merge) and `=`
+# (value). In a spec they are just text (and so unknown keys or names).
+_TEXT_TAGS = {f"{_YAML}merge", f"{_YAML}value"}
+_LONGEST_INT = 64  # characters; longer is out of range in any base YAML writes
+
+
+_SHAPE = re.compile(r"\d+(x\d+)+")
 
 
 def _pos(node: Node) -> Pos:
@@ -42,14 +51,25 @@ def _pos(node: Node) -> Pos:
 
 
 class _Reader:
-    def __init__(self, loader: yaml.SafeLoader):
+    def __init__(self, loader: yaml.SafeLoader, limits: Limits):
         self.loader = loader
+        self.limits = limits
 
     # --- plain YAML values --------------------------------------------------------------
     def scalar(self, node: Node):
         if not isinstance(node, ScalarNode):
             raise SpecError("expected a single value here", _pos(node))
-        return self.loader.construct_object(node)
+        if node.tag in _TEXT_TAGS:
+            return node.value
+        if node.tag == f"{_YAML}int" and len(node.value) > _LONGEST_INT:
+            # refused before int() meets Python's 4,300-digit limit
+            raise LimitError(f"number {brief(node.value)} is out of range (at most 1e18 in "
+                             "magnitude)", _pos(node))  # fmt: skip
+        try:
+            value = self.loader.construct_object(node)
+        except (ValueError, OverflowError):  # a date such as 2001-02-30
+            raise SpecError(f"cannot read '{brief(node.value)}' as a value", _pos(node)) from None
+        return bounded(value, _pos(node), text=node.value)
 
     def mapping(self, node: Node, what: str) -> list[tuple[str, Node, Pos]]:
         if not isinstance(node, MappingNode):
@@ -78,8 +98,7 @@ class _Reader:
             return {"kind": "tuple", "items": [self.expr(n) for n in node.value], "pos": pos}
         value = self.scalar(node)
         if isinstance(value, str):
-            start = (pos[0], pos[1] + (1 if node.style in ("'", '"') else 0))
-            return parse_expression(value, start)
+            return _snippet(parse_expression, node, value, self.limits)
         if isinstance(value, bool) or value is None:
             return {"kind": "const", "value": value, "pos": pos}
         if isinstance(value, (int, float)):
@@ -147,11 +166,13 @@ class _Reader:
         if isinstance(node, MappingNode):  # never valid here; the IR names the key
             return {k: self.literal(v, words) for k, v, _ in self.mapping(node, "a value")}
         value = self.scalar(node)
-        if isinstance(value, str) and "x" in value and not words:
-            try:
-                return [int(d) for d in value.split("x")]  # a shape: 1x28x28
-            except ValueError:
-                pass
+        if isinstance(value, str) and not words and _SHAPE.fullmatch(value):
+            (line, col), dims = _pos(node), []  # a shape: 1x28x28
+            col += node.style in ("'", '"')
+            for d in value.split("x"):
+                dims.append(int_literal(d, (line, col)))
+                col += len(d) + 1
+            return dims
         return value
 
     def block(self, name: str, node: Node, pos: Pos) -> dict:
@@ -161,7 +182,7 @@ class _Reader:
             if key == "params":
                 for p in self.items_of(value):
                     text = self.scalar(p)
-                    block["params"].append(parse_param(str(text), _pos(p)))
+                    block["params"].append(_snippet(parse_param, p, str(text), self.limits))
             elif key == "body":
                 block["body"] = self.body(value)
             else:
@@ -184,8 +205,14 @@ class _Reader:
         return doc
 
 
-def _check_plain(text: str) -> None:
-    """Refuse anchors, aliases and tags before anything is constructed."""
+def _check_plain(text: str, limits: Limits) -> None:
+    """Refuse anchors, aliases, tags and deep nesting before anything is composed.
+
+    The event stream is read iteratively, and stops at the first problem: composing a
+    20,000-deep document would recurse past Python's stack (and take minutes first).
+    """
+    bound = limits.max_nesting + 8  # the document's own nesting, plus the layout's levels
+    depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         pos = (event.start_mark.line + 1, event.start_mark.column + 1)
         if isinstance(event, yaml.AliasEvent):
@@ -195,13 +222,19 @@ def _check_plain(text: str) -> None:
         tag = getattr(event, "tag", None)
         if tag and tag not in _PLAIN_TAGS and tag != "!":
             raise SpecError(f"YAML tag '{tag}' is not allowed in specs", pos)
+        if isinstance(event, (yaml.CollectionStartEvent, yaml.ScalarEvent)):
+            if depth + 1 > bound:  # the root is level 1
+                raise LimitError(f"nested more than {bound} levels deep", pos)
+            depth += isinstance(event, yaml.CollectionStartEvent)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def parse_yaml(text: str, limits: Limits = DEFAULT) -> dict:
-    if len(text.encode("utf-8")) > limits.max_file_bytes:
+    if len(text.encode("utf-8", "surrogatepass")) > limits.max_file_bytes:
         raise LimitError(f"spec is larger than {limits.max_file_bytes} bytes", (1, 1))
     try:
-        _check_plain(text)
+        _check_plain(text, limits)
         loader = yaml.SafeLoader(text)
         try:
             root = loader.get_single_node()
@@ -210,27 +243,61 @@ def parse_yaml(text: str, limits: Limits = DEFAULT) -> dict:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         pos = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise SpecSyntaxError(f"invalid YAML: {err.problem or err.context}", pos) from None
+        raise SpecSyntaxError(f"invalid YAML: {err.problem or err.context}{_hint(err)}",
+                              pos) from None  # fmt: skip
+    except yaml.reader.ReaderError as err:  # a character YAML does not allow
+        before = text[: err.position]
+        pos = (before.count("\n") + 1, err.position - before.rfind("\n"))
+        char = repr(chr(err.character)) if isinstance(err.character, int) else "?"
+        raise SpecSyntaxError(f"invalid YAML: character {char} is not allowed",
+                              pos) from None  # fmt: skip
     except yaml.YAMLError as err:
-        raise SpecSyntaxError(f"invalid YAML: {err}", (1, 1)) from None
+        raise SpecSyntaxError(f"invalid YAML: {str(err).splitlines()[0]}", (1, 1)) from None
     if root is None:
         raise SpecError("the YAML document is empty", (1, 1))
-    _check_depth(root, limits)
     try:
-        return _Reader(loader).document(root)
+        return _Reader(loader, limits).document(root)
     except RecursionError:
         raise LimitError("spec is nested too deeply to read", (1, 1)) from None
 
 
-def _check_depth(root: Node, limits: Limits) -> None:
-    # The document's own nesting, plus the few levels the layout itself needs.
-    bound = limits.max_nesting + 8
-    stack = [(root, 1)]
+def _hint(err: yaml.MarkedYAMLError) -> str:
+    """Brackets end a plain value inside `[...]` and `{...}`: say how to write one."""
+    problem = err.problem or ""
+    if "but got '['" in problem or "but got '{'" in problem:
+        return ' (inside [...] or {...}, quote an expression that holds brackets: "c[0]")'
+    return ""
+
+
+def _snippet(parse, node: ScalarNode, value: str, limits: Limits) -> dict:
+    """A scalar parsed as .cnn text (an expression or a parameter), placed in the file."""
+    pos, quoted = _pos(node), node.style in ("'", '"')
+    if _as_written(node, value, quoted):
+        return parse(value, (pos[0], pos[1] + quoted), limits)
+    # Folded over lines or holding escapes: columns in the value are not columns in the
+    # file, so everything in it is placed at the scalar.
+    try:
+        return _placed_at(parse(value, pos, limits), pos)
+    except CnnspecError as err:
+        err.pos = pos
+        raise
+
+
+def _as_written(node: ScalarNode, value: str, quoted: bool) -> bool:
+    """Whether the scalar's value stands in the file character for character, on one line."""
+    start, end = node.start_mark, node.end_mark
+    return start.line == end.line and end.column - start.column == len(value) + 2 * quoted
+
+
+def _placed_at(plain, pos: Pos):
+    """`plain` (an expression as plain data) with every position set to `pos`."""
+    stack = [plain]
     while stack:
-        node, depth = stack.pop()
-        if depth > bound:
-            raise LimitError(f"nested more than {bound} levels deep", _pos(node))
-        if isinstance(node, SequenceNode):
-            stack.extend((n, depth + 1) for n in node.value)
-        elif isinstance(node, MappingNode):
-            stack.extend((v, depth + 1) for _, v in node.value)
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "pos" in item:
+                item["pos"] = pos
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return plain
