@@ -78,6 +78,19 @@ CNN_CASES = {
         net("flatten conv(3, k=1)"), ShapeError,
         "conv needs an image (C x H x W) as input, got 784 features (from flatten at 3:8)",
         3, 16),
+    "groupnorm groups do not divide the channels": (
+        net("conv(6, k=1) groupnorm(4)"), ShapeError,
+        "groupnorm g=4 must divide the channels (6) (from conv at 3:8)", 3, 21),
+    "channel_shuffle groups do not divide the channels": (
+        net("conv(6, k=1) channel_shuffle(4)"), ShapeError,
+        "channel_shuffle g=4 must divide the channels (6) (from conv at 3:8)", 3, 21),
+    "layer_scale after flatten": (
+        net("flatten layer_scale"), ShapeError,
+        "layer_scale needs an image (C x H x W) as input, got 784 features (from flatten at 3:8)",
+        3, 16),
+    "drop_path probability out of range": (
+        net("relu drop_path(p=1.5)"), SpecError,
+        "drop_path argument 'p': input should be less than or equal to 1, got 1.5", 3, 25),
     "block used before its definition": (
         "network T(input=1x28x28):\n    s: foo(3)\nblock foo(c):\n    conv(c, k=1)\n",
         SpecError, "block 'foo' is used before its definition at 3:7", 2, 8),

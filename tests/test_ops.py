@@ -102,8 +102,9 @@ REFERENCE = {
     "reshape": lambda x, m: x.reshape(x.shape[0], 2, 12, 4),
     "linear": lambda x, m: x @ m.weight.T + m.bias,
     "dropout": lambda x, m: x,  # eval mode
-    "batchnorm": lambda x, m: (x - m.running_mean[:, None, None])
-    / torch.sqrt(m.running_var[:, None, None] + 0.001),
+    "batchnorm": lambda x, m: (
+        (x - m.running_mean[:, None, None]) / torch.sqrt(m.running_var[:, None, None] + 0.001)
+    ),
     "identity": lambda x, m: x,
     "relu": lambda x, m: x.clamp(min=0),
     "relu6": lambda x, m: x.clamp(0, 6),
@@ -112,6 +113,18 @@ REFERENCE = {
     "tanh": lambda x, m: torch.tanh(x),
     "gelu": lambda x, m: 0.5 * x * (1 + torch.erf(x / 2**0.5)),
     "silu": lambda x, m: x / (1 + torch.exp(-x)),
+    "hardswish": lambda x, m: x * (x + 3).clamp(0, 6) / 6,
+    "hardsigmoid": lambda x, m: (x + 3).clamp(0, 6) / 6,
+    "groupnorm": lambda x, m: F.group_norm(x, 2, m.weight, m.bias, eps=0.001),
+    "layernorm2d": lambda x, m: (
+        (x - x.mean(1, keepdim=True))
+        / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 0.001)
+        * m.weight[:, None, None]
+        + m.bias[:, None, None]
+    ),
+    "layer_scale": lambda x, m: 0.5 * x,
+    "drop_path": lambda x, m: x,  # eval mode
+    "channel_shuffle": lambda x, m: x.reshape(x.shape[0], 3, 2, 4, 4).transpose(1, 2).flatten(1, 2),
 }
 
 
