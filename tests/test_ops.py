@@ -29,6 +29,16 @@ COMBINATOR_EXAMPLES = {
     ],
     "dense": [["dense:", "    (batchnorm relu conv(2, k=3, p=1)) * 2"]],
     "heads": [["heads:", "    a: conv(2, k=1)", "    b: conv(3, k=1) relu"]],
+    "mul": [
+        # squeeze-and-excitation: a C x 1 x 1 gate
+        ["mul:", "    gap conv(2, k=1) relu conv(3, k=1) hardsigmoid"],
+        ["mul:", "    gate: conv(1, k=3, p=1) sigmoid"],  # spatial attention: 1 x H x W
+        ["mul:", "    conv(C, k=3, p=1) sigmoid"],  # an elementwise gate: C x H x W
+    ],
+    "split": [
+        ["split:", "    identity", "    conv(2, k=1) relu", "    conv(1, k=3, p=1)"],
+        ["split:", "    a: conv(5, k=3, s=2, p=1)", "    b: maxpool(2)", "    c: avgpool(2)"],
+    ],
 }
 COMBINATOR_CASES = [
     pytest.param(kind, lines, id=f"{kind}{i}")
@@ -163,3 +173,20 @@ def test_combinator_at_network_level(kind, lines, tmp_path):
 @pytest.mark.parametrize(("kind", "lines"), COMBINATOR_CASES)
 def test_combinator_inside_a_block_class(kind, lines, tmp_path):
     check_all_backends(block_spec(lines, "3x8x8"), tmp_path, f"block_{kind}")
+
+
+def test_a_gate_inside_a_residual_keeps_its_stride(tmp_path):
+    """MobileNetV3's unit: squeeze-and-excitation inside a residual. The gate's pooling does
+    not change the path's size, so the shortcut is projected with the path's own stride, in
+    the build and in a generic block class."""
+    lines = [
+        "add:",
+        "    main:",
+        "        conv(4, k=3, s=2, p=1) hardswish",
+        "        mul:",
+        "            gap conv(2, k=1) relu conv(4, k=1) hardsigmoid",
+    ]
+    spec = check_all_backends(network_spec(lines, "3x8x8"), tmp_path, "net_gate")
+    assert spec.build().s.shortcut.stride == (2, 2)
+    spec = check_all_backends(block_spec(lines, "3x8x8"), tmp_path, "block_gate")
+    assert "class Wrap(" in spec.codegen()

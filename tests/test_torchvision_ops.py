@@ -1,11 +1,11 @@
-"""The ops newer networks need compute exactly what torchvision's own modules compute, so a
-spec of ConvNeXt or ShuffleNetV2 gives torchvision's numbers."""
+"""The ops and combinators newer networks need compute exactly what torchvision's own
+modules compute, so a spec of ConvNeXt, MobileNetV3 or ShuffleNetV2 gives its numbers."""
 
 import pytest
 import torch
 from torchvision.models.convnext import CNBlock, LayerNorm2d
-from torchvision.models.shufflenetv2 import channel_shuffle
-from torchvision.ops import StochasticDepth
+from torchvision.models.shufflenetv2 import InvertedResidual, channel_shuffle
+from torchvision.ops import SqueezeExcitation, StochasticDepth
 
 import cnnspec
 
@@ -56,3 +56,46 @@ def test_drop_path_is_stochastic_depth_by_row(p):
 def test_channel_shuffle_is_shufflenets(c, g):
     x = torch.randn(2, c, 3, 4)
     assert torch.equal(layer(f"channel_shuffle({g})", f"{c}x3x4")(x), channel_shuffle(x, g))
+
+
+def with_their_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
+    """Random weights and statistics in `theirs`, copied into `ours` in order (the two
+    name their tensors differently, but hold them in the same order and shapes)."""
+    with torch.no_grad():
+        for tensor in theirs.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand_like(tensor) + 0.5)
+    values = list(theirs.state_dict().values())
+    keys = list(ours.state_dict())
+    assert [tuple(v.shape) for v in ours.state_dict().values()] == [tuple(v.shape) for v in values]
+    ours.load_state_dict(dict(zip(keys, values)))
+
+
+def test_mul_is_squeeze_and_excitation():
+    spec = (
+        "network T(input=8x5x6):\n"
+        "    s:\n"
+        "        mul: gap conv(2, k=1) relu conv(8, k=1) hardsigmoid\n"
+    )
+    ours = cnnspec.compile(spec, init="default")
+    theirs = SqueezeExcitation(8, 2, scale_activation=torch.nn.Hardsigmoid)
+    with_their_weights(ours, theirs)
+    x = torch.randn(3, 8, 5, 6)
+    assert not torch.allclose(ours(x), x)  # the gate does scale
+    torch.testing.assert_close(ours(x), theirs(x), atol=0, rtol=0)
+
+
+def test_split_is_shufflenets_unit():
+    spec = (
+        "network T(input=8x5x6):\n"
+        "    s:\n"
+        "        split:\n"
+        "            identity\n"
+        "            conv(4, k=1, bias=false) batchnorm relu conv(4, k=3, p=1, groups=4, "
+        "bias=false) batchnorm conv(4, k=1, bias=false) batchnorm relu\n"
+        "        channel_shuffle(2)\n"
+    )
+    ours, theirs = cnnspec.compile(spec, init="default").eval(), InvertedResidual(8, 8, 1).eval()
+    with_their_weights(ours, theirs)
+    x = torch.randn(3, 8, 5, 6)
+    torch.testing.assert_close(ours(x), theirs(x), atol=0, rtol=0)

@@ -68,6 +68,36 @@ class Dense(nn.Module):
         return x
 
 
+class Mul(nn.Module):
+    """A gate: the input times its branch's output, which broadcasts over the sizes it
+    leaves at 1 (squeeze-and-excitation gives C x 1 x 1)."""
+
+    def __init__(self, branches: Branches):
+        super().__init__()
+        self.branches = nn.ModuleDict(named(branches))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for gate in self.branches.values():  # one: inference allows no more
+            out = out * gate(x)
+        return out
+
+
+class Split(nn.Module):
+    """Cut the channels into equal chunks, one per branch in order; concatenate the
+    branches' outputs along channels (ShuffleNetV2's unit)."""
+
+    def __init__(self, branches: Branches):
+        super().__init__()
+        self.branches = nn.ModuleDict(named(branches))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chunks = x.chunk(len(self.branches), dim=1)
+        return torch.cat(
+            [branch(chunk) for branch, chunk in zip(self.branches.values(), chunks)], dim=1
+        )
+
+
 class Heads(nn.Module):
     """Several outputs from one trunk: a tuple, one tensor per head."""
 
