@@ -6,6 +6,8 @@ new op or combinator is covered the moment it is registered (and a combinator wi
 example fails `test_every_combinator_has_an_example`).
 """
 
+from functools import cache
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,7 @@ from cnnspec.analysis.combinators import RULES
 from cnnspec.analysis.ops import LAYERS
 from cnnspec.backends.emit_yaml import to_yaml
 from cnnspec.backends.runtime_source import runtime_names
+from cnnspec.backends.schema import yaml_schema
 from cnnspec.language.ir import COMBINATORS
 
 # Bodies using each combinator (lines of an indented body), at 3x8x8.
@@ -63,10 +66,18 @@ def block_spec(lines: list[str], input: str) -> str:
     )
 
 
+@cache
+def schema_validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    return jsonschema.Draft202012Validator(yaml_schema())
+
+
 def assert_yaml_round_trip(spec: cnnspec.Spec) -> None:
+    """The YAML form loads back to the same IR, and the JSON schema accepts it."""
     text = to_yaml(spec.ir)
-    yaml.safe_load(text)  # plain YAML
+    data = yaml.safe_load(text)  # plain YAML
     assert cnnspec.load(text, format="yaml").ir == spec.ir
+    assert [e.message for e in schema_validator().iter_errors(data)] == []
 
 
 # --- ops --------------------------------------------------------------------------------
