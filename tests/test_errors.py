@@ -63,6 +63,25 @@ CNN_CASES = {
     "spatial mismatch in concat": (
         branches("concat", "conv(6, k=3, p=1)", "conv(8, k=3)"), ShapeError,
         "concat branch 1 gives 8x26x26 but branch 0 gives 6x28x28", 5, 13),
+    "gate that cannot multiply the input": (
+        branches("mul", "gap conv(2, k=1) sigmoid"), ShapeError,
+        "mul: the gate gives 2x1x1, which cannot multiply the input 1x28x28 (from the network "
+        "input); a gate gives the input's shape or 1 where it differs, such as 1x1x1 or 1x28x28",
+        4, 13),
+    "mul with two branches": (
+        branches("mul", "a: conv(1, k=1) sigmoid", "b: conv(1, k=1) sigmoid"), SpecError,
+        "mul takes one branch, the gate that multiplies the input; got 2", 5, 13),
+    "split with one branch": (
+        branches("split", "identity"), SpecError, "split needs two or more branches", 3, 9),
+    "split channels not divisible": (
+        ("network T(input=3x28x28):\n    s: conv(5, k=1)\n    t:\n        split:\n"
+        "            identity\n            relu\n"), ShapeError,
+        "split into 2 branches needs channels divisible by 2, got 5x28x28 (from conv at 2:8)",
+        4, 9),
+    "spatial mismatch in split": (
+        branches("split", "conv(6, k=3, p=1)", "conv(8, k=3)").replace("1x28", "2x28"),
+        ShapeError,
+        "split branch 1 gives 8x26x26 but branch 0 gives 6x28x28", 5, 13),
     "size shrinks to zero": (
         net("conv(6, k=5) maxpool(2) conv(6, k=5) maxpool(2) conv(6, k=5)"), ShapeError,
         ("conv shrinks the height to 0: input height 4 is too small for kernel 5 (dilation 1) "
@@ -78,6 +97,19 @@ CNN_CASES = {
         net("flatten conv(3, k=1)"), ShapeError,
         "conv needs an image (C x H x W) as input, got 784 features (from flatten at 3:8)",
         3, 16),
+    "groupnorm groups do not divide the channels": (
+        net("conv(6, k=1) groupnorm(4)"), ShapeError,
+        "groupnorm g=4 must divide the channels (6) (from conv at 3:8)", 3, 21),
+    "channel_shuffle groups do not divide the channels": (
+        net("conv(6, k=1) channel_shuffle(4)"), ShapeError,
+        "channel_shuffle g=4 must divide the channels (6) (from conv at 3:8)", 3, 21),
+    "layer_scale after flatten": (
+        net("flatten layer_scale"), ShapeError,
+        "layer_scale needs an image (C x H x W) as input, got 784 features (from flatten at 3:8)",
+        3, 16),
+    "drop_path probability out of range": (
+        net("relu drop_path(p=1.5)"), SpecError,
+        "drop_path argument 'p': input should be less than or equal to 1, got 1.5", 3, 25),
     "block used before its definition": (
         "network T(input=1x28x28):\n    s: foo(3)\nblock foo(c):\n    conv(c, k=1)\n",
         SpecError, "block 'foo' is used before its definition at 3:7", 2, 8),
@@ -178,6 +210,11 @@ YAML_CASES = {
         YAML_HEAD + "    a:\n      - add:\n          x: [{conv: 6, k: 3, p: 1}]\n"
         "          y: [{conv: 8, k: 3, p: 1}]\n", ShapeError,
         "add branch y gives 8x28x28 but branch x gives 6x28x28", 8, 11),
+    "gate that cannot multiply the input": (
+        YAML_HEAD + "    a:\n      - {conv: 4, k: 1}\n      - mul:\n"
+        "          - [gap, {conv: 2, k: 1}, sigmoid]\n", ShapeError,
+        "mul: the gate gives 2x1x1, which cannot multiply the input 4x28x28 (from conv at 6:10)",
+        8, 13),
 }  # fmt: skip
 
 

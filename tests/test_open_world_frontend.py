@@ -324,7 +324,7 @@ def test_misspelt_combinator_is_named(head):
 def test_colon_after_a_name_that_is_no_combinator_says_so():
     text = "network T(input=1x8x8):\n    s:\n        shortcut:\n            relu\n"
     message = ("unexpected ':' after 'shortcut', which is not a combinator "
-               "(concat, add, dense, heads) and cannot name a branch here")  # fmt: skip
+               "(concat, add, dense, heads, mul, split) and cannot name a branch here")  # fmt: skip
     check(text, "cnn", SpecSyntaxError, message, 3, 17)
 
 

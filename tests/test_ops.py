@@ -6,6 +6,8 @@ new op or combinator is covered the moment it is registered (and a combinator wi
 example fails `test_every_combinator_has_an_example`).
 """
 
+from functools import cache
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,7 @@ from cnnspec.analysis.combinators import RULES
 from cnnspec.analysis.ops import LAYERS
 from cnnspec.backends.emit_yaml import to_yaml
 from cnnspec.backends.runtime_source import runtime_names
+from cnnspec.backends.schema import yaml_schema
 from cnnspec.language.ir import COMBINATORS
 
 # Bodies using each combinator (lines of an indented body), at 3x8x8.
@@ -29,6 +32,16 @@ COMBINATOR_EXAMPLES = {
     ],
     "dense": [["dense:", "    (batchnorm relu conv(2, k=3, p=1)) * 2"]],
     "heads": [["heads:", "    a: conv(2, k=1)", "    b: conv(3, k=1) relu"]],
+    "mul": [
+        # squeeze-and-excitation: a C x 1 x 1 gate
+        ["mul:", "    gap conv(2, k=1) relu conv(3, k=1) hardsigmoid"],
+        ["mul:", "    gate: conv(1, k=3, p=1) sigmoid"],  # spatial attention: 1 x H x W
+        ["mul:", "    conv(C, k=3, p=1) sigmoid"],  # an elementwise gate: C x H x W
+    ],
+    "split": [
+        ["split:", "    identity", "    conv(2, k=1) relu", "    conv(1, k=3, p=1)"],
+        ["split:", "    a: conv(5, k=3, s=2, p=1)", "    b: maxpool(2)", "    c: avgpool(2)"],
+    ],
 }
 COMBINATOR_CASES = [
     pytest.param(kind, lines, id=f"{kind}{i}")
@@ -53,10 +66,18 @@ def block_spec(lines: list[str], input: str) -> str:
     )
 
 
+@cache
+def schema_validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    return jsonschema.Draft202012Validator(yaml_schema())
+
+
 def assert_yaml_round_trip(spec: cnnspec.Spec) -> None:
+    """The YAML form loads back to the same IR, and the JSON schema accepts it."""
     text = to_yaml(spec.ir)
-    yaml.safe_load(text)  # plain YAML
+    data = yaml.safe_load(text)  # plain YAML
     assert cnnspec.load(text, format="yaml").ir == spec.ir
+    assert [e.message for e in schema_validator().iter_errors(data)] == []
 
 
 # --- ops --------------------------------------------------------------------------------
@@ -102,8 +123,9 @@ REFERENCE = {
     "reshape": lambda x, m: x.reshape(x.shape[0], 2, 12, 4),
     "linear": lambda x, m: x @ m.weight.T + m.bias,
     "dropout": lambda x, m: x,  # eval mode
-    "batchnorm": lambda x, m: (x - m.running_mean[:, None, None])
-    / torch.sqrt(m.running_var[:, None, None] + 0.001),
+    "batchnorm": lambda x, m: (
+        (x - m.running_mean[:, None, None]) / torch.sqrt(m.running_var[:, None, None] + 0.001)
+    ),
     "identity": lambda x, m: x,
     "relu": lambda x, m: x.clamp(min=0),
     "relu6": lambda x, m: x.clamp(0, 6),
@@ -112,6 +134,18 @@ REFERENCE = {
     "tanh": lambda x, m: torch.tanh(x),
     "gelu": lambda x, m: 0.5 * x * (1 + torch.erf(x / 2**0.5)),
     "silu": lambda x, m: x / (1 + torch.exp(-x)),
+    "hardswish": lambda x, m: x * (x + 3).clamp(0, 6) / 6,
+    "hardsigmoid": lambda x, m: (x + 3).clamp(0, 6) / 6,
+    "groupnorm": lambda x, m: F.group_norm(x, 2, m.weight, m.bias, eps=0.001),
+    "layernorm2d": lambda x, m: (
+        (x - x.mean(1, keepdim=True))
+        / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 0.001)
+        * m.weight[:, None, None]
+        + m.bias[:, None, None]
+    ),
+    "layer_scale": lambda x, m: 0.5 * x,
+    "drop_path": lambda x, m: x,  # eval mode
+    "channel_shuffle": lambda x, m: x.reshape(x.shape[0], 3, 2, 4, 4).transpose(1, 2).flatten(1, 2),
 }
 
 
@@ -150,3 +184,20 @@ def test_combinator_at_network_level(kind, lines, tmp_path):
 @pytest.mark.parametrize(("kind", "lines"), COMBINATOR_CASES)
 def test_combinator_inside_a_block_class(kind, lines, tmp_path):
     check_all_backends(block_spec(lines, "3x8x8"), tmp_path, f"block_{kind}")
+
+
+def test_a_gate_inside_a_residual_keeps_its_stride(tmp_path):
+    """MobileNetV3's unit: squeeze-and-excitation inside a residual. The gate's pooling does
+    not change the path's size, so the shortcut is projected with the path's own stride, in
+    the build and in a generic block class."""
+    lines = [
+        "add:",
+        "    main:",
+        "        conv(4, k=3, s=2, p=1) hardswish",
+        "        mul:",
+        "            gap conv(2, k=1) relu conv(4, k=1) hardsigmoid",
+    ]
+    spec = check_all_backends(network_spec(lines, "3x8x8"), tmp_path, "net_gate")
+    assert spec.build().s.shortcut.stride == (2, 2)
+    spec = check_all_backends(block_spec(lines, "3x8x8"), tmp_path, "block_gate")
+    assert "class Wrap(" in spec.codegen()

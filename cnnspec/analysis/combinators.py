@@ -70,19 +70,24 @@ def _branches(walker: Walker, comb: ir.Combinator, flow: Flow, env) -> list[tupl
 def concat(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
     """Branches side by side, joined on channels."""
     branches = _branches(walker, comb, flow, env)
+    out_shape = _joined_on_channels("concat", branches, comb)
+    return group("concat", "concat", flow.shape, branches, comb.pos, out_shape=out_shape)
+
+
+def _joined_on_channels(kind: str, branches: list[tuple[str, Node]], comb) -> Shape:
+    """The shape of the branches' outputs concatenated on channels; they must agree in
+    everything else."""
     first_name, first = branches[0]
     for (name, node), branch in zip(branches, comb.branches):
         out = node.out_shape
         if len(out) != len(first.out_shape) or out[1:] != first.out_shape[1:]:
             raise ShapeError(
-                f"concat branch {name} gives {describe_output(out)} but branch "
+                f"{kind} branch {name} gives {describe_output(out)} but branch "
                 f"{first_name} gives {describe_output(first.out_shape)}; concatenated "
                 "branches must agree in everything but channels",
                 branch.pos,
             )
-    channels = sum(node.out_shape[0] for _, node in branches)
-    out_shape = (channels, *first.out_shape[1:])
-    return group("concat", "concat", flow.shape, branches, comb.pos, out_shape=out_shape)
+    return (sum(node.out_shape[0] for _, node in branches), *first.out_shape[1:])
 
 
 def add(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
@@ -185,11 +190,61 @@ def heads(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node
     return group("heads", "heads", flow.shape, branches, comb.pos, out_shape=outs)
 
 
+def mul(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
+    """A gate: the input times its one branch's output, which has the input's shape or size
+    1 where it differs (C x 1 x 1: squeeze-and-excitation; 1 x H x W: spatial attention)."""
+    if len(comb.branches) != 1:
+        raise SpecError(
+            f"mul takes one branch, the gate that multiplies the input; got "
+            f"{len(comb.branches)} (put the gate's layers on one line, or under one name)",
+            comb.branches[1].pos,
+        )
+    (name, gate), branch = _branches(walker, comb, flow, env)[0], comb.branches[0]
+    out, shape = gate.out_shape, flow.shape
+    if len(out) != len(shape) or any(g not in (1, s) for g, s in zip(out, shape)):
+        gates = " or ".join(dict.fromkeys(fmt(g) for g in _gate_shapes(shape)))
+        raise ShapeError(
+            f"mul: the gate gives {describe_output(out)}, which cannot multiply the input "
+            f"{fmt(shape)} (from {flow.origin()}); a gate gives the input's shape or 1 where "
+            f"it differs, such as {gates}",
+            branch.pos,
+        )
+    return group("mul", "mul", shape, [(name, gate)], comb.pos, out_shape=shape)
+
+
+def _gate_shapes(shape: Shape) -> list[Shape]:
+    """The usual gates for an input: per channel, and the whole shape."""
+    return [(shape[0], *(1 for _ in shape[1:])), shape]
+
+
+def split(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
+    """The input's channels cut into equal chunks, one per branch in order; the branches'
+    outputs joined on channels (ShuffleNetV2's unit)."""
+    n, shape = len(comb.branches), flow.shape
+    if n < 2:
+        raise SpecError(
+            "split needs two or more branches (each takes its share of the channels)",
+            comb.pos,
+        )
+    if shape[0] % n:
+        raise ShapeError(
+            f"split into {n} branches needs channels divisible by {n}, got {fmt(shape)} "
+            f"(from {flow.origin()})",
+            comb.pos,
+        )
+    chunk = Flow((shape[0] // n, *shape[1:]), flow.made_by, flow.pos)
+    branches = _branches(walker, comb, chunk, env)
+    out_shape = _joined_on_channels("split", branches, comb)
+    return group("split", "split", shape, branches, comb.pos, out_shape=out_shape)
+
+
 RULES: dict[str, Rule] = {
     "concat": Rule(concat),
     "add": Rule(add, options=("project",)),
     "dense": Rule(dense),
     "heads": Rule(heads),
+    "mul": Rule(mul),
+    "split": Rule(split),
 }
 
 
@@ -214,12 +269,15 @@ def path_stride(node: Node) -> tuple[int, int] | None:
 
 
 def _leaves(node: Node) -> list[Node]:
+    """The layers along `node`'s path. A mul's gate is left out: it is broadcast over the
+    path, which keeps its size whatever the gate does (squeeze-and-excitation pools)."""
     leaves, stack = [], [node]
     while stack:
         current = stack.pop()
         if current.is_layer:
             leaves.append(current)
-        stack.extend(child for _, child in current.children)
+        elif current.kind != "mul":
+            stack.extend(child for _, child in current.children)
     return leaves
 
 

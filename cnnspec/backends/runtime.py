@@ -1,6 +1,8 @@
-"""The few torch modules a spec needs beyond torch.nn: the combinators and reshape.
+"""The few torch modules a spec needs beyond torch.nn: the combinators, reshape, and the
+layers of newer networks torch has no module for (ConvNeXt's norm and scale, stochastic
+depth).
 
-Each keeps its branches in a ModuleDict called `branches`: given a list, keyed "0", "1",
+Each combinator keeps its branches in a ModuleDict called `branches`: given a list, keyed "0", "1",
 ...; given a dict, by its names. So state_dict keys read `stage.item.branches.1.0.weight`.
 Plain loops over ModuleDicts trace cleanly under torch.compile(fullgraph=True) and export.
 """
@@ -66,6 +68,36 @@ class Dense(nn.Module):
         return x
 
 
+class Mul(nn.Module):
+    """A gate: the input times its branch's output, which broadcasts over the sizes it
+    leaves at 1 (squeeze-and-excitation gives C x 1 x 1)."""
+
+    def __init__(self, branches: Branches):
+        super().__init__()
+        self.branches = nn.ModuleDict(named(branches))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for gate in self.branches.values():  # one: inference allows no more
+            out = out * gate(x)
+        return out
+
+
+class Split(nn.Module):
+    """Cut the channels into equal chunks, one per branch in order; concatenate the
+    branches' outputs along channels (ShuffleNetV2's unit)."""
+
+    def __init__(self, branches: Branches):
+        super().__init__()
+        self.branches = nn.ModuleDict(named(branches))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chunks = x.chunk(len(self.branches), dim=1)
+        return torch.cat(
+            [branch(chunk) for branch, chunk in zip(self.branches.values(), chunks)], dim=1
+        )
+
+
 class Heads(nn.Module):
     """Several outputs from one trunk: a tuple, one tensor per head."""
 
@@ -89,6 +121,52 @@ class Reshape(nn.Module):
 
     def extra_repr(self) -> str:
         return "x".join(map(str, self.shape))
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels at each position of an image, as torchvision's ConvNeXt
+    computes it (channels last, then back), so the numbers are the same."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__(channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class LayerScale(nn.Module):
+    """A learned scale per channel, shaped C x 1 x 1 as ConvNeXt's `layer_scale`."""
+
+    def __init__(self, channels: int, init: float = 1e-6):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((channels, 1, 1), float(init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: in training, each sample is zeroed with probability p and the rest
+    scaled by 1 / (1 - p); in evaluation, the identity. torchvision's StochasticDepth(p,
+    "row"), drawing the same random numbers."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        noise = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        if keep > 0.0:
+            noise.div_(keep)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class Network(nn.Sequential):

@@ -99,6 +99,7 @@ def yaml_schema() -> dict:
                     "input": {
                         "anyOf": [
                             {"type": "string", "pattern": r"^\d+(x\d+)*$"},
+                            {"type": "integer", "minimum": 1},  # a feature count: 12
                             {"type": "array", "items": {"type": "integer"}},
                         ]
                     },

@@ -17,7 +17,7 @@ from ..errors import SpecError, did_you_mean
 
 # The combinators' names: the grammar, the IR and both front ends read them here, and the
 # analysis and backends key their per-kind rules by them.
-COMBINATORS = ("concat", "add", "dense", "heads")
+COMBINATORS = ("concat", "add", "dense", "heads", "mul", "split")
 METADATA_KEYS = ("pos", "keypos")  # set by the front ends; never a user's key
 
 
@@ -111,7 +111,8 @@ class Branch(Node):
 
 
 class Combinator(Node):
-    """Branches joined: concat (channels), add (residual), dense (DenseNet), heads (outputs)."""
+    """Branches joined: concat (channels), add (residual), dense (DenseNet), heads (outputs),
+    mul (a gate), split (each branch a share of the channels)."""
 
     kind: Literal[COMBINATORS]
     kwargs: tuple[Kwarg, ...] = ()

@@ -36,3 +36,11 @@ class GELU(Activation, op="gelu", module="nn.GELU"):
 
 class SiLU(Activation, op="silu", module="nn.SiLU"):
     """activation: x * sigmoid(x) (swish)"""
+
+
+class Hardswish(Activation, op="hardswish", module="nn.Hardswish"):
+    """activation: x * relu6(x + 3) / 6 (MobileNetV3)"""
+
+
+class Hardsigmoid(Activation, op="hardsigmoid", module="nn.Hardsigmoid"):
+    """activation: relu6(x + 3) / 6, a cheap sigmoid for gates (MobileNetV3)"""

@@ -194,15 +194,21 @@ class BlockWriter:
         begin = _State(start, state.image)
         if comb.kind == "dense":
             return self.dense(comb, begin)
+        share = start  # what each branch starts from: split gives each its chunk
+        if comb.kind == "split":
+            share = f"{_bracketed(start)} // {len(comb.branches)}"
         branches, ends = [], []
         for branch in comb.branches:
-            expr, end = self.sequence(branch.body, _State(start, state.image))
+            expr, end = self.sequence(branch.body, _State(share, state.image))
             branches.append((branch.name, expr))
             ends.append(end)
         collected = collect(branches)
-        if comb.kind == "concat":
+        if comb.kind in ("concat", "split"):
             total = " + ".join(e.channels for e in ends)  # sums need no brackets
             return cls, (collected,), _State(total, state.image, [], False)
+        if comb.kind == "mul":
+            # The gate keeps the input's shape, so strides along the path are unchanged.
+            return cls, (collected,), _State(start, state.image, list(state.strides), state.same)
         if comb.kind == "heads":
             return cls, (collected,), _State("None", False, [], False)
         if comb.kind == "add":
@@ -309,6 +315,10 @@ class BlockWriter:
             "body": self.body,
         }
         return BlockClass(template, tuple(self.calls), frozenset(self.runtime))
+
+
+def _bracketed(source: str) -> str:
+    return f"({source})" if " " in source else source
 
 
 def _walk(expr: ir.Node):
