@@ -109,6 +109,20 @@ block r(c, k):
 network T(input=1x8x8, classes=10):
     a: r(4, 3) r(6, 5)
 """,
+    "shortcut around parallel branches that each stride 2": """
+block down(c):
+    add:
+        concat:
+            conv(c, k=3, s=2, p=1)
+            maxpool(3, s=2, p=1)
+network T(input=4x8x8, classes=10):
+    a:
+        add:
+            concat:
+                conv(4, k=3, s=2, p=1)
+                maxpool(3, s=2, p=1)
+    b: down(4)
+""",
     "network named like a runtime class": """
 network Concat(input=3x8x8, classes=10):
     a:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from math import prod
 from typing import Protocol
 
 from ..errors import Pos, ShapeError, SpecError
@@ -256,29 +257,21 @@ def dense_unit(branch: ir.Branch) -> tuple[tuple, ir.Repeat | None]:
 
 
 def path_stride(node: Node) -> tuple[int, int] | None:
-    """The product of the window strides along `node`: the step, in input pixels, between
-    neighbouring outputs. None when the path has no fixed stride (adaptive pooling)."""
-    total = (1, 1)
-    for leaf in _leaves(node):
-        if leaf.layer.resizes:
+    """The step, in input pixels, between neighbouring outputs of `node`: the product of
+    the window strides along a sequence, the shared stride of parallel branches. None when
+    there is no fixed stride (adaptive pooling, or branches that stride differently)."""
+    if node.is_layer:
+        if node.layer.resizes:
             return None
-        if isinstance(leaf.layer, Window):
-            sh, sw = pair(leaf.layer.stride)
-            total = (total[0] * sh, total[1] * sw)
-    return total
-
-
-def _leaves(node: Node) -> list[Node]:
-    """The layers along `node`'s path. A mul's gate is left out: it is broadcast over the
-    path, which keeps its size whatever the gate does (squeeze-and-excitation pools)."""
-    leaves, stack = [], [node]
-    while stack:
-        current = stack.pop()
-        if current.is_layer:
-            leaves.append(current)
-        elif current.kind != "mul":
-            stack.extend(child for _, child in current.children)
-    return leaves
+        return pair(node.layer.stride) if isinstance(node.layer, Window) else (1, 1)
+    if node.kind == "mul":
+        return (1, 1)  # the gate is broadcast over the input, which keeps its size
+    strides = [path_stride(child) for _, child in node.children]
+    if None in strides:
+        return None
+    if node.kind in ("seq", "dense"):  # one after another
+        return (prod(s[0] for s in strides), prod(s[1] for s in strides))
+    return strides[0] if all(s == strides[0] for s in strides) else None
 
 
 def _projection(src: Shape, main: Node, pos: Pos) -> Conv:
