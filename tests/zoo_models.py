@@ -13,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "specs" / "zoo"
 
+
 @dataclass(frozen=True)
 class ZooModel:
     name: str
@@ -51,5 +52,8 @@ MODELS: dict[str, ZooModel] = {
         ZooModel("mobilenet_v2"),
         ZooModel("regnet_x_400mf"),
         ZooModel("mnasnet0_5"),
+        ZooModel("mobilenet_v3_small"),
+        ZooModel("efficientnet_b0"),
+        ZooModel("shufflenet_v2_x1_0"),
     )
 }
