@@ -274,6 +274,32 @@ class SVHN_Model1(nn.Module):  # seed 004
                 self.fc6(feat))  # fmt: skip
 
 
+class SVHN_Model2(nn.Module):  # seed 004, its heads corrected
+    """The seed's code with one change: its heads are nn.Linear(512, 11), but ResNet-50's
+    features are 2,048 wide, so as written it fails at its first forward pass. Its backbone
+    is ImageNet-pretrained; here torchvision's resnet50 is randomly initialised (offline)."""
+
+    def __init__(self, features=2048):
+        super().__init__()
+        from torchvision import models
+
+        model_conv = models.resnet50(weights=None)
+        model_conv.avgpool = nn.AdaptiveAvgPool2d(1)
+        model_conv = nn.Sequential(*list(model_conv.children())[:-1])
+        self.cnn = model_conv
+
+        self.fc1 = nn.Linear(features, 11)
+        self.fc2 = nn.Linear(features, 11)
+        self.fc3 = nn.Linear(features, 11)
+        self.fc4 = nn.Linear(features, 11)
+        self.fc5 = nn.Linear(features, 11)
+
+    def forward(self, img):
+        feat = self.cnn(img)
+        feat = feat.view(feat.shape[0], -1)
+        return self.fc1(feat), self.fc2(feat), self.fc3(feat), self.fc4(feat), self.fc5(feat)
+
+
 SEED_NETS = {
     "lenet": lenet,
     "lenet_maxpool": LeNet,
@@ -285,4 +311,5 @@ SEED_NETS = {
     "resnet18": resnet18,
     "densenet": densenet,
     "svhn_multihead": SVHN_Model1,
+    "svhn_resnet50": SVHN_Model2,
 }

@@ -17,6 +17,9 @@ SEED_PARAMS = {
     "resnet18": 11_178_378,
     "densenet": 758_226,
     "svhn_multihead": 49_506,
+    # SVHN_Model2's ResNet-50 backbone with its five heads taking the 2,048 features that
+    # arrive; the seed's nn.Linear(512, 11) heads (23,536,247 in all) cannot run.
+    "svhn_resnet50": 23_620_727,
 }
 
 # Output shapes the seeds print (batch dimension dropped), keyed by our node path.
