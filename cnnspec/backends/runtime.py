@@ -94,7 +94,8 @@ class Split(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         chunks = x.chunk(len(self.branches), dim=1)
         return torch.cat(
-            [branch(chunk) for branch, chunk in zip(self.branches.values(), chunks)], dim=1
+            [branch(chunk) for branch, chunk in zip(self.branches.values(), chunks)],
+            dim=1,
         )
 
 
@@ -132,7 +133,13 @@ class LayerNorm2d(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)
-        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        x = nn.functional.layer_norm(
+            x,
+            self.normalized_shape,
+            self.weight,
+            self.bias,
+            self.eps,
+        )
         return x.permute(0, 3, 1, 2)
 
 

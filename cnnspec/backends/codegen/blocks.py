@@ -23,7 +23,7 @@ from ...language import ir
 from ...language.expressions import PYTHON_CONSTANTS, unparse
 from ..runtime_source import combinator_class, runtime_names
 from .names import PythonNames
-from .pyformat import Call, List, lines
+from .pyformat import BODY_INDENT, Call, List, lines, sum_lines
 from .values import CodegenError, collect, constructor
 
 
@@ -70,14 +70,19 @@ class BlockWriter:
     def fail(self, what: str, pos) -> CodegenError:
         return CodegenError(f"block '{self.block.name}': {what} in a block class", pos)
 
+    @property
+    def indent(self) -> int:
+        """Columns before a statement: the constructor's body, then one level per loop."""
+        return BODY_INDENT + 4 * self.depth
+
     def line(self, text: str) -> None:
-        self.body.append("    " * self.depth + text)
+        self.body.append(" " * self.indent + text)
 
     def assign(self, target: str, expr, op: str = "=") -> None:
-        self.body.extend("    " * self.depth + ln for ln in lines(expr, 0, f"{target} {op} "))
+        self.body.extend(lines(expr, self.indent, f"{target} {op} "))
 
     def statement(self, expr) -> None:
-        self.body.extend("    " * self.depth + ln for ln in lines(expr))
+        self.body.extend(lines(expr, self.indent))
 
     def fresh(self, stem: str) -> str:
         """A new local name: `stem`, `stem2`, ... (never a parameter's or a module name)."""
@@ -102,11 +107,13 @@ class BlockWriter:
             if identifier in self.params:
                 return self.params[identifier]
             if identifier == "C":
-                return f"({state.channels})" if " " in state.channels else state.channels
+                return _bracketed(state.channels)
             raise self.fail(
                 f"the name '{identifier}' (only parameters and C can be used)", expr.pos
             )
 
+        if isinstance(expr, ir.Name) and expr.id == "C":
+            return state.channels  # a whole argument needs no brackets
         return unparse(expr, name, PYTHON_CONSTANTS)
 
     # items -> module expressions ("*name" splices a list built by statements)
@@ -304,14 +311,14 @@ class BlockWriter:
             base = "nn.Sequential"
             exprs, end = self.items(block.body, start)
             args = tuple(exprs)
-        self.body.extend(lines(Call("super().__init__", args), 0))
+        self.body.extend(lines(Call("super().__init__", args), BODY_INDENT))
         if end is not None and end.channels != "None":
-            self.line(f"self.out_channels = {end.channels}")
+            self.body.extend(sum_lines("self.out_channels", end.channels, self.indent))
         template = {
             "name": self.gen.names.class_of(block.name),
             "base": base,
             "doc": f"`{block.name}` from the spec: its parameters are the constructor's.",
-            "def_lines": lines(Call("def __init__", tuple(params)), 0, "", " -> None:"),
+            "def_lines": lines(Call("def __init__", tuple(params)), 4, "", " -> None:"),
             "body": self.body,
         }
         return BlockClass(template, tuple(self.calls), frozenset(self.runtime))

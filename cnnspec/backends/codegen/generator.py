@@ -31,7 +31,7 @@ from ..runtime_source import combinator_class, runtime_names, runtime_source
 from .blocks import BlockClass, BlockWriter
 from .names import PythonNames
 from .network_args import Written, parameters, substitute
-from .pyformat import Call, List, lines
+from .pyformat import BODY_INDENT, Call, List, lines
 from .values import CodegenError, collect, constructor, py_value
 
 __all__ = ["CodegenError", "generate"]
@@ -120,12 +120,13 @@ class _Generator:
     def network(self, doc: ir.Document) -> dict:
         graph = self.graph
         stages, params = substitute(self.written(), parameters(doc, _written))
-        init, forward = [], [f"# {_batch_shape(graph.input_shape)}"]
+        pad = " " * BODY_INDENT
+        init, forward = [], [f"{pad}# {_batch_shape(graph.input_shape)}"]
         for (name, tree), (_, node) in zip(stages, graph.root.children):
-            init.extend(lines(tree, 0, f"self.{name} = "))
-            forward.append(f"x = self.{name}(x)  # {_batch_shape(node.out_shape)}")
+            init.extend(lines(tree, BODY_INDENT, f"self.{name} = "))
+            forward.append(f"{pad}x = self.{name}(x)  # {_batch_shape(node.out_shape)}")
         if graph.recipe.init == "xavier":  # as `cnnspec.compile` initialises it
-            init.append(f"{self.runtime_class('init_xavier')}(self)")
+            init.append(f"{pad}{self.runtime_class('init_xavier')}(self)")
         heads = isinstance(graph.output_shape[0], tuple)
         return {
             "name": self.names.network,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 WIDTH = 88  # ruff's and black's default line length
+BODY_INDENT = 8  # a method's body inside a class
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,32 @@ def lines(expr, indent: int = 0, prefix: str = "", suffix: str = "") -> list[str
         out.extend(lines(v, indent + 4, p, "," if len(items) > 1 else ""))
     out.append(f"{pad}{closing}{suffix}")
     return out
+
+
+def sum_lines(target: str, value: str, indent: int) -> list[str]:
+    """`target = value` on one line, or, where `value` is a sum too long for one, in
+    brackets with a term per line, as the formatter splits a sum."""
+    pad = " " * indent
+    one = f"{pad}{target} = {value}"
+    terms = _top_level_terms(value)
+    if len(one) <= WIDTH or len(terms) == 1:
+        return [one]
+    inner = pad + "    "
+    return [
+        f"{pad}{target} = (",
+        f"{inner}{terms[0]}",
+        *(f"{inner}+ {t}" for t in terms[1:]),
+        f"{pad})",
+    ]
+
+
+def _top_level_terms(text: str) -> list[str]:
+    """The terms of a sum, split at the `+` signs outside any bracket."""
+    terms, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0 and text.startswith(" + ", i):
+            terms.append(text[start:i])
+            start = i + 3
+    return [*terms, text[start:]]
