@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import write_atomic
+from ..atomic import atomic_path, write_atomic
 
 
 class Progress:
@@ -82,7 +82,8 @@ def plot_curves(results: list, path: Path) -> None:
     ax.grid(True)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
