@@ -104,7 +104,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.nproc and not distributed.launched():
         return distributed.relaunch(args.nproc, _without_option(args.argv, "--nproc"))
-    return train(_load(args.spec, args), args)
+    return train(_train_request(args))
+
+
+def _train_request(args: argparse.Namespace):
+    """The train command's flags, typed, once."""
+    from dataclasses import fields
+
+    from .training.command import TrainRequest
+
+    given = {f.name: getattr(args, f.name) for f in fields(TrainRequest) if hasattr(args, f.name)}
+    return TrainRequest(**given, progress=not args.no_progress)
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:

@@ -15,8 +15,7 @@ from conftest import ROOT, spec_path, synthetic
 from safetensors.torch import load_file
 
 import cnnspec
-from cnnspec.training import checkpoints as checkpoint
-from cnnspec.training import data
+from cnnspec.training import checkpoints, data
 from cnnspec.training.loop import TrainConfig, TrainError, fit, modern
 
 SMALL = """
@@ -194,7 +193,7 @@ def test_corrupt_checkpoint_is_named_never_a_fresh_start(data_dir, tmp_path, dam
         target.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
     else:
         target.unlink()
-    with pytest.raises(checkpoint.CheckpointError) as info:
+    with pytest.raises(checkpoints.CheckpointError) as info:
         fit(model(), data.fashion_mnist(data_dir), small_config(epochs=2), run, resume=True)
     assert str(target) in info.value.message
 
@@ -203,7 +202,7 @@ def test_checkpoint_of_another_network_is_refused(data_dir, tmp_path):
     run = tmp_path / "run"
     fit(model(), data.fashion_mnist(data_dir), small_config(epochs=1), run)
     other = SMALL.replace("conv(8", "conv(6")
-    with pytest.raises(checkpoint.CheckpointError, match="does not fit this network"):
+    with pytest.raises(checkpoints.CheckpointError, match="does not fit this network"):
         fit(model(other), data.fashion_mnist(data_dir), small_config(), run, resume=True)
 
 
@@ -259,7 +258,7 @@ def test_stopped_run_resumes_to_the_same_weights(how, small_spec, data_dir, tmp_
         assert p.returncode == 0, err
         assert "stopped by signal" in out
     assert "Traceback" not in err
-    checkpoint.load(run)  # whatever the moment, the latest checkpoint loads
+    checkpoints.load(run)  # whatever the moment, the latest checkpoint loads
     p = cli(*args, "--resume", str(run))
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err

@@ -1,4 +1,5 @@
-"""Checkpoints that survive a crash: tensors in safetensors, everything else in JSON.
+"""What a checkpoint holds (model, optimizer, RNG and trainer state) and how it is kept:
+tensors in safetensors, everything else in JSON, so that it survives a crash.
 
     RUN/checkpoints/e0003-s000000/model.safetensors      weights and buffers
                                  /optimizer.safetensors  optimizer state tensors
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,6 +33,50 @@ KEEP = 2  # checkpoints kept besides the newest
 
 class CheckpointError(CnnspecError):
     """A checkpoint is missing, truncated or corrupt."""
+
+
+@dataclass
+class TrainerState:
+    """Where the trainer is: what a resume needs besides tensors."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed in the current epoch
+    history: list[dict] = field(default_factory=list)  # one EpochResult per finished epoch
+    partial: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss, hits, n
+    train_seconds: float = 0.0  # of the current epoch, before it was stopped
+
+    @property
+    def name(self) -> str:
+        """The checkpoint's folder name: sorts in training order."""
+        return f"e{self.epoch:04d}-s{self.step:06d}"
+
+
+def save_state(run: Path, model, optimizer, state: TrainerState, config: dict,
+               device: torch.device) -> Path:  # fmt: skip
+    """Checkpoint everything a resume needs: weights, optimizer, RNG states, `state`, and the
+    settings it trained with (`config`)."""
+    rng = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    trainer = {**asdict(state), "config": config}
+    return save(run, state.name, model.state_dict(), optimizer.state_dict(), rng, trainer)
+
+
+def restore_state(run: Path, model, optimizer, device: torch.device) -> TrainerState:
+    """Load the latest checkpoint of `run` into `model`, `optimizer` and the RNGs."""
+    weights, opt_state, rng, trainer = load(run)
+    try:
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(opt_state)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(
+            f"{run}: the checkpoint does not fit this network ({str(err).splitlines()[0]})"
+        ) from None
+    torch.set_rng_state(rng["cpu"])
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+    trainer.pop("config", None)
+    return TrainerState(**trainer)
 
 
 def _sha256(path: Path) -> str:

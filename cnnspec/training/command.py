@@ -1,48 +1,91 @@
-"""What `cnnspec train` does: from a spec and its flags to a trained run folder.
+"""The `cnnspec train` command: from a request (its flags, typed) to a trained run folder.
 
 RUN/spec.cnn (or .yaml)   the spec as given
 RUN/recipe.json           the training settings actually used
 RUN/metrics.jsonl         one line per epoch
 RUN/curves.png            loss and accuracies per epoch
-RUN/checkpoints/          see checkpoint.py
+RUN/checkpoints/          see checkpoints.py
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from ..atomic import write_atomic
 from ..errors import CnnspecError
-from ..spec import Spec
+from ..spec import Spec, load
 from . import data, distributed
 from .loop import TrainConfig, TrainError, fit, modern
 
 
-def config_for(spec: Spec, args) -> TrainConfig:
+@dataclass(frozen=True)
+class TrainRequest:
+    """What `cnnspec train` is asked to do. None: the spec's recipe (or the resumed run's)
+    decides."""
+
+    spec: str
+    resume: str | None = None
+    out: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    resize: int | None = None
+    recipe: str = "spec"  # spec | modern
+    device: str | None = None
+    precision: str = "auto"
+    compile: bool = False
+    seed: int = 0
+    data_dir: str | None = None
+    images: str | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    progress: bool = True
+    sync_bn: bool = False
+
+
+def _first(*values):
+    """The first value that is not None."""
+    return next((v for v in values if v is not None), None)
+
+
+def config_for(spec: Spec, request: TrainRequest) -> TrainConfig:
     """The spec's recipe, overridden by flags."""
     recipe = spec.recipe
-    size = args.resize or recipe.resize
+    size = _first(request.resize, recipe.resize)
     config = TrainConfig(
-        epochs=args.epochs or recipe.epochs,
-        batch_size=args.batch_size or recipe.batch,
-        lr=args.lr or recipe.lr,
+        epochs=_first(request.epochs, recipe.epochs),
+        batch_size=_first(request.batch_size, recipe.batch),
+        lr=_first(request.lr, recipe.lr),
         optimizer=recipe.optimizer,
         momentum=recipe.momentum,
         weight_decay=recipe.weight_decay,
         size=(size, size) if size else tuple(spec.input_shape[1:]) or None,
-        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
-        precision=args.precision,
-        compile=args.compile,
-        seed=args.seed,
-        progress=not args.no_progress,
-        sync_bn=args.sync_bn,
+        device=request.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        precision=request.precision,
+        compile=request.compile,
+        seed=request.seed,
+        progress=request.progress,
+        sync_bn=request.sync_bn,
     )
-    return modern(config) if args.recipe == "modern" else config
+    return modern(config) if request.recipe == "modern" else config
+
+
+def resumed_config(run: Path, request: TrainRequest) -> TrainConfig:
+    """The settings the run was started with; only the epoch count and the progress bar may
+    change."""
+    path = run / "recipe.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise TrainError(f"{path}: cannot read the run's recipe ({err})") from None
+    saved["size"] = tuple(saved["size"]) if saved["size"] else None
+    return TrainConfig(**{**saved, "epochs": _first(request.epochs, saved["epochs"]),
+                          "progress": request.progress})  # fmt: skip
 
 
 def at_input_size(spec: Spec, channels: int, size: tuple[int, int]) -> Spec:
@@ -70,18 +113,19 @@ def at_input_size(spec: Spec, channels: int, size: tuple[int, int]) -> Spec:
         ) from None
 
 
-def dataset_for(spec: Spec, args) -> data.Dataset:
-    if args.images:
+def dataset_for(spec: Spec, request: TrainRequest) -> data.Dataset:
+    if request.images:
         c, h, w = spec.input_shape
-        return data.image_folder(args.images, (h, w), c, seed=args.seed)
-    base = data.fashion_mnist(args.data_dir).limit(args.limit_train, args.limit_test)
+        return data.image_folder(request.images, (h, w), c, seed=request.seed)
+    base = data.fashion_mnist(request.data_dir)
+    base = base.limit(request.limit_train, request.limit_test)
     heads = spec.output_shape
     if heads and isinstance(heads[0], tuple):  # several heads: compose character strips
         _, h, w = spec.input_shape
         return data.Dataset(
             "fashion-mnist strips",
-            data.strips(base.train, len(heads), args.seed, h, w),
-            data.strips(base.test, len(heads), args.seed + 1, h, w),
+            data.strips(base.train, len(heads), request.seed, h, w),
+            data.strips(base.test, len(heads), request.seed + 1, h, w),
             (*base.classes, "none"),
         )
     return base
@@ -99,32 +143,28 @@ def new_run(spec: Spec, out: str | None) -> Path:
     return run
 
 
-def train(spec: Spec, args) -> int:
-    if args.resume:
-        run = Path(args.resume)
-        try:
-            saved = json.loads((run / "recipe.json").read_text())
-        except (OSError, ValueError) as err:
-            raise TrainError(f"{run / 'recipe.json'}: cannot read the run's recipe ({err})") \
-                from None  # fmt: skip
-        saved["size"] = tuple(saved["size"]) if saved["size"] else None
-        config = TrainConfig(**{**saved, "epochs": args.epochs or saved["epochs"],
-                                "progress": not args.no_progress})  # fmt: skip
+def write_recipe(run: Path, config: TrainConfig) -> None:
+    """The settings actually used, which a resume reads back."""
+    write_atomic(run / "recipe.json", json.dumps(asdict(config), indent=1))
+
+
+def train(request: TrainRequest) -> int:
+    spec = load(request.spec)
+    if request.resume:
+        run = Path(request.resume)
+        config = resumed_config(run, request)
     else:
-        config = config_for(spec, args)
+        config = config_for(spec, request)
     group = distributed.join(torch.device(config.device).type)
-    main = group is None or group.main
-    say = print if main else (lambda *a, **k: None)
-    dataset = dataset_for(spec, args)
+    say = print if distributed.is_main(group) else (lambda *a, **k: None)
+    dataset = dataset_for(spec, request)
     channels = dataset.train.images.shape[1]
     size = config.size or tuple(dataset.train.images.shape[-2:])
     trained = at_input_size(spec, channels, size)
-    if not args.resume:  # rank 0 names the folder (its name has the time in it)
-        run = distributed.broadcast(new_run(spec, args.out) if main else None, group)
-    if main:
-        recipe = asdict(replace(config, size=size))
-        write_atomic(run / "recipe.json", json.dumps(recipe, indent=1))
-    distributed.barrier(group)
+    config = replace(config, size=size)
+    if not request.resume:  # rank 0 names the folder (its name has the time in it)
+        run = distributed.on_main(group, lambda: new_run(spec, request.out))
+    distributed.on_main(group, lambda: write_recipe(run, config))
     torch.manual_seed(config.seed)
     model = trained.build()
     ranks = f" on {group.world} processes" if group else ""
@@ -133,7 +173,7 @@ def train(spec: Spec, args) -> int:
         f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}, "
         f"on {config.device}{ranks}; run folder {run}")  # fmt: skip
     start = time.perf_counter()
-    results = fit(model, dataset, replace(config, size=size), run, resume=bool(args.resume))
+    results = fit(model, dataset, config, run, resume=bool(request.resume), group=group)
     if results:
         last = results[-1]
         train_seconds = sum(r.train_seconds for r in results)

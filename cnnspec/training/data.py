@@ -1,4 +1,4 @@
-"""Datasets as whole uint8 tensors, ready to live on the training device.
+"""Datasets as whole uint8 tensors, and their life on the training device.
 
 - Fashion-MNIST from its original IDX `.gz` files, looked for in `--data-dir`, then
   `$CNNSPEC_DATA`, then `/usr/share/datasets/fashion-mnist` (Debian's
@@ -6,6 +6,9 @@
 - A folder of images, one sub-folder per class.
 - Character strips for multi-head models: 1 to 6 Fashion-MNIST items side by side in a
   3x64x128 image, one label per position, 10 meaning "no item".
+
+On the device (`on_device`), a split is served in batches: gathered by index, scaled to
+[0, 1], cropped and flipped when augmenting, in channels_last when asked.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import CnnspecError
 
@@ -178,3 +182,62 @@ def strips(split: Split, heads: int = 6, seed: int = 0, height: int = 64,
         patch = items[picks[:, slot]] * present[:, slot, None, None]
         canvas[:, top : top + side, slot * side : (slot + 1) * side] = patch
     return Split(canvas.unsqueeze(1).expand(n, 3, height, width).contiguous(), labels)
+
+
+# --- on the training device -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceSplit:
+    """A split on the training device, at the training size, served in batches."""
+
+    images: torch.Tensor  # uint8, N x C x H x W
+    labels: torch.Tensor
+    channels_last: bool = False
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def batch(self, index: torch.Tensor, augment: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Images `index` as floats in [0, 1] (randomly cropped and flipped with `augment`),
+        and their labels."""
+        x = self.images[index].float().div_(255)
+        if augment is not None:
+            x = crop_and_flip(x, augment)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[index]
+
+
+def on_device(split: Split, size: tuple[int, int] | None, device: torch.device,
+              channels_last: bool = False) -> DeviceSplit:  # fmt: skip
+    """Move a split to the device and resize it there, once, back to uint8 (bilinear,
+    antialiased, rounded as PIL's resize rounds)."""
+    split = split.to(device)
+    images = split.images
+    if size is not None and tuple(images.shape[-2:]) != tuple(size):
+        images = torch.cat([resize(chunk, size) for chunk in images.split(4096)])
+    return DeviceSplit(images, split.labels, channels_last and images.dim() == 4)
+
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 images resized as PIL resizes them: bilinear, antialiased, rounded."""
+    out = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True,
+                        align_corners=False)  # fmt: skip
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def crop_and_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random crop of each image padded by 4 pixels, and a horizontal flip half the time."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4))
+    dy = torch.randint(0, 9, (n,), device=x.device, generator=gen)
+    dx = torch.randint(0, 9, (n,), device=x.device, generator=gen)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    out = padded[batch, chans, rows, cols]
+    flip = torch.rand(n, device=x.device, generator=gen) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)

@@ -59,7 +59,8 @@ def progress_bar(enabled: bool, epoch: int, epochs: int, total: int, done: int):
     return Progress(bar, every=max(total // 50, 1))
 
 
-def write_metrics(run: Path, results: list) -> None:
+def write_metrics_and_plot(run: Path, results: list) -> None:
+    """metrics.jsonl, one line per epoch, and curves.png drawn from it."""
     lines = "".join(json.dumps(asdict(r)) + "\n" for r in results)
     write_atomic(Path(run) / "metrics.jsonl", lines)
     plot_curves(results, Path(run) / "curves.png")
