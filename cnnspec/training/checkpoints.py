@@ -9,7 +9,9 @@ tensors in safetensors, everything else in JSON, so that it survives a crash.
 
 Every file is written atomically (temporary file, fsync, rename), and latest.json is
 written only once its checkpoint is complete, so a kill at any moment leaves the previous
-checkpoint loadable. Nothing is ever unpickled.
+checkpoint loadable. Before the first checkpoint, latest.json names none (`begin`): a run
+killed while writing it starts again from the beginning, where a missing latest.json
+would be indistinguishable from a damaged run. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -62,9 +64,13 @@ def save_state(run: Path, model, optimizer, state: TrainerState, config: dict,
     return save(run, state.name, model.state_dict(), optimizer.state_dict(), rng, trainer)
 
 
-def restore_state(run: Path, model, optimizer, device: torch.device) -> TrainerState:
-    """Load the latest checkpoint of `run` into `model`, `optimizer` and the RNGs."""
-    weights, opt_state, rng, trainer = load(run)
+def restore_state(run: Path, model, optimizer, device: torch.device) -> TrainerState | None:
+    """Load the latest checkpoint of `run` into `model`, `optimizer` and the RNGs; None if
+    the run has none yet (it stopped before its first was complete)."""
+    saved = load(run)
+    if saved is None:
+        return None
+    weights, opt_state, rng, trainer = saved
     try:
         model.load_state_dict(weights)
         optimizer.load_state_dict(opt_state)
@@ -116,6 +122,28 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
+def begin(run: Path) -> None:
+    """Mark `run` as started with no checkpoint yet, clearing any incomplete ones."""
+    root = Path(run) / "checkpoints"
+    if root.is_dir():
+        for folder in root.iterdir():
+            if folder.is_dir():
+                shutil.rmtree(folder)
+    write_atomic(root / LATEST, json.dumps({"name": None, "files": {}}, indent=1))
+
+
+def has_checkpoint(run: Path) -> bool:
+    """Whether `run` holds anything a resume would continue from (or a damaged pointer):
+    anything but no checkpoints folder or a pointer that names none."""
+    root = Path(run) / "checkpoints"
+    if not root.exists():
+        return False
+    try:
+        return json.loads((root / LATEST).read_text())["name"] is not None
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+
+
 def save(run: Path, name: str, model: dict, optimizer: dict, rng: dict, trainer: dict) -> Path:
     """Write checkpoint `name` under `run/checkpoints`, then make it the latest."""
     root = Path(run) / "checkpoints"
@@ -136,14 +164,19 @@ def save(run: Path, name: str, model: dict, optimizer: dict, rng: dict, trainer:
     return folder
 
 
-def load(run: Path) -> tuple[dict, dict, dict, dict]:
-    """(model state, optimizer state, RNG tensors, trainer state) of the latest checkpoint."""
+def load(run: Path) -> tuple[dict, dict, dict, dict] | None:
+    """(model state, optimizer state, RNG tensors, trainer state) of the latest checkpoint;
+    None when the run has started but saved none (or has no checkpoints folder at all)."""
     root = Path(run) / "checkpoints"
     latest = root / LATEST
+    if not root.exists():
+        return None
     if not latest.is_file():
-        raise CheckpointError(f"{latest}: no checkpoint to resume from")
+        raise CheckpointError(f"{latest}: missing, so the run cannot be resumed")
     try:
         pointer = json.loads(latest.read_text())
+        if pointer["name"] is None:
+            return None
         folder, files = root / pointer["name"], pointer["files"]
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{latest}: unreadable ({err})") from None

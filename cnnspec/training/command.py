@@ -19,7 +19,7 @@ import torch
 from ..atomic import write_atomic
 from ..errors import CnnspecError
 from ..spec import Spec, load
-from . import data, distributed
+from . import checkpoints, data, distributed
 from .loop import TrainConfig, TrainError, fit, modern
 
 
@@ -135,7 +135,7 @@ def new_run(spec: Spec, out: str | None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     stem = Path(spec.source.name).stem if spec.source.name != "<string>" else spec.name
     run = Path(out) if out else Path("runs") / f"{stem}-{stamp}"
-    if (run / "checkpoints").exists():
+    if checkpoints.has_checkpoint(run):  # a run killed before its first checkpoint is redone
         raise TrainError(f"{run} already holds a run; use --resume {run} or another --out")
     run.mkdir(parents=True, exist_ok=True)
     suffix = Path(spec.source.name).suffix or ".cnn"

@@ -272,12 +272,16 @@ class _Loop:
             model.to(memory_format=torch.channels_last)
         self.model = model
         self.optimizer = make_optimizer(model, cfg)
-        self.state = TrainerState()
-        if resume:
-            if run is None:
-                raise TrainError("resuming needs the run folder")
-            self.state = checkpoints.restore_state(run, model, self.optimizer, device)
-            report(f"resuming {run} at epoch {self.state.epoch + 1}, step {self.state.step}")
+        if resume and run is None:
+            raise TrainError("resuming needs the run folder")
+        restored = checkpoints.restore_state(run, model, self.optimizer, device) if resume else None
+        if resume and restored is None:
+            report(f"{run} has no complete checkpoint yet: training it from the beginning")
+        elif restored is not None:
+            report(f"resuming {run} at epoch {restored.epoch + 1}, step {restored.step}")
+        if restored is None and run is not None:
+            distributed.on_main(group, lambda: checkpoints.begin(run))
+        self.state = restored or TrainerState()
         self.step_model = model  # what a step calls: wrapped for torchrun and torch.compile
         if group is not None:
             ids = [group.local_rank] if device.type == "cuda" else None
