@@ -3,9 +3,12 @@ checkpoint, two trainers on one folder, damaged run files and data, unwritable f
 bad flags. Each ends in a one-line error or a run that can go on; never a traceback."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from test_train import SMALL, assert_same_weights, model, small_config, weights
 
 from cnnspec.cli import main
@@ -90,3 +93,33 @@ def test_a_run_that_never_checkpointed_resumes_to_the_same_weights(data_dir, tmp
     run.mkdir()  # killed before the trainer began: no checkpoints folder at all
     fit(model(), data.fashion_mnist(data_dir), small_config(epochs=1), run, resume=True)
     assert_same_weights(weights(run), one_epoch)
+
+
+# --- two trainers on one folder ----------------------------------------------------------
+
+
+def test_second_trainer_on_a_run_folder_is_refused_naming_the_holder(
+    data_dir, small_spec, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    args = (str(small_spec), "--data-dir", str(data_dir), "--epochs", "1", "--no-progress")
+    assert cli_train(*args, "--out", str(run)) == 0
+    recipe = (run / "recipe.json").read_text()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from cnnspec.training import lock; "
+         "lock.hold(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(run)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        capsys.readouterr()
+        for how in ("--out", "--resume"):
+            assert cli_train(*args, how, str(run)) == 1
+            err = capsys.readouterr().err
+            assert f"in use by another trainer (pid {holder.pid})" in err, err
+            assert len(err.splitlines()) == 1
+        assert (run / "recipe.json").read_text() == recipe  # refused before writing anything
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli_train(*args, "--epochs", "2", "--resume", str(run)) == 0  # the lock died with it

@@ -5,6 +5,7 @@ RUN/recipe.json           the training settings actually used
 RUN/metrics.jsonl         one line per epoch
 RUN/curves.png            loss and accuracies per epoch
 RUN/checkpoints/          see checkpoints.py
+RUN/trainer.lock          locked while a trainer runs there (see lock.py)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from ..atomic import write_atomic
 from ..errors import CnnspecError
 from ..spec import Spec, load
-from . import checkpoints, data, distributed
+from . import checkpoints, data, distributed, lock
 from .loop import TrainConfig, TrainError, fit, modern
 
 
@@ -131,13 +132,23 @@ def dataset_for(spec: Spec, request: TrainRequest) -> data.Dataset:
     return base
 
 
+def claim_run(spec: Spec, request: TrainRequest) -> Path:
+    """The run folder, locked for this process: the resumed one, or a new one."""
+    if request.resume:
+        run = Path(request.resume)
+        lock.hold(run)
+        return run
+    return new_run(spec, request.out)
+
+
 def new_run(spec: Spec, out: str | None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     stem = Path(spec.source.name).stem if spec.source.name != "<string>" else spec.name
     run = Path(out) if out else Path("runs") / f"{stem}-{stamp}"
+    run.mkdir(parents=True, exist_ok=True)
+    lock.hold(run)  # before looking inside: another trainer may be about to write there
     if checkpoints.has_checkpoint(run):  # a run killed before its first checkpoint is redone
         raise TrainError(f"{run} already holds a run; use --resume {run} or another --out")
-    run.mkdir(parents=True, exist_ok=True)
     suffix = Path(spec.source.name).suffix or ".cnn"
     write_atomic(run / f"spec{suffix}", spec.source.text)
     return run
@@ -156,19 +167,26 @@ def train(request: TrainRequest) -> int:
     else:
         config = config_for(spec, request)
     group = distributed.join(torch.device(config.device).type)
-    say = print if distributed.is_main(group) else (lambda *a, **k: None)
     dataset = dataset_for(spec, request)
     channels = dataset.train.images.shape[1]
     size = config.size or tuple(dataset.train.images.shape[-2:])
     trained = at_input_size(spec, channels, size)
     config = replace(config, size=size)
-    if not request.resume:  # rank 0 names the folder (its name has the time in it)
-        run = distributed.on_main(group, lambda: new_run(spec, request.out))
-    distributed.on_main(group, lambda: write_recipe(run, config))
+    run = distributed.on_main(group, lambda: claim_run(spec, request))  # rank 0 names it
+    try:
+        distributed.on_main(group, lambda: write_recipe(run, config))
+        return _train_in(run, trained, dataset, config, request, group)
+    finally:
+        lock.release(run)
+
+
+def _train_in(run: Path, trained: Spec, dataset, config: TrainConfig, request: TrainRequest,
+              group) -> int:  # fmt: skip
+    say = print if distributed.is_main(group) else (lambda *a, **k: None)
     torch.manual_seed(config.seed)
     model = trained.build()
     ranks = f" on {group.world} processes" if group else ""
-    say(f"training {spec.name} ({trained.params:,} parameters) on {dataset.name}: "
+    say(f"training {trained.name} ({trained.params:,} parameters) on {dataset.name}: "
         f"{len(dataset.train):,} images at {'x'.join(map(str, trained.input_shape))}, "
         f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}, "
         f"on {config.device}{ranks}; run folder {run}")  # fmt: skip
