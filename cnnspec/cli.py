@@ -1,8 +1,9 @@
 """The `cnnspec` command.
 
 Exit codes: 0 success, 1 a spec is wrong (the error is printed, one line plus a caret),
-2 a usage error (bad flags, a file that does not exist), 141 the reader of the output went
-away (as for `cnnspec build SPEC | head`), the code a shell gives a command ended by SIGPIPE.
+2 a usage error (bad flags, a file that does not exist), 130 interrupted by Ctrl-C, 141 the
+reader of the output went away (as for `cnnspec build SPEC | head`), the code a shell gives
+a command ended by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .errors import CnnspecError
 from .version import __version__
 
 USAGE_ERROR = 2
+INTERRUPTED = 128 + 2  # what a shell reports for a command ended by Ctrl-C (SIGINT)
 BROKEN_PIPE = 128 + 13  # what a shell reports for a command ended by SIGPIPE
 
 
@@ -227,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"cnnspec: {err.filename}: {err.strerror}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt:  # before training began (the trainer stops cleanly itself)
+        print("cnnspec: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def test_nan_loss_names_epoch_and_step_and_saves_nothing(data_dir, tmp_path):
     with pytest.raises(TrainError) as info:
         fit(model(), data.fashion_mnist(data_dir), small_config(lr=float("inf")), tmp_path / "run")
     assert "NaN or infinite at epoch 1, step" in info.value.message
-    assert not (tmp_path / "run" / "checkpoints" / "latest.json").exists()
+    assert not checkpoints.has_checkpoint(tmp_path / "run")
 
 
 def test_out_of_memory_suggests_a_smaller_batch(data_dir, monkeypatch):
@@ -215,9 +215,9 @@ def cli(*args: str, **kwargs) -> subprocess.Popen:
                             cwd=ROOT, **kwargs)  # fmt: skip
 
 
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not checkpoints.has_checkpoint(run):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.02)
@@ -249,7 +249,7 @@ def test_stopped_run_resumes_to_the_same_weights(how, small_spec, data_dir, tmp_
     args = (str(small_spec), "--data-dir", str(data_dir), "--batch-size", "8", "--no-progress",
             "--device", "cpu")  # fmt: skip
     p = cli(*args, "--epochs", "6", "--out", str(run))
-    wait_for(run / "checkpoints" / "latest.json", p)
+    wait_for_checkpoint(run, p)
     p.send_signal(how)
     out, err = p.communicate(timeout=120)
     if how == signal.SIGKILL:

@@ -3,8 +3,10 @@ checkpoint, two trainers on one folder, damaged run files and data, unwritable f
 bad flags. Each ends in a one-line error or a run that can go on; never a traceback."""
 
 import json
+import shutil
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,8 @@ from conftest import ROOT
 from test_train import SMALL, assert_same_weights, model, small_config, weights
 
 from cnnspec.cli import main
-from cnnspec.training import checkpoints, data
-from cnnspec.training.loop import fit
+from cnnspec.training import checkpoints, data, run_files
+from cnnspec.training.loop import TrainConfig, fit
 
 
 def cli_train(*args: str) -> int:
@@ -70,8 +72,7 @@ def test_run_killed_in_its_first_checkpoint_restarts_in_place(
     args = (str(small_spec), "--data-dir", str(data_dir), "--epochs", "1", "--no-progress",
             "--out", str(run))  # fmt: skip
     fail_on_call(monkeypatch, 1, KeyboardInterrupt())
-    with pytest.raises(KeyboardInterrupt):
-        cli_train(*args)
+    assert cli_train(*args) == 130  # interrupted, as Ctrl-C would
     monkeypatch.undo()
     assert cli_train(*args) == 0, capsys.readouterr().err  # not "already holds a run"
     assert json.loads((run / "checkpoints" / "latest.json").read_text())["name"] == "e0001-s000000"
@@ -123,3 +124,105 @@ def test_second_trainer_on_a_run_folder_is_refused_naming_the_holder(
         holder.kill()
         holder.wait()
     assert cli_train(*args, "--epochs", "2", "--resume", str(run)) == 0  # the lock died with it
+
+
+# --- damaged run files that are still valid JSON ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory) -> Path:
+    """A one-epoch run made by the command, copied by each test that damages it."""
+    root = tmp_path_factory.mktemp("finished")
+    (root / "small.cnn").write_text(SMALL)
+    run = root / "run"
+    assert cli_train(str(root / "small.cnn"), "--data-dir", str(data_dir), "--epochs", "1",
+                     "--no-progress", "--out", str(run)) == 0  # fmt: skip
+    return run
+
+
+def resume_copy(finished_run, data_dir, tmp_path, capsys, damage) -> str:
+    """Damage a copy of the finished run, resume it, and return its one-line error."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    damage(run)
+    capsys.readouterr()
+    code = cli_train(str(run / "spec.cnn"), "--data-dir", str(data_dir), "--epochs", "2",
+                     "--no-progress", "--resume", str(run))  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1, err
+    return err
+
+
+def edit_json(path: Path, change) -> None:
+    value = json.loads(path.read_text())
+    path.write_text(json.dumps(change(value)))
+
+
+def latest_folder(run: Path) -> Path:
+    return run / "checkpoints" / json.loads((run / "checkpoints/latest.json").read_text())["name"]
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda v: {**v, "files": list(v["files"])}, "'files' has a value"),
+        (lambda v: {**v, "files": None}, "'files' has a value"),
+        (lambda v: [v], "expected a JSON object, found list"),
+        (lambda v: {**v, "name": "../../elsewhere"}, "'name' has a value"),
+        (lambda v: {**v, "extra": 1}, "unexpected key 'extra'"),
+        (lambda v: {"name": v["name"]}, "'files' is missing"),
+        (lambda v: {"name": None, "files": {"x": 1}}, "files listed for no checkpoint"),
+    ],
+)
+def test_damaged_pointer_is_named(finished_run, data_dir, tmp_path, capsys, change, expected):
+    err = resume_copy(finished_run, data_dir, tmp_path, capsys,
+                      lambda run: edit_json(run / "checkpoints/latest.json", change))  # fmt: skip
+    assert "latest.json: " in err and expected in err, err
+
+
+def test_a_missing_checksum_is_an_error_not_a_silent_load(finished_run, data_dir, tmp_path,
+                                                          capsys):  # fmt: skip
+    def damage(run):
+        model_file = latest_folder(run) / "model.safetensors"
+        model_file.write_bytes(model_file.read_bytes()[:-1] + b"!")  # altered weights
+        edit_json(run / "checkpoints/latest.json",
+                  lambda v: {**v, "files": {k: h for k, h in v["files"].items()
+                                            if k != "model.safetensors"}})  # fmt: skip
+
+    err = resume_copy(finished_run, data_dir, tmp_path, capsys, damage)
+    assert "latest.json: no checksum for model.safetensors" in err
+
+
+def test_damaged_trainer_state_is_named_even_with_a_matching_checksum(
+    finished_run, data_dir, tmp_path, capsys
+):
+    def damage(run):
+        trainer = latest_folder(run) / "trainer.json"
+        edit_json(trainer, lambda v: {**v, "step": -3})
+        edit_json(run / "checkpoints/latest.json",
+                  lambda v: {**v, "files": {**v["files"], "trainer.json":
+                                            checkpoints._sha256(trainer)}})  # fmt: skip
+
+    err = resume_copy(finished_run, data_dir, tmp_path, capsys, damage)
+    assert "trainer.json: 'step' has a value the trainer never writes: -3" in err
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda v: {}, "'epochs' is missing"),
+        (lambda v: [v], "expected a JSON object, found list"),
+        (lambda v: {**v, "colour": "red"}, "unexpected key 'colour'"),
+        (lambda v: {**v, "batch_size": 0}, "'batch_size' has a value the trainer never writes: 0"),
+        (lambda v: {**v, "size": [28]}, "'size' has a value"),
+        (lambda v: {**v, "lr": 0.5}, "trained with lr=0.1, not 0.5"),  # valid, but not the run's
+    ],
+)
+def test_damaged_recipe_is_named(finished_run, data_dir, tmp_path, capsys, change, expected):
+    err = resume_copy(finished_run, data_dir, tmp_path, capsys,
+                      lambda run: edit_json(run / "recipe.json", change))  # fmt: skip
+    assert expected in err, err
+
+
+def test_every_setting_has_a_rule_for_recipe_json():
+    assert set(run_files.RECIPE) == {f.name for f in fields(TrainConfig)}

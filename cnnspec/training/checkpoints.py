@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, write_atomic
 from ..errors import CnnspecError
+from .run_files import TRAINER, check, check_pointer
 
 LATEST = "latest.json"
 KEEP = 2  # checkpoints kept besides the newest
@@ -64,13 +65,20 @@ def save_state(run: Path, model, optimizer, state: TrainerState, config: dict,
     return save(run, state.name, model.state_dict(), optimizer.state_dict(), rng, trainer)
 
 
-def restore_state(run: Path, model, optimizer, device: torch.device) -> TrainerState | None:
+# Settings a resume may change: they do not alter what is computed.
+MAY_CHANGE_ON_RESUME = ("epochs", "progress")
+
+
+def restore_state(run: Path, model, optimizer, device: torch.device,
+                  config: dict) -> TrainerState | None:  # fmt: skip
     """Load the latest checkpoint of `run` into `model`, `optimizer` and the RNGs; None if
-    the run has none yet (it stopped before its first was complete)."""
+    the run has none yet (it stopped before its first was complete). `config`, the settings
+    to go on with, must be those the checkpoint was written with."""
     saved = load(run)
     if saved is None:
         return None
     weights, opt_state, rng, trainer = saved
+    _check_same_settings(trainer["config"], config, run)
     try:
         model.load_state_dict(weights)
         optimizer.load_state_dict(opt_state)
@@ -83,6 +91,23 @@ def restore_state(run: Path, model, optimizer, device: torch.device) -> TrainerS
         torch.cuda.set_rng_state(rng["cuda"], device)
     trainer.pop("config", None)
     return TrainerState(**trainer)
+
+
+def _check_same_settings(saved: dict, config: dict, run: Path) -> None:
+    """The checkpoint is checksummed and recipe.json is not: the two must agree."""
+    for key in sorted(saved.keys() | config.keys()):
+        if key in MAY_CHANGE_ON_RESUME:
+            continue
+        old, new = saved.get(key), config.get(key)
+        if isinstance(old, list):
+            old = tuple(old)
+        if isinstance(new, list):
+            new = tuple(new)
+        if old != new:
+            raise CheckpointError(
+                f"{run}: the checkpoint was trained with {key}={old!r}, not {new!r} "
+                "(is recipe.json edited or damaged?)"
+            )
 
 
 def _sha256(path: Path) -> str:
@@ -125,10 +150,8 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
 def begin(run: Path) -> None:
     """Mark `run` as started with no checkpoint yet, clearing any incomplete ones."""
     root = Path(run) / "checkpoints"
-    if root.is_dir():
-        for folder in root.iterdir():
-            if folder.is_dir():
-                shutil.rmtree(folder)
+    for folder in _folders(root):
+        shutil.rmtree(folder)
     write_atomic(root / LATEST, json.dumps({"name": None, "files": {}}, indent=1))
 
 
@@ -136,8 +159,8 @@ def has_checkpoint(run: Path) -> bool:
     """Whether `run` holds anything a resume would continue from (or a damaged pointer):
     anything but no checkpoints folder or a pointer that names none."""
     root = Path(run) / "checkpoints"
-    if not root.exists():
-        return False
+    if not (root / LATEST).exists():
+        return bool(_folders(root))
     try:
         return json.loads((root / LATEST).read_text())["name"] is not None
     except (OSError, ValueError, KeyError, TypeError):
@@ -169,17 +192,14 @@ def load(run: Path) -> tuple[dict, dict, dict, dict] | None:
     None when the run has started but saved none (or has no checkpoints folder at all)."""
     root = Path(run) / "checkpoints"
     latest = root / LATEST
-    if not root.exists():
-        return None
     if not latest.is_file():
-        raise CheckpointError(f"{latest}: missing, so the run cannot be resumed")
-    try:
-        pointer = json.loads(latest.read_text())
-        if pointer["name"] is None:
+        if not _folders(root):  # stopped before the trainer began
             return None
-        folder, files = root / pointer["name"], pointer["files"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{latest}: unreadable ({err})") from None
+        raise CheckpointError(f"{latest}: missing, so the run cannot be resumed")
+    pointer = check_pointer(_read_json(latest), latest, CheckpointError)
+    if pointer["name"] is None:
+        return None
+    folder, files = root / pointer["name"], pointer["files"]
     for file, digest in files.items():
         path = folder / file
         if not path.is_file():
@@ -190,8 +210,27 @@ def load(run: Path) -> tuple[dict, dict, dict, dict] | None:
         model = load_file(str(folder / "model.safetensors"))
         opt_tensors = load_file(str(folder / "optimizer.safetensors"))
         rng = load_file(str(folder / "rng.safetensors"))
-        trainer = json.loads((folder / "trainer.json").read_text())
-    except (SafetensorError, OSError, ValueError) as err:
+    except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{folder}: unreadable checkpoint ({err})") from None
-    optimizer = unflatten_optimizer(opt_tensors, trainer.pop("optimizer"))
+    trainer = check(_read_json(folder / "trainer.json"), TRAINER, folder / "trainer.json",
+                    CheckpointError)  # fmt: skip
+    if "cpu" not in rng or rng["cpu"].dtype != torch.uint8:
+        raise CheckpointError(f"{folder / 'rng.safetensors'}: no CPU random-number state")
+    try:
+        optimizer = unflatten_optimizer(opt_tensors, trainer.pop("optimizer"))
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        raise CheckpointError(
+            f"{folder}: the optimizer state does not match its tensors ({err!r})"
+        ) from None
     return model, optimizer, rng, trainer
+
+
+def _folders(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable ({err})") from None

@@ -20,7 +20,7 @@ import torch
 from ..atomic import write_atomic
 from ..errors import CnnspecError
 from ..spec import Spec, load
-from . import checkpoints, data, distributed, lock
+from . import checkpoints, data, distributed, lock, run_files
 from .loop import TrainConfig, TrainError, fit, modern
 
 
@@ -84,6 +84,7 @@ def resumed_config(run: Path, request: TrainRequest) -> TrainConfig:
         saved = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise TrainError(f"{path}: cannot read the run's recipe ({err})") from None
+    saved = run_files.check(saved, run_files.RECIPE, path, TrainError)
     saved["size"] = tuple(saved["size"]) if saved["size"] else None
     return TrainConfig(**{**saved, "epochs": _first(request.epochs, saved["epochs"]),
                           "progress": request.progress})  # fmt: skip

@@ -274,7 +274,9 @@ class _Loop:
         self.optimizer = make_optimizer(model, cfg)
         if resume and run is None:
             raise TrainError("resuming needs the run folder")
-        restored = checkpoints.restore_state(run, model, self.optimizer, device) if resume else None
+        restored = None
+        if resume:
+            restored = checkpoints.restore_state(run, model, self.optimizer, device, asdict(cfg))
         if resume and restored is None:
             report(f"{run} has no complete checkpoint yet: training it from the beginning")
         elif restored is not None:
