@@ -3,6 +3,7 @@ folders, exact resume, and every fault path (kill, SIGTERM, NaN, OOM, corrupt fi
 
 import gzip
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,20 +53,30 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
-    monkeypatch.setenv("CNNSPEC_DATA", str(tmp_path / "env"))
+    monkeypatch.delenv("CNNSPEC_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(data.DataError) as info:
-        data.fashion_mnist(tmp_path / "flag")
+        data.fashion_mnist()
     message = info.value.message
-    for place in ("flag", "env", "debian", "cache"):
+    for place in ("debian", "cache"):
         assert str(tmp_path / place) in message
     assert "apt-get install dataset-fashion-mnist" in message
 
 
-def test_data_search_order(data_dir, tmp_path, monkeypatch):
+def test_a_named_data_folder_is_the_only_place_looked(data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNSPEC_DATA", str(data_dir))
     assert data.find_fashion_mnist(None) == data_dir
-    assert data.find_fashion_mnist(tmp_path / "empty") == data_dir  # falls through
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(data_dir / data.FILES["train_images"], partial)
+    for named in (partial, tmp_path / "absent"):  # never falls through to another place
+        with pytest.raises(data.DataError) as info:
+            data.find_fashion_mnist(named)
+        assert info.value.message.startswith(f"Fashion-MNIST not found in {named} (--data-dir)")
+        assert "t10k-labels-idx1-ubyte.gz" in info.value.message
+    monkeypatch.setenv("CNNSPEC_DATA", str(partial))
+    with pytest.raises(data.DataError, match=r"\(CNNSPEC_DATA\): it lacks train-labels"):
+        data.find_fashion_mnist(None)
 
 
 def test_idx_files_read_back_and_truncation_is_named(data_dir, tmp_path):
@@ -274,7 +285,8 @@ def test_missing_data_is_one_clean_message_from_the_command(tmp_path, monkeypatc
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["train", str(small_spec), "--data-dir", str(tmp_path / "flag")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("Fashion-MNIST not found (looked in ") and len(err.splitlines()) == 1
+    assert err.startswith(f"Fashion-MNIST not found in {tmp_path / 'flag'} (--data-dir)")
+    assert len(err.splitlines()) == 1
 
 
 def test_training_size_is_checked_against_the_network(data_dir, tmp_path):

@@ -2,8 +2,11 @@
 checkpoint, two trainers on one folder, damaged run files and data, unwritable folders,
 bad flags. Each ends in a one-line error or a run that can go on; never a traceback."""
 
+import gzip
 import json
+import resource
 import shutil
+import struct
 import subprocess
 import sys
 from dataclasses import fields
@@ -226,3 +229,72 @@ def test_damaged_recipe_is_named(finished_run, data_dir, tmp_path, capsys, chang
 
 def test_every_setting_has_a_rule_for_recipe_json():
     assert set(run_files.RECIPE) == {f.name for f in fields(TrainConfig)}
+
+
+# --- damaged data ------------------------------------------------------------------------
+
+
+def idx_bytes(shape: tuple[int, ...], body: bytes, dims: int | None = None) -> bytes:
+    dims = len(shape) if dims is None else dims
+    return struct.pack(">HBB", 0, 0x08, dims) + struct.pack(f">{len(shape)}I", *shape) + body
+
+
+def damaged_copy(data_dir: Path, tmp_path: Path, name: str, raw: bytes) -> Path:
+    """A copy of the small data set with file `name` replaced by gzipped `raw`."""
+    root = tmp_path / "data"
+    shutil.copytree(data_dir, root)
+    (root / name).write_bytes(gzip.compress(raw))
+    return root
+
+
+TRAIN_IMAGES, TRAIN_LABELS = data.FILES["train_images"], data.FILES["train_labels"]
+
+
+@pytest.mark.parametrize(
+    "name, raw, expected",
+    [
+        (TRAIN_LABELS, idx_bytes((641,), bytes(641)), "641 labels for the 640 images"),
+        (TRAIN_LABELS, idx_bytes((640,), bytes([200]) * 640), "label 200 found"),
+        (TRAIN_IMAGES, idx_bytes((640, 784), bytes(640 * 784)), "expected 3 dimension(s)"),
+        (TRAIN_IMAGES, idx_bytes((640 * 784,), bytes(640 * 784)), "expected 3 dimension(s)"),
+        (TRAIN_LABELS, idx_bytes((640, 1), bytes(640)), "expected 1 dimension(s)"),
+        (TRAIN_IMAGES, idx_bytes((0, 28, 28), b""), "holds no images"),
+        (TRAIN_IMAGES, idx_bytes((640, 0, 28), b""), "images of size 0x28"),
+        (TRAIN_IMAGES, idx_bytes((640, 28, 28), bytes(100)), "more than the 35-byte file"),
+        (TRAIN_IMAGES, idx_bytes((64000, 2800, 28), b""), "more than the"),  # a lying header
+        (TRAIN_IMAGES, idx_bytes((640, 28, 28), bytes(640 * 784 + 9)), "more data than"),
+        (TRAIN_IMAGES, b"\x00\x00", "the header is cut short"),
+    ],
+)
+def test_damaged_data_is_one_line_naming_the_file(data_dir, tmp_path, name, raw, expected):
+    root = damaged_copy(data_dir, tmp_path, name, raw)
+    with pytest.raises(data.DataError) as info:
+        data.fashion_mnist(root)
+    message = info.value.message
+    assert message.startswith(str(root / name)) and expected in message, message
+    assert len(message.splitlines()) == 1
+
+
+def test_damaged_deflate_data_is_a_data_error(data_dir, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(data_dir, root)
+    target = root / TRAIN_IMAGES
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 64] = bytes(64)  # the deflate stream, not the header
+    target.write_bytes(bytes(raw))
+    with pytest.raises(data.DataError, match="cannot read IDX data"):
+        data.fashion_mnist(root)
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(data_dir, tmp_path):
+    """A small file that inflates far beyond what its header declares: only the declared
+    size (and a byte) is ever read."""
+    bomb = gzip.compress(idx_bytes((640, 28, 28), bytes(200_000_000)), compresslevel=9)
+    root = tmp_path / "data"
+    shutil.copytree(data_dir, root)
+    (root / TRAIN_IMAGES).write_bytes(bomb)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(data.DataError, match="more data than the 501760 values"):
+        data.fashion_mnist(root)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100, f"memory grew by {grown_mb:.0f} MB"
