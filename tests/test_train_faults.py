@@ -2,8 +2,10 @@
 checkpoint, two trainers on one folder, damaged run files and data, unwritable folders,
 bad flags. Each ends in a one-line error or a run that can go on; never a traceback."""
 
+import errno
 import gzip
 import json
+import os
 import resource
 import shutil
 import struct
@@ -298,3 +300,46 @@ def test_a_gzip_bomb_is_refused_without_inflating_it(data_dir, tmp_path):
         data.fashion_mnist(root)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 100, f"memory grew by {grown_mb:.0f} MB"
+
+
+# --- folders that cannot be written, disks that fill up ----------------------------------
+
+
+def test_out_under_a_regular_file_is_one_line(data_dir, small_spec, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    out = tmp_path / "file" / "run"
+    code = cli_train(str(small_spec), "--data-dir", str(data_dir), "--out", str(out))
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "cannot write the run folder there (Not a directory)" in err
+
+
+def test_read_only_out_is_one_line(data_dir, small_spec, tmp_path, capsys, monkeypatch):
+    def read_only(self, *args, **kwargs):  # root ignores permissions: fake the filesystem
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    code = cli_train(str(small_spec), "--data-dir", str(data_dir), "--out", str(tmp_path / "r"))
+    err = capsys.readouterr().err
+    assert code == 1 and err.strip().endswith("(Read-only file system)"), err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG])
+def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(
+    data_dir, small_spec, tmp_path, capsys, monkeypatch, code
+):
+    run = tmp_path / "run"
+    args = (str(small_spec), "--data-dir", str(data_dir), "--no-progress", "--out", str(run))
+    assert cli_train(*args, "--epochs", "1") == 0
+    fail_on_call(monkeypatch, 2, OSError(code, os.strerror(code)))  # in the next checkpoint
+    capsys.readouterr()
+    assert cli_train(*args[:-2], "--epochs", "2", "--resume", str(run)) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and os.strerror(code) in err, err
+    assert "still names the last complete one" in err
+    assert latest_folder(run).name == "e0001-s000000"
+    assert not (run / "checkpoints" / "e0002-s000000").exists()  # the space it took, freed
+    monkeypatch.undo()
+    assert cli_train(*args[:-2], "--epochs", "2", "--resume", str(run)) == 0
+    assert latest_folder(run).name == "e0002-s000000"

@@ -168,19 +168,27 @@ def has_checkpoint(run: Path) -> bool:
 
 
 def save(run: Path, name: str, model: dict, optimizer: dict, rng: dict, trainer: dict) -> Path:
-    """Write checkpoint `name` under `run/checkpoints`, then make it the latest."""
+    """Write checkpoint `name` under `run/checkpoints`, then make it the latest. If the disk
+    refuses (full, read-only, file too large), the previous latest stays the latest."""
     root = Path(run) / "checkpoints"
     folder = root / name
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    opt_tensors, opt_plain = flatten_optimizer(optimizer)
-    _save_tensors(model, folder / "model.safetensors")
-    _save_tensors(opt_tensors, folder / "optimizer.safetensors")
-    _save_tensors(rng, folder / "rng.safetensors")
-    write_atomic(folder / "trainer.json", json.dumps({**trainer, "optimizer": opt_plain}))
-    files = {p.name: _sha256(p) for p in sorted(folder.iterdir())}
-    write_atomic(root / LATEST, json.dumps({"name": name, "files": files}, indent=1))
+    try:
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        opt_tensors, opt_plain = flatten_optimizer(optimizer)
+        _save_tensors(model, folder / "model.safetensors")
+        _save_tensors(opt_tensors, folder / "optimizer.safetensors")
+        _save_tensors(rng, folder / "rng.safetensors")
+        write_atomic(folder / "trainer.json", json.dumps({**trainer, "optimizer": opt_plain}))
+        files = {p.name: _sha256(p) for p in sorted(folder.iterdir())}
+        write_atomic(root / LATEST, json.dumps({"name": name, "files": files}, indent=1))
+    except OSError as err:
+        shutil.rmtree(folder, ignore_errors=True)  # frees what it took; never the latest
+        raise CheckpointError(
+            f"{folder}: cannot write the checkpoint ({err.strerror or err}); "
+            f"{root / LATEST} still names the last complete one"
+        ) from None
     older = sorted(p for p in root.iterdir() if p.is_dir() and p.name != name)
     for stale in older[: max(len(older) - KEEP, 0)]:
         shutil.rmtree(stale, ignore_errors=True)

@@ -135,11 +135,15 @@ def dataset_for(spec: Spec, request: TrainRequest) -> data.Dataset:
 
 def claim_run(spec: Spec, request: TrainRequest) -> Path:
     """The run folder, locked for this process: the resumed one, or a new one."""
-    if request.resume:
-        run = Path(request.resume)
-        lock.hold(run)
-        return run
-    return new_run(spec, request.out)
+    run = Path(request.resume or request.out or "runs")
+    try:
+        if request.resume:
+            lock.hold(run)
+            return run
+        return new_run(spec, request.out)
+    except OSError as err:  # under a file, read-only, full
+        raise TrainError(f"{err.filename or run}: cannot write the run folder there "
+                         f"({err.strerror or err})") from None  # fmt: skip
 
 
 def new_run(spec: Spec, out: str | None) -> Path:
@@ -157,7 +161,11 @@ def new_run(spec: Spec, out: str | None) -> Path:
 
 def write_recipe(run: Path, config: TrainConfig) -> None:
     """The settings actually used, which a resume reads back."""
-    write_atomic(run / "recipe.json", json.dumps(asdict(config), indent=1))
+    path = run / "recipe.json"
+    try:
+        write_atomic(path, json.dumps(asdict(config), indent=1))
+    except OSError as err:
+        raise TrainError(f"{path}: cannot write it ({err.strerror or err})") from None
 
 
 def train(request: TrainRequest) -> int:

@@ -405,7 +405,11 @@ class _Loop:
 
         def write() -> None:
             self._checkpoint()
-            write_metrics_and_plot(self.run, results)
+            try:
+                write_metrics_and_plot(self.run, results)
+            except OSError as err:
+                raise TrainError(f"{self.run}: cannot write metrics.jsonl or curves.png "
+                                 f"({err.strerror or err})") from None  # fmt: skip
 
         distributed.on_main(self.group, write)
 
