@@ -145,6 +145,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def above_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnspec", description="A declarative architecture compiler for CNNs."
@@ -177,10 +187,11 @@ def _parser() -> argparse.ArgumentParser:
     p = command("train", cmd_train, "train the spec's network (Fashion-MNIST by default)")
     p.add_argument("spec", metavar="SPEC")
     _budget_flags(p)
-    p.add_argument("--epochs", type=int, help="default: the spec's recipe")
-    p.add_argument("--batch-size", type=int, help="default: the spec's recipe")
-    p.add_argument("--lr", type=float, help="default: the spec's recipe")
-    p.add_argument("--resize", type=int, help="train on N x N images (default: the recipe's)")
+    p.add_argument("--epochs", type=_positive, help="default: the spec's recipe")
+    p.add_argument("--batch-size", type=_positive, help="default: the spec's recipe")
+    p.add_argument("--lr", type=above_zero, help="default: the spec's recipe")
+    p.add_argument("--resize", type=_positive,
+                   help="train on N x N images (default: the recipe's)")  # fmt: skip
     p.add_argument("--recipe", choices=["spec", "modern"], default="spec",
                    help="modern: momentum, weight decay, one-cycle, label smoothing, "
                    "crop and flip")  # fmt: skip
@@ -193,10 +204,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto: bf16 autocast on GPU, fp32 on CPU")  # fmt: skip
     p.add_argument("--compile", action="store_true", help="use torch.compile")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit-train", type=int, metavar="N", help="use the first N images")
-    p.add_argument("--limit-test", type=int, metavar="N", help="test on the first N images")
+    p.add_argument("--limit-train", type=_positive, metavar="N",
+                   help="use the first N images")  # fmt: skip
+    p.add_argument("--limit-test", type=_positive, metavar="N",
+                   help="test on the first N images")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--nproc", type=int, metavar="N",
+    p.add_argument("--nproc", type=_positive, metavar="N",
                    help="train on N processes: relaunch this command under torchrun")  # fmt: skip
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun, batch-norm statistics over all processes")  # fmt: skip

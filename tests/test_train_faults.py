@@ -343,3 +343,44 @@ def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(
     monkeypatch.undo()
     assert cli_train(*args[:-2], "--epochs", "2", "--resume", str(run)) == 0
     assert latest_folder(run).name == "e0002-s000000"
+
+
+# --- flags and recipe values --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flag, value, expected",
+    [
+        ("--batch-size", "-5", "must be at least 1, got -5"),
+        ("--batch-size", "0", "must be at least 1, got 0"),  # not the recipe's, silently
+        ("--limit-train", "0", "must be at least 1, got 0"),
+        ("--limit-test", "0", "must be at least 1, got 0"),
+        ("--epochs", "-1", "must be at least 1, got -1"),
+        ("--lr", "0", "must be a finite number above 0, got 0"),
+        ("--resize", "ten", "not a whole number: 'ten'"),
+    ],
+)
+def test_bad_flags_are_refused_when_parsed(small_spec, capsys, flag, value, expected):
+    with pytest.raises(SystemExit) as info:
+        cli_train(str(small_spec), flag, value)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"argument {flag}: {expected}")
+
+
+@pytest.mark.parametrize(
+    "setting, expected",
+    [
+        ("batch=0", "'batch' should be greater than or equal to 1, got 0"),
+        ("momentum=-1", "'momentum' should be greater than or equal to 0, got -1"),
+        ("lr=0", "'lr' should be greater than 0, got 0"),
+        ("epochs=0", "'epochs' should be greater than or equal to 1, got 0"),
+        ("weight_decay=-0.5", "'weight_decay' should be greater than or equal to 0"),
+        ("resize=0", "'resize' should be greater than or equal to 1, got 0"),
+    ],
+)
+def test_recipe_values_are_checked_with_the_spec(tmp_path, capsys, setting, expected):
+    path = tmp_path / "bad.cnn"
+    path.write_text(SMALL.replace("train(lr=0.1, epochs=2, batch=32)", f"train({setting})"))
+    assert main(["check", str(path)]) == 1
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith(f"{path}:5:7: the train recipe: {expected}"), first
