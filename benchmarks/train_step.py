@@ -41,8 +41,7 @@ class Trainee:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, fused=fused)
         self.channels_last, self.device, self.times = channels_last, device, []
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        x = images.float().div_(255)
+    def step(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         start = time.perf_counter()
@@ -73,10 +72,9 @@ def run() -> None:
         split = on_device(train.limit(batch * (args.steps + 1)), (size, size), device)
         trainees = [Trainee(spec, device, cl, fused) for cl, fused in SETTINGS]
         for i in range(args.steps + 1):  # interleaved, so drift hits every setting alike
-            images = split.images[i * batch : (i + 1) * batch]
-            labels = split.labels[i * batch : (i + 1) * batch]
+            x, labels = split.batch(torch.arange(i * batch, (i + 1) * batch, device=device))
             for trainee in trainees:
-                trainee.step(images, labels)
+                trainee.step(x, labels)
         cells = "".join(f"{statistics.median(t.times[1:]) * 1e3:>9.1f}" for t in trainees)
         print(f"{name:<12}{size:>5}{batch:>6}{cells}", flush=True)
 

@@ -15,6 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT
 from test_train import SMALL, assert_same_weights, model, small_config, weights
 
@@ -384,3 +385,18 @@ def test_recipe_values_are_checked_with_the_spec(tmp_path, capsys, setting, expe
     assert main(["check", str(path)]) == 1
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith(f"{path}:5:7: the train recipe: {expected}"), first
+
+
+# --- memory: images stay at their stored size ---------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(64, 64), (224, 224), (20, 36)])
+def test_batches_resized_on_the_fly_equal_the_whole_set_resized(data_dir, size):
+    split = data.fashion_mnist(data_dir).train
+    served = data.on_device(split, size, torch.device("cpu"))
+    assert served.images.shape[-2:] == (28, 28)  # held at the stored size
+    whole = data.resize(split.images, size).float().div_(255)  # what the trainer held before
+    for index in (torch.arange(0, 128), torch.randperm(640)[:97], torch.tensor([639])):
+        x, y = served.batch(index)
+        assert x.shape[-2:] == size
+        assert torch.equal(x, whole[index]) and torch.equal(y, split.labels[index])

@@ -8,8 +8,9 @@
 - Character strips for multi-head models: 1 to 6 Fashion-MNIST items side by side in a
   3x64x128 image, one label per position, 10 meaning "no item".
 
-On the device (`on_device`), a split is served in batches: gathered by index, scaled to
-[0, 1], cropped and flipped when augmenting, in channels_last when asked.
+On the device (`on_device`), a split is kept at its stored size and served in batches:
+gathered by index, resized to the training size, scaled to [0, 1], cropped and flipped
+when augmenting, in channels_last when asked.
 """
 
 from __future__ import annotations
@@ -234,10 +235,14 @@ def strips(split: Split, heads: int = 6, seed: int = 0, height: int = 64,
 
 @dataclass(frozen=True)
 class DeviceSplit:
-    """A split on the training device, at the training size, served in batches."""
+    """A split on the training device, at its native size, served in batches at the
+    training size. Each batch is resized as it is drawn: holding a whole resized set would
+    cost N x H x W bytes (60,000 images at 224x224: 3 GB, and twice that while resizing),
+    while resizing 128 images costs little beside a step of a network that wants 224x224."""
 
-    images: torch.Tensor  # uint8, N x C x H x W
+    images: torch.Tensor  # uint8, N x C x h x w, as stored
     labels: torch.Tensor
+    size: tuple[int, int] | None = None  # the training size; None keeps the stored one
     channels_last: bool = False
 
     def __len__(self) -> int:
@@ -245,9 +250,14 @@ class DeviceSplit:
 
     def batch(self, index: torch.Tensor, augment: torch.Generator | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """Images `index` as floats in [0, 1] (randomly cropped and flipped with `augment`),
-        and their labels."""
-        x = self.images[index].float().div_(255)
+        """Images `index` as floats in [0, 1] at the training size (randomly cropped and
+        flipped with `augment`), and their labels."""
+        x = self.images[index]
+        if self.size is not None and tuple(x.shape[-2:]) != tuple(self.size):
+            x = resized_levels(x, self.size)
+        else:
+            x = x.float()
+        x = x.div_(255)
         if augment is not None:
             x = crop_and_flip(x, augment)
         if self.channels_last:
@@ -257,20 +267,24 @@ class DeviceSplit:
 
 def on_device(split: Split, size: tuple[int, int] | None, device: torch.device,
               channels_last: bool = False) -> DeviceSplit:  # fmt: skip
-    """Move a split to the device and resize it there, once, back to uint8 (bilinear,
-    antialiased, rounded as PIL's resize rounds)."""
+    """Move a split to the device, to be served at `size`."""
     split = split.to(device)
-    images = split.images
-    if size is not None and tuple(images.shape[-2:]) != tuple(size):
-        images = torch.cat([resize(chunk, size) for chunk in images.split(4096)])
-    return DeviceSplit(images, split.labels, channels_last and images.dim() == 4)
+    return DeviceSplit(split.images, split.labels, tuple(size) if size else None,
+                       channels_last and split.images.dim() == 4)  # fmt: skip
 
 
 def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 images resized as PIL resizes them: bilinear, antialiased, rounded."""
+    return resized_levels(images, size).to(torch.uint8)
+
+
+def resized_levels(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`resize`'s result as floats (whole numbers 0 to 255), so that a batch need not go
+    back to uint8 before it is scaled; each image is resized alone, so a batch gets exactly
+    what resizing the whole set would have given it."""
     out = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True,
                         align_corners=False)  # fmt: skip
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    return out.round_().clamp_(0, 255)
 
 
 def crop_and_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

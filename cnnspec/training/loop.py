@@ -1,7 +1,7 @@
 """The shared trainer's loop: any nn.Module, any `data.Dataset`; knows nothing of specs.
 
-Fast where d2l's `train_ch6` is slow: the whole uint8 dataset sits on the device
-(`data.on_device`); shuffling and batching are index operations on the device; loss and
+Fast where d2l's `train_ch6` is slow: the whole uint8 dataset sits on the device at its
+stored size, each batch resized as it is drawn (`data.on_device`); shuffling and batching are index operations on the device; loss and
 accuracy accumulate on the device,
 so an epoch has no host sync until its end (the progress bar reads them through an
 asynchronous copy); fused optimizers; channels_last and bf16 autocast on GPU (both can be
