@@ -185,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     _budget_flags(p)
 
     p = command("train", cmd_train, "train the spec's network (Fashion-MNIST by default)")
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", nargs="?", help="optional with --resume")
     _budget_flags(p)
     p.add_argument("--epochs", type=_positive, help="default: the spec's recipe")
     p.add_argument("--batch-size", type=_positive, help="default: the spec's recipe")

@@ -213,8 +213,12 @@ def test_checkpoint_of_another_network_is_refused(data_dir, tmp_path):
     run = tmp_path / "run"
     fit(model(), data.fashion_mnist(data_dir), small_config(epochs=1), run)
     other = SMALL.replace("conv(8", "conv(6")
-    with pytest.raises(checkpoints.CheckpointError, match="does not fit this network"):
+    with pytest.raises(checkpoints.CheckpointError) as info:
         fit(model(other), data.fashion_mnist(data_dir), small_config(), run, resume=True)
+    assert info.value.message == (
+        f"{run}: the weights do not fit this network: "
+        "'f.0.weight' is 8x1x3x3 in the weights, 6x1x3x3 in the network"
+    )
 
 
 # --- the command, in its own process ------------------------------------------------------

@@ -19,6 +19,7 @@ import torch
 from conftest import ROOT
 from test_train import SMALL, assert_same_weights, model, small_config, weights
 
+import cnnspec
 from cnnspec.cli import main
 from cnnspec.training import checkpoints, data, run_files
 from cnnspec.training.loop import TrainConfig, fit
@@ -190,7 +191,8 @@ def test_a_missing_checksum_is_an_error_not_a_silent_load(finished_run, data_dir
                                                           capsys):  # fmt: skip
     def damage(run):
         model_file = latest_folder(run) / "model.safetensors"
-        model_file.write_bytes(model_file.read_bytes()[:-1] + b"!")  # altered weights
+        raw = model_file.read_bytes()
+        model_file.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))  # altered weights
         edit_json(run / "checkpoints/latest.json",
                   lambda v: {**v, "files": {k: h for k, h in v["files"].items()
                                             if k != "model.safetensors"}})  # fmt: skip
@@ -400,3 +402,48 @@ def test_batches_resized_on_the_fly_equal_the_whole_set_resized(data_dir, size):
         x, y = served.batch(index)
         assert x.shape[-2:] == size
         assert torch.equal(x, whole[index]) and torch.equal(y, split.labels[index])
+
+
+# --- usability ---------------------------------------------------------------------------
+
+
+def test_resume_needs_no_spec_and_refuses_another(data_dir, small_spec, tmp_path, capsys):
+    run = tmp_path / "run"
+    common = ("--data-dir", str(data_dir), "--no-progress")
+    assert cli_train(str(small_spec), *common, "--epochs", "1", "--out", str(run)) == 0
+    assert "1 epoch, batch 32" in capsys.readouterr().out  # not "1 epochs"
+    other = tmp_path / "other.cnn"
+    other.write_text(SMALL.replace("conv(8", "conv(6"))
+    assert cli_train(str(other), *common, "--epochs", "2", "--resume", str(run)) == 1
+    err = capsys.readouterr().err
+    assert err == (f"{other} is not the spec {run} was trained with ({run / 'spec.cnn'}); "
+                   "leave SPEC out to resume with the run's own\n")  # fmt: skip
+    assert cli_train(*common, "--epochs", "2", "--resume", str(run)) == 0
+    assert latest_folder(run).name == "e0002-s000000"
+    assert cli_train(*common) == 1
+    assert "give a SPEC, or --resume RUN" in capsys.readouterr().err
+
+
+def test_without_a_terminal_there_are_plain_epoch_lines_and_no_bar(data_dir, capsys):
+    fit(model(), data.fashion_mnist(data_dir), small_config(epochs=2, progress=True))
+    out, err = capsys.readouterr()
+    assert "\r" not in err and "\r" not in out
+    assert [line.split()[:2] for line in out.splitlines()] == [["epoch", "1/2"], ["epoch", "2/2"]]
+
+
+def test_compile_takes_a_runs_weights_or_a_file(data_dir, tmp_path):
+    run = tmp_path / "run"
+    fit(model(), data.fashion_mnist(data_dir), small_config(epochs=1), run)
+    trained = weights(run)
+    for source in (run, latest_folder(run) / "model.safetensors"):
+        net = cnnspec.compile(SMALL, weights=source)
+        assert_same_weights(net.state_dict(), trained)
+    with pytest.raises(checkpoints.CheckpointError, match="'f.0.weight' is 8x1x3x3 in the"):
+        cnnspec.compile(SMALL.replace("conv(8", "conv(6"), weights=run)
+    target = latest_folder(run) / "model.safetensors"
+    raw = target.read_bytes()
+    target.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+    with pytest.raises(checkpoints.CheckpointError, match="checksum differs"):
+        cnnspec.compile(SMALL, weights=run)
+    with pytest.raises(checkpoints.CheckpointError, match="not a run folder"):
+        cnnspec.compile(SMALL, weights=tmp_path)

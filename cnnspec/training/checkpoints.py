@@ -79,18 +79,63 @@ def restore_state(run: Path, model, optimizer, device: torch.device,
         return None
     weights, opt_state, rng, trainer = saved
     _check_same_settings(trainer["config"], config, run)
+    load_weights(model, weights, run)
     try:
-        model.load_state_dict(weights)
         optimizer.load_state_dict(opt_state)
     except (RuntimeError, ValueError, KeyError) as err:
         raise CheckpointError(
-            f"{run}: the checkpoint does not fit this network ({str(err).splitlines()[0]})"
+            f"{run}: the optimizer state does not fit this network ({str(err).splitlines()[0]})"
         ) from None
     torch.set_rng_state(rng["cpu"])
     if device.type == "cuda" and "cuda" in rng:
         torch.cuda.set_rng_state(rng["cuda"], device)
     trainer.pop("config", None)
     return TrainerState(**trainer)
+
+
+def load_weights(model, weights: dict[str, torch.Tensor], source: Path) -> None:
+    """Put `weights` into `model`, or say where they first differ from what it holds."""
+    expected = model.state_dict()
+    difference = first_difference(weights, expected)
+    if difference:
+        raise CheckpointError(f"{source}: the weights do not fit this network: {difference}")
+    model.load_state_dict(weights)
+
+
+def first_difference(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
+    """The first key, in the network's order, that is missing or shaped otherwise in
+    `saved`, or the first one `saved` has and the network lacks; "" when they match."""
+
+    def shape(t: torch.Tensor) -> str:
+        return "x".join(map(str, t.shape)) or "a scalar"
+
+    for key, tensor in expected.items():
+        if key not in saved:
+            return f"'{key}' is in the network, not in the weights"
+        if saved[key].shape != tensor.shape:
+            return f"'{key}' is {shape(saved[key])} in the weights, {shape(tensor)} in the network"
+    extra = [key for key in saved if key not in expected]
+    return f"the weights have '{extra[0]}', which the network lacks" if extra else ""
+
+
+def weights_in(path: Path) -> dict[str, torch.Tensor]:
+    """The model weights of a run folder's latest checkpoint (checksum verified), or of a
+    .safetensors file."""
+    path = Path(path)
+    if path.is_dir():
+        latest = path / "checkpoints" / LATEST
+        if not latest.is_file():
+            raise CheckpointError(f"{path}: not a run folder with a checkpoint (no {latest})")
+        pointer = check_pointer(_read_json(latest), latest, CheckpointError)
+        if pointer["name"] is None:
+            raise CheckpointError(f"{path}: the run has no complete checkpoint yet")
+        path = latest.parent / pointer["name"] / "model.safetensors"
+        if not path.is_file() or _sha256(path) != pointer["files"]["model.safetensors"]:
+            raise CheckpointError(f"{path}: missing, corrupt or truncated (checksum differs)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: cannot read weights ({err})") from None
 
 
 def _check_same_settings(saved: dict, config: dict, run: Path) -> None:

@@ -29,7 +29,7 @@ class TrainRequest:
     """What `cnnspec train` is asked to do. None: the spec's recipe (or the resumed run's)
     decides."""
 
-    spec: str
+    spec: str | None = None  # None: the resumed run's own
     resume: str | None = None
     out: str | None = None
     epochs: int | None = None
@@ -168,8 +168,24 @@ def write_recipe(run: Path, config: TrainConfig) -> None:
         raise TrainError(f"{path}: cannot write it ({err.strerror or err})") from None
 
 
+def spec_for(request: TrainRequest) -> Spec:
+    """The spec given, or on a resume the run's own; a resume refuses another one."""
+    if not request.resume:
+        if request.spec is None:
+            raise TrainError("which network? give a SPEC, or --resume RUN")
+        return load(request.spec)
+    run = Path(request.resume)
+    saved = sorted(run.glob("spec.*"))
+    if not saved:
+        raise TrainError(f"{run}: not a run folder (it holds no spec.cnn or spec.yaml)")
+    if request.spec is not None and Path(request.spec).read_bytes() != saved[0].read_bytes():
+        raise TrainError(f"{request.spec} is not the spec {run} was trained with "
+                         f"({saved[0]}); leave SPEC out to resume with the run's own")  # fmt: skip
+    return load(saved[0])
+
+
 def train(request: TrainRequest) -> int:
-    spec = load(request.spec)
+    spec = spec_for(request)
     if request.resume:
         run = Path(request.resume)
         config = resumed_config(run, request)
@@ -197,7 +213,8 @@ def _train_in(run: Path, trained: Spec, dataset, config: TrainConfig, request: T
     ranks = f" on {group.world} processes" if group else ""
     say(f"training {trained.name} ({trained.params:,} parameters) on {dataset.name}: "
         f"{len(dataset.train):,} images at {'x'.join(map(str, trained.input_shape))}, "
-        f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}, "
+        f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, "
+        f"batch {config.batch_size}, lr {config.lr}, "
         f"on {config.device}{ranks}; run folder {run}")  # fmt: skip
     start = time.perf_counter()
     results = fit(model, dataset, config, run, resume=bool(request.resume), group=group)

@@ -1,12 +1,12 @@
 """The shared trainer's loop: any nn.Module, any `data.Dataset`; knows nothing of specs.
 
 Fast where d2l's `train_ch6` is slow: the whole uint8 dataset sits on the device at its
-stored size, each batch resized as it is drawn (`data.on_device`); shuffling and batching are index operations on the device; loss and
-accuracy accumulate on the device,
-so an epoch has no host sync until its end (the progress bar reads them through an
-asynchronous copy); fused optimizers; channels_last and bf16 autocast on GPU (both can be
-asked for on CPU too); optional torch.compile. Results compare with the seeds: the default
-recipe is d2l's.
+stored size, each batch resized as it is drawn (`data.on_device`); shuffling and batching
+are index operations on the device; loss and accuracy accumulate on the device, so an
+epoch has no host sync until its end (the progress bar reads them through an asynchronous
+copy); fused optimizers; channels_last and bf16 autocast on GPU (both can be asked for on
+CPU too); optional torch.compile. Results compare with the seeds: the default recipe is
+d2l's.
 
 Checkpoints (see `checkpoints.py`) are written at every epoch's end and on Ctrl-C/SIGTERM;
 resuming continues exactly: shuffles derive from (seed, epoch), and RNG states are saved.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -50,7 +51,9 @@ class NoProgress:
 
 
 def progress_bar(enabled: bool, epoch: int, epochs: int, total: int, done: int):
-    if not enabled:
+    """A bar on a terminal; nothing where stderr is a file or a pipe (a log gets the plain
+    epoch lines, not hundreds of carriage-return frames)."""
+    if not enabled or not sys.stderr.isatty():
         return NoProgress()
     from tqdm import tqdm
 
