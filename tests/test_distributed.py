@@ -18,6 +18,8 @@ import cnnspec
 from cnnspec.training import data
 from cnnspec.training.loop import TrainConfig, fit
 
+pytestmark = pytest.mark.slow  # each test launches torchrun
+
 PLAIN = """
 network Plain(input=1x28x28, classes=10):
     f: conv(8, k=3, p=1) relu maxpool(2)

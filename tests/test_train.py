@@ -145,6 +145,7 @@ def test_training_learns_and_fills_the_run_folder(data_dir, tmp_path):
         "e0001-s000000", "e0002-s000000", "e0003-s000000", "latest.json"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_resume_is_bitwise_exact(data_dir, tmp_path):
     dataset = data.fashion_mnist(data_dir)
     fit(model(), dataset, small_config(epochs=4), tmp_path / "whole")
@@ -257,6 +258,7 @@ def uninterrupted(small_spec, data_dir, tmp_path_factory) -> dict:
     return weights(run)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_stopped_run_resumes_to_the_same_weights(how, small_spec, data_dir, tmp_path,
                                                  uninterrupted):  # fmt: skip
@@ -293,6 +295,7 @@ def test_missing_data_is_one_clean_message_from_the_command(tmp_path, monkeypatc
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_training_size_is_checked_against_the_network(data_dir, tmp_path):
     args = ["--data-dir", str(data_dir), "--epochs", "1", "--no-progress", "--limit-train",
             "64", "--limit-test", "32", "--out"]  # fmt: skip

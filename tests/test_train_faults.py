@@ -59,6 +59,7 @@ def fail_on_call(monkeypatch, n: int, error: BaseException) -> None:
 # --- a run stuck before its first checkpoint ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_killed_in_its_first_checkpoint_resumes_from_the_start(
     data_dir, tmp_path, monkeypatch, one_epoch
 ):
@@ -72,6 +73,7 @@ def test_run_killed_in_its_first_checkpoint_resumes_from_the_start(
     assert_same_weights(weights(run), one_epoch)
 
 
+@pytest.mark.slow
 def test_run_killed_in_its_first_checkpoint_restarts_in_place(
     data_dir, small_spec, tmp_path, monkeypatch, capsys
 ):
@@ -328,6 +330,7 @@ def test_read_only_out_is_one_line(data_dir, small_spec, tmp_path, capsys, monke
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG])
 def test_full_disk_while_checkpointing_keeps_the_last_checkpoint(
     data_dir, small_spec, tmp_path, capsys, monkeypatch, code
