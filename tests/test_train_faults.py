@@ -105,6 +105,18 @@ def test_a_run_that_never_checkpointed_resumes_to_the_same_weights(data_dir, tmp
     assert_same_weights(weights(run), one_epoch)
 
 
+def test_a_run_killed_before_its_recipe_says_to_start_again(data_dir, small_spec, tmp_path,
+                                                            capsys):  # fmt: skip
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(small_spec, run / "spec.cnn")  # new_run got this far, then was killed
+    assert cli_train("--data-dir", str(data_dir), "--resume", str(run)) == 1
+    assert capsys.readouterr().err == (
+        f"{run} never began training (it has no recipe.json); start it again with --out {run}\n"
+    )
+    assert not checkpoints.has_checkpoint(run)  # which the fresh start checks
+
+
 # --- two trainers on one folder ----------------------------------------------------------
 
 

@@ -80,6 +80,9 @@ def resumed_config(run: Path, request: TrainRequest) -> TrainConfig:
     """The settings the run was started with; only the epoch count and the progress bar may
     change."""
     path = run / "recipe.json"
+    if not path.exists() and not checkpoints.has_checkpoint(run):  # stopped before writing it
+        raise TrainError(f"{run} never began training (it has no recipe.json); start it "
+                         f"again with --out {run}")  # fmt: skip
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError) as err:
