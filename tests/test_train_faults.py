@@ -462,3 +462,20 @@ def test_compile_takes_a_runs_weights_or_a_file(data_dir, tmp_path):
         cnnspec.compile(SMALL, weights=run)
     with pytest.raises(checkpoints.CheckpointError, match="not a run folder"):
         cnnspec.compile(SMALL, weights=tmp_path)
+
+
+def test_resume_trains_on_the_runs_own_data_unasked(data_dir, small_spec, tmp_path, capsys,
+                                                     monkeypatch):  # fmt: skip
+    run = tmp_path / "run"
+    limits = ("--limit-train", "320", "--limit-test", "80")
+    args = (str(small_spec), "--data-dir", str(data_dir), "--no-progress", *limits)
+    assert cli_train(*args, "--epochs", "1", "--out", str(run)) == 0
+    monkeypatch.setenv("CNNSPEC_DATA", str(tmp_path / "elsewhere"))  # not looked at
+    assert cli_train("--epochs", "2", "--no-progress", "--resume", str(run)) == 0
+    out = capsys.readouterr().out
+    assert "320 images" in out.splitlines()[-5], out  # the same data, the same limits
+    edit_json(run / "data.json", lambda v: {**v, "data_dir": 5})
+    assert cli_train("--epochs", "3", "--resume", str(run)) == 1
+    assert "data.json: 'data_dir' has a value the trainer never writes: 5" in (
+        capsys.readouterr().err
+    )

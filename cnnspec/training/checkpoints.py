@@ -228,10 +228,11 @@ def save(run: Path, name: str, model: dict, optimizer: dict, rng: dict, trainer:
         write_atomic(folder / "trainer.json", json.dumps({**trainer, "optimizer": opt_plain}))
         files = {p.name: _sha256(p) for p in sorted(folder.iterdir())}
         write_atomic(root / LATEST, json.dumps({"name": name, "files": files}, indent=1))
-    except OSError as err:
+    except (OSError, SafetensorError) as err:  # safetensors reports a full disk its own way
         shutil.rmtree(folder, ignore_errors=True)  # frees what it took; never the latest
+        reason = getattr(err, "strerror", None) or str(err).rpartition("I/O error: ")[2]
         raise CheckpointError(
-            f"{folder}: cannot write the checkpoint ({err.strerror or err}); "
+            f"{folder}: cannot write the checkpoint ({reason}); "
             f"{root / LATEST} still names the last complete one"
         ) from None
     older = sorted(p for p in root.iterdir() if p.is_dir() and p.name != name)

@@ -2,6 +2,7 @@
 
 RUN/spec.cnn (or .yaml)   the spec as given
 RUN/recipe.json           the training settings actually used
+RUN/data.json             where the images came from (for a resume)
 RUN/metrics.jsonl         one line per epoch
 RUN/curves.png            loss and accuracies per epoch
 RUN/checkpoints/          see checkpoints.py
@@ -118,19 +119,46 @@ def at_input_size(spec: Spec, channels: int, size: tuple[int, int]) -> Spec:
         ) from None
 
 
-def dataset_for(spec: Spec, request: TrainRequest) -> data.Dataset:
-    if request.images:
+@dataclass(frozen=True)
+class DataSource:
+    """Where a run's images come from. Kept in RUN/data.json, so that a resume trains on
+    the same images without being told again (a flag given on resume still wins)."""
+
+    data_dir: str | None = None  # Fashion-MNIST's folder, as found when the run began
+    images: str | None = None  # or a folder of class folders
+    limit_train: int | None = None
+    limit_test: int | None = None
+
+
+def data_source(request: TrainRequest) -> DataSource:
+    given = DataSource(request.data_dir, request.images, request.limit_train,
+                       request.limit_test)  # fmt: skip
+    if request.resume:
+        path = Path(request.resume) / "data.json"
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise TrainError(f"{path}: cannot read where the run's data is ({err})") from None
+        saved = run_files.check(saved, run_files.DATA, path, TrainError)
+        return DataSource(**{k: _first(getattr(given, k), v) for k, v in saved.items()})
+    if given.images:
+        return replace(given, images=str(Path(given.images).resolve()))
+    return replace(given, data_dir=str(data.find_fashion_mnist(given.data_dir).resolve()))
+
+
+def dataset_for(spec: Spec, source: DataSource, seed: int) -> data.Dataset:
+    if source.images:
         c, h, w = spec.input_shape
-        return data.image_folder(request.images, (h, w), c, seed=request.seed)
-    base = data.fashion_mnist(request.data_dir)
-    base = base.limit(request.limit_train, request.limit_test)
+        return data.image_folder(source.images, (h, w), c, seed=seed)
+    base = data.fashion_mnist(source.data_dir)
+    base = base.limit(source.limit_train, source.limit_test)
     heads = spec.output_shape
     if heads and isinstance(heads[0], tuple):  # several heads: compose character strips
         _, h, w = spec.input_shape
         return data.Dataset(
             "fashion-mnist strips",
-            data.strips(base.train, len(heads), request.seed, h, w),
-            data.strips(base.test, len(heads), request.seed + 1, h, w),
+            data.strips(base.train, len(heads), seed, h, w),
+            data.strips(base.test, len(heads), seed + 1, h, w),
             (*base.classes, "none"),
         )
     return base
@@ -162,13 +190,14 @@ def new_run(spec: Spec, out: str | None) -> Path:
     return run
 
 
-def write_recipe(run: Path, config: TrainConfig) -> None:
-    """The settings actually used, which a resume reads back."""
-    path = run / "recipe.json"
-    try:
-        write_atomic(path, json.dumps(asdict(config), indent=1))
-    except OSError as err:
-        raise TrainError(f"{path}: cannot write it ({err.strerror or err})") from None
+def write_settings(run: Path, source: DataSource, config: TrainConfig) -> None:
+    """Where the data is and the settings actually used, which a resume reads back; the
+    recipe last, so that a run with a recipe always has its data.json."""
+    for name, value in (("data.json", source), ("recipe.json", config)):
+        try:
+            write_atomic(run / name, json.dumps(asdict(value), indent=1))
+        except OSError as err:
+            raise TrainError(f"{run / name}: cannot write it ({err.strerror or err})") from None
 
 
 def spec_for(request: TrainRequest) -> Spec:
@@ -195,14 +224,15 @@ def train(request: TrainRequest) -> int:
     else:
         config = config_for(spec, request)
     group = distributed.join(torch.device(config.device).type)
-    dataset = dataset_for(spec, request)
+    source = data_source(request)
+    dataset = dataset_for(spec, source, config.seed)
     channels = dataset.train.images.shape[1]
     size = config.size or tuple(dataset.train.images.shape[-2:])
     trained = at_input_size(spec, channels, size)
     config = replace(config, size=size)
     run = distributed.on_main(group, lambda: claim_run(spec, request))  # rank 0 names it
     try:
-        distributed.on_main(group, lambda: write_recipe(run, config))
+        distributed.on_main(group, lambda: write_settings(run, source, config))
         return _train_in(run, trained, dataset, config, request, group)
     finally:
         lock.release(run)

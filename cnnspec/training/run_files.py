@@ -1,5 +1,5 @@
-"""The shape of each JSON file a resume reads back (recipe.json, latest.json, a
-checkpoint's trainer.json), checked before anything is taken from it: a damaged or
+"""The shape of each JSON file a resume reads back (recipe.json, data.json, latest.json,
+a checkpoint's trainer.json), checked before anything is taken from it: a damaged or
 hand-edited file that is still valid JSON is named in one line rather than failing deep
 in torch, or worse, being half-used."""
 
@@ -77,6 +77,14 @@ RECIPE = {
     "seed": whole,
     "progress": flag,
     "sync_bn": flag,
+}
+
+# data.json: where a run's images come from (command.DataSource)
+DATA = {
+    "data_dir": optional(lambda v: isinstance(v, str)),
+    "images": optional(lambda v: isinstance(v, str)),
+    "limit_train": optional(whole_at_least(1)),
+    "limit_test": optional(whole_at_least(1)),
 }
 
 CHECKPOINT_NAME = r"e\d{4}-s\d{6}"
