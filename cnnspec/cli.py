@@ -25,11 +25,17 @@ BROKEN_PIPE = 128 + 13  # what a shell reports for a command ended by SIGPIPE
 
 
 def _load(path: str, args: argparse.Namespace):
-    from .limits import BUDGETS, DEFAULT
     from .spec import load
 
+    return load(path, limits=_limits(args))
+
+
+def _limits(args: argparse.Namespace):
+    """The default budgets, raised (or lowered) by the flags given."""
+    from .limits import BUDGETS, DEFAULT
+
     raised = {b: getattr(args, b) for b in BUDGETS if getattr(args, b, None) is not None}
-    return load(path, limits=replace(DEFAULT, **raised))
+    return replace(DEFAULT, **raised)
 
 
 _BUDGET_HELP = {
@@ -116,7 +122,7 @@ def _train_request(args: argparse.Namespace):
     from .training.command import TrainRequest
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainRequest) if hasattr(args, f.name)}
-    return TrainRequest(**given, progress=not args.no_progress)
+    return TrainRequest(**given, progress=not args.no_progress, limits=_limits(args))
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:

@@ -485,3 +485,10 @@ def test_resume_trains_on_the_runs_own_data_unasked(data_dir, small_spec, tmp_pa
     assert "data.json: 'data_dir' has a value the trainer never writes: 5" in (
         capsys.readouterr().err
     )
+
+
+def test_train_honours_the_budget_flags(data_dir, small_spec, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_train(str(small_spec), "--max-params", "100", "--out", str(out)) == 1
+    assert "network has more than 100 parameters" in capsys.readouterr().err
+    assert not out.exists()  # refused before a run folder was made

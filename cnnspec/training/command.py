@@ -20,6 +20,7 @@ import torch
 
 from ..atomic import write_atomic
 from ..errors import CnnspecError
+from ..limits import DEFAULT, Limits
 from ..spec import Spec, load
 from . import checkpoints, data, distributed, lock, run_files
 from .loop import TrainConfig, TrainError, fit, modern
@@ -48,6 +49,7 @@ class TrainRequest:
     limit_test: int | None = None
     progress: bool = True
     sync_bn: bool = False
+    limits: Limits = DEFAULT  # the spec's budgets (--max-params and the like)
 
 
 def _first(*values):
@@ -205,7 +207,7 @@ def spec_for(request: TrainRequest) -> Spec:
     if not request.resume:
         if request.spec is None:
             raise TrainError("which network? give a SPEC, or --resume RUN")
-        return load(request.spec)
+        return load(request.spec, limits=request.limits)
     run = Path(request.resume)
     saved = sorted(run.glob("spec.*"))
     if not saved:
@@ -213,7 +215,7 @@ def spec_for(request: TrainRequest) -> Spec:
     if request.spec is not None and Path(request.spec).read_bytes() != saved[0].read_bytes():
         raise TrainError(f"{request.spec} is not the spec {run} was trained with "
                          f"({saved[0]}); leave SPEC out to resume with the run's own")  # fmt: skip
-    return load(saved[0])
+    return load(saved[0], limits=request.limits)
 
 
 def train(request: TrainRequest) -> int:
