@@ -23,8 +23,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import cnnspec  # noqa: E402
-from cnnspec import data, runs  # noqa: E402
-from cnnspec.training.loop import prepare  # noqa: E402
+from cnnspec.training import command, data  # noqa: E402
+from cnnspec.training.data import on_device  # noqa: E402
 
 CASES = [("lenet_bn", 28, 256), ("lenet", 28, 256), ("resnet18", 28, 256), ("alexnet", 224, 32)]
 SETTINGS = [(False, False), (False, True), (True, False), (True, True)]  # channels_last, fused
@@ -41,8 +41,7 @@ class Trainee:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, fused=fused)
         self.channels_last, self.device, self.times = channels_last, device, []
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        x = images.float().div_(255)
+    def step(self, x: torch.Tensor, labels: torch.Tensor) -> None:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         start = time.perf_counter()
@@ -69,14 +68,13 @@ def run() -> None:
     print(f"ms a step on {device} ({torch.get_num_threads()} threads)")
     print(f"{'network':<12}{'size':>5}{'batch':>6}{'NCHW':>9}{'+fused':>9}{'NHWC':>9}{'+fused':>9}")
     for name, size, batch in CASES:
-        spec = runs.at_input_size(cnnspec.load(ROOT / "specs" / f"{name}.cnn"), 1, (size, size))
-        split = prepare(train.limit(batch * (args.steps + 1)), (size, size), device)
+        spec = command.at_input_size(cnnspec.load(ROOT / "specs" / f"{name}.cnn"), 1, (size, size))
+        split = on_device(train.limit(batch * (args.steps + 1)), (size, size), device)
         trainees = [Trainee(spec, device, cl, fused) for cl, fused in SETTINGS]
         for i in range(args.steps + 1):  # interleaved, so drift hits every setting alike
-            images = split.images[i * batch : (i + 1) * batch]
-            labels = split.labels[i * batch : (i + 1) * batch]
+            x, labels = split.batch(torch.arange(i * batch, (i + 1) * batch, device=device))
             for trainee in trainees:
-                trainee.step(images, labels)
+                trainee.step(x, labels)
         cells = "".join(f"{statistics.median(t.times[1:]) * 1e3:>9.1f}" for t in trainees)
         print(f"{name:<12}{size:>5}{batch:>6}{cells}", flush=True)
 

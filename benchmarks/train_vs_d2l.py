@@ -32,7 +32,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import cnnspec  # noqa: E402
-from cnnspec import data, runs  # noqa: E402
+from cnnspec.training import command, data  # noqa: E402
 from cnnspec.training.loop import TrainConfig, fit  # noqa: E402
 
 SEED_ACCURACY = {"alexnet": 0.883, "vgg11": 0.887, "nin": 0.859, "googlenet": 0.875,
@@ -144,7 +144,7 @@ def run() -> None:
         spec = cnnspec.load(ROOT / "specs" / f"{name}.cnn")
         recipe = spec.recipe
         size = (recipe.resize, recipe.resize) if recipe.resize else tuple(spec.input_shape[1:])
-        trained = runs.at_input_size(spec, 1, size)
+        trained = command.at_input_size(spec, 1, size)
         config = TrainConfig(epochs=args.epochs or recipe.epochs, batch_size=recipe.batch,
                              lr=recipe.lr, optimizer=recipe.optimizer, size=size,
                              device=args.device, compile=args.compile, progress=False)  # fmt: skip

@@ -1,8 +1,9 @@
 """The `cnnspec` command.
 
 Exit codes: 0 success, 1 a spec is wrong (the error is printed, one line plus a caret),
-2 a usage error (bad flags, a file that does not exist), 141 the reader of the output went
-away (as for `cnnspec build SPEC | head`), the code a shell gives a command ended by SIGPIPE.
+2 a usage error (bad flags, a file that does not exist), 130 interrupted by Ctrl-C, 141 the
+reader of the output went away (as for `cnnspec build SPEC | head`), the code a shell gives
+a command ended by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -19,15 +20,22 @@ from .errors import CnnspecError
 from .version import __version__
 
 USAGE_ERROR = 2
+INTERRUPTED = 128 + 2  # what a shell reports for a command ended by Ctrl-C (SIGINT)
 BROKEN_PIPE = 128 + 13  # what a shell reports for a command ended by SIGPIPE
 
 
 def _load(path: str, args: argparse.Namespace):
-    from .limits import BUDGETS, DEFAULT
     from .spec import load
 
+    return load(path, limits=_limits(args))
+
+
+def _limits(args: argparse.Namespace):
+    """The default budgets, raised (or lowered) by the flags given."""
+    from .limits import BUDGETS, DEFAULT
+
     raised = {b: getattr(args, b) for b in BUDGETS if getattr(args, b, None) is not None}
-    return load(path, limits=replace(DEFAULT, **raised))
+    return replace(DEFAULT, **raised)
 
 
 _BUDGET_HELP = {
@@ -104,7 +112,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.nproc and not distributed.launched():
         return distributed.relaunch(args.nproc, _without_option(args.argv, "--nproc"))
-    return train(_load(args.spec, args), args)
+    return train(_train_request(args))
+
+
+def _train_request(args: argparse.Namespace):
+    """The train command's flags, typed, once."""
+    from dataclasses import fields
+
+    from .training.command import TrainRequest
+
+    given = {f.name: getattr(args, f.name) for f in fields(TrainRequest) if hasattr(args, f.name)}
+    return TrainRequest(**given, progress=not args.no_progress, limits=_limits(args))
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:
@@ -131,6 +149,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     print(to_yaml(_load(args.spec, args).ir), end="")
     return 0
+
+
+def above_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,12 +191,13 @@ def _parser() -> argparse.ArgumentParser:
     _budget_flags(p)
 
     p = command("train", cmd_train, "train the spec's network (Fashion-MNIST by default)")
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", nargs="?", help="optional with --resume")
     _budget_flags(p)
-    p.add_argument("--epochs", type=int, help="default: the spec's recipe")
-    p.add_argument("--batch-size", type=int, help="default: the spec's recipe")
-    p.add_argument("--lr", type=float, help="default: the spec's recipe")
-    p.add_argument("--resize", type=int, help="train on N x N images (default: the recipe's)")
+    p.add_argument("--epochs", type=_positive, help="default: the spec's recipe")
+    p.add_argument("--batch-size", type=_positive, help="default: the spec's recipe")
+    p.add_argument("--lr", type=above_zero, help="default: the spec's recipe")
+    p.add_argument("--resize", type=_positive,
+                   help="train on N x N images (default: the recipe's)")  # fmt: skip
     p.add_argument("--recipe", choices=["spec", "modern"], default="spec",
                    help="modern: momentum, weight decay, one-cycle, label smoothing, "
                    "crop and flip")  # fmt: skip
@@ -181,10 +210,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto: bf16 autocast on GPU, fp32 on CPU")  # fmt: skip
     p.add_argument("--compile", action="store_true", help="use torch.compile")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit-train", type=int, metavar="N", help="use the first N images")
-    p.add_argument("--limit-test", type=int, metavar="N", help="test on the first N images")
+    p.add_argument("--limit-train", type=_positive, metavar="N",
+                   help="use the first N images")  # fmt: skip
+    p.add_argument("--limit-test", type=_positive, metavar="N",
+                   help="test on the first N images")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--nproc", type=int, metavar="N",
+    p.add_argument("--nproc", type=_positive, metavar="N",
                    help="train on N processes: relaunch this command under torchrun")  # fmt: skip
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun, batch-norm statistics over all processes")  # fmt: skip
@@ -217,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"cnnspec: {err.filename}: {err.strerror}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt:  # before training began (the trainer stops cleanly itself)
+        print("cnnspec: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -230,6 +230,13 @@ def load(source: str | os.PathLike, *, format: str | None = None,
 
 
 def compile(source: str | os.PathLike, **options) -> torch.nn.Module:
-    """The spec's network as a `torch.nn.Module`."""
+    """The spec's network as a `torch.nn.Module`; with `weights=` a run folder (its latest
+    checkpoint) or a .safetensors file, trained weights instead of fresh ones."""
     init = options.pop("init", None)
-    return load(source, **options).build(init=init)
+    weights = options.pop("weights", None)
+    model = load(source, **options).build(init=init)
+    if weights is not None:
+        from .training.checkpoints import load_weights, weights_in
+
+        load_weights(model, weights_in(weights), Path(weights))
+    return model

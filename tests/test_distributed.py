@@ -2,6 +2,7 @@
 single process, share one run folder written by rank 0, resume, and fail as one job."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,8 @@ import cnnspec
 from cnnspec.training import data
 from cnnspec.training.loop import TrainConfig, fit
 
+pytestmark = pytest.mark.slow  # each test launches torchrun
+
 PLAIN = """
 network Plain(input=1x28x28, classes=10):
     f: conv(8, k=3, p=1) relu maxpool(2)
@@ -29,25 +32,24 @@ DRIVER = textwrap.dedent("""
     import torch
     from safetensors.torch import save_file
     import cnnspec
-    from cnnspec.training import checkpoints as checkpoint
-    from cnnspec.training import data
+    from cnnspec.training import checkpoints, data, distributed
     from cnnspec.training import loop as train
 
     out, mode, data_dir, epochs = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
     rank = int(os.environ["RANK"])
     saves = []
-    real_save = checkpoint.save
-    checkpoint.save = lambda *a, **k: (saves.append(1), real_save(*a, **k))[1]
+    real_save = checkpoints.save
+    checkpoints.save = lambda *a, **k: (saves.append(1), real_save(*a, **k))[1]
     if mode == "fail" and rank == 1:
         def broken(*args, **kwargs):
             raise RuntimeError("rank 1 fails on purpose")
-        train._batch = broken
+        data.DeviceSplit.batch = broken
     torch.manual_seed(0)
     model = cnnspec.load(sys.argv[5]).build()
     config = train.TrainConfig(epochs=epochs, batch_size=32, lr=0.1, progress=False,
                                sync_bn=mode == "syncbn")
     results = train.fit(model, data.fashion_mnist(data_dir), config, out / "run",
-                        resume=mode == "resume")
+                        resume=mode == "resume", group=distributed.join("cpu"))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / f"rank{rank}.safetensors"))
     (out / f"rank{rank}.json").write_text(json.dumps(
@@ -66,6 +68,7 @@ def torchrun(out: Path, mode: str, data_dir: Path, epochs: int, timeout: float =
          "--max-restarts", "0", str(driver), str(out), mode, str(data_dir), str(epochs),
          str(spec)],
         capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout, whatever is installed
     )  # fmt: skip
     return result, time.monotonic() - started
 

@@ -3,6 +3,7 @@ folders, exact resume, and every fault path (kill, SIGTERM, NaN, OOM, corrupt fi
 
 import gzip
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +16,7 @@ from conftest import ROOT, spec_path, synthetic
 from safetensors.torch import load_file
 
 import cnnspec
-from cnnspec.training import checkpoints as checkpoint
-from cnnspec.training import data
+from cnnspec.training import checkpoints, data
 from cnnspec.training.loop import TrainConfig, TrainError, fit, modern
 
 SMALL = """
@@ -53,20 +53,30 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
-    monkeypatch.setenv("CNNSPEC_DATA", str(tmp_path / "env"))
+    monkeypatch.delenv("CNNSPEC_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(data.DataError) as info:
-        data.fashion_mnist(tmp_path / "flag")
+        data.fashion_mnist()
     message = info.value.message
-    for place in ("flag", "env", "debian", "cache"):
+    for place in ("debian", "cache"):
         assert str(tmp_path / place) in message
     assert "apt-get install dataset-fashion-mnist" in message
 
 
-def test_data_search_order(data_dir, tmp_path, monkeypatch):
+def test_a_named_data_folder_is_the_only_place_looked(data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNSPEC_DATA", str(data_dir))
     assert data.find_fashion_mnist(None) == data_dir
-    assert data.find_fashion_mnist(tmp_path / "empty") == data_dir  # falls through
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(data_dir / data.FILES["train_images"], partial)
+    for named in (partial, tmp_path / "absent"):  # never falls through to another place
+        with pytest.raises(data.DataError) as info:
+            data.find_fashion_mnist(named)
+        assert info.value.message.startswith(f"Fashion-MNIST not found in {named} (--data-dir)")
+        assert "t10k-labels-idx1-ubyte.gz" in info.value.message
+    monkeypatch.setenv("CNNSPEC_DATA", str(partial))
+    with pytest.raises(data.DataError, match=r"\(CNNSPEC_DATA\): it lacks train-labels"):
+        data.find_fashion_mnist(None)
 
 
 def test_idx_files_read_back_and_truncation_is_named(data_dir, tmp_path):
@@ -135,6 +145,7 @@ def test_training_learns_and_fills_the_run_folder(data_dir, tmp_path):
         "e0001-s000000", "e0002-s000000", "e0003-s000000", "latest.json"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_resume_is_bitwise_exact(data_dir, tmp_path):
     dataset = data.fashion_mnist(data_dir)
     fit(model(), dataset, small_config(epochs=4), tmp_path / "whole")
@@ -168,7 +179,7 @@ def test_nan_loss_names_epoch_and_step_and_saves_nothing(data_dir, tmp_path):
     with pytest.raises(TrainError) as info:
         fit(model(), data.fashion_mnist(data_dir), small_config(lr=float("inf")), tmp_path / "run")
     assert "NaN or infinite at epoch 1, step" in info.value.message
-    assert not (tmp_path / "run" / "checkpoints" / "latest.json").exists()
+    assert not checkpoints.has_checkpoint(tmp_path / "run")
 
 
 def test_out_of_memory_suggests_a_smaller_batch(data_dir, monkeypatch):
@@ -194,7 +205,7 @@ def test_corrupt_checkpoint_is_named_never_a_fresh_start(data_dir, tmp_path, dam
         target.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
     else:
         target.unlink()
-    with pytest.raises(checkpoint.CheckpointError) as info:
+    with pytest.raises(checkpoints.CheckpointError) as info:
         fit(model(), data.fashion_mnist(data_dir), small_config(epochs=2), run, resume=True)
     assert str(target) in info.value.message
 
@@ -203,8 +214,12 @@ def test_checkpoint_of_another_network_is_refused(data_dir, tmp_path):
     run = tmp_path / "run"
     fit(model(), data.fashion_mnist(data_dir), small_config(epochs=1), run)
     other = SMALL.replace("conv(8", "conv(6")
-    with pytest.raises(checkpoint.CheckpointError, match="does not fit this network"):
+    with pytest.raises(checkpoints.CheckpointError) as info:
         fit(model(other), data.fashion_mnist(data_dir), small_config(), run, resume=True)
+    assert info.value.message == (
+        f"{run}: the weights do not fit this network: "
+        "'f.0.weight' is 8x1x3x3 in the weights, 6x1x3x3 in the network"
+    )
 
 
 # --- the command, in its own process ------------------------------------------------------
@@ -216,9 +231,9 @@ def cli(*args: str, **kwargs) -> subprocess.Popen:
                             cwd=ROOT, **kwargs)  # fmt: skip
 
 
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not checkpoints.has_checkpoint(run):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.02)
@@ -243,6 +258,7 @@ def uninterrupted(small_spec, data_dir, tmp_path_factory) -> dict:
     return weights(run)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_stopped_run_resumes_to_the_same_weights(how, small_spec, data_dir, tmp_path,
                                                  uninterrupted):  # fmt: skip
@@ -250,7 +266,7 @@ def test_stopped_run_resumes_to_the_same_weights(how, small_spec, data_dir, tmp_
     args = (str(small_spec), "--data-dir", str(data_dir), "--batch-size", "8", "--no-progress",
             "--device", "cpu")  # fmt: skip
     p = cli(*args, "--epochs", "6", "--out", str(run))
-    wait_for(run / "checkpoints" / "latest.json", p)
+    wait_for_checkpoint(run, p)
     p.send_signal(how)
     out, err = p.communicate(timeout=120)
     if how == signal.SIGKILL:
@@ -259,7 +275,7 @@ def test_stopped_run_resumes_to_the_same_weights(how, small_spec, data_dir, tmp_
         assert p.returncode == 0, err
         assert "stopped by signal" in out
     assert "Traceback" not in err
-    checkpoint.load(run)  # whatever the moment, the latest checkpoint loads
+    checkpoints.load(run)  # whatever the moment, the latest checkpoint loads
     p = cli(*args, "--resume", str(run))
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
@@ -275,9 +291,11 @@ def test_missing_data_is_one_clean_message_from_the_command(tmp_path, monkeypatc
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["train", str(small_spec), "--data-dir", str(tmp_path / "flag")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("Fashion-MNIST not found (looked in ") and len(err.splitlines()) == 1
+    assert err.startswith(f"Fashion-MNIST not found in {tmp_path / 'flag'} (--data-dir)")
+    assert len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_training_size_is_checked_against_the_network(data_dir, tmp_path):
     args = ["--data-dir", str(data_dir), "--epochs", "1", "--no-progress", "--limit-train",
             "64", "--limit-test", "32", "--out"]  # fmt: skip

@@ -155,13 +155,13 @@ class Recipe(Node):
     """How `cnnspec train` trains this network by default (d2l's `train_ch6` settings)."""
 
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.1
-    epochs: int = 10
-    batch: int = 256
-    resize: int | None = None
+    lr: float = Field(0.1, gt=0)
+    epochs: int = Field(10, ge=1)
+    batch: int = Field(256, ge=1)
+    resize: int | None = Field(None, ge=1)
     init: Literal["xavier", "default"] = "xavier"
-    momentum: float = 0.0
-    weight_decay: float = 0.0
+    momentum: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
 
 
 class Document(Node):

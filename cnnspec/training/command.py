@@ -1,48 +1,99 @@
-"""What `cnnspec train` does: from a spec and its flags to a trained run folder.
+"""The `cnnspec train` command: from a request (its flags, typed) to a trained run folder.
 
 RUN/spec.cnn (or .yaml)   the spec as given
 RUN/recipe.json           the training settings actually used
+RUN/data.json             where the images came from (for a resume)
 RUN/metrics.jsonl         one line per epoch
 RUN/curves.png            loss and accuracies per epoch
-RUN/checkpoints/          see checkpoint.py
+RUN/checkpoints/          see checkpoints.py
+RUN/trainer.lock          locked while a trainer runs there (see lock.py)
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from ..atomic import write_atomic
 from ..errors import CnnspecError
-from ..spec import Spec
-from . import data, distributed
+from ..limits import DEFAULT, Limits
+from ..spec import Spec, load
+from . import checkpoints, data, distributed, lock, run_files
 from .loop import TrainConfig, TrainError, fit, modern
 
 
-def config_for(spec: Spec, args) -> TrainConfig:
+@dataclass(frozen=True)
+class TrainRequest:
+    """What `cnnspec train` is asked to do. None: the spec's recipe (or the resumed run's)
+    decides."""
+
+    spec: str | None = None  # None: the resumed run's own
+    resume: str | None = None
+    out: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    resize: int | None = None
+    recipe: str = "spec"  # spec | modern
+    device: str | None = None
+    precision: str = "auto"
+    compile: bool = False
+    seed: int = 0
+    data_dir: str | None = None
+    images: str | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    progress: bool = True
+    sync_bn: bool = False
+    limits: Limits = DEFAULT  # the spec's budgets (--max-params and the like)
+
+
+def _first(*values):
+    """The first value that is not None."""
+    return next((v for v in values if v is not None), None)
+
+
+def config_for(spec: Spec, request: TrainRequest) -> TrainConfig:
     """The spec's recipe, overridden by flags."""
     recipe = spec.recipe
-    size = args.resize or recipe.resize
+    size = _first(request.resize, recipe.resize)
     config = TrainConfig(
-        epochs=args.epochs or recipe.epochs,
-        batch_size=args.batch_size or recipe.batch,
-        lr=args.lr or recipe.lr,
+        epochs=_first(request.epochs, recipe.epochs),
+        batch_size=_first(request.batch_size, recipe.batch),
+        lr=_first(request.lr, recipe.lr),
         optimizer=recipe.optimizer,
         momentum=recipe.momentum,
         weight_decay=recipe.weight_decay,
         size=(size, size) if size else tuple(spec.input_shape[1:]) or None,
-        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
-        precision=args.precision,
-        compile=args.compile,
-        seed=args.seed,
-        progress=not args.no_progress,
-        sync_bn=args.sync_bn,
+        device=request.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        precision=request.precision,
+        compile=request.compile,
+        seed=request.seed,
+        progress=request.progress,
+        sync_bn=request.sync_bn,
     )
-    return modern(config) if args.recipe == "modern" else config
+    return modern(config) if request.recipe == "modern" else config
+
+
+def resumed_config(run: Path, request: TrainRequest) -> TrainConfig:
+    """The settings the run was started with; only the epoch count and the progress bar may
+    change."""
+    path = run / "recipe.json"
+    if not path.exists() and not checkpoints.has_checkpoint(run):  # stopped before writing it
+        raise TrainError(f"{run} never began training (it has no recipe.json); start it "
+                         f"again with --out {run}")  # fmt: skip
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise TrainError(f"{path}: cannot read the run's recipe ({err})") from None
+    saved = run_files.check(saved, run_files.RECIPE, path, TrainError)
+    saved["size"] = tuple(saved["size"]) if saved["size"] else None
+    return TrainConfig(**{**saved, "epochs": _first(request.epochs, saved["epochs"]),
+                          "progress": request.progress})  # fmt: skip
 
 
 def at_input_size(spec: Spec, channels: int, size: tuple[int, int]) -> Spec:
@@ -70,70 +121,138 @@ def at_input_size(spec: Spec, channels: int, size: tuple[int, int]) -> Spec:
         ) from None
 
 
-def dataset_for(spec: Spec, args) -> data.Dataset:
-    if args.images:
+@dataclass(frozen=True)
+class DataSource:
+    """Where a run's images come from. Kept in RUN/data.json, so that a resume trains on
+    the same images without being told again (a flag given on resume still wins)."""
+
+    data_dir: str | None = None  # Fashion-MNIST's folder, as found when the run began
+    images: str | None = None  # or a folder of class folders
+    limit_train: int | None = None
+    limit_test: int | None = None
+
+
+def data_source(request: TrainRequest) -> DataSource:
+    given = DataSource(request.data_dir, request.images, request.limit_train,
+                       request.limit_test)  # fmt: skip
+    if request.resume:
+        path = Path(request.resume) / "data.json"
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise TrainError(f"{path}: cannot read where the run's data is ({err})") from None
+        saved = run_files.check(saved, run_files.DATA, path, TrainError)
+        return DataSource(**{k: _first(getattr(given, k), v) for k, v in saved.items()})
+    if given.images:
+        return replace(given, images=str(Path(given.images).resolve()))
+    return replace(given, data_dir=str(data.find_fashion_mnist(given.data_dir).resolve()))
+
+
+def dataset_for(spec: Spec, source: DataSource, seed: int) -> data.Dataset:
+    if source.images:
         c, h, w = spec.input_shape
-        return data.image_folder(args.images, (h, w), c, seed=args.seed)
-    base = data.fashion_mnist(args.data_dir).limit(args.limit_train, args.limit_test)
+        return data.image_folder(source.images, (h, w), c, seed=seed)
+    base = data.fashion_mnist(source.data_dir)
+    base = base.limit(source.limit_train, source.limit_test)
     heads = spec.output_shape
     if heads and isinstance(heads[0], tuple):  # several heads: compose character strips
         _, h, w = spec.input_shape
         return data.Dataset(
             "fashion-mnist strips",
-            data.strips(base.train, len(heads), args.seed, h, w),
-            data.strips(base.test, len(heads), args.seed + 1, h, w),
+            data.strips(base.train, len(heads), seed, h, w),
+            data.strips(base.test, len(heads), seed + 1, h, w),
             (*base.classes, "none"),
         )
     return base
+
+
+def claim_run(spec: Spec, request: TrainRequest) -> Path:
+    """The run folder, locked for this process: the resumed one, or a new one."""
+    run = Path(request.resume or request.out or "runs")
+    try:
+        if request.resume:
+            lock.hold(run)
+            return run
+        return new_run(spec, request.out)
+    except OSError as err:  # under a file, read-only, full
+        raise TrainError(f"{err.filename or run}: cannot write the run folder there "
+                         f"({err.strerror or err})") from None  # fmt: skip
 
 
 def new_run(spec: Spec, out: str | None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     stem = Path(spec.source.name).stem if spec.source.name != "<string>" else spec.name
     run = Path(out) if out else Path("runs") / f"{stem}-{stamp}"
-    if (run / "checkpoints").exists():
-        raise TrainError(f"{run} already holds a run; use --resume {run} or another --out")
     run.mkdir(parents=True, exist_ok=True)
+    lock.hold(run)  # before looking inside: another trainer may be about to write there
+    if checkpoints.has_checkpoint(run):  # a run killed before its first checkpoint is redone
+        raise TrainError(f"{run} already holds a run; use --resume {run} or another --out")
     suffix = Path(spec.source.name).suffix or ".cnn"
     write_atomic(run / f"spec{suffix}", spec.source.text)
     return run
 
 
-def train(spec: Spec, args) -> int:
-    if args.resume:
-        run = Path(args.resume)
+def write_settings(run: Path, source: DataSource, config: TrainConfig) -> None:
+    """Where the data is and the settings actually used, which a resume reads back; the
+    recipe last, so that a run with a recipe always has its data.json."""
+    for name, value in (("data.json", source), ("recipe.json", config)):
         try:
-            saved = json.loads((run / "recipe.json").read_text())
-        except (OSError, ValueError) as err:
-            raise TrainError(f"{run / 'recipe.json'}: cannot read the run's recipe ({err})") \
-                from None  # fmt: skip
-        saved["size"] = tuple(saved["size"]) if saved["size"] else None
-        config = TrainConfig(**{**saved, "epochs": args.epochs or saved["epochs"],
-                                "progress": not args.no_progress})  # fmt: skip
+            write_atomic(run / name, json.dumps(asdict(value), indent=1))
+        except OSError as err:
+            raise TrainError(f"{run / name}: cannot write it ({err.strerror or err})") from None
+
+
+def spec_for(request: TrainRequest) -> Spec:
+    """The spec given, or on a resume the run's own; a resume refuses another one."""
+    if not request.resume:
+        if request.spec is None:
+            raise TrainError("which network? give a SPEC, or --resume RUN")
+        return load(request.spec, limits=request.limits)
+    run = Path(request.resume)
+    saved = sorted(run.glob("spec.*"))
+    if not saved:
+        raise TrainError(f"{run}: not a run folder (it holds no spec.cnn or spec.yaml)")
+    if request.spec is not None and Path(request.spec).read_bytes() != saved[0].read_bytes():
+        raise TrainError(f"{request.spec} is not the spec {run} was trained with "
+                         f"({saved[0]}); leave SPEC out to resume with the run's own")  # fmt: skip
+    return load(saved[0], limits=request.limits)
+
+
+def train(request: TrainRequest) -> int:
+    spec = spec_for(request)
+    if request.resume:
+        run = Path(request.resume)
+        config = resumed_config(run, request)
     else:
-        config = config_for(spec, args)
+        config = config_for(spec, request)
     group = distributed.join(torch.device(config.device).type)
-    main = group is None or group.main
-    say = print if main else (lambda *a, **k: None)
-    dataset = dataset_for(spec, args)
+    source = data_source(request)
+    dataset = dataset_for(spec, source, config.seed)
     channels = dataset.train.images.shape[1]
     size = config.size or tuple(dataset.train.images.shape[-2:])
     trained = at_input_size(spec, channels, size)
-    if not args.resume:  # rank 0 names the folder (its name has the time in it)
-        run = distributed.broadcast(new_run(spec, args.out) if main else None, group)
-    if main:
-        recipe = asdict(replace(config, size=size))
-        write_atomic(run / "recipe.json", json.dumps(recipe, indent=1))
-    distributed.barrier(group)
+    config = replace(config, size=size)
+    run = distributed.on_main(group, lambda: claim_run(spec, request))  # rank 0 names it
+    try:
+        distributed.on_main(group, lambda: write_settings(run, source, config))
+        return _train_in(run, trained, dataset, config, request, group)
+    finally:
+        lock.release(run)
+
+
+def _train_in(run: Path, trained: Spec, dataset, config: TrainConfig, request: TrainRequest,
+              group) -> int:  # fmt: skip
+    say = print if distributed.is_main(group) else (lambda *a, **k: None)
     torch.manual_seed(config.seed)
     model = trained.build()
     ranks = f" on {group.world} processes" if group else ""
-    say(f"training {spec.name} ({trained.params:,} parameters) on {dataset.name}: "
+    say(f"training {trained.name} ({trained.params:,} parameters) on {dataset.name}: "
         f"{len(dataset.train):,} images at {'x'.join(map(str, trained.input_shape))}, "
-        f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}, "
+        f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, "
+        f"batch {config.batch_size}, lr {config.lr}, "
         f"on {config.device}{ranks}; run folder {run}")  # fmt: skip
     start = time.perf_counter()
-    results = fit(model, dataset, replace(config, size=size), run, resume=bool(args.resume))
+    results = fit(model, dataset, config, run, resume=bool(request.resume), group=group)
     if results:
         last = results[-1]
         train_seconds = sum(r.train_seconds for r in results)

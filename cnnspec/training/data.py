@@ -1,22 +1,30 @@
-"""Datasets as whole uint8 tensors, ready to live on the training device.
+"""Datasets as whole uint8 tensors, and their life on the training device.
 
-- Fashion-MNIST from its original IDX `.gz` files, looked for in `--data-dir`, then
-  `$CNNSPEC_DATA`, then `/usr/share/datasets/fashion-mnist` (Debian's
-  `dataset-fashion-mnist`), then the user cache folder.
+- Fashion-MNIST from its original IDX `.gz` files, looked for only in `--data-dir` or
+  `$CNNSPEC_DATA` when one is given, else in `/usr/share/datasets/fashion-mnist` (Debian's
+  `dataset-fashion-mnist`), then the user cache folder. Damaged files are named, never
+  inflated beyond what their header declares.
 - A folder of images, one sub-folder per class.
 - Character strips for multi-head models: 1 to 6 Fashion-MNIST items side by side in a
   3x64x128 image, one label per position, 10 meaning "no item".
+
+On the device (`on_device`), a split is kept at its stored size and served in batches:
+gathered by index, resized to the training size, scaled to [0, 1], cropped and flipped
+when augmenting, in channels_last when asked.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import CnnspecError
 
@@ -64,15 +72,14 @@ class Dataset:
 
 
 def search_path(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    places = []
+    """Where Fashion-MNIST is looked for: a folder the user names (the flag, else
+    $CNNSPEC_DATA) and nowhere else; otherwise the system's and the user's usual places."""
     if data_dir:
-        places.append(Path(data_dir))
+        return [Path(data_dir)]
     if os.environ.get("CNNSPEC_DATA"):
-        places.append(Path(os.environ["CNNSPEC_DATA"]))
-    places.append(DEBIAN_DIR)
+        return [Path(os.environ["CNNSPEC_DATA"])]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    places.append(cache / "cnnspec" / "fashion-mnist")
-    return places
+    return [DEBIAN_DIR, cache / "cnnspec" / "fashion-mnist"]
 
 
 def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path:
@@ -80,6 +87,12 @@ def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path:
     for place in places:
         if all((place / name).is_file() for name in FILES.values()):
             return place
+    if data_dir or os.environ.get("CNNSPEC_DATA"):  # named by the user: say what it lacks
+        place = places[0]
+        missing = [name for name in FILES.values() if not (place / name).is_file()]
+        source = "--data-dir" if data_dir else "CNNSPEC_DATA"
+        raise DataError(f"Fashion-MNIST not found in {place} ({source}): it lacks "
+                        f"{', '.join(missing)}")  # fmt: skip
     looked = ", ".join(str(p) for p in places)
     raise DataError(
         f"Fashion-MNIST not found (looked in {looked}); install it with "
@@ -88,36 +101,73 @@ def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path:
     )
 
 
-def read_idx(path: Path) -> torch.Tensor:
-    """An IDX file (optionally gzipped) as a uint8 tensor of its declared shape."""
+# deflate cannot shrink data more than 1032:1, so a header declaring more than this many
+# bytes per compressed byte is a lie, refused before anything is inflated
+MAX_INFLATION = 1032
+
+
+def read_idx(path: Path, ndim: int | None = None) -> torch.Tensor:
+    """An IDX file (optionally gzipped) as a uint8 tensor of its declared shape (with
+    `ndim` dimensions, if given). The header's sizes are checked against the file's before
+    the body is read, and no more than the declared body is ever inflated."""
     try:
+        stored = path.stat().st_size
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
-            data = f.read()
-        zero, dtype, ndim = struct.unpack(">HBB", data[:4])
-        if zero != 0 or dtype != 0x08:
-            raise ValueError("not an unsigned-byte IDX file")
-        shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-        body = data[4 + 4 * ndim :]
-        count = 1
-        for d in shape:
-            count *= d
-        if len(body) != count:
-            raise ValueError(f"expected {count} values, found {len(body)}")
-    except (OSError, EOFError, ValueError, struct.error) as err:
+            zero, dtype, dims = struct.unpack(">HBB", _read_exactly(f, 4))
+            if zero != 0 or dtype != 0x08:
+                raise ValueError("not an unsigned-byte IDX file")
+            if ndim is not None and dims != ndim:
+                raise ValueError(f"expected {ndim} dimension(s), the header declares {dims}")
+            shape = struct.unpack(f">{dims}I", _read_exactly(f, 4 * dims))
+            count = math.prod(shape)
+            limit = stored * MAX_INFLATION if opener is gzip.open else stored
+            if 4 + 4 * dims + count > limit:
+                raise ValueError(f"the header declares {count:,} values, more than the "
+                                 f"{stored:,}-byte file can hold")  # fmt: skip
+            body = f.read(count)
+            if len(body) != count:
+                raise ValueError(f"expected {count} values, found {len(body)}")
+            if f.read(1):
+                raise ValueError(f"more data than the {count} values the header declares")
+    except (OSError, EOFError, ValueError, struct.error, zlib.error) as err:
         raise DataError(f"{path}: cannot read IDX data ({err})") from None
+    if not body:  # frombuffer refuses an empty buffer
+        return torch.zeros(shape, dtype=torch.uint8)
     return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
+
+
+def _read_exactly(f, n: int) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise ValueError("the header is cut short")
+    return data
 
 
 def fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     root = find_fashion_mnist(data_dir)
-    t = {key: read_idx(root / name) for key, name in FILES.items()}
-    return Dataset(
-        "fashion-mnist",
-        Split(t["train_images"].unsqueeze(1), t["train_labels"].long()),
-        Split(t["test_images"].unsqueeze(1), t["test_labels"].long()),
-        CLASSES,
-    )
+    splits = []
+    for split in ("train", "test"):
+        images_file, labels_file = root / FILES[f"{split}_images"], root / FILES[f"{split}_labels"]
+        images, labels = read_idx(images_file, ndim=3), read_idx(labels_file, ndim=1)
+        _check_split(images, labels, images_file, labels_file)
+        splits.append(Split(images.unsqueeze(1), labels.long()))
+    return Dataset("fashion-mnist", *splits, CLASSES)
+
+
+def _check_split(images: torch.Tensor, labels: torch.Tensor, images_file: Path,
+                 labels_file: Path) -> None:  # fmt: skip
+    """What the trainer relies on: some images, each with a label of a known class."""
+    if len(images) == 0:
+        raise DataError(f"{images_file}: holds no images")
+    if 0 in images.shape[1:]:
+        raise DataError(f"{images_file}: images of size {images.shape[1]}x{images.shape[2]}")
+    if len(images) != len(labels):
+        raise DataError(f"{labels_file}: {len(labels):,} labels for the {len(images):,} "
+                        f"images of {images_file.name}")  # fmt: skip
+    if int(labels.max()) >= len(CLASSES):
+        raise DataError(f"{labels_file}: label {int(labels.max())} found; Fashion-MNIST's "
+                        f"are 0 to {len(CLASSES) - 1}")  # fmt: skip
 
 
 def image_folder(root: str | os.PathLike, size: tuple[int, int], channels: int,
@@ -178,3 +228,75 @@ def strips(split: Split, heads: int = 6, seed: int = 0, height: int = 64,
         patch = items[picks[:, slot]] * present[:, slot, None, None]
         canvas[:, top : top + side, slot * side : (slot + 1) * side] = patch
     return Split(canvas.unsqueeze(1).expand(n, 3, height, width).contiguous(), labels)
+
+
+# --- on the training device -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceSplit:
+    """A split on the training device, at its native size, served in batches at the
+    training size. Each batch is resized as it is drawn: holding a whole resized set would
+    cost N x H x W bytes (60,000 images at 224x224: 3 GB, and twice that while resizing),
+    while resizing 128 images costs little beside a step of a network that wants 224x224."""
+
+    images: torch.Tensor  # uint8, N x C x h x w, as stored
+    labels: torch.Tensor
+    size: tuple[int, int] | None = None  # the training size; None keeps the stored one
+    channels_last: bool = False
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def batch(self, index: torch.Tensor, augment: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Images `index` as floats in [0, 1] at the training size (randomly cropped and
+        flipped with `augment`), and their labels."""
+        x = self.images[index]
+        if self.size is not None and tuple(x.shape[-2:]) != tuple(self.size):
+            x = resized_levels(x, self.size)
+        else:
+            x = x.float()
+        x = x.div_(255)
+        if augment is not None:
+            x = crop_and_flip(x, augment)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[index]
+
+
+def on_device(split: Split, size: tuple[int, int] | None, device: torch.device,
+              channels_last: bool = False) -> DeviceSplit:  # fmt: skip
+    """Move a split to the device, to be served at `size`."""
+    split = split.to(device)
+    return DeviceSplit(split.images, split.labels, tuple(size) if size else None,
+                       channels_last and split.images.dim() == 4)  # fmt: skip
+
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 images resized as PIL resizes them: bilinear, antialiased, rounded."""
+    return resized_levels(images, size).to(torch.uint8)
+
+
+def resized_levels(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`resize`'s result as floats (whole numbers 0 to 255), so that a batch need not go
+    back to uint8 before it is scaled; each image is resized alone, so a batch gets exactly
+    what resizing the whole set would have given it."""
+    out = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True,
+                        align_corners=False)  # fmt: skip
+    return out.round_().clamp_(0, 255)
+
+
+def crop_and_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random crop of each image padded by 4 pixels, and a horizontal flip half the time."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4))
+    dy = torch.randint(0, 9, (n,), device=x.device, generator=gen)
+    dx = torch.randint(0, 9, (n,), device=x.device, generator=gen)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    out = padded[batch, chans, rows, cols]
+    flip = torch.rand(n, device=x.device, generator=gen) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)

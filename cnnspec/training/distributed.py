@@ -3,18 +3,24 @@
 Under `torchrun` (RANK, WORLD_SIZE and LOCAL_RANK in the environment) the trainer joins
 the process group (NCCL on GPU, gloo on CPU). Each global batch is split across ranks, so
 every sample is seen once per epoch and the averaged gradient is the single-process one;
-only rank 0 prints and writes the run folder.
+only rank 0 prints and writes the run folder (`is_main`, `on_main`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+from ..errors import CnnspecError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -23,9 +29,28 @@ class Group:
     world: int
     local_rank: int
 
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
+
+def is_main(group: Group | None) -> bool:
+    """The rank-0 gate: whether this process prints and writes the run folder (alone, it
+    always does)."""
+    return group is None or group.rank == 0
+
+
+def on_main(group: Group | None, action: Callable[[], T]) -> T:
+    """Run `action` on rank 0 alone and hand its result to every rank, which wait for it.
+    A user-facing error it raises is raised on every rank, so none waits forever."""
+    if group is None:
+        return action()
+    box: list = [None, None]
+    if is_main(group):
+        try:
+            box[0] = action()
+        except CnnspecError as err:
+            box[1] = err
+    dist.broadcast_object_list(box, src=0)
+    if box[1] is not None:
+        raise box[1]
+    return box[0]
 
 
 def launched() -> bool:
@@ -56,20 +81,6 @@ def max_(tensor: torch.Tensor, group: Group | None) -> torch.Tensor:
     if group is not None:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor
-
-
-def barrier(group: Group | None) -> None:
-    if group is not None:
-        dist.barrier()
-
-
-def broadcast(value, group: Group | None):
-    """Rank 0's `value`, on every rank."""
-    if group is None:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def relaunch(nproc: int, argv: list[str]) -> int:

@@ -1,14 +1,14 @@
-"""The shared trainer: any nn.Module, any `data.Dataset`; knows nothing of specs.
+"""The shared trainer's loop: any nn.Module, any `data.Dataset`; knows nothing of specs.
 
-Fast where d2l's `train_ch6` is slow: the whole uint8 dataset sits on the device, resized
-there once (bilinear, antialiased, rounded back to uint8 as PIL's resize does); shuffling
-and batching are index operations on the device; loss and accuracy accumulate on the device,
-so an epoch has no host sync until its end (the progress bar reads them through an
-asynchronous copy); fused optimizers; channels_last and bf16 autocast on GPU (both can be
-asked for on CPU too); optional torch.compile. Results compare with the seeds: the default
-recipe is d2l's.
+Fast where d2l's `train_ch6` is slow: the whole uint8 dataset sits on the device at its
+stored size, each batch resized as it is drawn (`data.on_device`); shuffling and batching
+are index operations on the device; loss and accuracy accumulate on the device, so an
+epoch has no host sync until its end (the progress bar reads them through an asynchronous
+copy); fused optimizers; channels_last and bf16 autocast on GPU (both can be asked for on
+CPU too); optional torch.compile. Results compare with the seeds: the default recipe is
+d2l's.
 
-Checkpoints (see `checkpoint.py`) are written at every epoch's end and on Ctrl-C/SIGTERM;
+Checkpoints (see `checkpoints.py`) are written at every epoch's end and on Ctrl-C/SIGTERM;
 resuming continues exactly: shuffles derive from (seed, epoch), and RNG states are saved.
 """
 
@@ -19,7 +19,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CnnspecError
-from . import checkpoints as checkpoint
-from . import distributed
-from .data import Dataset, Split
-from .report import progress_bar, write_metrics
+from . import checkpoints, distributed
+from .checkpoints import TrainerState
+from .data import Dataset, DeviceSplit, on_device
+from .report import progress_bar, write_metrics_and_plot
 
 
 class TrainError(CnnspecError):
@@ -82,54 +82,11 @@ class EpochResult:
     compile_seconds: float = 0.0  # the first, compiling step (left out of examples_per_sec)
 
 
-@dataclass
-class _State:
-    epoch: int = 0  # epochs completed
-    step: int = 0  # steps completed in the current epoch
-    history: list[dict] = field(default_factory=list)
-    partial: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss, hits, n
-    train_seconds: float = 0.0
+@dataclass(frozen=True)
+class Stopped:
+    """An epoch cut short by Ctrl-C or SIGTERM, after a checkpoint of where it stopped."""
 
-
-# --- data on the device -------------------------------------------------------------------
-
-
-def prepare(split: Split, size: tuple[int, int] | None, device: torch.device) -> Split:
-    """Move a split to the device and resize it there, once, back to uint8."""
-    split = split.to(device)
-    images = split.images
-    if size is not None and tuple(images.shape[-2:]) != tuple(size):
-        chunks = []
-        for chunk in images.split(4096):
-            out = F.interpolate(chunk.float(), size=size, mode="bilinear", antialias=True,
-                                align_corners=False)  # fmt: skip
-            chunks.append(out.round_().clamp_(0, 255).to(torch.uint8))
-        images = torch.cat(chunks)
-    return Split(images, split.labels)
-
-
-def _batch(split: Split, index: torch.Tensor, augment: bool, gen: torch.Generator | None,
-           channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    x = split.images[index].float().div_(255)
-    if augment:
-        x = _crop_and_flip(x, gen)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, split.labels[index]
-
-
-def _crop_and_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    n, _, h, w = x.shape
-    padded = F.pad(x, (4, 4, 4, 4))
-    dy = torch.randint(0, 9, (n,), device=x.device, generator=gen)
-    dx = torch.randint(0, 9, (n,), device=x.device, generator=gen)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    out = padded[batch, chans, rows, cols]
-    flip = torch.rand(n, device=x.device, generator=gen) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+    signal: int | None  # None: the signal reached another rank
 
 
 # --- optimisation -------------------------------------------------------------------------
@@ -182,15 +139,16 @@ def _loss_and_hits(out, y: torch.Tensor, smoothing: float):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int, autocast, channels_last,
-             group=None) -> float:  # fmt: skip
-    """Test accuracy; under torchrun each rank scores its share and the hits are summed."""
+def test_accuracy(model: nn.Module, split: DeviceSplit, batch_size: int, autocast,
+                  group=None) -> float:  # fmt: skip
+    """The share of `split` the model classifies right; under torchrun each rank scores its
+    share and the hits are summed."""
     model.eval()
     hits = torch.zeros((), device=split.labels.device)
     rank, world = (group.rank, group.world) if group is not None else (0, 1)
     mine = torch.arange(rank, len(split), world, device=hits.device)
     for index in mine.split(batch_size):
-        x, y = _batch(split, index, False, None, channels_last)
+        x, y = split.batch(index)
         with autocast():
             hits += _loss_and_hits(model(x), y, 0.0)[1]
     model.train()
@@ -223,20 +181,19 @@ def fit(
     run: Path | None = None,
     resume: bool = False,
     report: Callable[[str], None] = print,
+    group: distributed.Group | None = None,
 ) -> list[EpochResult]:
-    """Train `model` on `data`; with `run`, keep metrics, curves and checkpoints there."""
+    """Train `model` on `data`; with `run`, keep metrics, curves and checkpoints there.
+    Under torchrun, pass the process group (`distributed.join`)."""
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainError("--device cuda asked for, but no CUDA device is available")
-    group = distributed.join(device.type)
     if group is not None and cfg.sync_bn and device.type != "cuda":
         raise TrainError("--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA only")
-    if group is not None:
-        if device.type == "cuda":
-            device = torch.device("cuda", group.local_rank)
-        if not group.main:
-            report = _quiet
-            cfg = replace(cfg, progress=False)
+    if group is not None and device.type == "cuda":
+        device = torch.device("cuda", group.local_rank)
+    if not distributed.is_main(group):
+        report, cfg = _quiet, replace(cfg, progress=False)
     try:
         loop = _Loop(model, data, cfg, run, resume, report, device, group)
         return loop.run_epochs()
@@ -251,28 +208,82 @@ def _quiet(line: str) -> None:
     """Ranks other than 0 say nothing."""
 
 
+@dataclass
+class _Tally:
+    """An epoch's running figures, kept on the device: sums of loss x count, hits and count,
+    and the first step whose loss was not finite (-1: none yet)."""
+
+    sums: torch.Tensor
+    first_bad: torch.Tensor
+
+    @classmethod
+    def resume(cls, partial: list[float], device: torch.device) -> _Tally:
+        sums = torch.tensor(partial, dtype=torch.float64).to(device)
+        return cls(sums, torch.full((), -1, device=device, dtype=torch.int64))
+
+    def add(self, loss: torch.Tensor, hits: torch.Tensor, count: int, step: torch.Tensor):
+        n = torch.full((), count, device=self.sums.device, dtype=torch.float64)
+        self.sums += torch.stack([loss.double() * n, hits.double(), n])
+        bad = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, step, self.first_bad)
+
+    def gather(self, group) -> None:
+        """Sum the figures over the ranks (and agree on the first bad step)."""
+        distributed.sum_(self.sums, group)
+        distributed.max_(self.first_bad, group)
+
+
+class _Clock:
+    """An epoch's training time, keeping a compiling first step apart from the rest."""
+
+    def __init__(self, compiling: bool, device: torch.device, report):
+        self.compiling, self.device, self.report = compiling, device, report
+        self.started = time.perf_counter()
+        self.compile_seconds = 0.0
+        self.compiled_examples = 0  # the first step's examples, left out of the rate
+
+    def first_step_done(self, examples: int) -> None:
+        """Called before the session's second step: time the first when it compiled."""
+        if not self.compiling:
+            return
+        _synchronize(self.device)
+        self.compile_seconds = time.perf_counter() - self.started
+        self.report(f"torch.compile: first step took {self.compile_seconds:.1f} s")
+        self.started, self.compiling = time.perf_counter(), False
+        self.compiled_examples = examples
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
 class _Loop:
     """One run's moving parts, set up once, so that an epoch and a step each read alone."""
 
     def __init__(self, model, data, cfg, run, resume, report, device, group):
         self.cfg, self.run, self.report, self.device, self.group = cfg, run, report, device, group
-        self.main = group is None or group.main
         self.autocast = autocast_for(cfg, device)
-        self.train = prepare(data.train, cfg.size, device)
-        self.test = prepare(data.test, cfg.size, device)
+        wanted = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+        self.train = on_device(data.train, cfg.size, device, wanted)
+        self.test = on_device(data.test, cfg.size, device, wanted)
         if group is not None and cfg.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(device)
-        wanted = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-        self.channels_last = wanted and self.train.images.dim() == 4
-        if self.channels_last:
+        if self.train.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
         self.optimizer = make_optimizer(model, cfg)
-        self.state = _State()
+        if resume and run is None:
+            raise TrainError("resuming needs the run folder")
+        restored = None
         if resume:
-            self.state = _load_checkpoint(run, model, self.optimizer, device)
-            report(f"resuming {run} at epoch {self.state.epoch + 1}, step {self.state.step}")
+            restored = checkpoints.restore_state(run, model, self.optimizer, device, asdict(cfg))
+        if resume and restored is None:
+            report(f"{run} has no complete checkpoint yet: training it from the beginning")
+        elif restored is not None:
+            report(f"resuming {run} at epoch {restored.epoch + 1}, step {restored.step}")
+        if restored is None and run is not None:
+            distributed.on_main(group, lambda: checkpoints.begin(run))
+        self.state = restored or TrainerState()
         self.step_model = model  # what a step calls: wrapped for torchrun and torch.compile
         if group is not None:
             ids = [group.local_rank] if device.type == "cuda" else None
@@ -283,91 +294,67 @@ class _Loop:
         self.step_ids = torch.arange(self.per_epoch, device=device)  # no host copy per step
 
     def run_epochs(self) -> list[EpochResult]:
-        cfg = self.cfg
         results = [EpochResult(**h) for h in self.state.history]
         self.model.train()
         with _stop_requests() as stop:
-            for epoch in range(self.state.epoch, cfg.epochs):
-                result = self._epoch(epoch, stop)
-                if result is None:  # stopped by a signal, partial state saved
-                    return results
-                results.append(result)
-                self.report(f"epoch {result.epoch}/{cfg.epochs}  loss {result.loss:.3f}  "
-                            f"train acc {result.train_acc:.3f}  "
-                            f"test acc {result.test_acc:.3f}  "
-                            f"{result.examples_per_sec:,.0f} ex/s")  # fmt: skip
-                self.state = _State(epoch + 1, 0, [asdict(r) for r in results])
-                if self.run is not None:
-                    if self.main:
-                        self._checkpoint()
-                        write_metrics(self.run, results)
-                    distributed.barrier(self.group)
+            for epoch in range(self.state.epoch, self.cfg.epochs):
+                outcome = self._epoch(epoch, stop)
+                if isinstance(outcome, Stopped):
+                    break
+                results.append(outcome)
+                self._report_epoch(outcome)
+                self.state = TrainerState(epoch + 1, 0, [asdict(r) for r in results])
+                self._save_run_files(results)
         return results
 
-    def _epoch(self, epoch: int, stop: dict) -> EpochResult | None:
-        """Train one epoch (the rest of it, when resuming mid-epoch) and test; None when a
-        signal stopped it."""
-        cfg, state, device, group = self.cfg, self.state, self.device, self.group
-        n, batch = len(self.train), cfg.batch_size
-        seed = cfg.seed * 1_000_003 + epoch  # shuffles and crops derive from (seed, epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
-        augment = None
-        if cfg.augment:
-            augment = torch.Generator(device=device)
-            augment.manual_seed(seed)
-        sums = torch.tensor(state.partial, dtype=torch.float64).to(device)  # loss, hits, n
-        first_bad = torch.full((), -1, device=device, dtype=torch.int64)  # first NaN step
-        resumed_seen, earlier_seconds = state.partial[2], state.train_seconds
-        bar = progress_bar(cfg.progress, epoch, cfg.epochs, self.per_epoch, state.step)
-        started = time.perf_counter()
-        compile_seconds, compiling = 0.0, cfg.compile and epoch == state.epoch
-        for step in range(state.step, self.per_epoch):
-            if compiling and step == state.step + 1:  # the first step compiled the model
-                _synchronize(device)
-                compile_seconds = time.perf_counter() - started
-                self.report(f"torch.compile: first step took {compile_seconds:.1f} s")
-                started, compiling = time.perf_counter(), False
-                resumed_seen += min(batch, n - state.step * batch)  # its examples too
-            index = order[step * batch : (step + 1) * batch]
-            if group is not None:  # this rank's share of the global batch
-                index = index[group.rank :: group.world]
+    def _epoch(self, epoch: int, stop: dict) -> EpochResult | Stopped:
+        """Train one epoch (the rest of it, when resuming mid-epoch) and test."""
+        order, augment = self._order(epoch)
+        tally = _Tally.resume(self.state.partial, self.device)
+        bar = progress_bar(self.cfg.progress, epoch, self.cfg.epochs, self.per_epoch,
+                           self.state.step)  # fmt: skip
+        clock = _Clock(self.cfg.compile and epoch == self.state.epoch, self.device, self.report)
+        first = self.state.step
+        for step in range(first, self.per_epoch):
+            if step == first + 1:
+                clock.first_step_done(self._examples_in(first))
+            index = self._batch_index(order, step)
             loss, hits = self._step(index, epoch * self.per_epoch + step, augment)
-            count = torch.full((), len(index), device=device, dtype=torch.float64)
-            sums += torch.stack([loss.double() * count, hits.double(), count])
-            bad = ~torch.isfinite(loss) & (first_bad < 0)
-            first_bad = torch.where(bad, self.step_ids[step], first_bad)
-            bar.advance(sums)
-            if _stopping(stop, step, group, device):
-                _check_finite(distributed.max_(first_bad, group), epoch)
-                state.step = step + 1
-                state.partial = distributed.sum_(sums, group).tolist()
-                state.train_seconds += time.perf_counter() - started
+            tally.add(loss, hits, len(index), self.step_ids[step])
+            bar.advance(tally.sums)
+            if _stopping(stop, step, self.group, self.device):
                 bar.close()
-                if self.run is not None:
-                    if self.main:
-                        self._checkpoint()
-                    distributed.barrier(group)
-                    self.report(f"stopped by signal {stop['signal'] or 'on another rank'}; "
-                                f"saved a checkpoint to resume from ({self.run})")  # fmt: skip
-                return None
-        distributed.sum_(sums, group)
-        distributed.max_(first_bad, group)
-        loss_sum, hit_sum, seen = sums.tolist()  # the epoch's one sync
-        elapsed = time.perf_counter() - started
+                return self._stop(epoch, step, tally, clock, stop["signal"])
         bar.close()
-        _check_finite(first_bad, epoch)
-        test_acc = evaluate(self.model, self.test, max(batch, 1024), self.autocast,
-                            self.channels_last, group)  # fmt: skip
-        return EpochResult(
-            epoch + 1, loss_sum / seen, hit_sum / seen, test_acc,
-            (seen - resumed_seen) / max(elapsed, 1e-9),  # this session's share of the epoch
-            earlier_seconds + elapsed, time.perf_counter() - started, compile_seconds,
-        )  # fmt: skip
+        return self._finish(epoch, tally, clock)
+
+    def _order(self, epoch: int) -> tuple[torch.Tensor, torch.Generator | None]:
+        """The epoch's shuffle and augmentation generator, both derived from (seed, epoch)
+        so that a resumed run draws the same ones."""
+        seed = self.cfg.seed * 1_000_003 + epoch
+        order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed))
+        augment = None
+        if self.cfg.augment:
+            augment = torch.Generator(device=self.device)
+            augment.manual_seed(seed)
+        return order.to(self.device), augment
+
+    def _examples_in(self, step: int) -> int:
+        batch = self.cfg.batch_size
+        return min(batch, len(self.train) - step * batch)
+
+    def _batch_index(self, order: torch.Tensor, step: int) -> torch.Tensor:
+        """The step's global batch, or this rank's share of it under torchrun."""
+        batch = self.cfg.batch_size
+        index = order[step * batch : (step + 1) * batch]
+        if self.group is not None:
+            index = index[self.group.rank :: self.group.world]
+        return index
 
     def _step(self, index: torch.Tensor, global_step: int, augment):
         """One optimisation step; the loss and hit count stay on the device."""
         cfg = self.cfg
-        x, y = _batch(self.train, index, cfg.augment, augment, self.channels_last)
+        x, y = self.train.batch(index, augment)
         if cfg.schedule != "constant":
             total = self.per_epoch * cfg.epochs
             lr = learning_rate(cfg, global_step, total, self.per_epoch)
@@ -380,8 +367,55 @@ class _Loop:
         self.optimizer.step()
         return loss.detach(), hits
 
+    def _stop(self, epoch: int, step: int, tally: _Tally, clock: _Clock, signum) -> Stopped:
+        """Checkpoint the epoch's progress so far (not if the loss went bad) and stop."""
+        _check_finite(distributed.max_(tally.first_bad, self.group), epoch)
+        self.state.step = step + 1
+        self.state.partial = distributed.sum_(tally.sums, self.group).tolist()
+        self.state.train_seconds += clock.elapsed()
+        if self.run is not None:
+            distributed.on_main(self.group, self._checkpoint)
+            self.report(f"stopped by signal {signum or 'on another rank'}; "
+                        f"saved a checkpoint to resume from ({self.run})")  # fmt: skip
+        return Stopped(signum)
+
+    def _finish(self, epoch: int, tally: _Tally, clock: _Clock) -> EpochResult:
+        """The epoch's figures, after its one host sync, and the test accuracy."""
+        tally.gather(self.group)
+        loss_sum, hit_sum, seen = tally.sums.tolist()
+        elapsed = clock.elapsed()
+        _check_finite(tally.first_bad, epoch)
+        test_acc = test_accuracy(self.model, self.test, max(self.cfg.batch_size, 1024),
+                                 self.autocast, self.group)  # fmt: skip
+        this_session = seen - self.state.partial[2] - clock.compiled_examples
+        return EpochResult(
+            epoch + 1, loss_sum / seen, hit_sum / seen, test_acc,
+            this_session / max(elapsed, 1e-9), self.state.train_seconds + elapsed,
+            time.perf_counter() - clock.started, clock.compile_seconds,
+        )  # fmt: skip
+
+    def _report_epoch(self, result: EpochResult) -> None:
+        self.report(f"epoch {result.epoch}/{self.cfg.epochs}  loss {result.loss:.3f}  "
+                    f"train acc {result.train_acc:.3f}  test acc {result.test_acc:.3f}  "
+                    f"{result.examples_per_sec:,.0f} ex/s")  # fmt: skip
+
+    def _save_run_files(self, results: list[EpochResult]) -> None:
+        if self.run is None:
+            return
+
+        def write() -> None:
+            self._checkpoint()
+            try:
+                write_metrics_and_plot(self.run, results)
+            except OSError as err:
+                raise TrainError(f"{self.run}: cannot write metrics.jsonl or curves.png "
+                                 f"({err.strerror or err})") from None  # fmt: skip
+
+        distributed.on_main(self.group, write)
+
     def _checkpoint(self) -> None:
-        _save_checkpoint(self.run, self.model, self.optimizer, self.state, self.cfg, self.device)
+        checkpoints.save_state(self.run, self.model, self.optimizer, self.state,
+                               asdict(self.cfg), self.device)  # fmt: skip
 
 
 def _stopping(stop: dict, step: int, group, device) -> bool:
@@ -407,33 +441,3 @@ def _check_finite(first_bad: torch.Tensor, epoch: int) -> None:
             f"the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1}; "
             "no checkpoint was written of that state (try a lower --lr)"
         )
-
-
-# --- run folder -------------------------------------------------------------------------------
-
-
-def _save_checkpoint(run: Path, model, optimizer, state: _State, cfg: TrainConfig, device) -> None:
-    rng = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(device)
-    trainer = {**asdict(state), "config": asdict(cfg)}
-    checkpoint.save(run, f"e{state.epoch:04d}-s{state.step:06d}", model.state_dict(),
-                    optimizer.state_dict(), rng, trainer)  # fmt: skip
-
-
-def _load_checkpoint(run: Path | None, model, optimizer, device) -> _State:
-    if run is None:
-        raise TrainError("resuming needs the run folder")
-    weights, opt_state, rng, trainer = checkpoint.load(run)
-    try:
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(opt_state)
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise checkpoint.CheckpointError(
-            f"{run}: the checkpoint does not fit this network ({str(err).splitlines()[0]})"
-        ) from None
-    torch.set_rng_state(rng["cpu"])
-    if device.type == "cuda" and "cuda" in rng:
-        torch.cuda.set_rng_state(rng["cuda"], device)
-    trainer.pop("config", None)
-    return _State(**trainer)

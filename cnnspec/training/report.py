@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from ..atomic import write_atomic
+from ..atomic import atomic_path, write_atomic
 
 
 class Progress:
@@ -50,7 +51,9 @@ class NoProgress:
 
 
 def progress_bar(enabled: bool, epoch: int, epochs: int, total: int, done: int):
-    if not enabled:
+    """A bar on a terminal; nothing where stderr is a file or a pipe (a log gets the plain
+    epoch lines, not hundreds of carriage-return frames)."""
+    if not enabled or not sys.stderr.isatty():
         return NoProgress()
     from tqdm import tqdm
 
@@ -59,7 +62,8 @@ def progress_bar(enabled: bool, epoch: int, epochs: int, total: int, done: int):
     return Progress(bar, every=max(total // 50, 1))
 
 
-def write_metrics(run: Path, results: list) -> None:
+def write_metrics_and_plot(run: Path, results: list) -> None:
+    """metrics.jsonl, one line per epoch, and curves.png drawn from it."""
     lines = "".join(json.dumps(asdict(r)) + "\n" for r in results)
     write_atomic(Path(run) / "metrics.jsonl", lines)
     plot_curves(results, Path(run) / "curves.png")
@@ -82,7 +86,8 @@ def plot_curves(results: list, path: Path) -> None:
     ax.grid(True)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
