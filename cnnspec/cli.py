@@ -144,6 +144,47 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_graph(args: argparse.Namespace) -> int:
+    from .atomic import write_atomic
+    from .backends import dot
+
+    spec = _load(args.spec, args)
+    text = dot.to_dot(spec.graph, args.depth)
+    target = Path(args.output) if args.output else None
+    kind = target.suffix.lower().lstrip(".") if target else "dot"
+    try:
+        if kind == "dot":
+            data: str | bytes = text
+        elif kind in ("svg", "png"):
+            data = dot.render(text, kind)
+        else:  # html, checked by the parser
+            data = dot.html_page(spec.graph, dot.render(text, "svg").decode(), spec.summary())
+    except dot.GraphvizMissing as err:
+        print(f"cnnspec: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    if target is None:
+        print(text, end="")
+    else:
+        write_atomic(target, data)
+        print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+def _picture_path(text: str) -> str:
+    if Path(text).suffix.lower() not in (".dot", ".svg", ".png", ".html"):
+        raise argparse.ArgumentTypeError(f"{text}: the name must end in .dot, .svg, .png or .html")
+    return text
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .backends.export import to_onnx
+
+    spec = _load(args.spec, args)
+    to_onnx(spec.build(weights=args.weights), spec.input_shape, args.onnx)
+    print(f"wrote {args.onnx}", file=sys.stderr)
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .backends.emit_yaml import to_yaml
 
@@ -221,6 +262,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="under torchrun, batch-norm statistics over all processes")  # fmt: skip
 
     command("schema", cmd_schema, "the JSON Schema of the YAML form, for editors")
+
+    p = command("graph", cmd_graph, "draw the network: DOT, SVG, PNG or an HTML page")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", type=_picture_path, metavar="FILE",
+                   help="FILE.dot, .svg, .png or .html (default: DOT on stdout)")  # fmt: skip
+    p.add_argument("--depth", type=int, default=1, metavar="N",
+                   help="levels of blocks drawn open (default 1; 0: all boxes)")  # fmt: skip
+    _budget_flags(p)
+
+    p = command("export", cmd_export, "write the network as ONNX (batch size left free)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--weights", metavar="RUN", help="a run folder or .safetensors file")
+    _budget_flags(p)
 
     p = command("convert", cmd_convert, "print a spec in the YAML form")
     p.add_argument("spec", metavar="SPEC")

@@ -98,11 +98,20 @@ class Spec:
         except CnnspecError as err:
             raise err.with_source(self.source) from None
 
-    def build(self, init: str | None = None) -> torch.nn.Module:
-        """A fresh `torch.nn.Module`; `init` is "xavier", "default", or the recipe's."""
+    def build(
+        self, init: str | None = None, weights: str | os.PathLike | None = None
+    ) -> torch.nn.Module:
+        """A fresh `torch.nn.Module`; `init` is "xavier", "default", or the recipe's. With
+        `weights`, a run folder (its latest checkpoint) or a .safetensors file, it holds
+        those trained weights instead."""
         from .backends.build import build
 
-        return build(self.graph, init=init)
+        model = build(self.graph, init=init)
+        if weights is not None:
+            from .training.checkpoints import load_weights, weights_in
+
+            load_weights(model, weights_in(weights), Path(weights))
+        return model
 
     def codegen(self) -> str:
         """The network as standalone PyTorch source (imports torch only)."""
@@ -234,9 +243,4 @@ def compile(source: str | os.PathLike, **options) -> torch.nn.Module:
     checkpoint) or a .safetensors file, trained weights instead of fresh ones."""
     init = options.pop("init", None)
     weights = options.pop("weights", None)
-    model = load(source, **options).build(init=init)
-    if weights is not None:
-        from .training.checkpoints import load_weights, weights_in
-
-        load_weights(model, weights_in(weights), Path(weights))
-    return model
+    return load(source, **options).build(init=init, weights=weights)

@@ -19,7 +19,8 @@ def shape_data(shape: Output) -> list:
     return list(shape)
 
 
-def _op(node: Node) -> str:
+def op_text(node: Node) -> str:
+    """A layer as its call (`conv(out=64, k=7)`), anything else by its label."""
     if node.is_layer:
         args = ", ".join(f"{k}={describe(v)}" for k, v in node.layer.arguments().items())
         return f"{node.label}({args})" if args else node.label
@@ -72,7 +73,7 @@ def table(graph: Graph, source_name: str = "") -> str:
         rows.append(
             (
                 "  " * depth + path,
-                _op(node),
+                op_text(node),
                 shape_text(node.out_shape),
                 f"{node.params:,}",
                 f"{node.macs:,}",

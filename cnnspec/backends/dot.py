@@ -1,0 +1,223 @@
+"""The network as a picture: Graphviz DOT from the typed graph (no torch).
+
+Stages are clusters. A block is a cluster showing its insides while fewer than `depth`
+blocks enclose it, and one box beyond that (`depth=0`: every block a box).
+Each combinator is drawn as what it does: branches leaving one point and meeting in a
+merge node (`concat`, `+` for add, `×` for mul, `split`), a residual's shortcut as a
+dashed edge into the sum, a DenseNet unit's input joining its output, heads ending in
+one output each. Every edge is labelled with the shape it carries, every box with its
+parameters.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import subprocess
+
+from ..analysis.graph import Graph, Node, Output
+from ..language.expressions import describe
+from .summary import op_text, shape_text
+
+# How each combinator's merge node reads.
+MERGE_LABELS = {"concat": "concat", "add": "+", "mul": "×", "dense": "concat", "split": "concat"}
+# By default the network's own blocks show their insides, and blocks within them are boxes.
+DEFAULT_DEPTH = 1
+
+
+def to_dot(graph: Graph, depth: int = DEFAULT_DEPTH) -> str:
+    return _Picture(graph, depth).dot()
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _params(count: int) -> str:
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.1f}M params"
+    if count >= 1_000:
+        return f"{count / 1_000:.1f}k params"
+    return f"{count} params"
+
+
+class _Picture:
+    def __init__(self, graph: Graph, depth: int):
+        self.graph = graph
+        self.depth = depth
+        self.lines: list[str] = []
+        self.edges: list[str] = []
+        self.count = 0
+        self.indent = 1
+
+    def dot(self) -> str:
+        graph = self.graph
+        self.line("rankdir=TB;")
+        self.line('node [shape=box, style="rounded,filled", fillcolor="#f5f5f5", '
+                  'fontname="Helvetica", fontsize=10];')  # fmt: skip
+        self.line('edge [fontname="Helvetica", fontsize=9, color="#555555"];')
+        source = self.node(f"input\n{shape_text(graph.input_shape)}", shape="oval")
+        out = self.sequence(graph.root, "", 0, source, graph.input_shape, clusters=True)
+        if out is not None:
+            end = self.node(f"output\n{shape_text(graph.output_shape)}", shape="oval")
+            self.edge(out, end, graph.output_shape)
+        title = f"{graph.name}: {graph.params:,} parameters, {graph.macs:,} MACs"
+        head = ["digraph " + _quote(graph.name) + " {", f"  label={_quote(title)};",
+                '  labelloc="t";', '  fontname="Helvetica";']  # fmt: skip
+        return "\n".join(head + self.lines + self.edges + ["}"]) + "\n"
+
+    # --- writing ------------------------------------------------------------------------
+    def line(self, text: str) -> None:
+        self.lines.append("  " * self.indent + text)
+
+    def node(self, label: str, **attrs: str) -> str:
+        self.count += 1
+        name = f"n{self.count}"
+        extra = "".join(f", {k}={_quote(v)}" for k, v in attrs.items())
+        self.line(f"{name} [label={_quote(label)}{extra}];")
+        return name
+
+    def edge(self, tail: str, head: str, shape: Output, **attrs: str) -> None:
+        # Written after every cluster: a node an edge names inside a cluster joins it.
+        extra = "".join(f", {k}={_quote(v)}" for k, v in attrs.items())
+        self.edges.append(f"  {tail} -> {head} [label={_quote(' ' + shape_text(shape))}{extra}];")
+
+    def open_cluster(self, label: str) -> None:
+        self.count += 1
+        self.line(f"subgraph cluster_{self.count} {{")
+        self.indent += 1
+        self.line(f"label={_quote(label)};")
+        self.line('style="rounded"; color="#999999"; fontname="Helvetica";')
+
+    def close_cluster(self) -> None:
+        self.indent -= 1
+        self.line("}")
+
+    # --- the graph ----------------------------------------------------------------------
+    def sequence(self, node: Node, path: str, level: int, at: str, shape: Output,
+                 clusters: bool = False) -> str | None:  # fmt: skip
+        """Draw `node`'s children one after another from `at`; return the last output."""
+        for name, child in node.children:
+            child_path = f"{path}.{name}" if path else name
+            if clusters:  # a stage
+                self.open_cluster(name)
+            at = self.item(child, child_path, level, at, shape)
+            if clusters:
+                self.close_cluster()
+            shape = child.out_shape
+            if at is None:
+                return None  # heads: each has its own output
+        return at
+
+    def item(self, node: Node, path: str, level: int, at: str, shape: Output) -> str | None:
+        """Draw `node` from `at`; `level` counts the blocks drawn open around it."""
+        if node.is_layer:
+            return self.box(op_text(node), node, at, shape)
+        if node.block is None:
+            return self.combinator(node, path, level, at, shape)
+        if level >= self.depth:
+            return self.box(_block_label(node), node, at, shape)
+        self.open_cluster(f"{_block_label(node)}\n{_params(node.params)}")
+        out = self.combinator(node, path, level + 1, at, shape)
+        self.close_cluster()
+        return out
+
+    def box(self, label: str, node: Node, at: str, shape: Output) -> str:
+        text = label if not node.params else f"{label}\n{_params(node.params)}"
+        name = self.node(text)
+        self.edge(at, name, shape)
+        return name
+
+    def combinator(self, node: Node, path: str, level: int, at: str, shape: Output):
+        kind = node.kind
+        if kind == "seq":
+            return self.sequence(node, path, level, at, shape)
+        if kind == "heads":
+            for name, head in node.children:
+                end = self.item(head, f"{path}.{name}", level, at, shape)
+                out = self.node(f"{name}\n{shape_text(head.out_shape)}", shape="oval")
+                if end is not None:
+                    self.edge(end, out, head.out_shape)
+            return None
+        if kind == "dense":  # each unit's output is concatenated onto its input
+            for name, unit in node.children:
+                end = self.item(unit, f"{path}.{name}", level, at, shape)
+                merge = self.node(MERGE_LABELS[kind], shape="circle", fontsize="9")
+                self.edge(end, merge, unit.out_shape)
+                self.edge(at, merge, shape, style="dashed")
+                at, shape = merge, _concat(shape, unit.out_shape)
+            return at
+        merge = self.node(MERGE_LABELS.get(kind, kind), shape="circle", fontsize="9")
+        for name, branch in node.children:
+            end = self.item(branch, f"{path}.{name}", level, at, shape)
+            self.edge(end, merge, branch.out_shape)
+        if kind == "mul" or (kind == "add" and len(node.children) == 1):
+            skip = at
+            if node.shortcut is not None:  # the residual's projection
+                skip = self.box(op_text(node.shortcut), node.shortcut, at, shape)
+            self.edge(skip, merge, node.shortcut.out_shape if node.shortcut else shape,
+                      style="dashed")  # fmt: skip
+        return merge
+
+
+def _block_label(node: Node) -> str:
+    if node.block is None:
+        return node.label
+    args = ", ".join(describe(v) for _, v in node.args)
+    return f"{node.block}({args})"
+
+
+def _concat(a: Output, b: Output) -> Output:
+    return (a[0] + b[0], *a[1:])  # type: ignore[operator]
+
+
+class GraphvizMissing(Exception):
+    """Rendering needs Graphviz's `dot` program, which is not installed."""
+
+
+def render(dot: str, fmt: str) -> bytes:
+    """`dot` drawn by Graphviz as `fmt` ("svg" or "png")."""
+    program = shutil.which("dot")
+    if program is None:
+        raise GraphvizMissing(
+            "drawing .svg or .png needs Graphviz's `dot` program: install it with "
+            "`apt-get install graphviz` (or `brew install graphviz`), or write a .dot file"
+        )
+    done = subprocess.run(
+        [program, f"-T{fmt}"], input=dot.encode(), capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        raise GraphvizMissing(f"Graphviz failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
+def html_page(graph: Graph, svg: str, summary: str) -> str:
+    """One self-contained page: the network's picture and its summary table."""
+    title = html.escape(graph.name)
+    facts = html.escape(
+        f"input {shape_text(graph.input_shape)} → output {shape_text(graph.output_shape)}, "
+        f"{graph.params:,} parameters, {graph.macs:,} multiply-accumulates"
+    )
+    svg = svg[svg.index("<svg") :]  # drop the XML prologue: the page is the document
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: Helvetica, Arial, sans-serif; margin: 2em; color: #222; }}
+.picture {{ overflow: auto; border: 1px solid #ddd; padding: 1em; }}
+pre {{ font-size: 12px; background: #f7f7f7; padding: 1em; overflow: auto; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<p>{facts}</p>
+<div class="picture">
+{svg}
+</div>
+<h2>Layers</h2>
+<pre>{html.escape(summary)}</pre>
+</body>
+</html>
+"""

@@ -1,0 +1,93 @@
+"""`cnnspec graph`: the network drawn from the static graph, checked on the seed specs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from conftest import SPEC_NAMES, spec_path
+
+import cnnspec
+from cnnspec.backends import dot
+from cnnspec.cli import main
+
+needs_graphviz = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")
+
+
+def picture(name: str, depth: int = dot.DEFAULT_DEPTH) -> str:
+    return dot.to_dot(cnnspec.load(spec_path(name)).graph, depth)
+
+
+def merges(text: str, label: str) -> int:
+    return len(re.findall(rf'\[label="{re.escape(label)}", shape="circle"', text))
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_every_stage_is_a_cluster_and_every_layer_is_drawn(name):
+    spec = cnnspec.load(spec_path(name))
+    text = dot.to_dot(spec.graph, depth=99)  # every block open: every layer is a box
+    stages = re.findall(r'subgraph cluster_\d+ \{\n\s+label="([^"]+)";', text)
+    assert [s for s in stages if s in dict(spec.graph.root.children)] == [
+        name for name, _ in spec.graph.root.children
+    ]
+    boxes = re.findall(r'^\s*n\d+ \[label="([^"]+)"\];$', text, re.MULTILINE)
+    assert len(boxes) == len(spec.layers)  # shortcut projections are layers too
+    assert f'label=" {"x".join(map(str, spec.input_shape))}"' in text  # the first edge
+
+
+def test_merges_are_drawn_as_what_they_do():
+    googlenet = picture("googlenet")
+    assert merges(googlenet, "concat") == 9  # one per inception block
+    resnet = picture("resnet18")
+    assert merges(resnet, "+") == 8  # one per residual block
+    assert resnet.count('style="dashed"') == 8  # each shortcut, three through a projection
+    assert resnet.count("conv(out=128, k=1, s=2)") == 1
+    densenet = picture("densenet")
+    assert merges(densenet, "concat") == 4 * 4  # a unit's input joins its output
+    heads = picture("svhn_multihead")
+    assert len(re.findall(r'label="c\d\\n11"', heads)) == 6  # one output per head
+    assert 'label="output' not in heads
+
+
+def test_depth_zero_draws_each_block_as_one_box():
+    text = picture("googlenet", depth=0)
+    assert merges(text, "concat") == 0
+    assert text.count('label="inception(') == 9
+    assert "163.7k params" in text  # the first inception's parameters
+
+
+@needs_graphviz
+@pytest.mark.parametrize("suffix", [".svg", ".png", ".html", ".dot"])
+def test_cli_writes_each_format(suffix, tmp_path, capsys):
+    target = tmp_path / f"googlenet{suffix}"
+    assert main(["graph", str(spec_path("googlenet")), "-o", str(target)]) == 0
+    data = target.read_bytes()
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG")
+    elif suffix == ".svg":
+        assert b"<svg" in data and b"inception(" in data
+    elif suffix == ".html":
+        page = data.decode()
+        assert "<title>GoogLeNet</title>" in page and "<svg" in page
+        for stage in ("b1", "b2", "b3", "b4", "b5", "head"):
+            assert "<title>cluster_" in page and f">{stage}</text>" in page
+        assert "b3.0" in page  # the summary table
+    else:
+        assert data.decode().startswith('digraph "GoogLeNet"')
+
+
+def test_without_graphviz_only_dot_works_and_the_message_says_how(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dot.shutil, "which", lambda name: None)
+    target = tmp_path / "net.svg"
+    assert main(["graph", str(spec_path("lenet")), "-o", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "apt-get install graphviz" in err
+    assert not target.exists()
+    assert main(["graph", str(spec_path("lenet")), "-o", str(tmp_path / "net.dot")]) == 0
+
+
+def test_other_suffixes_are_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["graph", str(spec_path("lenet")), "-o", str(tmp_path / "net.pdf")])
+    assert info.value.code == 2
