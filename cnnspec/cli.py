@@ -81,7 +81,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(spec.to_dict(), indent=2))
     else:
-        print(spec.summary())
+        print(spec.summary(args.depth))
     if not args.no_forward:
         from .backends.build import check_forward
 
@@ -222,6 +222,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-forward", action="store_true", help="skip the zero-batch forward check")
+    p.add_argument("--depth", type=_positive, metavar="N",
+                   help="table levels: 1 stages, 2 what they hold (default), ...")  # fmt: skip
     _budget_flags(p)
 
     p = command("codegen", cmd_codegen, "write standalone PyTorch source for each spec")

@@ -67,10 +67,11 @@ class Spec:
 
         return layer_rows(self.graph)
 
-    def summary(self) -> str:
-        from .backends.summary import table
+    def summary(self, depth: int | None = None) -> str:
+        """The layer table: stages and what they hold, or `depth` levels of it."""
+        from .backends.summary import DEFAULT_DEPTH, table
 
-        return table(self.graph, self.source.name)
+        return table(self.graph, self.source.name, depth or DEFAULT_DEPTH)
 
     def to_dict(self) -> dict:
         from .backends.summary import as_dict

@@ -106,6 +106,7 @@ def test_build_json_has_the_documented_fields(capsys):
         "output_shape": [64, 48, 48],
         "params": 3200,
         "macs": 7_225_344,
+        "args": {"out": 64, "k": 7, "s": 2, "p": 3},
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from math import prod
+
 from ..analysis.graph import Graph, Node, Output
 from ..analysis.ops import fmt
 from ..language.expressions import describe
@@ -27,6 +29,20 @@ def op_text(node: Node) -> str:
     return node.label
 
 
+def node_text(node: Node, parent: Node | None) -> str:
+    """What a row is: a layer or a block as its call, a combinator by its kind, a DenseNet
+    unit or a branch as such, a stage as a stage."""
+    if node.is_layer:
+        return op_text(node)
+    if node.block is not None:
+        return f"{node.block}({', '.join(describe(v) for _, v in node.args)})"
+    if node.kind != "seq":
+        return node.kind
+    if parent is None:
+        return "stage"
+    return "dense unit" if parent.kind == "dense" else "branch"
+
+
 def layer_rows(graph: Graph) -> list[dict]:
     """Leaf layers in forward order; their params and MACs add up to the network's."""
     return [
@@ -37,6 +53,7 @@ def layer_rows(graph: Graph) -> list[dict]:
             "output_shape": shape_data(node.out_shape),
             "params": node.params,
             "macs": node.macs,
+            "args": {k: _plain(v) for k, v in node.layer.arguments().items()},
         }
         for path, node in graph.layers()
     ]
@@ -66,23 +83,42 @@ def as_dict(graph: Graph) -> dict:
     }
 
 
-def table(graph: Graph, source_name: str = "") -> str:
-    """Stages and blocks with their totals, and every layer under them, indented."""
-    rows = [("path", "op", "output", "params", "MACs")]
-    for path, depth, node in graph.walk():
+def _plain(value):
+    """An argument as JSON: tuples become lists."""
+    return [_plain(v) for v in value] if isinstance(value, tuple) else value
+
+
+# Rows shown by default: stages (depth 0) and what they hold (depth 1).
+DEFAULT_DEPTH = 2
+
+
+def table(graph: Graph, source_name: str = "", depth: int = DEFAULT_DEPTH) -> str:
+    """One row per node down to `depth` levels (stages are level 1), with its totals; then
+    the network's totals and what training it takes in memory."""
+    rows = [("path", "op", "input", "output", "params", "MACs")]
+    parents: dict[int, Node] = {}  # by id: nodes are values, and equal ones may repeat
+    for path, level, node in graph.walk():
+        for _, child in node.children:
+            parents[id(child)] = node
+        if node.shortcut is not None:
+            parents[id(node.shortcut)] = node
+        if level >= depth:
+            continue
         rows.append(
             (
-                "  " * depth + path,
-                op_text(node),
+                "  " * level + path,
+                node_text(node, parents.get(id(node))),
+                shape_text(node.in_shape),
                 shape_text(node.out_shape),
                 f"{node.params:,}",
                 f"{node.macs:,}",
             )
         )
     rows.append(
-        ("total", "", shape_text(graph.output_shape), f"{graph.params:,}", f"{graph.macs:,}")
-    )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        ("total", "", shape_text(graph.input_shape), shape_text(graph.output_shape),
+         f"{graph.params:,}", f"{graph.macs:,}")
+    )  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
     widths[1] = min(widths[1], 48)
     lines = [
         f"{graph.name}  input {fmt(graph.input_shape)}"
@@ -92,8 +128,45 @@ def table(graph: Graph, source_name: str = "") -> str:
         op = row[1] if len(row[1]) <= widths[1] else row[1][: widths[1] - 1] + "…"
         lines.append(
             f"{row[0]:<{widths[0]}}  {op:<{widths[1]}}  {row[2]:<{widths[2]}}  "
-            f"{row[3]:>{widths[3]}}  {row[4]:>{widths[4]}}".rstrip()
+            f"{row[3]:<{widths[3]}}  {row[4]:>{widths[4]}}  {row[5]:>{widths[5]}}".rstrip()
         )
         if i == 0 or i == len(rows) - 2:
-            lines.append("-" * (sum(widths) + 8))
+            lines.append("-" * (sum(widths) + 10))
+    lines.extend(memory_lines(graph))
     return "\n".join(lines)
+
+
+def activations(graph: Graph) -> int:
+    """Values a forward pass of one example produces: the input and every layer's output
+    (what training keeps for the backward pass, and what `--max-activations` bounds)."""
+    return prod(graph.input_shape) + sum(prod(n.out_shape) for _, n in graph.layers())
+
+
+# Tensors the size of the weights that each optimizer keeps beside weights and gradients.
+OPTIMIZER_STATE = {"sgd": 0, "adam": 2, "adamw": 2}
+
+
+def memory_lines(graph: Graph) -> list[str]:
+    """Memory in fp32: activations per example, and an estimate for training a batch of
+    the recipe's size (activations kept for backward, weights, gradients, optimizer)."""
+    recipe = graph.recipe
+    per_example = activations(graph) * 4
+    state = OPTIMIZER_STATE[recipe.optimizer] + (
+        recipe.optimizer == "sgd" and recipe.momentum > 0
+    )
+    weights = graph.params * 4 * (2 + state)
+    training = per_example * recipe.batch + weights
+    return [
+        f"activations: {_bytes(per_example)} per example (forward, fp32)",
+        f"training at batch {recipe.batch}: about {_bytes(training)} "
+        f"({_bytes(per_example * recipe.batch)} of activations kept for backward, "
+        f"{_bytes(weights)} of weights, gradients and {recipe.optimizer} state)",
+    ]
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    raise AssertionError("unreachable")
