@@ -138,9 +138,9 @@ def _without_option(argv: list[str], option: str) -> list[str]:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .backends.schema import yaml_schema
+    from .backends.schema import layer_table, yaml_schema
 
-    print(json.dumps(yaml_schema(), indent=2))
+    print(layer_table() if args.layers else json.dumps(yaml_schema(), indent=2) + "\n", end="")
     return 0
 
 
@@ -263,7 +263,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun, batch-norm statistics over all processes")  # fmt: skip
 
-    command("schema", cmd_schema, "the JSON Schema of the YAML form, for editors")
+    p = command("schema", cmd_schema, "the JSON Schema of the YAML form, for editors")
+    p.add_argument("--layers", action="store_true", help="a Markdown table of the layers instead")
 
     p = command("graph", cmd_graph, "draw the network: DOT, SVG, PNG or an HTML page")
     p.add_argument("spec", metavar="SPEC")

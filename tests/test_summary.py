@@ -75,3 +75,11 @@ def test_json_carries_each_layers_arguments(name, capsys):
 def test_depth_flag(capsys):
     assert main(["build", str(spec_path("googlenet")), "--depth", "1", "--no-forward"]) == 0
     assert "b3.0" not in capsys.readouterr().out
+
+
+def test_readme_layer_table_is_the_registry(capsys):
+    readme = (spec_path("lenet").parent.parent / "README.md").read_text()
+    assert main(["schema", "--layers"]) == 0
+    assert capsys.readouterr().out in readme, (
+        "README's layer table is stale: cnnspec schema --layers"
+    )

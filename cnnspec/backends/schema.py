@@ -127,3 +127,22 @@ def yaml_schema() -> dict:
             "body": {"anyOf": [item, {"type": "array", "items": {"$ref": "#/$defs/item"}}]},
         },
     }
+
+
+def layer_table() -> str:
+    """Every op with its arguments in positional order (defaults shown), as Markdown: the
+    table README.md carries, so it cannot drift from the ops themselves."""
+    lines = ["| layer | arguments | what it does |", "|---|---|---|"]
+    for op in sorted(LAYERS):
+        model = LAYERS[op]
+        args = []
+        for name, field in model.model_fields.items():
+            args.append(name if field.is_required() else f"{name}={_default(field.default)}")
+        lines.append(f"| `{op}` | {', '.join(f'`{a}`' for a in args) or '—'} | {model.doc()} |")
+    return "\n".join(lines) + "\n"
+
+
+def _default(value) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "none", True: "true", False: "false"}[value]
+    return repr(value)
