@@ -145,6 +145,27 @@ def test_schema_is_valid_and_accepts_every_yaml_spec(capsys):
     assert list(validator.iter_errors({"network": {"name": "T", "input": "1x8", "stagez": {}}}))
 
 
+@pytest.mark.parametrize(
+    ("stage", "blocks", "valid"),
+    [
+        (["relu"], None, True),
+        (["rleu"], None, False),  # a misspelt layer, with no blocks it could name
+        ([{"inceptio": [64, [96, 128], [16, 32], 32]}], None, False),
+        ([{"inception": [64, [96, 128], [16, 32], 32]}], None, True),  # built in
+        (["mine"], {"mine": {"body": ["relu"]}}, True),  # the spec's own blocks stay open
+    ],
+)
+def test_schema_refuses_names_a_spec_without_blocks_cannot_call(stage, blocks, valid):
+    jsonschema = pytest.importorskip("jsonschema")
+    from cnnspec.backends.schema import yaml_schema
+
+    doc = {"network": {"name": "T", "input": "1x8x8", "stages": {"s": stage}}}
+    if blocks:
+        doc["blocks"] = blocks
+    errors = list(jsonschema.Draft202012Validator(yaml_schema()).iter_errors(doc))
+    assert (errors == []) == valid, errors[:1]
+
+
 @pytest.mark.parametrize("name", SPEC_NAMES)
 def test_convert_reproduces_the_checked_in_yaml(name, capsys):
     assert main(["convert", str(spec_path(name))]) == 0

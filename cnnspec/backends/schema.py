@@ -29,11 +29,11 @@ def _layer_schema(op: str) -> dict:
     return {"type": "object", "properties": props, "required": [op], "additionalProperties": False}
 
 
-def _combinator_schema(kind: str) -> dict:
+def _combinator_schema(kind: str, body: dict) -> dict:
     branches = {
         "anyOf": [
-            {"type": "array", "items": _BODY},
-            {"type": "object", "additionalProperties": _BODY},
+            {"type": "array", "items": body},
+            {"type": "object", "additionalProperties": body},
         ]
     }
     props = {kind: branches}
@@ -47,32 +47,44 @@ def _combinator_schema(kind: str) -> dict:
     }
 
 
-def yaml_schema() -> dict:
-    no_args = sorted(op for op, model in LAYERS.items() if not model.required())
-    item = {
+def _item(body: dict, closed: bool) -> dict:
+    """One item of a body. Closed, a name must be an op or a built-in block: a spec with
+    no `blocks` of its own can call nothing else, so a misspelt layer is an error."""
+    names = sorted(op for op, model in LAYERS.items() if not model.required())
+    builtins = sorted(builtin_blocks())
+    bare = {"type": "string", "description": "a layer or block without arguments"}
+    call = {
+        "type": "object",
+        "description": "a block call: {name: args, keyword: value}",
+        "examples": builtins,
+        "minProperties": 1,
+    }
+    if closed:
+        bare["enum"] = names + builtins
+        call["anyOf"] = [{"required": [name]} for name in builtins]
+    else:
+        bare["examples"] = names
+    return {
         "anyOf": [
-            {
-                "type": "string",
-                "description": "a layer or block without arguments",
-                "examples": no_args,
-            },
+            bare,
             *(_layer_schema(op) for op in sorted(LAYERS)),
-            *(_combinator_schema(kind) for kind in ir.COMBINATORS),
+            *(_combinator_schema(kind, body) for kind in ir.COMBINATORS),
             {
                 "type": "object",
                 "description": "repeat a body n times",
-                "properties": {"repeat": _EXPR, "body": _BODY},
+                "properties": {"repeat": _EXPR, "body": body},
                 "required": ["repeat", "body"],
                 "additionalProperties": False,
             },
-            {
-                "type": "object",
-                "description": "a block call: {name: args, keyword: value}",
-                "examples": sorted(builtin_blocks()),
-                "minProperties": 1,
-            },
+            call,
         ]
     }
+
+
+def yaml_schema() -> dict:
+    item = _item(_BODY, closed=False)
+    closed_body = {"$ref": "#/$defs/closed_body"}
+    closed_item = _item(closed_body, closed=True)
     recipe = ir.Recipe.model_json_schema()
     recipe.pop("title", None)
     return {
@@ -113,6 +125,13 @@ def yaml_schema() -> dict:
         },
         "required": ["network"],
         "additionalProperties": False,
+        # Without blocks of its own, every stage is held to the closed body as well.
+        "if": {"not": {"required": ["blocks"]}},
+        "then": {
+            "properties": {
+                "network": {"properties": {"stages": {"additionalProperties": closed_body}}}
+            }
+        },
         "$defs": {
             "expr": {
                 "anyOf": [
@@ -125,6 +144,10 @@ def yaml_schema() -> dict:
             },
             "item": item,
             "body": {"anyOf": [item, {"type": "array", "items": {"$ref": "#/$defs/item"}}]},
+            "closed_item": closed_item,
+            "closed_body": {
+                "anyOf": [closed_item, {"type": "array", "items": {"$ref": "#/$defs/closed_item"}}]
+            },
         },
     }
 
