@@ -249,6 +249,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--images", metavar="DIR", help="train on DIR/<class>/* images instead")
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/SPEC-TIME)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    p.add_argument("--weights", metavar="FILE",
+                   help="start from another model's state_dict (.pt/.pth, e.g. torchvision's), "
+                   "matched by structure as far as the shapes agree")  # fmt: skip
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="auto: bf16 autocast on GPU, fp32 on CPU")  # fmt: skip
     p.add_argument("--compile", action="store_true", help="use torch.compile")

@@ -22,6 +22,9 @@ from .language.parse_cnn import parse_cnn
 from .language.parse_yaml import parse_yaml
 from .limits import DEFAULT, Limits
 
+# Files saved with torch.save, such as torchvision's weights.
+TORCH_FILES = (".pt", ".pth")
+
 if TYPE_CHECKING:
     import torch
 
@@ -104,11 +107,14 @@ class Spec:
     ) -> torch.nn.Module:
         """A fresh `torch.nn.Module`; `init` is "xavier", "default", or the recipe's. With
         `weights`, a run folder (its latest checkpoint) or a .safetensors file, it holds
-        those trained weights instead."""
+        those trained weights instead; a .pt or .pth file (torchvision's state_dicts) is
+        matched by structure, as far as its shapes agree (see `backends/transfer.py`)."""
         from .backends.build import build
 
         model = build(self.graph, init=init)
-        if weights is not None:
+        if weights is not None and Path(weights).suffix in TORCH_FILES:
+            transfer(model, weights)  # another model's: matched by structure
+        elif weights is not None:
             from .training.checkpoints import load_weights, weights_in
 
             load_weights(model, weights_in(weights), Path(weights))
@@ -245,3 +251,12 @@ def compile(source: str | os.PathLike, **options) -> torch.nn.Module:
     init = options.pop("init", None)
     weights = options.pop("weights", None)
     return load(source, **options).build(init=init, weights=weights)
+
+
+def transfer(net: torch.nn.Module, weights: str | os.PathLike):
+    """Copy another model's state_dict (a .pt or .pth file, such as torchvision's) into
+    `net` by position while the shapes agree; returns what was loaded and where the
+    first shapes differed (a backbone loads, new heads keep their initial values)."""
+    from .backends.transfer import transfer as by_structure
+
+    return by_structure(net, weights)

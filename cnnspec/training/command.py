@@ -21,7 +21,7 @@ import torch
 from ..atomic import write_atomic
 from ..errors import CnnspecError
 from ..limits import DEFAULT, Limits
-from ..spec import Spec, load
+from ..spec import Spec, load, transfer
 from . import checkpoints, data, distributed, lock, run_files
 from .loop import TrainConfig, TrainError, fit, modern
 
@@ -50,6 +50,7 @@ class TrainRequest:
     progress: bool = True
     sync_bn: bool = False
     limits: Limits = DEFAULT  # the spec's budgets (--max-params and the like)
+    weights: str | None = None  # another model's state_dict to start from (by structure)
 
 
 def _first(*values):
@@ -245,6 +246,8 @@ def _train_in(run: Path, trained: Spec, dataset, config: TrainConfig, request: T
     say = print if distributed.is_main(group) else (lambda *a, **k: None)
     torch.manual_seed(config.seed)
     model = trained.build()
+    if request.weights and not request.resume:  # a resume has its own weights
+        say(transfer(model, request.weights))
     ranks = f" on {group.world} processes" if group else ""
     say(f"training {trained.name} ({trained.params:,} parameters) on {dataset.name}: "
         f"{len(dataset.train):,} images at {'x'.join(map(str, trained.input_shape))}, "

@@ -1,0 +1,77 @@
+"""Another model's weights (torchvision's state_dicts) loaded into a spec by structure."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from conftest import ROOT, spec_path
+
+import cnnspec
+from cnnspec.backends.transfer import TransferError
+
+
+@pytest.fixture(scope="module")
+def resnet50_file(tmp_path_factory):
+    """A torchvision ResNet-50's weights (random, as no download is possible), saved the
+    way torchvision's files are, with batch-norm statistics that are not the defaults."""
+    torch.manual_seed(0)
+    net = torchvision.models.resnet50(weights=None).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    path = tmp_path_factory.mktemp("weights") / "resnet50.pth"
+    torch.save(net.state_dict(), path)
+    return path, net
+
+
+def test_a_backbone_loads_and_new_heads_keep_their_values(resnet50_file):
+    path, reference = resnet50_file
+    spec = cnnspec.load(spec_path("svhn_resnet50")).with_input((3, 64, 64))
+    net = spec.build().eval()
+    heads_before = {k: v.clone() for k, v in net.state_dict().items() if ".c1." in k}
+    report = cnnspec.transfer(net, path)
+    backbone = len(reference.state_dict()) - 2  # all but fc.weight and fc.bias
+    assert (report.loaded, report.total) == (backbone, backbone + 10)
+    assert "'fc.weight' is 1000x2048 in the weights" in str(report)
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in heads_before.items())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        features = torch.nn.Sequential(*list(reference.children())[:-1])(x).flatten(1)
+        assert torch.allclose(net.cnn(x), features, atol=1e-5)
+
+
+def test_a_whole_network_loads_exactly(tmp_path):
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet18(weights=None).eval()
+    path = tmp_path / "resnet18.pt"
+    torch.save({"state_dict": reference.state_dict()}, path)  # wrapped, as some files are
+    spec = cnnspec.load(ROOT / "specs" / "zoo" / "resnet18.cnn").with_input((3, 64, 64))
+    net = cnnspec.compile(spec.source.name, weights=path).eval()  # compile takes it too
+    report = cnnspec.transfer(spec.build(), path)
+    assert report.loaded == report.total and report.mismatch == ""
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), reference(x), rtol=1e-4, atol=1e-4)
+
+
+def test_weights_that_fit_nothing_or_are_no_state_dict_are_one_line_errors(tmp_path):
+    net = cnnspec.load(spec_path("lenet")).build()
+    cases = {
+        "other.pth": lambda p: torch.save({"w": torch.zeros(3, 3)}, p),
+        "list.pth": lambda p: torch.save([torch.zeros(1)], p),
+        "broken.pth": lambda p: p.write_bytes(b"not a torch file"),
+    }
+    messages = {
+        "other.pth": "nothing fits this network",
+        "list.pth": "not a state_dict",
+        "broken.pth": "cannot read weights",
+    }
+    for name, write in cases.items():
+        write(tmp_path / name)
+        with pytest.raises(TransferError) as info:
+            cnnspec.transfer(net, tmp_path / name)
+        assert messages[name] in info.value.message
+        assert "\n" not in info.value.message
