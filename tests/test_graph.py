@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 
 import pytest
 from conftest import SPEC_NAMES, spec_path
@@ -91,3 +92,39 @@ def test_other_suffixes_are_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["graph", str(spec_path("lenet")), "-o", str(tmp_path / "net.pdf")])
     assert info.value.code == 2
+
+
+BROWSER = next(
+    (b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None
+)
+
+
+@needs_graphviz
+@pytest.mark.skipif(BROWSER is None, reason="no headless Chromium")
+@pytest.mark.parametrize("name", ["googlenet", "resnet18", "densenet"])
+def test_the_html_page_shows_the_network_in_a_browser(name, tmp_path):
+    """The page as a browser renders it: its text names the network and every stage, and
+    the screenshot holds a drawing, not a blank page."""
+    from PIL import Image
+
+    page = tmp_path / f"{name}.html"
+    assert main(["graph", str(spec_path(name)), "-o", str(page)]) == 0
+    browser = [
+        BROWSER,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={tmp_path}",
+    ]
+    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=120, check=True).stdout  # fmt: skip
+    spec = cnnspec.load(spec_path(name))
+    assert f"<h1>{spec.name}</h1>" in dom
+    for stage, _ in spec.graph.root.children:
+        assert f">{stage}</text>" in dom, stage
+    shot = tmp_path / "shot.png"
+    subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    pixels = Image.open(shot).convert("L").getdata()
+    drawn = sum(1 for p in pixels if p < 200) / len(pixels)
+    assert drawn > 0.01, f"the page looks blank ({drawn:.2%} of it drawn)"
