@@ -75,3 +75,21 @@ def test_weights_that_fit_nothing_or_are_no_state_dict_are_one_line_errors(tmp_p
             cnnspec.transfer(net, tmp_path / name)
         assert messages[name] in info.value.message
         assert "\n" not in info.value.message
+
+
+def test_train_starts_from_weights_and_says_how_far_they_went(data_dir, tmp_path, capsys):
+    from cnnspec.cli import main
+
+    source = cnnspec.load(spec_path("lenet")).build()
+    with torch.no_grad():
+        source[0][1].weight.fill_(0.5)  # the first conv: recognisable after loading
+    path = tmp_path / "lenet.pth"
+    torch.save(source.state_dict(), path)
+    args = ["train", str(spec_path("lenet")), "--data-dir", str(data_dir), "--epochs", "1",
+            "--no-progress", "--limit-train", "64", "--limit-test", "32", "--lr", "1e-9",
+            "--out", str(tmp_path / "run"), "--weights", str(path)]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: loaded 10 of the network's 10 tensors" in out
+    trained = cnnspec.compile(spec_path("lenet"), weights=tmp_path / "run")
+    assert torch.allclose(trained[0][1].weight, source[0][1].weight, atol=1e-6)  # tiny lr
