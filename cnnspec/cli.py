@@ -185,6 +185,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .training import compare
+
+    specs = [(Path(path).stem, _load(path, args)) for path in args.specs]
+    rows = [compare.static_row(label, spec) for label, spec in specs]
+    if args.train:
+        request = replace(_train_request(args), epochs=args.train, progress=False)
+        for i, (label, spec) in enumerate(specs):
+            print(f"training {label} for {args.train} epoch{'s' if args.train != 1 else ''}",
+                  file=sys.stderr)  # fmt: skip
+            rows[i] = compare.trained_row(rows[i], spec, request)
+    print(compare.table(rows), end="")
+    if args.plot:
+        if not args.train:
+            print("cnnspec: --plot needs --train (it plots test accuracy)", file=sys.stderr)
+            return USAGE_ERROR
+        compare.plot(rows, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .backends.emit_yaml import to_yaml
 
@@ -265,6 +286,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="train on N processes: relaunch this command under torchrun")  # fmt: skip
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun, batch-norm statistics over all processes")  # fmt: skip
+
+    p = command("compare", cmd_compare, "variants side by side: params, MACs, memory, "
+                "and with --train their speed and accuracy")  # fmt: skip
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    _budget_flags(p)
+    p.add_argument("--train", type=_positive, metavar="EPOCHS",
+                   help="train each for EPOCHS epochs (its own recipe otherwise)")  # fmt: skip
+    p.add_argument("--plot", metavar="FILE.png", help="test accuracy against MACs and params")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit-train", type=_positive, metavar="N", help="use the first N images")
+    p.add_argument("--limit-test", type=_positive, metavar="N", help="test on the first N images")
+    p.set_defaults(no_progress=True)
 
     p = command("schema", cmd_schema, "the JSON Schema of the YAML form, for editors")
     p.add_argument("--layers", action="store_true", help="a Markdown table of the layers instead")

@@ -60,6 +60,13 @@ class Spec:
         return self.graph.macs
 
     @property
+    def activations(self) -> int:
+        """Values one example's forward pass produces (the input and every layer's output)."""
+        from .backends.summary import activations
+
+        return activations(self.graph)
+
+    @property
     def recipe(self) -> ir.Recipe:
         return self.graph.recipe
 

@@ -45,8 +45,8 @@ def part_of(module: str) -> str:
         return "package"
     if module == "cnnspec.backends.runtime":
         return "runtime"
-    if module == "cnnspec.training.command":
-        return "train command"
+    if module in ("cnnspec.training.command", "cnnspec.training.compare"):
+        return "train command"  # the commands where training meets a spec
     if parts[0] in LEAVES:
         return "leaf"
     if parts[0] in ("language", "analysis", "backends", "training"):
