@@ -130,8 +130,35 @@ CNN_CASES = {
     "nothing may follow heads": (
         ("network T(input=1x28x28):\n    s:\n        heads:\n            a: flatten linear(3)\n"
         "    t: relu\n"), SpecError, "nothing can follow heads (at 3:9)", 5, 8),
-    "true division": (
-        net("conv(6 / 2, k=1)"), SpecError, "use // for whole-number division", 3, 13),
+    "a fraction as a size": (
+        net("conv(6 / 2, k=1)"), SpecError, ("conv argument 'out': input should be a valid "
+        "integer, got 3.0; use int(...) or round(...) to make a whole number"), 3, 13),
+    "a fraction from a width rule inside a block": (
+        net("unit(16)", blocks="block unit(c):\n    conv(c * 0.75, k=1)\n"), SpecError,
+        "got 12.0; use int(...) or round(...)", 2, 10),
+    "a fraction as a repeat count": (
+        net("relu * (4 / 2)"), SpecError, "got 2.0; use int(...) or round(...)", 3, 16),
+    "unknown function": (
+        net("conv(rond(6.5), k=1)"), SpecError,
+        "unknown function 'rond' (did you mean 'round'?)", 3, 13),
+    "unknown function in a block never called": (
+        net("relu", blocks="block foo(c):\n    conv(flor(c), k=1)\n"), SpecError,
+        "unknown function 'flor'", 2, 10),
+    "function with too many arguments": (
+        net("conv(round(6.5, 1), k=1)"), SpecError,
+        "round takes at most 1 arguments (x), got 2", 3, 24),
+    "function with an unknown keyword": (
+        net("conv(make_divisible(30, div=4), k=1)"), SpecError,
+        "make_divisible has no argument 'div' (did you mean 'divisor'?)", 3, 32),
+    "min of one number": (net("conv(min(3), k=1)"), SpecError,
+        "min takes two or more numbers, by position", 3, 13),
+    "make_divisible by zero": (
+        net("conv(make_divisible(30, 0), k=1)"), SpecError,
+        "make_divisible's divisor must be a whole number >= 1, got 0", 3, 32),
+    "true division by zero": (net("conv(6 / (1 - 1), k=1)"), SpecError,
+        "division by zero in '/'", 3, 13),
+    "function of a tuple": (net("conv(max((1, 2), 3), k=1)"), SpecError,
+        "'max' needs numbers, got (1, 2)", 3, 13),
     "index out of range": (
         net("foo((1, 2))", blocks="block foo(c):\n    conv(c[2], k=1)\n"), SpecError,
         "index 2 is out of range for (1, 2) of length 2", 2, 12),

@@ -100,7 +100,8 @@ class _Inference:
         count = evaluate(item.count, env)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise SpecError(
-                f"a repeat count must be a whole number >= 0, got {describe(count)}",
+                f"a repeat count must be a whole number >= 0, got {describe(count)}"
+                + _whole_hint(count),
                 item.count.pos,
             )
         if count > self.limits.max_repeat:
@@ -235,5 +236,11 @@ def _argument_error(call: ir.Call, err: ValidationError, positions) -> CnnspecEr
     got = describe(first["input"]) if not isinstance(first["input"], dict) else ""
     message = first["msg"][0].lower() + first["msg"][1:]
     return SpecError(
-        f"{call.op} argument '{name}': {message}, got {got}", positions.get(name, call.pos)
+        f"{call.op} argument '{name}': {message}, got {got}{_whole_hint(first['input'])}",
+        positions.get(name, call.pos),
     )
+
+
+def _whole_hint(value) -> str:
+    """Width rules give fractions (`c * 0.75`): say how a fraction becomes a size."""
+    return "; use int(...) or round(...) to make a whole number" if isinstance(value, float) else ""

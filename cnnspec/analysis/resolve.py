@@ -17,6 +17,7 @@ from functools import cache
 
 from ..errors import CnnspecError, SpecError, did_you_mean
 from ..language import ir
+from ..language.expressions import bind_function
 from ..language.parse_cnn import parse_prelude
 from .binding import match_arguments
 from .combinators import RULES
@@ -186,22 +187,25 @@ def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
 
 
 def _check_names(node: ir.Node, params: set[str]) -> None:
-    """Every name an expression reads is a parameter, `classes` or a shape name."""
+    """Every name an expression reads is a parameter, `classes` or a shape name, and every
+    function it calls is one of the language's, called with its arguments."""
     known = {*params, "classes", *SHAPE_NAMES}
-    for name in _names(node):
+    for func in _nodes(node, ir.Func):
+        bind_function(func)
+    for name in _nodes(node, ir.Name):
         if name.id not in known:
             hint = did_you_mean(name.id, sorted(known))
             raise SpecError(f"unknown name '{name.id}'{hint}", name.pos)
 
 
-def _names(node: ir.Node) -> Iterator[ir.Name]:
-    """The names read anywhere under `node`, in the order they are written."""
+def _nodes(node: ir.Node, kind: type) -> Iterator:
+    """The nodes of type `kind` anywhere under `node`, in the order they are written."""
     stack: list = [node]
     while stack:
         item = stack.pop()
-        if isinstance(item, ir.Name):
+        if isinstance(item, kind):
             yield item
-        elif isinstance(item, ir.Node):
+        if isinstance(item, ir.Node):
             fields = [
                 getattr(item, f) for f in type(item).model_fields if f not in ir.METADATA_KEYS
             ]

@@ -77,15 +77,26 @@ class TupleExpr(Node):
     items: tuple[Expr, ...]
 
 
-Expr = Annotated[Num | Const | Name | Neg | BinOp | Index | TupleExpr, Field(discriminator="kind")]
+class Func(Node):
+    """A numeric function: `round(c * 0.75)`, `make_divisible(c * width, 8)`."""
 
-
-# --- layers, blocks and combinators ----------------------------------------------------
+    kind: Literal["func"]
+    name: str
+    args: tuple[Expr, ...] = ()
+    kwargs: tuple[Kwarg, ...] = ()
 
 
 class Kwarg(Node):
     name: str
     value: Expr
+
+
+Expr = Annotated[
+    Num | Const | Name | Neg | BinOp | Index | TupleExpr | Func, Field(discriminator="kind")
+]
+
+
+# --- layers, blocks and combinators ----------------------------------------------------
 
 
 class Call(Node):
@@ -170,7 +181,19 @@ class Document(Node):
     train: Recipe = Field(default_factory=Recipe)
 
 
-for _model in (Neg, BinOp, Index, TupleExpr, Repeat, Branch, Combinator, BlockDef, Stage):
+for _model in (
+    Neg,
+    BinOp,
+    Index,
+    TupleExpr,
+    Func,
+    Kwarg,
+    Repeat,
+    Branch,
+    Combinator,
+    BlockDef,
+    Stage,
+):
     _model.model_rebuild()
 
 
@@ -228,7 +251,7 @@ def _explain(err: ValidationError, data: dict) -> SpecError:
 # The `kind` tags of the discriminated unions, which pydantic puts in an error's location.
 _UNION_TAGS = frozenset(
     tag
-    for model in (Num, Const, Name, Neg, BinOp, Index, TupleExpr, Call, Repeat, Combinator)
+    for model in (Num, Const, Name, Neg, BinOp, Index, TupleExpr, Func, Call, Repeat, Combinator)
     for tag in get_args(model.model_fields["kind"].annotation)
 )
 

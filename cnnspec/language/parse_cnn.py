@@ -187,6 +187,11 @@ class _ToPlain(Transformer):
     def index(self, meta, target, index):
         return {"kind": "index", "target": target, "index": index, "pos": _pos(meta)}
 
+    def func(self, meta, name, arguments):
+        call = self.call(meta, name, arguments)
+        return {"kind": "func", "name": call["op"], "args": call["args"],
+                "kwargs": call["kwargs"], "pos": call["pos"]}  # fmt: skip
+
     def _binop(op):
         def method(self, meta, left, right):
             return {"kind": "binop", "op": op, "left": left, "right": right, "pos": _pos(meta)}

@@ -107,6 +107,13 @@ class BlockWriter:
                 f"the name '{identifier}' (only parameters and C can be used)", expr.pos
             )
 
+        return self.python(expr, name)
+
+    def python(self, expr: ir.Node, name=str) -> str:
+        """`expr` as Python, noting the runtime functions it calls (make_divisible)."""
+        for node in _walk(expr):
+            if isinstance(node, ir.Func):
+                self.runtime_class(node.name)
         return unparse(expr, name, PYTHON_CONSTANTS)
 
     # items -> module expressions ("*name" splices a list built by statements)
@@ -281,7 +288,7 @@ class BlockWriter:
             if param.default is None:
                 params.append(name)
             elif not any(isinstance(e, ir.Name) for e in _walk(param.default)):
-                params.append(f"{name}={unparse(param.default, str, PYTHON_CONSTANTS)}")
+                params.append(f"{name}={self.python(param.default)}")
             else:
                 params.append(f"{name}=None")
                 self.line(f"if {name} is None:")
@@ -331,3 +338,5 @@ def _walk(expr: ir.Node):
             if (child := getattr(node, field_name, None)) is not None:
                 stack.append(child)
         stack.extend(getattr(node, "items", ()))
+        if isinstance(node, ir.Func):
+            stack.extend((*node.args, *(kw.value for kw in node.kwargs)))

@@ -1,0 +1,61 @@
+"""The language's newer features across every backend: width rules, repeat indices,
+conditionals, layer-valued parameters, shared block files and network parameters."""
+
+import pytest
+from conftest import check_all_backends, net
+
+import cnnspec
+from cnnspec.backends.emit_yaml import to_yaml
+from cnnspec.language.expressions import make_divisible
+
+
+def round_trips(spec: cnnspec.Spec) -> None:
+    """`convert` writes YAML that reads back to the same IR, and the schema accepts it."""
+    yaml_text = to_yaml(spec.ir)
+    assert cnnspec.load(yaml_text, format="yaml").ir == spec.ir
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    from cnnspec.backends.schema import yaml_schema
+
+    jsonschema.Draft202012Validator(yaml_schema()).validate(yaml.safe_load(yaml_text))
+
+
+# --- width rules ------------------------------------------------------------------------
+
+WIDTHS = """
+block unit(c, width=1.0):
+    conv(make_divisible(c * width), k=3, p=1) relu
+    conv(max(round(c / 3), int(C * 0.5), 4), k=1) batchnorm
+    conv(min(c, 12, make_divisible(c * 0.6, divisor=4, min_value=8)), k=1)
+network T(input=3x16x16, classes=10):
+    s: unit(24) unit(20, width=0.75) unit(C + 4, 0.5) conv(round(C * 1.5), k=1)
+    head: gap flatten linear(classes)
+"""
+
+
+def test_width_rules_in_every_backend(tmp_path):
+    spec = check_all_backends(WIDTHS, tmp_path, "widths")
+    convs = [r["output_shape"][0] for r in spec.layers if r["op"].startswith("conv")]
+    assert convs == [24, 12, 12, 16, 8, 12, 8, 5, 12, 18]
+    assert "def make_divisible" in spec.codegen()
+    round_trips(spec)
+
+
+def test_true_division_gives_a_float_and_functions_act_as_pythons():
+    block = "block f(x):\n    dropout(x)\n"
+    probe = "f(1 / 4) f(round(2.5) / 10) f(int(-0.5) + 0.5) f(max(0.1, 1 / 8, 0))"
+    spec = cnnspec.load(net(probe, blocks=block))
+    assert [n.layer.p for _, _, n in spec.graph.walk() if n.is_layer] == [0.25, 0.2, 0.5, 0.125]
+
+
+def test_make_divisible_is_torchvisions():
+    utils = pytest.importorskip("torchvision.models._utils")
+    from cnnspec.backends.runtime import make_divisible as runtime_copy
+
+    for v in [x * 0.37 for x in range(1, 700)] + list(range(1, 200)):
+        for divisor in (1, 3, 8, 16):
+            for low in (None, 1, 16):
+                expected = utils._make_divisible(v, divisor, low)
+                assert make_divisible(v, divisor, low) == expected
+                assert runtime_copy(v, divisor, low) == expected
