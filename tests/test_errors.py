@@ -138,6 +138,17 @@ CNN_CASES = {
         "got 12.0; use int(...) or round(...)", 2, 10),
     "a fraction as a repeat count": (
         net("relu * (4 / 2)"), SpecError, "got 2.0; use int(...) or round(...)", 3, 16),
+    "repeat index hides a parameter": (
+        net("relu", blocks="block foo(i):\n    conv(i, k=1) * 2 as i\n"), SpecError,
+        "repeat index 'i' is already a name here; choose another", 2, 25),
+    "reserved repeat index": (
+        net("relu * 2 as C"), SpecError, "repeat index 'C' is reserved", 3, 20),
+    "repeat index that is a keyword": (
+        net("relu * 2 as lambda"), SpecError, "repeat index name 'lambda' must be", 3, 20),
+    "repeat index read outside its repeat": (
+        net("(conv(1 + i, k=1)) * 2 as i conv(i, k=1)"), SpecError, "unknown name 'i'", 3, 41),
+    "repeat count reads its own index": (
+        net("relu * i as i"), SpecError, "unknown name 'i'", 3, 15),
     "unknown function": (
         net("conv(rond(6.5), k=1)"), SpecError,
         "unknown function 'rond' (did you mean 'round'?)", 3, 13),
@@ -237,6 +248,9 @@ YAML_CASES = {
         YAML_HEAD + "    a:\n      - add:\n          x: [{conv: 6, k: 3, p: 1}]\n"
         "          y: [{conv: 8, k: 3, p: 1}]\n", ShapeError,
         "add branch y gives 8x28x28 but branch x gives 6x28x28", 8, 11),
+    "unknown key in a repeat": (
+        YAML_HEAD + "    a: [{repeat: 2, idx: i, body: [relu]}]\n", SpecError,
+        "repeat takes `repeat: n`, `body: [...]` and an optional `index: name`", 5, 21),
     "gate that cannot multiply the input": (
         YAML_HEAD + "    a:\n      - {conv: 4, k: 1}\n      - mul:\n"
         "          - [gap, {conv: 2, k: 1}, sigmoid]\n", ShapeError,

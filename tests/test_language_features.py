@@ -59,3 +59,35 @@ def test_make_divisible_is_torchvisions():
                 expected = utils._make_divisible(v, divisor, low)
                 assert make_divisible(v, divisor, low) == expected
                 assert runtime_copy(v, divisor, low) == expected
+
+
+# --- repeat index -------------------------------------------------------------------------
+
+INDICES = """
+block stack(n, c):
+    (conv(c + i, k=3, p=1) drop_path(0.2 * i / n)) * n as i
+    dense:
+        (batchnorm conv(2 + j, k=1)) * 2 as j
+block deep(n):
+    (stack(2, 4 + k) relu) * n as k
+network T(input=3x8x8, classes=10):
+    s: stack(3, 4) deep(2) (conv(C + id, k=1)) * 2 as id
+    head: gap flatten linear(classes)
+"""
+
+
+def test_repeat_index_in_every_backend(tmp_path):
+    spec = check_all_backends(INDICES, tmp_path, "indices")
+    nodes = {path: node for path, _, node in spec.graph.walk()}
+    rates = [nodes[f"s.0.{k}"].layer.p for k in (1, 3, 5)]
+    assert rates == [0.0, 0.2 * 1 / 3, 0.2 * 2 / 3]
+    assert nodes["s.3"].out_shape[0] == nodes["s.2"].out_shape[0] + 1
+    source = spec.codegen()
+    assert "for i in range(n):" in source and "for k in range(n):" in source
+    round_trips(spec)
+
+
+def test_an_index_that_shadows_a_python_name_gets_another_in_generated_code(tmp_path):
+    text = net("blk(2)", "2x4x4", "block blk(n):\n    (conv(C + len, k=1)) * n as len\n")
+    source = check_all_backends(text, tmp_path, "shadowed").codegen()
+    assert "for len2 in range(n):" in source

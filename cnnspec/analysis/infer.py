@@ -79,9 +79,10 @@ class _Inference:
     def item(self, item, flow: Flow, env, out: list[Node]) -> Flow:
         """Append the node(s) `item` expands to onto `out`; return the flow after them."""
         if isinstance(item, ir.Repeat):
-            for _ in range(self.repeat_count(item, env)):
+            for k in range(self.repeat_count(item, env)):
+                scope = {**env, item.index: k} if item.index is not None else env
                 for inner in item.body:
-                    flow = self.item(inner, flow, env, out)
+                    flow = self.item(inner, flow, scope, out)
             return flow
         self._no_heads_before(item, flow)
         if isinstance(item, ir.Combinator):

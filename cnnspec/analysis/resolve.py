@@ -187,31 +187,37 @@ def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
 
 
 def _check_names(node: ir.Node, params: set[str]) -> None:
-    """Every name an expression reads is a parameter, `classes` or a shape name, and every
-    function it calls is one of the language's, called with its arguments."""
-    known = {*params, "classes", *SHAPE_NAMES}
-    for func in _nodes(node, ir.Func):
-        bind_function(func)
-    for name in _nodes(node, ir.Name):
-        if name.id not in known:
-            hint = did_you_mean(name.id, sorted(known))
-            raise SpecError(f"unknown name '{name.id}'{hint}", name.pos)
-
-
-def _nodes(node: ir.Node, kind: type) -> Iterator:
-    """The nodes of type `kind` anywhere under `node`, in the order they are written."""
-    stack: list = [node]
+    """Every name an expression reads is a parameter, `classes`, a shape name or the index
+    of a repeat around it, and every function it calls is one of the language's, called
+    with its arguments. Errors come in the order things are written."""
+    stack: list = [(node, frozenset({*params, "classes", *SHAPE_NAMES}))]
     while stack:
-        item = stack.pop()
-        if isinstance(item, kind):
-            yield item
-        if isinstance(item, ir.Node):
+        item, known = stack.pop()
+        if isinstance(item, ir.Name) and item.id not in known:
+            hint = did_you_mean(item.id, sorted(known))
+            raise SpecError(f"unknown name '{item.id}'{hint}", item.pos)
+        if isinstance(item, ir.Func):
+            bind_function(item)
+        if isinstance(item, ir.Repeat) and item.index is not None:
+            stack.append((item.body, known | {_index_name(item, known)}))
+            stack.append((item.count, known))  # the count cannot see its own index
+        elif isinstance(item, ir.Node):
             fields = [
                 getattr(item, f) for f in type(item).model_fields if f not in ir.METADATA_KEYS
             ]
-            stack.extend(reversed(fields))
+            stack.extend((f, known) for f in reversed(fields))
         elif isinstance(item, tuple):
-            stack.extend(reversed(item))
+            stack.extend((i, known) for i in reversed(item))
+
+
+def _index_name(repeat: ir.Repeat, known: frozenset[str]) -> str:
+    """A repeat's index: a fresh name, since it becomes a loop variable in block classes."""
+    name, pos = repeat.index, repeat.keypos.get("index", repeat.pos)
+    check_identifier(name, "repeat index", pos)
+    if name in RESERVED_PARAMS or name in known:
+        what = "is reserved" if name in RESERVED_PARAMS else "is already a name here"
+        raise SpecError(f"repeat index '{name}' {what}; choose another", pos)
+    return name
 
 
 def _combinators(items: tuple) -> Iterator[ir.Combinator]:

@@ -55,8 +55,12 @@ def _flow(item) -> str | None:
     if isinstance(item, ir.Repeat):
         body = [_flow(i) for i in item.body]
         if None not in body:
-            return f"{{repeat: {_value(item.count)}, body: [{', '.join(body)}]}}"
+            return f"{{repeat: {_value(item.count)}{_index(item)}, body: [{', '.join(body)}]}}"
     return None
+
+
+def _index(repeat: ir.Repeat) -> str:
+    return f", index: {_scalar(repeat.index)}" if repeat.index is not None else ""
 
 
 def _body(items, indent: int) -> list[str]:
@@ -73,6 +77,8 @@ def _body(items, indent: int) -> list[str]:
             lines.append(f"{pad}- {flow}")
         elif isinstance(item, ir.Repeat):
             lines.append(f"{pad}- repeat: {_value(item.count)}")
+            if item.index is not None:
+                lines.append(f"{pad}  index: {_scalar(item.index)}")
             lines.append(f"{pad}  body:" + _joined(_body(item.body, indent + 4)))
         else:
             lines.extend(_combinator(item, indent))

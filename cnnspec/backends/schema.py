@@ -60,8 +60,8 @@ def yaml_schema() -> dict:
             *(_combinator_schema(kind) for kind in ir.COMBINATORS),
             {
                 "type": "object",
-                "description": "repeat a body n times",
-                "properties": {"repeat": _EXPR, "body": _BODY},
+                "description": "repeat a body n times; index names 0 .. n - 1 in the body",
+                "properties": {"repeat": _EXPR, "index": {"type": "string"}, "body": _BODY},
                 "required": ["repeat", "body"],
                 "additionalProperties": False,
             },

@@ -109,11 +109,13 @@ class Call(Node):
 
 
 class Repeat(Node):
-    """`body * count`: the body, `count` times in sequence."""
+    """`body * count`: the body, `count` times in sequence; `body * count as i` binds `i`
+    to 0, 1, ... in the body."""
 
     kind: Literal["repeat"]
     count: Expr
     body: tuple[Item, ...]
+    index: str | None = None
 
 
 class Branch(Node):

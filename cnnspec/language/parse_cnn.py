@@ -41,6 +41,7 @@ _TERMINALS = {
     "COMMA": "','",
     "EQUAL": "'='",
     "STAR": "'*'",
+    "AS": "'as'",
     "_NL": "end of line",
     "_INDENT": "an indented block",
     "_DEDENT": "less indentation",
@@ -219,9 +220,12 @@ class _ToPlain(Transformer):
     def group(self, meta, seq):
         return ("group", seq)
 
-    def repeat(self, meta, what, count):
+    def repeat(self, meta, what, count, index):
         body = what[1] if isinstance(what, tuple) else [what]
-        return {"kind": "repeat", "count": count, "body": body, "pos": _pos(meta)}
+        node = {"kind": "repeat", "count": count, "body": body, "pos": _pos(meta)}
+        if index is not None:
+            node.update(index=str(index), keypos={"index": _pos(index)})
+        return node
 
     def seq(self, meta, *elements):
         items: list[dict] = []

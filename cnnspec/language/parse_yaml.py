@@ -124,12 +124,17 @@ class _Reader:
             raise SpecError("an empty mapping is not a layer", _pos(node))
         (op, value, pos), rest = pairs[0], pairs[1:]
         if op == "repeat":
-            extra = [name for name, _, _ in rest if name != "body"]
-            if extra or len(rest) != 1:
-                where = rest[0][2] if extra else pos
-                raise SpecError("repeat takes exactly `repeat: n` and `body: [...]`", where)
-            return {"kind": "repeat", "count": self.expr(value), "body": self.body(rest[0][1]),
-                    "pos": pos}  # fmt: skip
+            keys = {name: (v, p) for name, v, p in rest}
+            extra = [p for name, _, p in rest if name not in ("body", "index")]
+            if extra or "body" not in keys:
+                raise SpecError("repeat takes `repeat: n`, `body: [...]` and an optional "
+                                "`index: name`", extra[0] if extra else pos)  # fmt: skip
+            node = {"kind": "repeat", "count": self.expr(value),
+                    "body": self.body(keys["body"][0]), "pos": pos}  # fmt: skip
+            if "index" in keys:
+                index, where = keys["index"]
+                node.update(index=self.scalar(index), keypos={"index": where})
+            return node
         kwargs = [self.kwarg(name, v, p) for name, v, p in rest]
         if op in COMBINATORS:
             return {"kind": op, "kwargs": kwargs, "branches": self.branches(value), "pos": pos}

@@ -22,7 +22,7 @@ from ...analysis.ops import LAYERS, ModuleCall, Window
 from ...language import ir
 from ...language.expressions import PYTHON_CONSTANTS, unparse
 from ..runtime_source import combinator_class, runtime_names
-from .names import PythonNames
+from .names import CONSTRUCTOR_LOCALS, PythonNames
 from .pyformat import Call, List, lines
 from .values import CodegenError, collect, constructor
 
@@ -59,7 +59,8 @@ class BlockWriter:
     def __init__(self, gen: Module, block: ir.BlockDef):
         self.gen = gen
         self.block = block
-        self.params = gen.names.params_of(block.name)  # spec name -> Python name
+        # spec name -> Python name: the parameters, and the indices of the loops being written
+        self.params = dict(gen.names.params_of(block.name))
         self.taken = gen.names.taken_in(block.name)
         self.body: list[str] = []  # lines of __init__, relative indentation
         self.depth = 0
@@ -183,14 +184,27 @@ class BlockWriter:
         self.line(f"{target} = []")
         if state.channels != "channels":
             self.line(f"channels = {state.channels}")
-        self.line(f"for _ in range({count}):")
-        self.depth += 1
+        self.loop(item, count)
         exprs, after = self.items(item.body, _State("channels", state.image))
         self.assign(target, List(tuple(exprs)), "+=")
         if after.channels != "channels":
             self.line(f"channels = {after.channels}")
-        self.depth -= 1
+        self.end_loop(item)
         return [f"*{target}"], _State("channels", after.image, [], False)
+
+    def loop(self, item: ir.Repeat, count: str) -> None:
+        """`for i in range(count):`, binding the repeat's index (if it names one) in the body."""
+        var = "_"
+        if item.index is not None:
+            stem = item.index + "_" * (item.index in CONSTRUCTOR_LOCALS)
+            var = self.params[item.index] = self.fresh(stem)
+        self.line(f"for {var} in range({count}):")
+        self.depth += 1
+
+    def end_loop(self, item: ir.Repeat) -> None:
+        self.depth -= 1
+        if item.index is not None:
+            del self.params[item.index]
 
     def combinator(self, comb: ir.Combinator, state: _State) -> tuple[str, tuple, _State]:
         cls = self.runtime_class(combinator_class(comb.kind))
@@ -270,13 +284,12 @@ class BlockWriter:
         for branch in comb.branches:
             body, repeat = dense_unit(branch)
             if repeat is not None:
-                self.line(f"for _ in range({self.py(repeat.count, begin)}):")
-                self.depth += 1
+                self.loop(repeat, self.py(repeat.count, begin))
             unit, end = self.sequence(body, _State("channels", begin.image))
             self.statement(Call("units.append", (unit,)))
             self.line(f"channels = channels + {end.channels}")
             if repeat is not None:
-                self.depth -= 1
+                self.end_loop(repeat)
         return "Dense", ("units",), _State("channels", begin.image, [], False)
 
     def signature(self, start: _State) -> list[str]:
