@@ -149,6 +149,16 @@ CNN_CASES = {
         net("(conv(1 + i, k=1)) * 2 as i conv(i, k=1)"), SpecError, "unknown name 'i'", 3, 41),
     "repeat count reads its own index": (
         net("relu * i as i"), SpecError, "unknown name 'i'", 3, 15),
+    "a condition that is a number": (
+        net("relu if 3"), SpecError, "a condition needs true or false, got 3", 3, 16),
+    "'and' of a number": (
+        net("relu if true and 2"), SpecError, "'and' needs true or false, got 2", 3, 25),
+    "an ordering of tuples": (
+        net("relu if (1, 2) < (2, 1)"), SpecError, "'<' needs numbers, got (1, 2)", 3, 16),
+    "a chained comparison": (
+        net("relu if 1 < 2 < 3"), SpecSyntaxError, "unexpected '<'", 3, 22),
+    "else without if": (
+        net("relu\n    else: relu"), SpecSyntaxError, "unexpected 'else'", 4, 5),
     "unknown function": (
         net("conv(rond(6.5), k=1)"), SpecError,
         "unknown function 'rond' (did you mean 'round'?)", 3, 13),
@@ -251,6 +261,9 @@ YAML_CASES = {
     "unknown key in a repeat": (
         YAML_HEAD + "    a: [{repeat: 2, idx: i, body: [relu]}]\n", SpecError,
         "repeat takes `repeat: n`, `body: [...]` and an optional `index: name`", 5, 21),
+    "if without a body": (
+        YAML_HEAD + "    a: [{if: true, then: [relu]}]\n", SpecError,
+        "if takes `if: condition`, `body: [...]` and an optional `else: [...]`", 5, 20),
     "gate that cannot multiply the input": (
         YAML_HEAD + "    a:\n      - {conv: 4, k: 1}\n      - mul:\n"
         "          - [gap, {conv: 2, k: 1}, sigmoid]\n", ShapeError,

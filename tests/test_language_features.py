@@ -91,3 +91,56 @@ def test_an_index_that_shadows_a_python_name_gets_another_in_generated_code(tmp_
     text = net("blk(2)", "2x4x4", "block blk(n):\n    (conv(C + len, k=1)) * n as len\n")
     source = check_all_backends(text, tmp_path, "shadowed").codegen()
     assert "for len2 in range(n):" in source
+
+
+# --- conditionals ---------------------------------------------------------------------------
+
+CONDITIONS = """
+block inverted(c, s=1, t=6, act=true):
+    if s == 1 and c == C:
+        add: conv(C * t, k=1) batchnorm relu6 if act conv(c, k=3, s=s, p=1) batchnorm
+    else:
+        conv(C * t, k=1) batchnorm relu6 if act conv(c, k=3, s=s, p=1) batchnorm
+    relu if not act or c >= 16
+block sized(c):
+    if H > 4: maxpool(2)
+    conv(c, k=1)
+block nested(c, n):
+    (conv(c, k=1) (conv(c + 1, k=1)) * 2) * n
+network T(input=3x16x16, classes=10):
+    s: inverted(8) inverted(8) inverted(16, s=2, act=false) inverted(16, t=1) nested(4, 2)
+    t:
+        if C != 16 and (1, 2) != (2, 1):
+            relu
+        else: relu6
+        sized(6) sized(6) sized(6)
+    head: gap flatten linear(classes)
+"""
+
+
+def test_conditionals_in_every_backend(tmp_path):
+    spec = check_all_backends(CONDITIONS, tmp_path, "conditions")
+    nodes = {path: node for path, _, node in spec.graph.walk()}
+    assert nodes["s.0"].kind == "seq" and nodes["s.1.0"].kind == "add"  # residual when 8 -> 8
+    assert nodes["s.2.2"].label == "conv"  # no relu6 with act=false
+    assert nodes["t.0"].label == "relu" and nodes["t.1.0"].label == "maxpool"
+    assert nodes["t.2.0"].label == "conv"  # 4x4 is not over 4: no pooling
+    source = spec.codegen()
+    assert "if s == 1 and c == in_channels:" in source and "class Sized" not in source
+    round_trips(spec)
+
+
+@pytest.mark.parametrize(
+    "test, expected",
+    [("1 < 2 and not 2 <= 1", True), ("3 >= 3 or x", True), ("false and x", False),
+     ("(1, 2) == (1, 2) != false", None), ("1 == 1.0", True), ("not 1 > 2 == false", None)],
+)  # fmt: skip
+def test_conditions_short_circuit_and_do_not_chain(test, expected):
+    text = net(f"relu if {test}", blocks="")
+    if expected is None:
+        with pytest.raises(cnnspec.CnnspecError, match="unexpected"):
+            cnnspec.load(text.replace(" x", " true"))
+        return
+    # `x` would be an unknown name: it is read only where Python would read it
+    spec = cnnspec.load(text.replace(" x", " (1 // 0 == 0)"))
+    assert len(spec.layers) == int(expected)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ..errors import CnnspecError, LimitError, Pos, ShapeError, SpecError
 from ..language import ir
-from ..language.expressions import Value, describe, evaluate
+from ..language.expressions import Value, describe, evaluate, truth
 from ..limits import DEFAULT, Limits
 from .binding import match_arguments
 from .combinators import combine
@@ -72,7 +72,7 @@ class _Inference:
         start = flow.shape
         for item in items:
             flow = self.item(item, flow, env, nodes)
-        if len(items) == 1 and not isinstance(items[0], ir.Repeat):
+        if len(items) == 1 and not ir.splices(items[0]):
             return nodes[0], flow
         return group("seq", label, start, list(enumerate(nodes)), pos), flow
 
@@ -83,6 +83,11 @@ class _Inference:
                 scope = {**env, item.index: k} if item.index is not None else env
                 for inner in item.body:
                     flow = self.item(inner, flow, scope, out)
+            return flow
+        if isinstance(item, ir.If):
+            test = evaluate(item.test, self._shape_scope(env, flow.shape))
+            for inner in item.body if truth(test, item.test, "a condition") else item.orelse:
+                flow = self.item(inner, flow, env, out)
             return flow
         self._no_heads_before(item, flow)
         if isinstance(item, ir.Combinator):

@@ -88,6 +88,8 @@ def _calls(items: tuple) -> Iterator[ir.Call]:
             yield item
         elif isinstance(item, ir.Repeat):
             stack.extend(reversed(item.body))
+        elif isinstance(item, ir.If):
+            stack.extend(reversed((*item.body, *item.orelse)))
         else:
             for branch in reversed(item.branches):
                 stack.extend(reversed(branch.body))
@@ -226,6 +228,8 @@ def _combinators(items: tuple) -> Iterator[ir.Combinator]:
         item = stack.pop()
         if isinstance(item, ir.Repeat):
             stack.extend(item.body)
+        elif isinstance(item, ir.If):
+            stack.extend((*item.body, *item.orelse))
         elif isinstance(item, ir.Combinator):
             yield item
             for branch in item.branches:

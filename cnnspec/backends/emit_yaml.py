@@ -56,6 +56,11 @@ def _flow(item) -> str | None:
         body = [_flow(i) for i in item.body]
         if None not in body:
             return f"{{repeat: {_value(item.count)}{_index(item)}, body: [{', '.join(body)}]}}"
+    if isinstance(item, ir.If):
+        arms = [[_flow(i) for i in arm] for arm in (item.body, item.orelse)]
+        if not any(None in arm for arm in arms):
+            orelse = f", else: [{', '.join(arms[1])}]" if item.orelse else ""
+            return f"{{if: {_value(item.test)}, body: [{', '.join(arms[0])}]{orelse}}}"
     return None
 
 
@@ -80,6 +85,11 @@ def _body(items, indent: int) -> list[str]:
             if item.index is not None:
                 lines.append(f"{pad}  index: {_scalar(item.index)}")
             lines.append(f"{pad}  body:" + _joined(_body(item.body, indent + 4)))
+        elif isinstance(item, ir.If):
+            lines.append(f"{pad}- if: {_value(item.test)}")
+            lines.append(f"{pad}  body:" + _joined(_body(item.body, indent + 4)))
+            if item.orelse:
+                lines.append(f"{pad}  else:" + _joined(_body(item.orelse, indent + 4)))
         else:
             lines.extend(_combinator(item, indent))
     return lines

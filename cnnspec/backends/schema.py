@@ -67,6 +67,13 @@ def yaml_schema() -> dict:
             },
             {
                 "type": "object",
+                "description": "the body when the condition holds, else the else",
+                "properties": {"if": _EXPR, "body": _BODY, "else": _BODY},
+                "required": ["if", "body"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
                 "description": "a block call: {name: args, keyword: value}",
                 "examples": sorted(builtin_blocks()),
                 "minProperties": 1,

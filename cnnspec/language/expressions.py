@@ -155,6 +155,8 @@ def evaluate(expr: ir.Node, env: Mapping[str, Value]) -> Value:
         return tuple(evaluate(item, env) for item in expr.items)
     if isinstance(expr, ir.Neg):
         return bounded(-_number(evaluate(expr.operand, env), expr, "-"), expr.pos, "'-'")
+    if isinstance(expr, ir.Not):
+        return not truth(evaluate(expr.operand, env), expr.operand, "'not'")
     if isinstance(expr, ir.Index):
         target, index = evaluate(expr.target, env), evaluate(expr.index, env)
         if not isinstance(target, tuple):
@@ -174,7 +176,34 @@ def evaluate(expr: ir.Node, env: Mapping[str, Value]) -> Value:
     raise AssertionError(f"unhandled expression {type(expr).__name__}")  # the IR is closed
 
 
+def truth(value: Value, expr: ir.Node, what: str) -> bool:
+    """A condition's value, which must be true or false (no truthiness of numbers)."""
+    if not isinstance(value, bool):
+        raise SpecError(f"{what} needs true or false, got {describe(value)}", expr.pos)
+    return value
+
+
+_ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+          ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}  # fmt: skip
+
+
+def _logic(expr: ir.BinOp, env: Mapping[str, Value]) -> bool:
+    """`and`, `or` (short-circuit, as in Python) and the comparisons."""
+    what = f"'{expr.op}'"
+    if expr.op in ("and", "or"):
+        left = truth(evaluate(expr.left, env), expr.left, what)
+        if left is (expr.op == "or"):
+            return left
+        return truth(evaluate(expr.right, env), expr.right, what)
+    left, right = evaluate(expr.left, env), evaluate(expr.right, env)
+    if expr.op in ("==", "!="):
+        return (left == right) is (expr.op == "==")
+    return _ORDER[expr.op](_number(left, expr, expr.op), _number(right, expr, expr.op))
+
+
 def _binop(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
+    if expr.op not in _ARITHMETIC:
+        return _logic(expr, env)
     try:
         return bounded(_arithmetic(expr, env), expr.pos, f"'{expr.op}'")
     except OverflowError:  # an int too large for a float; operands are bounded, but be sure
@@ -197,7 +226,11 @@ def _arithmetic(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
     return left // right if expr.op == "//" else left % right
 
 
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2, "/": 2}
+# Binding strength, loosest first, as in Python; each comparison takes no chaining.
+_PRECEDENCE = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
+               "+": 5, "-": 5, "*": 6, "//": 6, "%": 6, "/": 6}  # fmt: skip
+_NOT, _NEG, _POSTFIX = 3, 7, 8
+_ARITHMETIC = frozenset(("+", "-", "*", "//", "%", "/"))
 _SPEC_CONSTANTS = {True: "true", False: "false", None: "none"}
 PYTHON_CONSTANTS = {True: "True", False: "False", None: "None"}
 _INF = float("inf")
@@ -225,9 +258,12 @@ def unparse(
     if isinstance(expr, ir.Name):
         return name(expr.id)
     if isinstance(expr, ir.Neg):
-        return "-" + sub(expr.operand, 3)
+        return "-" + sub(expr.operand, _NEG)
+    if isinstance(expr, ir.Not):
+        text = "not " + sub(expr.operand, _NOT)
+        return f"({text})" if outer > _NOT else text
     if isinstance(expr, ir.Index):
-        return f"{sub(expr.target, 4)}[{sub(expr.index)}]"
+        return f"{sub(expr.target, _POSTFIX)}[{sub(expr.index)}]"
     if isinstance(expr, ir.TupleExpr):
         inner = ", ".join(sub(i) for i in expr.items)
         return f"({inner},)" if len(expr.items) == 1 else f"({inner})"
@@ -235,5 +271,6 @@ def unparse(
         args = [sub(a) for a in expr.args] + [f"{kw.name}={sub(kw.value)}" for kw in expr.kwargs]
         return f"{expr.name}({', '.join(args)})"
     level = _PRECEDENCE[expr.op]
-    text = f"{sub(expr.left, level)} {expr.op} {sub(expr.right, level + 1)}"
+    comparison = level == _PRECEDENCE["=="]  # never chained: both sides bind tighter
+    text = f"{sub(expr.left, level + comparison)} {expr.op} {sub(expr.right, level + 1)}"
     return f"({text})" if level < outer else text

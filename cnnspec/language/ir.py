@@ -61,9 +61,14 @@ class Neg(Node):
 
 class BinOp(Node):
     kind: Literal["binop"]
-    op: Literal["+", "-", "*", "//", "%", "/"]
+    op: Literal["+", "-", "*", "//", "%", "/", "==", "!=", "<", "<=", ">", ">=", "and", "or"]
     left: Expr
     right: Expr
+
+
+class Not(Node):
+    kind: Literal["not"]
+    operand: Expr
 
 
 class Index(Node):
@@ -92,7 +97,7 @@ class Kwarg(Node):
 
 
 Expr = Annotated[
-    Num | Const | Name | Neg | BinOp | Index | TupleExpr | Func, Field(discriminator="kind")
+    Num | Const | Name | Neg | Not | BinOp | Index | TupleExpr | Func, Field(discriminator="kind")
 ]
 
 
@@ -118,6 +123,15 @@ class Repeat(Node):
     index: str | None = None
 
 
+class If(Node):
+    """`if test:` its body, else `orelse`; `item if test` is one with no `orelse`."""
+
+    kind: Literal["if"]
+    test: Expr
+    body: tuple[Item, ...]
+    orelse: tuple[Item, ...] = ()
+
+
 class Branch(Node):
     name: str | None = None
     body: tuple[Item, ...]
@@ -132,7 +146,12 @@ class Combinator(Node):
     branches: tuple[Branch, ...]
 
 
-Item = Annotated[Call | Repeat | Combinator, Field(discriminator="kind")]
+Item = Annotated[Call | Repeat | If | Combinator, Field(discriminator="kind")]
+
+
+def splices(item) -> bool:
+    """Whether an item gives its body's layers in place (any number of them)."""
+    return isinstance(item, (Repeat, If))
 
 
 class Param(Node):
@@ -185,6 +204,8 @@ class Document(Node):
 
 for _model in (
     Neg,
+    Not,
+    If,
     BinOp,
     Index,
     TupleExpr,
@@ -253,7 +274,21 @@ def _explain(err: ValidationError, data: dict) -> SpecError:
 # The `kind` tags of the discriminated unions, which pydantic puts in an error's location.
 _UNION_TAGS = frozenset(
     tag
-    for model in (Num, Const, Name, Neg, BinOp, Index, TupleExpr, Func, Call, Repeat, Combinator)
+    for model in (
+        Num,
+        Const,
+        Name,
+        Neg,
+        Not,
+        BinOp,
+        Index,
+        TupleExpr,
+        Func,
+        Call,
+        Repeat,
+        If,
+        Combinator,
+    )
     for tag in get_args(model.model_fields["kind"].annotation)
 )
 

@@ -41,6 +41,9 @@ _TERMINALS = {
     "COMMA": "','",
     "EQUAL": "'='",
     "STAR": "'*'",
+    "IF": "'if'",
+    "ELSE": "'else'",
+    "COMPARE": "a comparison",
     "AS": "'as'",
     "_NL": "end of line",
     "_INDENT": "an indented block",
@@ -185,6 +188,12 @@ class _ToPlain(Transformer):
     def neg(self, meta, operand):
         return {"kind": "neg", "operand": operand, "pos": _pos(meta)}
 
+    def not_(self, meta, operand):
+        return {"kind": "not", "operand": operand, "pos": _pos(meta)}
+
+    def compare(self, meta, left, op, right):
+        return {"kind": "binop", "op": str(op), "left": left, "right": right, "pos": _pos(meta)}
+
     def index(self, meta, target, index):
         return {"kind": "index", "target": target, "index": index, "pos": _pos(meta)}
 
@@ -205,6 +214,8 @@ class _ToPlain(Transformer):
     floordiv = _binop("//")
     mod = _binop("%")
     truediv = _binop("/")
+    and_ = _binop("and")
+    or_ = _binop("or")
     del _binop
 
     # --- layers and sequences -------------------------------------------------------
@@ -226,6 +237,14 @@ class _ToPlain(Transformer):
         if index is not None:
             node.update(index=str(index), keypos={"index": _pos(index)})
         return node
+
+    def guarded(self, meta, what, test):
+        body = what[1] if isinstance(what, tuple) else [what]
+        return {"kind": "if", "test": test, "body": body, "pos": body[0]["pos"]}
+
+    def conditional(self, meta, test, body, orelse):
+        return {"kind": "if", "test": test, "body": body, "orelse": orelse or [],
+                "pos": _pos(meta)}  # fmt: skip
 
     def seq(self, meta, *elements):
         items: list[dict] = []

@@ -17,10 +17,10 @@
 
 A layer is its name (`relu`) or a mapping whose first key names it, with its positional
 arguments as that key's value (one value or a list) and keyword arguments as further keys.
-`{repeat: n, body: [...]}` repeats; `{concat: [branch, ...]}` (likewise add, dense, heads,
-mul, split) joins branches, each a list of layers, or a mapping of named branches. Strings
-in argument positions are expressions (`"c * 2"`). Only plain YAML is read: no anchors,
-aliases or tags.
+`{repeat: n, body: [...]}` repeats; `{if: cond, body: [...], else: [...]}` chooses;
+`{concat: [branch, ...]}` (likewise add, dense, heads, mul, split) joins branches, each a
+list of layers, or a mapping of named branches. Strings in argument positions are
+expressions (`"c * 2"`). Only plain YAML is read: no anchors, aliases or tags.
 """
 
 from __future__ import annotations
@@ -135,11 +135,24 @@ class _Reader:
                 index, where = keys["index"]
                 node.update(index=self.scalar(index), keypos={"index": where})
             return node
+        if op == "if":
+            return self.conditional(value, rest, pos)
         kwargs = [self.kwarg(name, v, p) for name, v, p in rest]
         if op in COMBINATORS:
             return {"kind": op, "kwargs": kwargs, "branches": self.branches(value), "pos": pos}
         args = [] if self._is_null(value) else [self.expr(v) for v in self.items_of(value)]
         return {"kind": "call", "op": op, "args": args, "kwargs": kwargs, "pos": pos}
+
+    def conditional(self, test: Node, rest: list, pos: Pos) -> dict:
+        """`{if: cond, body: [...], else: [...]}`: the body when the condition holds."""
+        keys = {name: v for name, v, _ in rest}
+        extra = [p for name, _, p in rest if name not in ("body", "else")]
+        if extra or "body" not in keys:
+            raise SpecError("if takes `if: condition`, `body: [...]` and an optional "
+                            "`else: [...]`", extra[0] if extra else pos)  # fmt: skip
+        orelse = self.body(keys["else"]) if "else" in keys else []
+        return {"kind": "if", "test": self.expr(test), "body": self.body(keys["body"]),
+                "orelse": orelse, "pos": pos}  # fmt: skip
 
     def _is_null(self, node: Node) -> bool:
         return isinstance(node, ScalarNode) and self.scalar(node) is None

@@ -12,6 +12,7 @@ concrete sizes instead.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,7 +24,7 @@ from ...language import ir
 from ...language.expressions import PYTHON_CONSTANTS, unparse
 from ..runtime_source import combinator_class, runtime_names
 from .names import CONSTRUCTOR_LOCALS, PythonNames
-from .pyformat import Call, List, lines
+from .pyformat import Call, List, flat, lines
 from .values import CodegenError, collect, constructor
 
 
@@ -121,19 +122,33 @@ class BlockWriter:
     def items(self, items, state: _State) -> tuple[list, _State]:
         out: list = []
         for item in items:
+            mark = len(self.body)
             exprs, state = self.item(item, state)
+            if (
+                out
+                and _sets_channels(self.body[mark:])
+                and _CHANNELS.search(flat(List(tuple(out))))
+            ):
+                # The item's statements change `channels`, which the layers before it read:
+                # make those layers first, as the live build does.
+                made = self.fresh("layers")
+                pad = "    " * self.depth
+                self.body[mark:mark] = [pad + ln for ln in lines(List(tuple(out)), 0, f"{made} = ")]
+                out = [f"*{made}"]
             out.extend(exprs)
         return out, state
 
     def sequence(self, items, state: _State) -> tuple[object, _State]:
         exprs, state = self.items(items, state)
-        if len(items) == 1 and not isinstance(items[0], ir.Repeat):
+        if len(items) == 1 and not ir.splices(items[0]):
             return exprs[0], state
         return Call("nn.Sequential", tuple(exprs)), state
 
     def item(self, item, state: _State) -> tuple[list, _State]:
         if isinstance(item, ir.Repeat):
             return self.repeat(item, state)
+        if isinstance(item, ir.If):
+            return self.conditional(item, state)
         if isinstance(item, ir.Combinator):
             cls, args, state = self.combinator(item, state)
             return [Call(cls, args)], state
@@ -191,6 +206,36 @@ class BlockWriter:
             self.line(f"channels = {after.channels}")
         self.end_loop(item)
         return [f"*{target}"], _State("channels", after.image, [], False)
+
+    def conditional(self, item: ir.If, state: _State) -> tuple[list, _State]:
+        """`if test:` in the constructor, each arm adding its layers to one list and
+        leaving the channels after it in `channels`."""
+        target = self.fresh("layers")
+        self.line(f"{target} = []")
+        test = self.py(item.test, state)
+        if state.channels != "channels":
+            self.line(f"channels = {state.channels}")
+        ends = []  # (image, strides, same) after each arm
+        for header, body in (("if " + test, item.body), ("else", item.orelse)):
+            if not body:
+                ends.append((state.image, [], True))
+                continue
+            self.line(f"{header}:")
+            self.depth += 1
+            exprs, after = self.items(body, _State("channels", state.image))
+            self.assign(target, List(tuple(exprs)), "+=")
+            if after.channels != "channels":
+                self.line(f"channels = {after.channels}")
+            self.depth -= 1
+            ends.append((after.image, after.strides, after.same))
+        if ends[0][0] != ends[1][0]:
+            raise self.fail("a condition whose arms end one as an image, one not", item.pos)
+        if ends[0] != ends[1]:  # a shortcut around it could not know its stride
+            return [f"*{target}"], _State("channels", ends[0][0], [], False)
+        image, strides, same = ends[0]
+        return [f"*{target}"], _State(
+            "channels", image, state.strides + strides, state.same and same
+        )
 
     def loop(self, item: ir.Repeat, count: str) -> None:
         """`for i in range(count):`, binding the repeat's index (if it names one) in the body."""
@@ -312,7 +357,7 @@ class BlockWriter:
         block = self.block
         start = _State("in_channels")
         params = self.signature(start)
-        single = len(block.body) == 1 and not isinstance(block.body[0], ir.Repeat)
+        single = len(block.body) == 1 and not ir.splices(block.body[0])
         first = block.body[0] if single else None
         if isinstance(first, ir.Combinator):
             base, args, end = self.combinator(first, start)
@@ -335,6 +380,13 @@ class BlockWriter:
             "body": self.body,
         }
         return BlockClass(template, tuple(self.calls), frozenset(self.runtime))
+
+
+_CHANNELS = re.compile(r"\bchannels\b")
+
+
+def _sets_channels(body: list[str]) -> bool:
+    return any(line.lstrip().startswith("channels = ") for line in body)
 
 
 def _bracketed(source: str) -> str:
