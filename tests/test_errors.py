@@ -159,6 +159,15 @@ CNN_CASES = {
         net("relu if 1 < 2 < 3"), SpecSyntaxError, "unexpected '<'", 3, 22),
     "else without if": (
         net("relu\n    else: relu"), SpecSyntaxError, "unexpected 'else'", 4, 5),
+    "a parameter called as a layer that holds a number": (
+        net("u(4)", blocks="block u(c, act=3):\n    conv(c, k=1) act\n"), SpecError,
+        "'act' is called as a layer but holds 3; pass a layer that needs no arguments", 2, 18),
+    "a layer that needs arguments passed as a value": (
+        net("u(4, act=conv)", blocks="block u(c, act=relu):\n    conv(c, k=1) act\n"),
+        SpecError, "'conv' needs arguments, so it cannot be passed as a layer", 5, 17),
+    "a layer as a size": (
+        net("conv(relu, k=1)"), SpecError, "conv argument 'out': input should be a valid "
+        "integer, got relu", 3, 13),
     "unknown function": (
         net("conv(rond(6.5), k=1)"), SpecError,
         "unknown function 'rond' (did you mean 'round'?)", 3, 13),

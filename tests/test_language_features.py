@@ -144,3 +144,26 @@ def test_conditions_short_circuit_and_do_not_chain(test, expected):
     # `x` would be an unknown name: it is read only where Python would read it
     spec = cnnspec.load(text.replace(" x", " (1 // 0 == 0)"))
     assert len(spec.layers) == int(expected)
+
+
+# --- layer-valued parameters ------------------------------------------------------------------
+
+LAYER_VALUES = """
+block unit(c, act=relu):
+    conv(c, k=3, p=1) batchnorm act
+block pair(c, act=relu, norm=batchnorm):
+    unit(c, act) unit(c, act=act) conv(c, k=1) norm
+network T(input=3x8x8, classes=10):
+    s: unit(4) unit(8, act=hardswish) pair(4, gelu) pair(4, norm=identity) unit(4, act=batchnorm)
+    head: gap flatten linear(classes)
+"""
+
+
+def test_layer_valued_parameters_in_every_backend(tmp_path):
+    spec = check_all_backends(LAYER_VALUES, tmp_path, "layer_values")
+    labels = [n.label for _, _, n in spec.graph.walk() if n.is_layer]
+    assert labels.count("hardswish") == 1 and labels.count("gelu") == 2
+    source = spec.codegen()
+    assert "def __init__(self, in_channels: int, c, act=nn.ReLU)" in source
+    assert "Unit(4, 8, act=nn.Hardswish)" in source and "class Pair" not in source
+    round_trips(spec)

@@ -16,13 +16,13 @@ from pydantic import ValidationError
 
 from ..errors import CnnspecError, LimitError, Pos, ShapeError, SpecError
 from ..language import ir
-from ..language.expressions import Value, describe, evaluate, truth
+from ..language.expressions import OpRef, Value, describe, evaluate, truth
 from ..limits import DEFAULT, Limits
 from .binding import match_arguments
 from .combinators import combine
 from .graph import Flow, Graph, Node, Output, Shape, group
 from .ops import LAYERS, Layer, fmt
-from .resolve import SHAPE_NAMES, builtin_blocks, resolve
+from .resolve import OP_VALUES, SHAPE_NAMES, builtin_blocks, resolve
 
 
 def infer(doc: ir.Document, limits: Limits = DEFAULT) -> Graph:
@@ -90,6 +90,8 @@ class _Inference:
                 flow = self.item(inner, flow, env, out)
             return flow
         self._no_heads_before(item, flow)
+        if isinstance(item, ir.Call):
+            item = self._layer_parameter(item, env)
         if isinstance(item, ir.Combinator):
             node = combine(self, item, flow, env)
         elif item.op in LAYERS:
@@ -101,6 +103,20 @@ class _Inference:
             block, pos = self.call_site
             return Flow(node.out_shape, f"{node.label} in {block}", pos)
         return Flow(node.out_shape, node.label, item.pos)
+
+    def _layer_parameter(self, call: ir.Call, env) -> ir.Call:
+        """A call of a parameter that holds a layer (`act` in `block unit(c, act=relu)`) is
+        a call of that layer."""
+        value = env.get(call.op)
+        if isinstance(value, OpRef):
+            return call.model_copy(update={"op": value.op})
+        if call.op in env and call.op not in LAYERS and call.op not in self.blocks:
+            raise SpecError(
+                f"'{call.op}' is called as a layer but holds {describe(value)}; "
+                "pass a layer that needs no arguments, such as relu",
+                call.pos,
+            )
+        return call
 
     def repeat_count(self, item: ir.Repeat, env) -> int:
         count = evaluate(item.count, env)
@@ -222,7 +238,7 @@ class _Inference:
         return values, {name: expr.pos for name, expr in exprs.items()}
 
     def _shape_scope(self, env, shape: Output) -> dict[str, Value]:
-        scope = dict(env)
+        scope = {**OP_VALUES, **env}
         if shape and not isinstance(shape[0], tuple):
             scope.update(zip(SHAPE_NAMES, shape))  # C, H, W (just C for features)
         return scope

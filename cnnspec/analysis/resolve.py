@@ -17,7 +17,7 @@ from functools import cache
 
 from ..errors import CnnspecError, SpecError, did_you_mean
 from ..language import ir
-from ..language.expressions import bind_function
+from ..language.expressions import OpRef, bind_function
 from ..language.parse_cnn import parse_prelude
 from .binding import match_arguments
 from .combinators import RULES
@@ -27,6 +27,10 @@ from .ops import LAYERS
 SHAPE_NAMES = ("C", "H", "W")
 # ...and the names generated block classes use for their own locals.
 RESERVED_PARAMS = (*SHAPE_NAMES, "classes", "in_channels", "channels", "stride", "layers", "units")
+
+# The layers an expression may name as values, to pass to a block (`act=hardswish`): those
+# that need no arguments.
+OP_VALUES = {op: OpRef(op) for op, layer in LAYERS.items() if not layer.required()}
 
 # Attributes of torch.nn.Module (and of the combinator modules) a child name must not hide.
 MODULE_ATTRIBUTES = frozenset(
@@ -138,7 +142,8 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
     check_identifier(doc.network.name, "network", doc.network.pos)
     visible = {**prelude, **own}
     for block in doc.blocks:
-        _check_calls(block.body, block.pos, visible, own, block.name)
+        params = {p.name for p in block.params}
+        _check_calls(block.body, block.pos, visible, own, block.name, params)
         _check_names(block, {p.name for p in block.params})
     stages: dict[str, ir.Stage] = {}
     for stage in doc.network.stages:
@@ -159,7 +164,7 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
     return visible
 
 
-def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
+def _check_calls(body, user_pos, visible, own, inside: str | None, own_params=()) -> None:
     for comb in _combinators(body):
         for kw in comb.kwargs:
             options = RULES[comb.kind].options
@@ -167,6 +172,8 @@ def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
                 hint = did_you_mean(kw.name, options)
                 raise SpecError(f"{comb.kind} has no option '{kw.name}'{hint}", kw.pos)
     for call in _calls(body):
+        if call.op in own_params and call.op not in LAYERS and call.op not in visible:
+            continue  # a parameter holding a layer: checked when the block is called
         if call.op in LAYERS:
             model = LAYERS[call.op]
             match_arguments(call, model.signature(), model.required())
@@ -192,11 +199,17 @@ def _check_names(node: ir.Node, params: set[str]) -> None:
     """Every name an expression reads is a parameter, `classes`, a shape name or the index
     of a repeat around it, and every function it calls is one of the language's, called
     with its arguments. Errors come in the order things are written."""
-    stack: list = [(node, frozenset({*params, "classes", *SHAPE_NAMES}))]
+    stack: list = [(node, frozenset({*params, "classes", *SHAPE_NAMES, *OP_VALUES}))]
     while stack:
         item, known = stack.pop()
         if isinstance(item, ir.Name) and item.id not in known:
-            hint = did_you_mean(item.id, sorted(known))
+            if item.id in LAYERS:
+                raise SpecError(
+                    f"'{item.id}' needs arguments, so it cannot be passed as a layer "
+                    "(only layers that need none can)",
+                    item.pos,
+                )
+            hint = did_you_mean(item.id, sorted(known - OP_VALUES.keys()))
             raise SpecError(f"unknown name '{item.id}'{hint}", item.pos)
         if isinstance(item, ir.Func):
             bind_function(item)

@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from ..errors import LimitError, Pos, SpecError, did_you_mean
 from ..limits import NUMBER_LIMIT
 from . import ir
 
-Value = int | float | bool | None | tuple
+
+@dataclass(frozen=True)
+class OpRef:
+    """A layer as a value: `act=hardswish` passes the op, which the block then calls."""
+
+    op: str
+
+
+Value = int | float | bool | None | tuple | OpRef
 
 
 def describe(value: Value) -> str:
+    if isinstance(value, OpRef):
+        return value.op
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "none"}[value]
     if isinstance(value, tuple):

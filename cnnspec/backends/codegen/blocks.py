@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ...analysis.binding import match_arguments
 from ...analysis.combinators import dense_unit
-from ...analysis.ops import LAYERS, ModuleCall, Window
+from ...analysis.ops import LAYERS, ModuleCall, Window, plain_module
 from ...language import ir
 from ...language.expressions import PYTHON_CONSTANTS, unparse
 from ..runtime_source import combinator_class, runtime_names
@@ -105,11 +105,18 @@ class BlockWriter:
                 return self.params[identifier]
             if identifier == "C":
                 return f"({state.channels})" if " " in state.channels else state.channels
+            if (module := self.op_class(identifier)) is not None:
+                return module
             raise self.fail(
                 f"the name '{identifier}' (only parameters and C can be used)", expr.pos
             )
 
         return self.python(expr, name)
+
+    def op_class(self, op: str) -> str | None:
+        """A layer named as a value (`act=hardswish`), as the torch class that makes it."""
+        module = plain_module(LAYERS[op]) if op in LAYERS else None
+        return self.runtime_class(module) if module is not None else None
 
     def python(self, expr: ir.Node, name=str) -> str:
         """`expr` as Python, noting the runtime functions it calls (make_divisible)."""
@@ -154,7 +161,16 @@ class BlockWriter:
             return [Call(cls, args)], state
         if item.op in LAYERS:
             return self.layer(item, state)
+        if item.op in self.params and item.op not in self.gen.blocks:
+            return self.layer_parameter(item, state)
         return self.block_call(item, state)
+
+    def layer_parameter(self, call: ir.Call, state: _State) -> tuple[list, _State]:
+        """A parameter that holds a layer: a torch class, called with no arguments (the
+        network passes only layers that keep the shape; others are written in place)."""
+        if call.args or call.kwargs:
+            raise self.fail(f"a call of the parameter '{call.op}' with arguments", call.pos)
+        return [Call(self.params[call.op], ())], state
 
     def layer(self, call: ir.Call, state: _State) -> tuple[list, _State]:
         """The layer's constructor, and the state after it, from its op's facts."""
@@ -345,8 +361,8 @@ class BlockWriter:
             name = self.params[param.name]
             if param.default is None:
                 params.append(name)
-            elif not any(isinstance(e, ir.Name) for e in _walk(param.default)):
-                params.append(f"{name}={self.python(param.default)}")
+            elif all(self.op_class(e.id) for e in _walk(param.default) if isinstance(e, ir.Name)):
+                params.append(f"{name}={self.python(param.default, self.op_class)}")
             else:
                 params.append(f"{name}=None")
                 self.line(f"if {name} is None:")
