@@ -315,3 +315,59 @@ def test_errors_name_the_file(tmp_path):
 
 def test_limit_errors_are_errors_too():
     assert issubclass(LimitError, SpecError.__base__)
+
+
+# --- errors in files a spec uses: placed in that file, naming the `use` -------------------
+
+USE_CASES = {
+    "missing file": ({}, "cannot use 'nope.cnn'", "main.cnn", (1, 5)),
+    "cycle": (
+        {"a.cnn": 'use "b.cnn"\n', "b.cnn": 'use "a.cnn"\n'},
+        "'a.cnn' is used in a cycle (a.cnn -> b.cnn -> a.cnn)", "b.cnn", (1, 5)),
+    "unknown layer in a used block": (
+        {"a.cnn": "block u(c):\n    conv(c, k=1) rleu\n"},
+        "unknown layer or block 'rleu' (did you mean 'relu'?) (used at ", "a.cnn", (2, 18)),
+    "shape error inside a used block": (
+        {"a.cnn": "block u(c):\n    conv(c, k=3) conv(c, k=9)\n"},
+        "(used at ", "a.cnn", (2, 18)),
+    "network in a used file": (
+        {"a.cnn": "network U(input=1x2x2):\n    s: relu\n"},
+        "a used file holds blocks only", "a.cnn", (1, 9)),
+    "block defined twice across files": (
+        {"a.cnn": "block u(c):\n    relu\n", "b.cnn": "block u(c):\n    relu\n"},
+        "block 'u' is also defined in", "b.cnn", (1, 7)),
+    "syntax error in a used file": (
+        {"a.cnn": "block u(c):\n    conv(c, k=1\n"}, "unexpected", "a.cnn", (2, 16)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", USE_CASES, ids=list(USE_CASES))
+def test_use_error(case, tmp_path):
+    import cnnspec
+
+    files, message, where, pos = USE_CASES[case]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    uses = "".join(f'use "{n}"\n' for n in files if n != "b.cnn" or case != "cycle")
+    if not files:
+        uses = 'use "nope.cnn"\n'
+    main = tmp_path / "main.cnn"
+    main.write_text(uses + "network T(input=1x8x8):\n    s: u(4)\n")
+    with pytest.raises(cnnspec.CnnspecError) as info:
+        cnnspec.load(main)
+    err = info.value
+    assert message in err.message, err.render()
+    assert err.source.name.endswith(where) and err.pos == pos, err.render()
+    assert err.render().splitlines()[2].index("^") == 4 + pos[1] - 1
+
+
+def test_use_is_bounded(tmp_path):
+    import cnnspec
+
+    for i in range(12):
+        (tmp_path / f"f{i}.cnn").write_text(f'use "f{i + 1}.cnn"\n')
+    (tmp_path / "f12.cnn").write_text("")
+    main = tmp_path / "main.cnn"
+    main.write_text('use "f0.cnn"\nnetwork T(input=1x8x8):\n    s: relu\n')
+    with pytest.raises(LimitError, match="at most 64 files, 8 deep"):
+        cnnspec.load(main)

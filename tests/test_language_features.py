@@ -13,6 +13,10 @@ def round_trips(spec: cnnspec.Spec) -> None:
     """`convert` writes YAML that reads back to the same IR, and the schema accepts it."""
     yaml_text = to_yaml(spec.ir)
     assert cnnspec.load(yaml_text, format="yaml").ir == spec.ir
+    schema_accepts(yaml_text)
+
+
+def schema_accepts(yaml_text: str) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     import yaml
 
@@ -167,3 +171,28 @@ def test_layer_valued_parameters_in_every_backend(tmp_path):
     assert "def __init__(self, in_channels: int, c, act=nn.ReLU)" in source
     assert "Unit(4, 8, act=nn.Hardswish)" in source and "class Pair" not in source
     round_trips(spec)
+
+
+# --- shared block files ------------------------------------------------------------------------
+
+
+def write(path, text: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_blocks_from_used_files_in_every_backend(tmp_path):
+    write(tmp_path / "lib" / "acts.yaml", "blocks:\n  twice:\n    params: [c]\n"
+          "    body: [{conv: c, k: 1}, {conv: c, k: 1}]\n")  # fmt: skip
+    write(tmp_path / "lib" / "blocks.cnn", 'use "acts.yaml"\nblock unit(c, act=relu):\n'
+          "    conv(c, k=3, p=1) batchnorm act\n")  # fmt: skip
+    spec_path = write(tmp_path / "net.cnn", 'use "lib/blocks.cnn"\nuse "lib/acts.yaml"\n'
+        "network T(input=3x8x8, classes=10):\n    s: unit(4) twice(8) unit(8, act=hardswish)\n"
+        "    head: gap flatten linear(classes)\n")  # fmt: skip
+    spec = check_all_backends(str(spec_path), tmp_path, "used")
+    assert [label for label, _ in spec.graph.root.children[0][1].children] == ["0", "1", "2"]
+    assert "class Twice" in spec.codegen() and "class Unit" in spec.codegen()
+    yaml_path = write(tmp_path / "net.yaml", to_yaml(spec.ir))
+    assert cnnspec.load(yaml_path).ir == spec.ir  # `use:` in YAML, relative to that file
+    schema_accepts(yaml_path.read_text())

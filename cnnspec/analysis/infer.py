@@ -27,7 +27,9 @@ from .resolve import OP_VALUES, SHAPE_NAMES, builtin_blocks, resolve
 
 def infer(doc: ir.Document, limits: Limits = DEFAULT) -> Graph:
     blocks = resolve(doc)
-    return _Inference(blocks, limits).network(doc)
+    inference = _Inference(blocks, limits)
+    inference.origins = doc.origins
+    return inference.network(doc)
 
 
 class _Inference:
@@ -39,6 +41,7 @@ class _Inference:
         self.mac_count = 0
         self.activation_count = 0
         self.block_stack: list[str] = []
+        self.origins: Mapping[str, tuple] = {}  # blocks of used files: (Source, context)
         # The user's call of the built-in block being walked: positions inside it are
         # prelude.cnn's, so messages point at the call instead.
         self.call_site: tuple[str, Pos] | None = None
@@ -221,6 +224,11 @@ class _Inference:
         except CnnspecError as err:
             if builtin and err.source is None:
                 raise _at_call_site(err, call) from None
+            origin = self.origins.get(call.op)
+            if origin is not None and err.source is None:  # inside a block of a used file
+                source, context = origin
+                err.message = f"{err.message} ({context})"
+                raise err.with_source(source) from None
             raise
         finally:
             self.block_stack.pop()

@@ -114,7 +114,7 @@ def builtin_blocks() -> dict[str, ir.BlockDef]:
 def resolve(doc: ir.Document) -> dict[str, ir.BlockDef]:
     """Check the document's names; return every block it can call (its own and the
     built-in ones), by name."""
-    return _resolve(doc, builtin_blocks())
+    return _resolve(doc, {**builtin_blocks(), **{b.name: b for b in doc.used}})
 
 
 def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, ir.BlockDef]:
@@ -123,6 +123,12 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
         if block.name in LAYERS or block.name in ir.COMBINATORS:
             raise SpecError(f"block '{block.name}' has the name of a built-in layer", block.pos)
         check_identifier(block.name, "block", block.pos)
+        origin = doc.origins.get(block.name)
+        if origin is not None:
+            raise SpecError(
+                f"block '{block.name}' is also defined in {origin[0].name}; choose another name",
+                block.pos,
+            )
         if block.name in own:
             first = own[block.name].pos
             raise SpecError(

@@ -115,6 +115,8 @@ def _combinator(comb: ir.Combinator, indent: int) -> list[str]:
 
 def to_yaml(doc: ir.Document) -> str:
     out: list[str] = []
+    if doc.uses:
+        out.append(f"use: [{', '.join(json.dumps(u.path) for u in doc.uses)}]")
     if doc.blocks:
         out.append("blocks:")
         for block in doc.blocks:

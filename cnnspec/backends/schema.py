@@ -87,6 +87,10 @@ def yaml_schema() -> dict:
         "title": "cnnspec network (YAML form)",
         "type": "object",
         "properties": {
+            "use": {
+                "description": "files whose blocks this spec uses, relative to it",
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+            },
             "blocks": {
                 "type": "object",
                 "additionalProperties": {

@@ -19,6 +19,7 @@ from ..errors import SpecError, did_you_mean
 # analysis and backends key their per-kind rules by them.
 COMBINATORS = ("concat", "add", "dense", "heads", "mul", "split")
 METADATA_KEYS = ("pos", "keypos")  # set by the front ends; never a user's key
+LOADED_KEYS = ("used", "origins")  # set by the loader from `use`; never a user's key
 
 
 class Node(BaseModel):
@@ -196,10 +197,21 @@ class Recipe(Node):
     weight_decay: float = 0.0
 
 
+class Use(Node):
+    """`use "blocks.cnn"`: another file's blocks, by a path relative to this spec."""
+
+    path: str
+
+
 class Document(Node):
+    uses: tuple[Use, ...] = ()
     blocks: tuple[BlockDef, ...] = ()
     network: Network
     train: Recipe = Field(default_factory=Recipe)
+    # The blocks of the used files, and for each by name where it came from (its file's
+    # Source and the `use` that brought it): filled in by the loader, not written.
+    used: SkipJsonSchema[tuple[BlockDef, ...]] = Field(default=(), exclude=True, repr=False)
+    origins: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict, exclude=True, repr=False)
 
 
 for _model in (
@@ -315,5 +327,5 @@ def _fields_for(loc: list) -> list[str]:
     models = {"network": Network, "train": Recipe, "blocks": BlockDef, "stages": Stage}
     for part in reversed(loc):
         if part in models:
-            return [f for f in models[part].model_fields if f not in ("pos", "keypos")]
-    return [f for f in Document.model_fields if f not in ("pos", "keypos")]
+            return [f for f in models[part].model_fields if f not in METADATA_KEYS]
+    return [f for f in Document.model_fields if f not in METADATA_KEYS + LOADED_KEYS]

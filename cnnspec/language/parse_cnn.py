@@ -44,6 +44,7 @@ _TERMINALS = {
     "IF": "'if'",
     "ELSE": "'else'",
     "COMPARE": "a comparison",
+    "STRING": "a quoted path",
     "AS": "'as'",
     "_NL": "end of line",
     "_INDENT": "an indented block",
@@ -301,6 +302,9 @@ class _ToPlain(Transformer):
             },
         )
 
+    def use(self, meta, path):
+        return ("use", {"path": str(path)[1:-1], "pos": _pos(path)})
+
     def stage(self, meta, name, body):
         return {"name": str(name), "body": body, "pos": _pos(name)}
 
@@ -313,10 +317,10 @@ class _ToPlain(Transformer):
         return ("train", {**_options(kwargs, "train", words=True), "pos": _pos(meta)})
 
     def start(self, meta, *items):
-        doc: dict = {"blocks": [], "network": None, "train": None, "pos": (1, 1)}
+        doc: dict = {"uses": [], "blocks": [], "network": None, "train": None, "pos": (1, 1)}
         for kind, node in items:
-            if kind == "block":
-                doc["blocks"].append(node)
+            if kind in ("block", "use"):
+                doc[f"{kind}s"].append(node)
             elif doc[kind] is not None:
                 what = "network" if kind == "network" else "train recipe"
                 raise SpecError(f"a spec holds one {what}; this is a second one", node["pos"])

@@ -33,7 +33,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ..errors import CnnspecError, LimitError, Pos, SpecError, SpecSyntaxError
 from ..limits import DEFAULT, Limits
 from .expressions import bounded, brief, int_literal
-from .ir import COMBINATORS, METADATA_KEYS
+from .ir import COMBINATORS, LOADED_KEYS, METADATA_KEYS
 from .parse_cnn import parse_expression, parse_param
 
 _YAML = "tag:yaml.org,2002:"
@@ -215,6 +215,12 @@ class _Reader:
             doc["keypos"][key] = pos
             if key == "blocks":
                 doc["blocks"] = [self.block(n, v, p) for n, v, p in self.mapping(value, "blocks")]
+            elif key in LOADED_KEYS:
+                raise SpecError(f"unknown key '{key}' in the spec", pos)
+            elif key == "use":
+                doc["uses"] = [
+                    {"path": self.scalar(n), "pos": _pos(n)} for n in self.items_of(value)
+                ]
             elif key == "network":
                 doc["network"] = self.options(value, "the network")
             elif key == "train":
