@@ -27,7 +27,8 @@ def _load(path: str, args: argparse.Namespace):
     from .spec import load
 
     raised = {b: getattr(args, b) for b in BUDGETS if getattr(args, b, None) is not None}
-    return load(path, limits=replace(DEFAULT, **raised))
+    overrides = dict(getattr(args, "set", None) or [])
+    return load(path, limits=replace(DEFAULT, **raised), overrides=overrides)
 
 
 _BUDGET_HELP = {
@@ -37,8 +38,20 @@ _BUDGET_HELP = {
 }
 
 
+def _assignment(text: str) -> tuple[str, str]:
+    """`NAME=VALUE`, as `--set` takes it."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
 def _budget_flags(p: argparse.ArgumentParser) -> None:
     from .limits import BUDGETS, DEFAULT
+
+    p.add_argument("--set", action="append", type=_assignment, metavar="NAME=VALUE",
+                   help="set a network option (classes, input), network parameter or train "
+                   "option for this run, as the spec would write it")  # fmt: skip
 
     for bound in BUDGETS:
         default = getattr(DEFAULT, bound)

@@ -168,6 +168,15 @@ CNN_CASES = {
     "a layer as a size": (
         net("conv(relu, k=1)"), SpecError, "conv argument 'out': input should be a valid "
         "integer, got relu", 3, 13),
+    "network parameter no stage reads": (
+        "network T(input=1x28x28, width=2):\n    s: relu\n", SpecError,
+        "network parameter 'width' is not read by any stage", 1, 26),
+    "reserved network parameter": (
+        "network T(input=1x28x28, lr=2):\n    s: conv(lr, k=1)\n", SpecError,
+        "'lr' is reserved and cannot be a network parameter", 1, 26),
+    "network parameter reading a later one": (
+        "network T(input=1x28x28, a=b, b=2):\n    s: conv(a + b, k=1)\n", SpecError,
+        "unknown name 'b'", 1, 28),
     "unknown function": (
         net("conv(rond(6.5), k=1)"), SpecError,
         "unknown function 'rond' (did you mean 'round'?)", 3, 13),
@@ -371,3 +380,27 @@ def test_use_is_bounded(tmp_path):
     main.write_text('use "f0.cnn"\nnetwork T(input=1x8x8):\n    s: relu\n')
     with pytest.raises(LimitError, match="at most 64 files, 8 deep"):
         cnnspec.load(main)
+
+
+SET_CASES = {
+    "unknown name": ({"widht": "2"}, "no network option, network parameter or train option "
+                     "'widht' (did you mean 'width'?)", None),
+    "bad value": ({"width": "0.5x"}, "unexpected 'x'", (1, 4)),
+    "fraction as classes": ({"classes": "0.5"}, "classes must be a whole number >= 1", (1, 1)),
+    "bad recipe value": ({"lr": "fast"}, "train option 'lr': input should be a valid number",
+                         (1, 1)),
+    "value the spec refuses": ({"width": "0.01"}, "conv argument 'out'", (2, 13)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", SET_CASES, ids=list(SET_CASES))
+def test_set_error(case):
+    import cnnspec
+
+    overrides, message, pos = SET_CASES[case]
+    text = "network T(input=1x28x28, width=1.0):\n    s: conv(int(8 * width), k=1)\n"
+    with pytest.raises(cnnspec.CnnspecError) as info:
+        cnnspec.load(text, overrides=overrides)
+    assert message in info.value.message, info.value.render()
+    if pos is not None:
+        assert info.value.pos == pos, info.value.render()

@@ -196,3 +196,50 @@ def test_blocks_from_used_files_in_every_backend(tmp_path):
     yaml_path = write(tmp_path / "net.yaml", to_yaml(spec.ir))
     assert cnnspec.load(yaml_path).ir == spec.ir  # `use:` in YAML, relative to that file
     schema_accepts(yaml_path.read_text())
+
+
+# --- network parameters and --set ----------------------------------------------------------
+
+PARAMETERISED = """
+block unit(c, act=relu):
+    conv(c, k=3, p=1) batchnorm act
+network Net(input=3x16x16, classes=10, width=1.0, depth=2, act=relu, wide=depth > 1):
+    s: (unit(make_divisible(16 * width), act) drop_path(0.1 * i / depth)) * depth as i
+    t: conv(32, k=1) if wide
+    head: gap flatten linear(classes)
+train(lr=0.1)
+"""
+
+
+def test_network_parameters_in_every_backend(tmp_path):
+    spec = check_all_backends(PARAMETERISED, tmp_path, "parameterised")
+    assert spec.output_shape == (10,) and spec.graph.root.children[1][1].out_shape[0] == 32
+    round_trips(spec)
+
+
+def test_set_changes_options_parameters_and_the_recipe():
+    sets = {"width": "0.5", "depth": "1", "act": "hardswish", "classes": "7",
+            "input": "1x8x8", "lr": "0.5", "optimizer": "adam"}  # fmt: skip
+    spec = cnnspec.load(PARAMETERISED, overrides=sets)
+    assert spec.input_shape == (1, 8, 8) and spec.output_shape == (7,)
+    assert spec.recipe.lr == 0.5 and spec.recipe.optimizer == "adam"
+    labels = [n.label for _, _, n in spec.graph.walk() if n.is_layer]
+    assert labels.count("hardswish") == 1 and "conv" in labels
+    assert spec.graph.root.children[1][1].children == ()  # wide is false at depth 1
+    assert spec.params < cnnspec.load(PARAMETERISED).params
+
+
+def test_set_on_the_command_line(tmp_path, capsys):
+    from cnnspec.cli import main
+
+    path = tmp_path / "net.cnn"
+    path.write_text(PARAMETERISED)
+    assert main(["build", str(path), "--json", "--set", "width=0.5", "--set", "classes=3"]) == 0
+    import json
+
+    built = json.loads(capsys.readouterr().out)
+    assert built["output_shape"] == [3]
+    assert main(["codegen", str(path), "--stdout", "--set", "width=2"]) == 0
+    assert "Unit(in_channels, 32)" in capsys.readouterr().out
+    assert main(["check", str(path), "--set", "widht=2"]) == 1
+    assert "(did you mean 'width'?)" in capsys.readouterr().err

@@ -57,7 +57,9 @@ class _Inference:
             )
         self._check_dims(shape, net.keypos.get("input", net.pos))
         self.activation_count = prod(shape)  # the input is held too
-        env = {"classes": net.classes}
+        env: dict[str, Value] = {"classes": net.classes}
+        for kw in net.params:  # each may read those before it
+            env[kw.name] = evaluate(kw.value, {**OP_VALUES, **env})
         flow = Flow(shape)
         stages = []
         for stage in net.stages:

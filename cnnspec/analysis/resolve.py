@@ -146,6 +146,7 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
         own[block.name] = block
 
     check_identifier(doc.network.name, "network", doc.network.pos)
+    network_params = _network_params(doc.network)
     visible = {**prelude, **own}
     for block in doc.blocks:
         params = {p.name for p in block.params}
@@ -161,13 +162,48 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
             )
         stages[stage.name] = stage
         _check_calls(stage.body, doc.network.pos, visible, own, None)
-        _check_names(stage, set())
+        _check_names(stage, network_params)
     for body in [b.body for b in doc.blocks] + [s.body for s in doc.network.stages]:
         for comb in _combinators(body):
             for branch in comb.branches:
                 if branch.name is not None:
                     check_child_name(branch.name, "branch", branch.pos)
     return visible
+
+
+# Recipe fields: a network parameter may not take one's name, so `--set NAME=...` is clear.
+_RECIPE_FIELDS = frozenset(ir.Recipe.model_fields) - set(ir.METADATA_KEYS)
+
+
+def _network_params(net: ir.Network) -> set[str]:
+    """The network's own parameters: fresh names that some stage reads. One that none reads
+    is most often a misspelt option."""
+    names: set[str] = set()
+    read = {name.id for stage in net.stages for name in _names_in(stage)}
+    for kw in net.params:
+        check_identifier(kw.name, "network parameter", kw.pos)
+        if kw.name in RESERVED_PARAMS or kw.name in _RECIPE_FIELDS:
+            raise SpecError(f"'{kw.name}' is reserved and cannot be a network parameter", kw.pos)
+        _check_names(kw.value, names)  # a parameter may read those before it
+        if kw.name not in read:
+            hint = did_you_mean(kw.name, ir.NETWORK_OPTIONS)
+            if hint:
+                raise SpecError(f"unknown key '{kw.name}' in the network{hint}", kw.pos)
+            raise SpecError(f"network parameter '{kw.name}' is not read by any stage", kw.pos)
+        names.add(kw.name)
+    return names
+
+
+def _names_in(node: ir.Node) -> Iterator[ir.Name]:
+    stack: list = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ir.Name):
+            yield item
+        elif isinstance(item, ir.Node):
+            stack.extend(getattr(item, f) for f in type(item).model_fields)
+        elif isinstance(item, tuple):
+            stack.extend(item)
 
 
 def _check_calls(body, user_pos, visible, own, inside: str | None, own_params=()) -> None:

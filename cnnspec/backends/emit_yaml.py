@@ -129,7 +129,12 @@ def to_yaml(doc: ir.Document) -> str:
             out.append("    body:" + _joined(_body(block.body, 6)))
     net = doc.network
     out += ["network:", f"  name: {_scalar(net.name)}", f"  input: {fmt(net.input)}"]
-    out += [f"  classes: {net.classes}", "  stages:"]
+    out.append(f"  classes: {net.classes}")
+    if net.params:
+        out.append(
+            "  params: {" + ", ".join(f"{kw.name}: {_value(kw.value)}" for kw in net.params) + "}"
+        )
+    out.append("  stages:")
     for stage in net.stages:
         out.append(f"    {stage.name}:" + _joined(_body(stage.body, 6)))
     recipe = doc.train.model_dump(exclude_unset=True)

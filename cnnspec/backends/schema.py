@@ -115,6 +115,11 @@ def yaml_schema() -> dict:
                         ]
                     },
                     "classes": {"type": "integer", "minimum": 1},
+                    "params": {
+                        "description": "the network's own parameters, read by its stages",
+                        "type": "object",
+                        "additionalProperties": _EXPR,
+                    },
                     "stages": {"type": "object", "additionalProperties": _BODY},
                 },
                 "required": ["name", "input", "stages"],

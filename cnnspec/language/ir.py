@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from ..errors import SpecError, did_you_mean
@@ -19,6 +19,7 @@ from ..errors import SpecError, did_you_mean
 # analysis and backends key their per-kind rules by them.
 COMBINATORS = ("concat", "add", "dense", "heads", "mul", "split")
 METADATA_KEYS = ("pos", "keypos")  # set by the front ends; never a user's key
+NETWORK_OPTIONS = ("name", "input", "classes", "params", "stages")
 LOADED_KEYS = ("used", "origins")  # set by the loader from `use`; never a user's key
 
 
@@ -175,6 +176,8 @@ class Network(Node):
     name: str
     input: tuple[int, ...]
     classes: int = 10
+    # Its own parameters, `network N(input=..., width=1.0)`: names the stages may read.
+    params: tuple[Kwarg, ...] = ()
     stages: tuple[Stage, ...]
 
     @field_validator("input", mode="before")
@@ -230,6 +233,23 @@ for _model in (
     Stage,
 ):
     _model.model_rebuild()
+
+
+def to_expr(data: dict) -> Expr:
+    """One expression from a front end's plain data."""
+    return TypeAdapter(Expr).validate_python(strict_ready(data), strict=True)
+
+
+def constant(value, pos: tuple[int, int]) -> Expr:
+    """An evaluated value as an expression written at `pos` (a number, a constant, a tuple)."""
+    if isinstance(value, tuple):
+        return TupleExpr(kind="tuple", items=tuple(constant(v, pos) for v in value), pos=pos)
+    if isinstance(value, bool) or value is None:
+        return Const(kind="const", value=value, pos=pos)
+    if isinstance(value, (int, float)):
+        return Num(kind="num", value=value, pos=pos)
+    raise SpecError(f"a network parameter must be a number, true, false, none or a tuple, "
+                    f"got {value!r}", pos)  # fmt: skip
 
 
 def to_ir(data: dict) -> Document:

@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..limits import DEFAULT, Limits
 from .expressions import bounded, int_literal
-from .ir import COMBINATORS, METADATA_KEYS
+from .ir import COMBINATORS, METADATA_KEYS, NETWORK_OPTIONS
 
 # Readable names for the terminals a syntax error can expect.
 _TERMINALS = {
@@ -146,6 +146,13 @@ def _not_a_combinator(before: str, line: int) -> SpecSyntaxError | None:
         f"({', '.join(COMBINATORS)}) and cannot name a branch here",
         (line, len(before) + 1),
     )
+
+
+class _Kwargs:
+    """Some of a parse tree's keyword arguments, as `_kwarg_list` reads them."""
+
+    def __init__(self, children: list[dict]):
+        self.children = children
 
 
 def _kwarg_list(kwargs) -> list[dict]:
@@ -309,8 +316,14 @@ class _ToPlain(Transformer):
         return {"name": str(name), "body": body, "pos": _pos(name)}
 
     def network(self, meta, name, kwargs, *stages):
-        node = {**_options(kwargs, "network"), "name": str(name), "stages": list(stages),
-                "pos": _pos(name)}  # fmt: skip
+        # Options other than the network's own are its parameters, for the stages to read.
+        own = [kw for kw in _kwarg_list(kwargs) if kw["name"] in NETWORK_OPTIONS]
+        params = [kw for kw in _kwarg_list(kwargs) if kw["name"] not in NETWORK_OPTIONS]
+        node = {**_options(_Kwargs(own), "network"), "name": str(name),
+                "stages": list(stages), "pos": _pos(name)}  # fmt: skip
+        if params:
+            _options(_Kwargs(params), "network")  # refuses a parameter given twice
+            node["params"] = params
         return ("network", node)
 
     def recipe(self, meta, kwargs):

@@ -174,6 +174,8 @@ class _Reader:
             if name == "stages" and what == "the network":
                 out[name] = [{"name": stage, "body": self.body(body), "pos": p}
                              for stage, body, p in self.mapping(value, "stages")]  # fmt: skip
+            elif name == "params" and what == "the network":
+                out[name] = [self.kwarg(k, v, p) for k, v, p in self.mapping(value, "params")]
             else:
                 out[name] = self.literal(value, words)
             out["keypos"][name] = pos
