@@ -243,3 +243,11 @@ def test_set_on_the_command_line(tmp_path, capsys):
     assert "Unit(in_channels, 32)" in capsys.readouterr().out
     assert main(["check", str(path), "--set", "widht=2"]) == 1
     assert "(did you mean 'width'?)" in capsys.readouterr().err
+
+
+def test_a_condition_on_the_input_keeps_in_channels_out_of_the_network_class(tmp_path):
+    # Written out in place, the condition was decided for 1 channel: other counts may not
+    # decide alike, so the class does not offer them.
+    text = net("(conv(1, k=1) relu) if C <= 3", "1x4x4")
+    source = check_all_backends(text, tmp_path, "decided").codegen()
+    assert "in_channels: int" not in source

@@ -22,7 +22,7 @@ from .binding import match_arguments
 from .combinators import combine
 from .graph import Flow, Graph, Node, Output, Shape, group
 from .ops import LAYERS, Layer, fmt
-from .resolve import OP_VALUES, SHAPE_NAMES, builtin_blocks, resolve
+from .resolve import OP_VALUES, SHAPE_NAMES, builtin_blocks, names_in, resolve
 
 
 def infer(doc: ir.Document, limits: Limits = DEFAULT) -> Graph:
@@ -41,6 +41,7 @@ class _Inference:
         self.mac_count = 0
         self.activation_count = 0
         self.block_stack: list[str] = []
+        self.decisions: list[str] = []  # the conditions decided in the body being walked
         self.origins: Mapping[str, tuple] = {}  # blocks of used files: (Source, context)
         # The user's call of the built-in block being walked: positions inside it are
         # prelude.cnn's, so messages point at the call instead.
@@ -75,11 +76,16 @@ class _Inference:
         repeat gives, so a block has one module structure whatever its arguments."""
         nodes: list[Node] = []
         start = flow.shape
-        for item in items:
-            flow = self.item(item, flow, env, nodes)
+        outer, self.decisions = self.decisions, []
+        try:
+            for item in items:
+                flow = self.item(item, flow, env, nodes)
+        finally:
+            decided, self.decisions = tuple(self.decisions), outer
         if len(items) == 1 and not ir.splices(items[0]):
             return nodes[0], flow
-        return group("seq", label, start, list(enumerate(nodes)), pos), flow
+        node = group("seq", label, start, list(enumerate(nodes)), pos)
+        return replace(node, decided=decided), flow
 
     def item(self, item, flow: Flow, env, out: list[Node]) -> Flow:
         """Append the node(s) `item` expands to onto `out`; return the flow after them."""
@@ -90,8 +96,11 @@ class _Inference:
                     flow = self.item(inner, flow, scope, out)
             return flow
         if isinstance(item, ir.If):
-            test = evaluate(item.test, self._shape_scope(env, flow.shape))
-            for inner in item.body if truth(test, item.test, "a condition") else item.orelse:
+            scope = self._shape_scope(env, flow.shape)
+            holds = truth(evaluate(item.test, scope), item.test, "a condition")
+            read = {n.id: scope[n.id] for n in names_in(item.test) if n.id in scope}
+            self.decisions.append(f"{item.pos}: {read} -> {holds}")
+            for inner in item.body if holds else item.orelse:
                 flow = self.item(inner, flow, env, out)
             return flow
         self._no_heads_before(item, flow)

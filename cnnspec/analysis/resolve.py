@@ -179,7 +179,7 @@ def _network_params(net: ir.Network) -> set[str]:
     """The network's own parameters: fresh names that some stage reads. One that none reads
     is most often a misspelt option."""
     names: set[str] = set()
-    read = {name.id for stage in net.stages for name in _names_in(stage)}
+    read = {name.id for stage in net.stages for name in names_in(stage)}
     for kw in net.params:
         check_identifier(kw.name, "network parameter", kw.pos)
         if kw.name in RESERVED_PARAMS or kw.name in _RECIPE_FIELDS:
@@ -194,7 +194,8 @@ def _network_params(net: ir.Network) -> set[str]:
     return names
 
 
-def _names_in(node: ir.Node) -> Iterator[ir.Name]:
+def names_in(node: ir.Node) -> Iterator[ir.Name]:
+    """Every name read under `node`."""
     stack: list = [node]
     while stack:
         item = stack.pop()

@@ -88,6 +88,7 @@ class _Generator:
             self.use_block(node.block)
             cls = self.names.class_of(node.block)
             return Call(cls, (str(node.in_shape[0]), *self.block_args(node)))
+        self.decided_on.extend(node.decided)  # written with sizes that decided them
         children = [(name, self.module(child)) for name, child in node.children]
         if node.kind == "add" and len(children) == 1:
             self.decided_on.append(f"{node.in_shape} -> {node.out_shape}")
