@@ -27,7 +27,8 @@ BROKEN_PIPE = 128 + 13  # what a shell reports for a command ended by SIGPIPE
 def _load(path: str, args: argparse.Namespace):
     from .spec import load
 
-    return load(path, limits=_limits(args))
+    overrides = dict(getattr(args, "set", None) or [])
+    return load(path, limits=_limits(args), overrides=overrides)
 
 
 def _limits(args: argparse.Namespace):
@@ -45,8 +46,21 @@ _BUDGET_HELP = {
 }
 
 
-def _budget_flags(p: argparse.ArgumentParser) -> None:
+def _assignment(text: str) -> tuple[str, str]:
+    """`NAME=VALUE`, as `--set` takes it."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _spec_flags(p: argparse.ArgumentParser) -> None:
+    """--set and the budgets: how any command that loads a spec may change it."""
     from .limits import BUDGETS, DEFAULT
+
+    p.add_argument("--set", action="append", type=_assignment, metavar="NAME=VALUE",
+                   help="set a network option (classes, input), network parameter or train "
+                   "option for this run, as the spec would write it")  # fmt: skip
 
     for bound in BUDGETS:
         default = getattr(DEFAULT, bound)
@@ -122,7 +136,9 @@ def _train_request(args: argparse.Namespace):
     from .training.command import TrainRequest
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainRequest) if hasattr(args, f.name)}
-    return TrainRequest(**given, progress=not args.no_progress, limits=_limits(args))
+    overrides = tuple(getattr(args, "set", None) or ())
+    return TrainRequest(**given, progress=not args.no_progress, limits=_limits(args),
+                        overrides=overrides)  # fmt: skip
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:
@@ -237,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("check", cmd_check, "parse, validate and infer shapes; print only errors")
     p.add_argument("specs", nargs="+", metavar="SPEC")
-    _budget_flags(p)
+    _spec_flags(p)
 
     p = command("build", cmd_build, "per-layer shapes, parameters and MACs; build the module")
     p.add_argument("spec", metavar="SPEC")
@@ -245,18 +261,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-forward", action="store_true", help="skip the zero-batch forward check")
     p.add_argument("--depth", type=_positive, metavar="N",
                    help="table levels: 1 stages, 2 what they hold (default), ...")  # fmt: skip
-    _budget_flags(p)
+    _spec_flags(p)
 
     p = command("codegen", cmd_codegen, "write standalone PyTorch source for each spec")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("-o", "--output", default="generated", metavar="DIR",
                    help="folder for the .py files (default: generated)")  # fmt: skip
     p.add_argument("--stdout", action="store_true", help="print the source instead")
-    _budget_flags(p)
+    _spec_flags(p)
 
     p = command("train", cmd_train, "train the spec's network (Fashion-MNIST by default)")
     p.add_argument("spec", metavar="SPEC", nargs="?", help="optional with --resume")
-    _budget_flags(p)
+    _spec_flags(p)
     p.add_argument("--epochs", type=_positive, help="default: the spec's recipe")
     p.add_argument("--batch-size", type=_positive, help="default: the spec's recipe")
     p.add_argument("--lr", type=above_zero, help="default: the spec's recipe")
@@ -290,7 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("compare", cmd_compare, "variants side by side: params, MACs, memory, "
                 "and with --train their speed and accuracy")  # fmt: skip
     p.add_argument("specs", nargs="+", metavar="SPEC")
-    _budget_flags(p)
+    _spec_flags(p)
     p.add_argument("--train", type=_positive, metavar="EPOCHS",
                    help="train each for EPOCHS epochs (its own recipe otherwise)")  # fmt: skip
     p.add_argument("--plot", metavar="FILE.png", help="test accuracy against MACs and params")
@@ -310,13 +326,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="FILE.dot, .svg, .png or .html (default: DOT on stdout)")  # fmt: skip
     p.add_argument("--depth", type=int, default=1, metavar="N",
                    help="levels of blocks drawn open (default 1; 0: all boxes)")  # fmt: skip
-    _budget_flags(p)
+    _spec_flags(p)
 
     p = command("export", cmd_export, "write the network as ONNX (batch size left free)")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
     p.add_argument("--weights", metavar="RUN", help="a run folder or .safetensors file")
-    _budget_flags(p)
+    _spec_flags(p)
 
     p = command("convert", cmd_convert, "print a spec in the YAML form")
     p.add_argument("spec", metavar="SPEC")

@@ -23,6 +23,8 @@ class Limits:
     max_macs: int = 200_000_000_000  # ~13x VGG-16 at 224 px; several seconds on a CPU
     max_activations: int = 1 << 28  # values output by all layers: 1 GiB of fp32
     max_dim: int = 1 << 20  # any one channel count, feature count or spatial size
+    max_uses: int = 64  # files a spec reads through `use`, all told
+    max_use_depth: int = 8  # a file used by a file used by ...
 
 
 DEFAULT = Limits()

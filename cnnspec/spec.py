@@ -10,17 +10,20 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .analysis.graph import Graph, Output, Shape
 from .analysis.infer import infer
+from .analysis.resolve import resolve
 from .errors import CnnspecError, LimitError, Source, SpecError, SpecSyntaxError
 from .language import ir
 from .language.parse_cnn import parse_cnn
 from .language.parse_yaml import parse_yaml
 from .limits import DEFAULT, Limits
+from .overrides import override
 
 # Files saved with torch.save, such as torchvision's weights.
 TORCH_FILES = (".pt", ".pth")
@@ -230,22 +233,105 @@ def _guess_format(text: str) -> str:
 
 
 def parse(source: Source, fmt: str, limits: Limits = DEFAULT) -> ir.Document:
-    """Source text -> validated IR (no shapes yet)."""
+    """Source text -> validated IR (no shapes yet), with the blocks of the files it uses."""
     try:
         plain = parse_cnn(source.text, limits) if fmt == "cnn" else parse_yaml(source.text, limits)
         if plain.get("network") is None:
             raise SpecError("this spec has no network (`network Name(input=..., classes=...):`)",
                             (1, 1))  # fmt: skip
-        return ir.to_ir(plain)
+        doc = ir.to_ir(plain)
     except CnnspecError as err:
         raise err.with_source(source) from None
+    if not doc.uses:
+        return doc
+    used = _Used(limits)
+    used.load(doc.uses, source, [])
+    return doc.model_copy(update={"used": tuple(used.blocks), "origins": used.origins})
 
 
-def load(source: str | os.PathLike, *, format: str | None = None,
-         limits: Limits = DEFAULT) -> Spec:  # fmt: skip
-    """Parse, validate and infer a spec given as a path or as text."""
+class _Used:
+    """The blocks of the files a spec uses, read depth first: each file once, every path
+    relative to the file that names it, within the limits and without cycles."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.blocks: list[ir.BlockDef] = []
+        self.origins: dict[str, tuple[Source, str]] = {}
+        self.read: set[Path] = set()
+
+    def load(self, uses, by: Source, chain: list[Path]) -> None:
+        base = Path(by.name).parent if by.name != "<string>" else Path.cwd()
+        for use in uses:
+            path = (base / use.path).resolve()
+            if path in chain or Path(by.name).resolve() == path:
+                cycle = " -> ".join(p.name for p in [*chain, path])
+                raise SpecError(f"'{use.path}' is used in a cycle ({cycle})",
+                                use.pos).with_source(by)  # fmt: skip
+            if path in self.read:
+                continue
+            if len(chain) >= self.limits.max_use_depth or len(self.read) >= self.limits.max_uses:
+                raise LimitError(
+                    f"specs may use at most {self.limits.max_uses} files, "
+                    f"{self.limits.max_use_depth} deep",
+                    use.pos,
+                ).with_source(by)
+            self.read.add(path)
+            self.file(path, use, by, [*chain, path])
+
+    def file(self, path: Path, use: ir.Use, by: Source, chain: list[Path]) -> None:
+        context = f"used at {by.name}:{use.pos[0]}:{use.pos[1]}"
+        try:
+            source, fmt = read(path, limits=self.limits)
+        except OSError as err:
+            raise SpecError(f"cannot use '{use.path}': {err.strerror or err}",
+                            use.pos).with_source(by) from None  # fmt: skip
+        except CnnspecError as err:
+            raise _in_used(err, source=None, context=context) from None
+        try:
+            text = source.text
+            plain = parse_cnn(text, self.limits) if fmt == "cnn" else parse_yaml(text, self.limits)
+            extra = plain.get("network") or plain.get("train")
+            if extra is not None:
+                raise SpecError(
+                    "a used file holds blocks only (and uses), not a network or a train recipe",
+                    extra["pos"],
+                )
+            plain["network"] = {"name": "used", "input": [1], "stages": []}
+            doc = ir.to_ir(plain)
+        except CnnspecError as err:
+            raise _in_used(err, source, context) from None
+        self.load(doc.uses, source, chain)
+        try:
+            resolve(doc.model_copy(update={"used": tuple(self.blocks), "origins": {}}))
+            for block in doc.blocks:
+                if block.name in self.origins:
+                    other = self.origins[block.name][0].name
+                    raise SpecError(f"block '{block.name}' is also defined in {other}",
+                                    block.pos)  # fmt: skip
+        except CnnspecError as err:
+            raise _in_used(err, source, context) from None
+        for block in doc.blocks:
+            self.blocks.append(block)
+            self.origins[block.name] = (source, context)
+
+
+def _in_used(err: CnnspecError, source: Source | None, context: str) -> CnnspecError:
+    """An error in a used file: placed in that file, saying which `use` brought it in."""
+    if context not in err.message:
+        err.message = f"{err.message} ({context})"
+        err.args = (err.message,)
+    return err.with_source(source) if source is not None else err
+
+
+def load(source: str | os.PathLike, *, format: str | None = None, limits: Limits = DEFAULT,
+         overrides: Mapping[str, str] | None = None) -> Spec:  # fmt: skip
+    """Parse, validate and infer a spec given as a path or as text. `overrides` sets network
+    options (`classes`, `input`), network parameters and train options by name, each value
+    written as in a spec (`{"width": "0.5", "optimizer": "adam"}`)."""
     src, fmt = read(source, format, limits)
     doc = parse(src, fmt, limits)
+    for name, text in (overrides or {}).items():
+        doc = override(doc, name, text)
     try:
         return Spec(src, doc, infer(doc, limits))
     except CnnspecError as err:

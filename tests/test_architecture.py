@@ -51,7 +51,7 @@ def part_of(module: str) -> str:
         return "leaf"
     if parts[0] in ("language", "analysis", "backends", "training"):
         return parts[0]
-    return {"spec": "facade", "cli": "cli", "__main__": "cli"}[parts[0]]
+    return {"spec": "facade", "overrides": "facade", "cli": "cli", "__main__": "cli"}[parts[0]]
 
 
 def imports(module: str) -> set[str]:

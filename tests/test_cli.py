@@ -170,3 +170,12 @@ def test_schema_refuses_names_a_spec_without_blocks_cannot_call(stage, blocks, v
 def test_convert_reproduces_the_checked_in_yaml(name, capsys):
     assert main(["convert", str(spec_path(name))]) == 0
     assert capsys.readouterr().out == spec_path(name, ".yaml").read_text()
+
+
+def test_schema_keeps_names_open_for_a_spec_that_uses_other_files():
+    jsonschema = pytest.importorskip("jsonschema")
+    from cnnspec.backends.schema import yaml_schema
+
+    doc = {"use": ["blocks.cnn"], "network": {"name": "T", "input": "1x8x8",
+                                                "stages": {"s": ["mine"]}}}  # fmt: skip
+    assert list(jsonschema.Draft202012Validator(yaml_schema()).iter_errors(doc)) == []

@@ -130,8 +130,74 @@ CNN_CASES = {
     "nothing may follow heads": (
         ("network T(input=1x28x28):\n    s:\n        heads:\n            a: flatten linear(3)\n"
         "    t: relu\n"), SpecError, "nothing can follow heads (at 3:9)", 5, 8),
-    "true division": (
-        net("conv(6 / 2, k=1)"), SpecError, "use // for whole-number division", 3, 13),
+    "a fraction as a size": (
+        net("conv(6 / 2, k=1)"), SpecError, ("conv argument 'out': input should be a valid "
+        "integer, got 3.0; use int(...) or round(...) to make a whole number"), 3, 13),
+    "a fraction from a width rule inside a block": (
+        net("unit(16)", blocks="block unit(c):\n    conv(c * 0.75, k=1)\n"), SpecError,
+        "got 12.0; use int(...) or round(...)", 2, 10),
+    "a fraction as a repeat count": (
+        net("relu * (4 / 2)"), SpecError, "got 2.0; use int(...) or round(...)", 3, 16),
+    "repeat index hides a parameter": (
+        net("relu", blocks="block foo(i):\n    conv(i, k=1) * 2 as i\n"), SpecError,
+        "repeat index 'i' is already a name here; choose another", 2, 25),
+    "reserved repeat index": (
+        net("relu * 2 as C"), SpecError, "repeat index 'C' is reserved", 3, 20),
+    "repeat index that is a keyword": (
+        net("relu * 2 as lambda"), SpecError, "repeat index name 'lambda' must be", 3, 20),
+    "repeat index read outside its repeat": (
+        net("(conv(1 + i, k=1)) * 2 as i conv(i, k=1)"), SpecError, "unknown name 'i'", 3, 41),
+    "repeat count reads its own index": (
+        net("relu * i as i"), SpecError, "unknown name 'i'", 3, 15),
+    "a condition that is a number": (
+        net("relu if 3"), SpecError, "a condition needs true or false, got 3", 3, 16),
+    "'and' of a number": (
+        net("relu if true and 2"), SpecError, "'and' needs true or false, got 2", 3, 25),
+    "an ordering of tuples": (
+        net("relu if (1, 2) < (2, 1)"), SpecError, "'<' needs numbers, got (1, 2)", 3, 16),
+    "a chained comparison": (
+        net("relu if 1 < 2 < 3"), SpecSyntaxError, "unexpected '<'", 3, 22),
+    "else without if": (
+        net("relu\n    else: relu"), SpecSyntaxError, "unexpected 'else'", 4, 5),
+    "a parameter called as a layer that holds a number": (
+        net("u(4)", blocks="block u(c, act=3):\n    conv(c, k=1) act\n"), SpecError,
+        "'act' is called as a layer but holds 3; pass a layer that needs no arguments", 2, 18),
+    "a layer that needs arguments passed as a value": (
+        net("u(4, act=conv)", blocks="block u(c, act=relu):\n    conv(c, k=1) act\n"),
+        SpecError, "'conv' needs arguments, so it cannot be passed as a layer", 5, 17),
+    "a layer as a size": (
+        net("conv(relu, k=1)"), SpecError, "conv argument 'out': input should be a valid "
+        "integer, got relu", 3, 13),
+    "network parameter no stage reads": (
+        "network T(input=1x28x28, width=2):\n    s: relu\n", SpecError,
+        "network parameter 'width' is not read by any stage", 1, 26),
+    "reserved network parameter": (
+        "network T(input=1x28x28, lr=2):\n    s: conv(lr, k=1)\n", SpecError,
+        "'lr' is reserved and cannot be a network parameter", 1, 26),
+    "network parameter reading a later one": (
+        "network T(input=1x28x28, a=b, b=2):\n    s: conv(a + b, k=1)\n", SpecError,
+        "unknown name 'b'", 1, 28),
+    "unknown function": (
+        net("conv(rond(6.5), k=1)"), SpecError,
+        "unknown function 'rond' (did you mean 'round'?)", 3, 13),
+    "unknown function in a block never called": (
+        net("relu", blocks="block foo(c):\n    conv(flor(c), k=1)\n"), SpecError,
+        "unknown function 'flor'", 2, 10),
+    "function with too many arguments": (
+        net("conv(round(6.5, 1), k=1)"), SpecError,
+        "round takes at most 1 arguments (x), got 2", 3, 24),
+    "function with an unknown keyword": (
+        net("conv(make_divisible(30, div=4), k=1)"), SpecError,
+        "make_divisible has no argument 'div' (did you mean 'divisor'?)", 3, 32),
+    "min of one number": (net("conv(min(3), k=1)"), SpecError,
+        "min takes two or more numbers, by position", 3, 13),
+    "make_divisible by zero": (
+        net("conv(make_divisible(30, 0), k=1)"), SpecError,
+        "make_divisible's divisor must be a whole number >= 1, got 0", 3, 32),
+    "true division by zero": (net("conv(6 / (1 - 1), k=1)"), SpecError,
+        "division by zero in '/'", 3, 13),
+    "function of a tuple": (net("conv(max((1, 2), 3), k=1)"), SpecError,
+        "'max' needs numbers, got (1, 2)", 3, 13),
     "index out of range": (
         net("foo((1, 2))", blocks="block foo(c):\n    conv(c[2], k=1)\n"), SpecError,
         "index 2 is out of range for (1, 2) of length 2", 2, 12),
@@ -210,6 +276,12 @@ YAML_CASES = {
         YAML_HEAD + "    a:\n      - add:\n          x: [{conv: 6, k: 3, p: 1}]\n"
         "          y: [{conv: 8, k: 3, p: 1}]\n", ShapeError,
         "add branch y gives 8x28x28 but branch x gives 6x28x28", 8, 11),
+    "unknown key in a repeat": (
+        YAML_HEAD + "    a: [{repeat: 2, idx: i, body: [relu]}]\n", SpecError,
+        "repeat takes `repeat: n`, `body: [...]` and an optional `index: name`", 5, 21),
+    "if without a body": (
+        YAML_HEAD + "    a: [{if: true, then: [relu]}]\n", SpecError,
+        "if takes `if: condition`, `body: [...]` and an optional `else: [...]`", 5, 20),
     "gate that cannot multiply the input": (
         YAML_HEAD + "    a:\n      - {conv: 4, k: 1}\n      - mul:\n"
         "          - [gap, {conv: 2, k: 1}, sigmoid]\n", ShapeError,
@@ -252,3 +324,83 @@ def test_errors_name_the_file(tmp_path):
 
 def test_limit_errors_are_errors_too():
     assert issubclass(LimitError, SpecError.__base__)
+
+
+# --- errors in files a spec uses: placed in that file, naming the `use` -------------------
+
+USE_CASES = {
+    "missing file": ({}, "cannot use 'nope.cnn'", "main.cnn", (1, 5)),
+    "cycle": (
+        {"a.cnn": 'use "b.cnn"\n', "b.cnn": 'use "a.cnn"\n'},
+        "'a.cnn' is used in a cycle (a.cnn -> b.cnn -> a.cnn)", "b.cnn", (1, 5)),
+    "unknown layer in a used block": (
+        {"a.cnn": "block u(c):\n    conv(c, k=1) rleu\n"},
+        "unknown layer or block 'rleu' (did you mean 'relu'?) (used at ", "a.cnn", (2, 18)),
+    "shape error inside a used block": (
+        {"a.cnn": "block u(c):\n    conv(c, k=3) conv(c, k=9)\n"},
+        "(used at ", "a.cnn", (2, 18)),
+    "network in a used file": (
+        {"a.cnn": "network U(input=1x2x2):\n    s: relu\n"},
+        "a used file holds blocks only", "a.cnn", (1, 9)),
+    "block defined twice across files": (
+        {"a.cnn": "block u(c):\n    relu\n", "b.cnn": "block u(c):\n    relu\n"},
+        "block 'u' is also defined in", "b.cnn", (1, 7)),
+    "syntax error in a used file": (
+        {"a.cnn": "block u(c):\n    conv(c, k=1\n"}, "unexpected", "a.cnn", (2, 16)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", USE_CASES, ids=list(USE_CASES))
+def test_use_error(case, tmp_path):
+    import cnnspec
+
+    files, message, where, pos = USE_CASES[case]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    uses = "".join(f'use "{n}"\n' for n in files if n != "b.cnn" or case != "cycle")
+    if not files:
+        uses = 'use "nope.cnn"\n'
+    main = tmp_path / "main.cnn"
+    main.write_text(uses + "network T(input=1x8x8):\n    s: u(4)\n")
+    with pytest.raises(cnnspec.CnnspecError) as info:
+        cnnspec.load(main)
+    err = info.value
+    assert message in err.message, err.render()
+    assert err.source.name.endswith(where) and err.pos == pos, err.render()
+    assert err.render().splitlines()[2].index("^") == 4 + pos[1] - 1
+
+
+def test_use_is_bounded(tmp_path):
+    import cnnspec
+
+    for i in range(12):
+        (tmp_path / f"f{i}.cnn").write_text(f'use "f{i + 1}.cnn"\n')
+    (tmp_path / "f12.cnn").write_text("")
+    main = tmp_path / "main.cnn"
+    main.write_text('use "f0.cnn"\nnetwork T(input=1x8x8):\n    s: relu\n')
+    with pytest.raises(LimitError, match="at most 64 files, 8 deep"):
+        cnnspec.load(main)
+
+
+SET_CASES = {
+    "unknown name": ({"widht": "2"}, "no network option, network parameter or train option "
+                     "'widht' (did you mean 'width'?)", None),
+    "bad value": ({"width": "0.5x"}, "unexpected 'x'", (1, 4)),
+    "fraction as classes": ({"classes": "0.5"}, "classes must be a whole number >= 1", (1, 1)),
+    "bad recipe value": ({"lr": "fast"}, "train option 'lr': input should be a valid number",
+                         (1, 1)),
+    "value the spec refuses": ({"width": "0.01"}, "conv argument 'out'", (2, 13)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", SET_CASES, ids=list(SET_CASES))
+def test_set_error(case):
+    import cnnspec
+
+    overrides, message, pos = SET_CASES[case]
+    text = "network T(input=1x28x28, width=1.0):\n    s: conv(int(8 * width), k=1)\n"
+    with pytest.raises(cnnspec.CnnspecError) as info:
+        cnnspec.load(text, overrides=overrides)
+    assert message in info.value.message, info.value.render()
+    if pos is not None:
+        assert info.value.pos == pos, info.value.render()

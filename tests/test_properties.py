@@ -55,7 +55,7 @@ class Writer:
 
     def item(self, shape, depth: int) -> tuple[str, tuple[int, int, int]]:
         c, h, w = shape
-        choices = ["plain", "conv", "conv_same", "batchnorm", "dropout"]
+        choices = ["plain", "conv", "conv_same", "batchnorm", "dropout", "cond"]
         if min(h, w) >= 2:
             choices += ["pool"]
         if depth < 2:
@@ -69,6 +69,14 @@ class Writer:
             return "batchnorm", shape
         if kind == "dropout":
             return f"dropout({self.draw(st.sampled_from(['0', '0.5', '0.25']))})", shape
+        if kind == "cond":  # a condition on the input's channels, as a block would test
+            out, bound = self.channels(), self.draw(st.integers(1, 6))
+            op = self.draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))
+            holds = eval(f"{c} {op} {bound}")  # noqa: S307 (two small integers)
+            test = self.draw(st.sampled_from([f"C {op} {bound}", f"not C {op} {bound} or false"]))
+            holds = holds if test.startswith("C") else not holds
+            item = f"(conv({self.width(out)}, k=1) relu) if {test}"
+            return item, ((out, h, w) if holds else shape)
         if kind == "conv":
             out = self.channels()
             k = self.draw(st.integers(1, min(3, h, w)))
@@ -76,7 +84,7 @@ class Writer:
             p = self.draw(st.integers(0, k // 2))
             bias = self.draw(st.sampled_from(["", ", bias=false"]))
             size = lambda n: (n + 2 * p - k) // s + 1  # noqa: E731
-            return f"conv({out}, k={k}, s={s}, p={p}{bias})", (out, size(h), size(w))
+            return f"conv({self.width(out)}, k={k}, s={s}, p={p}{bias})", (out, size(h), size(w))
         if kind == "conv_same":
             out = self.channels()
             return f"conv({out}, k=3, p=1)", (out, h, w)
@@ -86,15 +94,24 @@ class Writer:
         if kind == "block":
             name = self.draw(st.sampled_from(sorted(self.blocks)))
             out = self.channels()
+            act = self.draw(st.sampled_from(["", *(f", act={op}" for op in PLAIN)]))
             if self.draw(st.booleans()):
-                return f"{name}({out})", (self.blocks[name] * out, h, w)
-            return f"{name}(c={out}, k=1)", (self.blocks[name] * out, h, w)
+                return f"{name}({out}{act})", (self.blocks[name] * out, h, w)
+            return f"{name}(c={out}, k=1{act})", (self.blocks[name] * out, h, w)
         if kind == "repeat":
             count = self.draw(st.integers(0, 2))
             out = self.channels()
             body = self.draw(st.sampled_from(PLAIN))
+            if self.draw(st.booleans()):  # a per-repeat rate from the index
+                body += f" dropout(0.5 * i / {max(count, 1)})"
+                return f"(conv({out}, k=3, p=1) {body}) * {count} as i", (out if count else c, h, w)
             return f"(conv({out}, k=3, p=1) {body}) * {count}", (out if count else c, h, w)
         return self.combinator(kind, shape, depth)
+
+    def width(self, out: int) -> str:
+        """`out` as written plainly or by a width rule that gives it."""
+        rules = [f"int({out} * 1.0)", f"round({2 * out} / 2)", f"make_divisible({out}, 1)"]
+        return self.draw(st.sampled_from([str(out), f"max({out}, 1)", *rules]))
 
     def combinator(self, kind: str, shape, depth: int) -> tuple[str, tuple[int, int, int]]:
         c, h, w = shape
@@ -132,10 +149,10 @@ def specs(draw) -> str:
     for i in range(draw(st.integers(0, 2))):
         name = f"blk{i}"
         widths = draw(st.integers(1, 2))  # concat of `widths` convs of c channels each
-        body = "conv(c, k=k, p=k // 2) relu"
+        body = "conv(min(c, 64), k=k, p=k // 2) act relu if k > 1"
         if widths == 2:
-            body = "concat:\n        conv(c, k=1)\n        conv(c, k=k, p=k // 2) relu"
-        text += f"block {name}(c, k=3):\n    {body}\n"
+            body = "concat:\n        conv(c, k=1)\n        conv(c, k=k, p=k // 2) act"
+        text += f"block {name}(c, k=3, act=relu):\n    {body}\n"
         blocks[name] = widths
     c, h, w = draw(st.integers(1, 3)), draw(st.integers(4, 12)), draw(st.integers(4, 12))
     classes = draw(st.integers(1, 5))

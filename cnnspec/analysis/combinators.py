@@ -168,8 +168,9 @@ def dense(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node
         if branch.name is not None:
             raise SpecError("dense units are not named", branch.pos)
         body, count = dense_unit(branch)
-        for _ in range(walker.repeat_count(count, env) if count is not None else 1):
-            unit, out = walker.sequence(body, flow, env, str(len(units)), branch.pos)
+        for k in range(walker.repeat_count(count, env) if count is not None else 1):
+            scope = {**env, count.index: k} if count is not None and count.index else env
+            unit, out = walker.sequence(body, flow, scope, str(len(units)), branch.pos)
             c, *rest = flow.shape
             if len(out.shape) != len(flow.shape) or tuple(rest) != tuple(out.shape[1:]):
                 raise ShapeError(

@@ -39,6 +39,9 @@ class Node:
     shortcut: Node | None = None  # add: the 1x1 projection, when the shapes differ
     block: str | None = None  # the block this node is an instance of, if any
     args: tuple[tuple[str, object], ...] = ()  # that block's evaluated arguments
+    # The conditions its own body decided, each with the values it read: code that writes
+    # the node out with concrete sizes holds only for values that decide alike.
+    decided: tuple[str, ...] = ()
 
     @property
     def is_layer(self) -> bool:

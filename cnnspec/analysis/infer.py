@@ -16,18 +16,20 @@ from pydantic import ValidationError
 
 from ..errors import CnnspecError, LimitError, Pos, ShapeError, SpecError
 from ..language import ir
-from ..language.expressions import Value, describe, evaluate
+from ..language.expressions import OpRef, Value, describe, evaluate, truth
 from ..limits import DEFAULT, Limits
 from .binding import match_arguments
 from .combinators import combine
 from .graph import Flow, Graph, Node, Output, Shape, group
 from .ops import LAYERS, Layer, fmt
-from .resolve import SHAPE_NAMES, builtin_blocks, resolve
+from .resolve import OP_VALUES, SHAPE_NAMES, builtin_blocks, names_in, resolve
 
 
 def infer(doc: ir.Document, limits: Limits = DEFAULT) -> Graph:
     blocks = resolve(doc)
-    return _Inference(blocks, limits).network(doc)
+    inference = _Inference(blocks, limits)
+    inference.origins = doc.origins
+    return inference.network(doc)
 
 
 class _Inference:
@@ -39,6 +41,8 @@ class _Inference:
         self.mac_count = 0
         self.activation_count = 0
         self.block_stack: list[str] = []
+        self.decisions: list[str] = []  # the conditions decided in the body being walked
+        self.origins: Mapping[str, tuple] = {}  # blocks of used files: (Source, context)
         # The user's call of the built-in block being walked: positions inside it are
         # prelude.cnn's, so messages point at the call instead.
         self.call_site: tuple[str, Pos] | None = None
@@ -54,7 +58,9 @@ class _Inference:
             )
         self._check_dims(shape, net.keypos.get("input", net.pos))
         self.activation_count = prod(shape)  # the input is held too
-        env = {"classes": net.classes}
+        env: dict[str, Value] = {"classes": net.classes}
+        for kw in net.params:  # each may read those before it
+            env[kw.name] = evaluate(kw.value, {**OP_VALUES, **env})
         flow = Flow(shape)
         stages = []
         for stage in net.stages:
@@ -70,20 +76,36 @@ class _Inference:
         repeat gives, so a block has one module structure whatever its arguments."""
         nodes: list[Node] = []
         start = flow.shape
-        for item in items:
-            flow = self.item(item, flow, env, nodes)
-        if len(items) == 1 and not isinstance(items[0], ir.Repeat):
+        outer, self.decisions = self.decisions, []
+        try:
+            for item in items:
+                flow = self.item(item, flow, env, nodes)
+        finally:
+            decided, self.decisions = tuple(self.decisions), outer
+        if len(items) == 1 and not ir.splices(items[0]):
             return nodes[0], flow
-        return group("seq", label, start, list(enumerate(nodes)), pos), flow
+        node = group("seq", label, start, list(enumerate(nodes)), pos)
+        return replace(node, decided=decided), flow
 
     def item(self, item, flow: Flow, env, out: list[Node]) -> Flow:
         """Append the node(s) `item` expands to onto `out`; return the flow after them."""
         if isinstance(item, ir.Repeat):
-            for _ in range(self.repeat_count(item, env)):
+            for k in range(self.repeat_count(item, env)):
+                scope = {**env, item.index: k} if item.index is not None else env
                 for inner in item.body:
-                    flow = self.item(inner, flow, env, out)
+                    flow = self.item(inner, flow, scope, out)
+            return flow
+        if isinstance(item, ir.If):
+            scope = self._shape_scope(env, flow.shape)
+            holds = truth(evaluate(item.test, scope), item.test, "a condition")
+            read = {n.id: scope[n.id] for n in names_in(item.test) if n.id in scope}
+            self.decisions.append(f"{item.pos}: {read} -> {holds}")
+            for inner in item.body if holds else item.orelse:
+                flow = self.item(inner, flow, env, out)
             return flow
         self._no_heads_before(item, flow)
+        if isinstance(item, ir.Call):
+            item = self._layer_parameter(item, env)
         if isinstance(item, ir.Combinator):
             node = combine(self, item, flow, env)
         elif item.op in LAYERS:
@@ -96,11 +118,26 @@ class _Inference:
             return Flow(node.out_shape, f"{node.label} in {block}", pos)
         return Flow(node.out_shape, node.label, item.pos)
 
+    def _layer_parameter(self, call: ir.Call, env) -> ir.Call:
+        """A call of a parameter that holds a layer (`act` in `block unit(c, act=relu)`) is
+        a call of that layer."""
+        value = env.get(call.op)
+        if isinstance(value, OpRef):
+            return call.model_copy(update={"op": value.op})
+        if call.op in env and call.op not in LAYERS and call.op not in self.blocks:
+            raise SpecError(
+                f"'{call.op}' is called as a layer but holds {describe(value)}; "
+                "pass a layer that needs no arguments, such as relu",
+                call.pos,
+            )
+        return call
+
     def repeat_count(self, item: ir.Repeat, env) -> int:
         count = evaluate(item.count, env)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise SpecError(
-                f"a repeat count must be a whole number >= 0, got {describe(count)}",
+                f"a repeat count must be a whole number >= 0, got {describe(count)}"
+                + _whole_hint(count),
                 item.count.pos,
             )
         if count > self.limits.max_repeat:
@@ -198,6 +235,11 @@ class _Inference:
         except CnnspecError as err:
             if builtin and err.source is None:
                 raise _at_call_site(err, call) from None
+            origin = self.origins.get(call.op)
+            if origin is not None and err.source is None:  # inside a block of a used file
+                source, context = origin
+                err.message = f"{err.message} ({context})"
+                raise err.with_source(source) from None
             raise
         finally:
             self.block_stack.pop()
@@ -215,7 +257,7 @@ class _Inference:
         return values, {name: expr.pos for name, expr in exprs.items()}
 
     def _shape_scope(self, env, shape: Output) -> dict[str, Value]:
-        scope = dict(env)
+        scope = {**OP_VALUES, **env}
         if shape and not isinstance(shape[0], tuple):
             scope.update(zip(SHAPE_NAMES, shape))  # C, H, W (just C for features)
         return scope
@@ -235,5 +277,11 @@ def _argument_error(call: ir.Call, err: ValidationError, positions) -> CnnspecEr
     got = describe(first["input"]) if not isinstance(first["input"], dict) else ""
     message = first["msg"][0].lower() + first["msg"][1:]
     return SpecError(
-        f"{call.op} argument '{name}': {message}, got {got}", positions.get(name, call.pos)
+        f"{call.op} argument '{name}': {message}, got {got}{_whole_hint(first['input'])}",
+        positions.get(name, call.pos),
     )
+
+
+def _whole_hint(value) -> str:
+    """Width rules give fractions (`c * 0.75`): say how a fraction becomes a size."""
+    return "; use int(...) or round(...) to make a whole number" if isinstance(value, float) else ""

@@ -17,6 +17,7 @@ from functools import cache
 
 from ..errors import CnnspecError, SpecError, did_you_mean
 from ..language import ir
+from ..language.expressions import OpRef, bind_function
 from ..language.parse_cnn import parse_prelude
 from .binding import match_arguments
 from .combinators import RULES
@@ -26,6 +27,10 @@ from .ops import LAYERS
 SHAPE_NAMES = ("C", "H", "W")
 # ...and the names generated block classes use for their own locals.
 RESERVED_PARAMS = (*SHAPE_NAMES, "classes", "in_channels", "channels", "stride", "layers", "units")
+
+# The layers an expression may name as values, to pass to a block (`act=hardswish`): those
+# that need no arguments.
+OP_VALUES = {op: OpRef(op) for op, layer in LAYERS.items() if not layer.required()}
 
 # Attributes of torch.nn.Module (and of the combinator modules) a child name must not hide.
 MODULE_ATTRIBUTES = frozenset(
@@ -87,6 +92,8 @@ def _calls(items: tuple) -> Iterator[ir.Call]:
             yield item
         elif isinstance(item, ir.Repeat):
             stack.extend(reversed(item.body))
+        elif isinstance(item, ir.If):
+            stack.extend(reversed((*item.body, *item.orelse)))
         else:
             for branch in reversed(item.branches):
                 stack.extend(reversed(branch.body))
@@ -107,7 +114,7 @@ def builtin_blocks() -> dict[str, ir.BlockDef]:
 def resolve(doc: ir.Document) -> dict[str, ir.BlockDef]:
     """Check the document's names; return every block it can call (its own and the
     built-in ones), by name."""
-    return _resolve(doc, builtin_blocks())
+    return _resolve(doc, {**builtin_blocks(), **{b.name: b for b in doc.used}})
 
 
 def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, ir.BlockDef]:
@@ -116,6 +123,12 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
         if block.name in LAYERS or block.name in ir.COMBINATORS:
             raise SpecError(f"block '{block.name}' has the name of a built-in layer", block.pos)
         check_identifier(block.name, "block", block.pos)
+        origin = doc.origins.get(block.name)
+        if origin is not None:
+            raise SpecError(
+                f"block '{block.name}' is also defined in {origin[0].name}; choose another name",
+                block.pos,
+            )
         if block.name in own:
             first = own[block.name].pos
             raise SpecError(
@@ -133,9 +146,11 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
         own[block.name] = block
 
     check_identifier(doc.network.name, "network", doc.network.pos)
+    network_params = _network_params(doc.network)
     visible = {**prelude, **own}
     for block in doc.blocks:
-        _check_calls(block.body, block.pos, visible, own, block.name)
+        params = {p.name for p in block.params}
+        _check_calls(block.body, block.pos, visible, own, block.name, params)
         _check_names(block, {p.name for p in block.params})
     stages: dict[str, ir.Stage] = {}
     for stage in doc.network.stages:
@@ -147,7 +162,7 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
             )
         stages[stage.name] = stage
         _check_calls(stage.body, doc.network.pos, visible, own, None)
-        _check_names(stage, set())
+        _check_names(stage, network_params)
     for body in [b.body for b in doc.blocks] + [s.body for s in doc.network.stages]:
         for comb in _combinators(body):
             for branch in comb.branches:
@@ -156,7 +171,43 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
     return visible
 
 
-def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
+# Recipe fields: a network parameter may not take one's name, so `--set NAME=...` is clear.
+_RECIPE_FIELDS = frozenset(ir.Recipe.model_fields) - set(ir.METADATA_KEYS)
+
+
+def _network_params(net: ir.Network) -> set[str]:
+    """The network's own parameters: fresh names that some stage reads. One that none reads
+    is most often a misspelt option."""
+    names: set[str] = set()
+    read = {name.id for stage in net.stages for name in names_in(stage)}
+    for kw in net.params:
+        check_identifier(kw.name, "network parameter", kw.pos)
+        if kw.name in RESERVED_PARAMS or kw.name in _RECIPE_FIELDS:
+            raise SpecError(f"'{kw.name}' is reserved and cannot be a network parameter", kw.pos)
+        _check_names(kw.value, names)  # a parameter may read those before it
+        if kw.name not in read:
+            hint = did_you_mean(kw.name, ir.NETWORK_OPTIONS)
+            if hint:
+                raise SpecError(f"unknown key '{kw.name}' in the network{hint}", kw.pos)
+            raise SpecError(f"network parameter '{kw.name}' is not read by any stage", kw.pos)
+        names.add(kw.name)
+    return names
+
+
+def names_in(node: ir.Node) -> Iterator[ir.Name]:
+    """Every name read under `node`."""
+    stack: list = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ir.Name):
+            yield item
+        elif isinstance(item, ir.Node):
+            stack.extend(getattr(item, f) for f in type(item).model_fields)
+        elif isinstance(item, tuple):
+            stack.extend(item)
+
+
+def _check_calls(body, user_pos, visible, own, inside: str | None, own_params=()) -> None:
     for comb in _combinators(body):
         for kw in comb.kwargs:
             options = RULES[comb.kind].options
@@ -164,6 +215,8 @@ def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
                 hint = did_you_mean(kw.name, options)
                 raise SpecError(f"{comb.kind} has no option '{kw.name}'{hint}", kw.pos)
     for call in _calls(body):
+        if call.op in own_params and call.op not in LAYERS and call.op not in visible:
+            continue  # a parameter holding a layer: checked when the block is called
         if call.op in LAYERS:
             model = LAYERS[call.op]
             match_arguments(call, model.signature(), model.required())
@@ -186,28 +239,43 @@ def _check_calls(body, user_pos, visible, own, inside: str | None) -> None:
 
 
 def _check_names(node: ir.Node, params: set[str]) -> None:
-    """Every name an expression reads is a parameter, `classes` or a shape name."""
-    known = {*params, "classes", *SHAPE_NAMES}
-    for name in _names(node):
-        if name.id not in known:
-            hint = did_you_mean(name.id, sorted(known))
-            raise SpecError(f"unknown name '{name.id}'{hint}", name.pos)
-
-
-def _names(node: ir.Node) -> Iterator[ir.Name]:
-    """The names read anywhere under `node`, in the order they are written."""
-    stack: list = [node]
+    """Every name an expression reads is a parameter, `classes`, a shape name or the index
+    of a repeat around it, and every function it calls is one of the language's, called
+    with its arguments. Errors come in the order things are written."""
+    stack: list = [(node, frozenset({*params, "classes", *SHAPE_NAMES, *OP_VALUES}))]
     while stack:
-        item = stack.pop()
-        if isinstance(item, ir.Name):
-            yield item
+        item, known = stack.pop()
+        if isinstance(item, ir.Name) and item.id not in known:
+            if item.id in LAYERS:
+                raise SpecError(
+                    f"'{item.id}' needs arguments, so it cannot be passed as a layer "
+                    "(only layers that need none can)",
+                    item.pos,
+                )
+            hint = did_you_mean(item.id, sorted(known - OP_VALUES.keys()))
+            raise SpecError(f"unknown name '{item.id}'{hint}", item.pos)
+        if isinstance(item, ir.Func):
+            bind_function(item)
+        if isinstance(item, ir.Repeat) and item.index is not None:
+            stack.append((item.body, known | {_index_name(item, known)}))
+            stack.append((item.count, known))  # the count cannot see its own index
         elif isinstance(item, ir.Node):
             fields = [
                 getattr(item, f) for f in type(item).model_fields if f not in ir.METADATA_KEYS
             ]
-            stack.extend(reversed(fields))
+            stack.extend((f, known) for f in reversed(fields))
         elif isinstance(item, tuple):
-            stack.extend(reversed(item))
+            stack.extend((i, known) for i in reversed(item))
+
+
+def _index_name(repeat: ir.Repeat, known: frozenset[str]) -> str:
+    """A repeat's index: a fresh name, since it becomes a loop variable in block classes."""
+    name, pos = repeat.index, repeat.keypos.get("index", repeat.pos)
+    check_identifier(name, "repeat index", pos)
+    if name in RESERVED_PARAMS or name in known:
+        what = "is reserved" if name in RESERVED_PARAMS else "is already a name here"
+        raise SpecError(f"repeat index '{name}' {what}; choose another", pos)
+    return name
 
 
 def _combinators(items: tuple) -> Iterator[ir.Combinator]:
@@ -216,6 +284,8 @@ def _combinators(items: tuple) -> Iterator[ir.Combinator]:
         item = stack.pop()
         if isinstance(item, ir.Repeat):
             stack.extend(item.body)
+        elif isinstance(item, ir.If):
+            stack.extend((*item.body, *item.orelse))
         elif isinstance(item, ir.Combinator):
             yield item
             for branch in item.branches:

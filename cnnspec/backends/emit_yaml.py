@@ -55,8 +55,17 @@ def _flow(item) -> str | None:
     if isinstance(item, ir.Repeat):
         body = [_flow(i) for i in item.body]
         if None not in body:
-            return f"{{repeat: {_value(item.count)}, body: [{', '.join(body)}]}}"
+            return f"{{repeat: {_value(item.count)}{_index(item)}, body: [{', '.join(body)}]}}"
+    if isinstance(item, ir.If):
+        arms = [[_flow(i) for i in arm] for arm in (item.body, item.orelse)]
+        if not any(None in arm for arm in arms):
+            orelse = f", else: [{', '.join(arms[1])}]" if item.orelse else ""
+            return f"{{if: {_value(item.test)}, body: [{', '.join(arms[0])}]{orelse}}}"
     return None
+
+
+def _index(repeat: ir.Repeat) -> str:
+    return f", index: {_scalar(repeat.index)}" if repeat.index is not None else ""
 
 
 def _body(items, indent: int) -> list[str]:
@@ -73,7 +82,14 @@ def _body(items, indent: int) -> list[str]:
             lines.append(f"{pad}- {flow}")
         elif isinstance(item, ir.Repeat):
             lines.append(f"{pad}- repeat: {_value(item.count)}")
+            if item.index is not None:
+                lines.append(f"{pad}  index: {_scalar(item.index)}")
             lines.append(f"{pad}  body:" + _joined(_body(item.body, indent + 4)))
+        elif isinstance(item, ir.If):
+            lines.append(f"{pad}- if: {_value(item.test)}")
+            lines.append(f"{pad}  body:" + _joined(_body(item.body, indent + 4)))
+            if item.orelse:
+                lines.append(f"{pad}  else:" + _joined(_body(item.orelse, indent + 4)))
         else:
             lines.extend(_combinator(item, indent))
     return lines
@@ -99,6 +115,8 @@ def _combinator(comb: ir.Combinator, indent: int) -> list[str]:
 
 def to_yaml(doc: ir.Document) -> str:
     out: list[str] = []
+    if doc.uses:
+        out.append(f"use: [{', '.join(json.dumps(u.path) for u in doc.uses)}]")
     if doc.blocks:
         out.append("blocks:")
         for block in doc.blocks:
@@ -111,7 +129,12 @@ def to_yaml(doc: ir.Document) -> str:
             out.append("    body:" + _joined(_body(block.body, 6)))
     net = doc.network
     out += ["network:", f"  name: {_scalar(net.name)}", f"  input: {fmt(net.input)}"]
-    out += [f"  classes: {net.classes}", "  stages:"]
+    out.append(f"  classes: {net.classes}")
+    if net.params:
+        out.append(
+            "  params: {" + ", ".join(f"{kw.name}: {_value(kw.value)}" for kw in net.params) + "}"
+        )
+    out.append("  stages:")
     for stage in net.stages:
         out.append(f"    {stage.name}:" + _joined(_body(stage.body, 6)))
     recipe = doc.train.model_dump(exclude_unset=True)

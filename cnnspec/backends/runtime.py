@@ -187,6 +187,17 @@ class Network(nn.Sequential):
         return self.spec_name
 
 
+def make_divisible(v, divisor=8, min_value=None):
+    """torchvision's `_make_divisible`, for width rules in generated block classes (the
+    spec language's own copy, in `language/expressions.py`, is tested equal to it)."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
 def init_xavier(module: nn.Module) -> None:
     """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
     for m in module.modules():

@@ -71,9 +71,16 @@ def _item(body: dict, closed: bool) -> dict:
             *(_combinator_schema(kind, body) for kind in ir.COMBINATORS),
             {
                 "type": "object",
-                "description": "repeat a body n times",
-                "properties": {"repeat": _EXPR, "body": body},
+                "description": "repeat a body n times; index names 0 .. n - 1 in the body",
+                "properties": {"repeat": _EXPR, "index": {"type": "string"}, "body": body},
                 "required": ["repeat", "body"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "description": "the body when the condition holds, else the else",
+                "properties": {"if": _EXPR, "body": body, "else": body},
+                "required": ["if", "body"],
                 "additionalProperties": False,
             },
             call,
@@ -92,6 +99,10 @@ def yaml_schema() -> dict:
         "title": "cnnspec network (YAML form)",
         "type": "object",
         "properties": {
+            "use": {
+                "description": "files whose blocks this spec uses, relative to it",
+                "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+            },
             "blocks": {
                 "type": "object",
                 "additionalProperties": {
@@ -116,6 +127,11 @@ def yaml_schema() -> dict:
                         ]
                     },
                     "classes": {"type": "integer", "minimum": 1},
+                    "params": {
+                        "description": "the network's own parameters, read by its stages",
+                        "type": "object",
+                        "additionalProperties": _EXPR,
+                    },
                     "stages": {"type": "object", "additionalProperties": _BODY},
                 },
                 "required": ["name", "input", "stages"],
@@ -125,8 +141,9 @@ def yaml_schema() -> dict:
         },
         "required": ["network"],
         "additionalProperties": False,
-        # Without blocks of its own, every stage is held to the closed body as well.
-        "if": {"not": {"required": ["blocks"]}},
+        # Without blocks of its own or used from other files, every stage is held to the
+        # closed body as well.
+        "if": {"not": {"anyOf": [{"required": ["blocks"]}, {"required": ["use"]}]}},
         "then": {
             "properties": {
                 "network": {"properties": {"stages": {"additionalProperties": closed_body}}}

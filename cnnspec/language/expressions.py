@@ -1,18 +1,30 @@
-"""Evaluate the small expressions of argument lists: `c * 2`, `C // 2`, `c2[1]`, `(96, 128)`."""
+"""Evaluate the small expressions of argument lists: `c * 2`, `C // 2`, `c2[1]`, `(96, 128)`,
+`round(c * 0.75)`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from ..errors import LimitError, Pos, SpecError, did_you_mean
 from ..limits import NUMBER_LIMIT
 from . import ir
 
-Value = int | float | bool | None | tuple
+
+@dataclass(frozen=True)
+class OpRef:
+    """A layer as a value: `act=hardswish` passes the op, which the block then calls."""
+
+    op: str
+
+
+Value = int | float | bool | None | tuple | OpRef
 
 
 def describe(value: Value) -> str:
+    if isinstance(value, OpRef):
+        return value.op
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "none"}[value]
     if isinstance(value, tuple):
@@ -62,6 +74,83 @@ def _number(value: Value, expr: ir.Node, op: str) -> int | float:
     return value
 
 
+def make_divisible(v, divisor=8, min_value=None):
+    """torchvision's `_make_divisible`: `v` rounded to a multiple of `divisor`, at least
+    `min_value` (the divisor when none), and never more than 10% below `v`."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+# The functions expressions may call, each with its parameters (None: any number, at least
+# two) and how many of them are required. Generated code spells them alike: Python's own
+# builtins, and `make_divisible` copied from the runtime.
+FUNCTIONS: dict[str, tuple[tuple[str, ...] | None, int]] = {
+    "round": (("x",), 1),
+    "int": (("x",), 1),
+    "min": (None, 2),
+    "max": (None, 2),
+    "make_divisible": (("v", "divisor", "min_value"), 1),
+}
+
+
+def bind_function(func: ir.Func) -> dict[str, ir.Node] | list[ir.Node]:
+    """A function call's arguments, matched to its parameters (a list for min and max);
+    unknown functions and wrong arguments are positioned errors."""
+    if func.name not in FUNCTIONS:
+        hint = did_you_mean(func.name, FUNCTIONS)
+        known = ", ".join(FUNCTIONS)
+        raise SpecError(f"unknown function '{func.name}'{hint}; functions are {known}", func.pos)
+    params, required = FUNCTIONS[func.name]
+    if params is None:
+        if func.kwargs or len(func.args) < required:
+            raise SpecError(f"{func.name} takes two or more numbers, by position", func.pos)
+        return list(func.args)
+    if len(func.args) > len(params):
+        raise SpecError(
+            f"{func.name} takes at most {len(params)} arguments ({', '.join(params)}), "
+            f"got {len(func.args)}",
+            func.args[len(params)].pos,
+        )
+    bound: dict[str, ir.Node] = dict(zip(params, func.args))
+    for kw in func.kwargs:
+        if kw.name not in params:
+            hint = did_you_mean(kw.name, params)
+            raise SpecError(f"{func.name} has no argument '{kw.name}'{hint}", kw.pos)
+        if kw.name in bound:
+            raise SpecError(f"{func.name} argument '{kw.name}' is given twice", kw.pos)
+        bound[kw.name] = kw.value
+    missing = [p for p in params[:required] if p not in bound]
+    if missing:
+        raise SpecError(f"{func.name} is missing argument '{missing[0]}'", func.pos)
+    return bound
+
+
+def _function(func: ir.Func, env: Mapping[str, Value]) -> Value:
+    bound = bind_function(func)
+    if isinstance(bound, list):
+        values = [_number(evaluate(a, env), func, func.name) for a in bound]
+        return min(values) if func.name == "min" else max(values)
+    values = {name: evaluate(e, env) for name, e in bound.items()}
+    if func.name == "make_divisible":
+        v = _number(values["v"], func, func.name)
+        divisor = values.get("divisor", 8)
+        if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+            raise SpecError(
+                f"make_divisible's divisor must be a whole number >= 1, got {describe(divisor)}",
+                bound.get("divisor", func).pos,
+            )
+        low = values.get("min_value")
+        if low is not None:
+            _number(low, func, func.name)
+        return bounded(make_divisible(v, divisor, low), func.pos, "make_divisible")
+    x = _number(values["x"], func, func.name)
+    return round(x) if func.name == "round" else int(x)
+
+
 def evaluate(expr: ir.Node, env: Mapping[str, Value]) -> Value:
     """The value of `expr` where names are looked up in `env`."""
     if isinstance(expr, ir.Const):
@@ -77,6 +166,8 @@ def evaluate(expr: ir.Node, env: Mapping[str, Value]) -> Value:
         return tuple(evaluate(item, env) for item in expr.items)
     if isinstance(expr, ir.Neg):
         return bounded(-_number(evaluate(expr.operand, env), expr, "-"), expr.pos, "'-'")
+    if isinstance(expr, ir.Not):
+        return not truth(evaluate(expr.operand, env), expr.operand, "'not'")
     if isinstance(expr, ir.Index):
         target, index = evaluate(expr.target, env), evaluate(expr.index, env)
         if not isinstance(target, tuple):
@@ -91,10 +182,39 @@ def evaluate(expr: ir.Node, env: Mapping[str, Value]) -> Value:
         return target[index]
     if isinstance(expr, ir.BinOp):
         return _binop(expr, env)
+    if isinstance(expr, ir.Func):
+        return _function(expr, env)
     raise AssertionError(f"unhandled expression {type(expr).__name__}")  # the IR is closed
 
 
+def truth(value: Value, expr: ir.Node, what: str) -> bool:
+    """A condition's value, which must be true or false (no truthiness of numbers)."""
+    if not isinstance(value, bool):
+        raise SpecError(f"{what} needs true or false, got {describe(value)}", expr.pos)
+    return value
+
+
+_ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+          ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}  # fmt: skip
+
+
+def _logic(expr: ir.BinOp, env: Mapping[str, Value]) -> bool:
+    """`and`, `or` (short-circuit, as in Python) and the comparisons."""
+    what = f"'{expr.op}'"
+    if expr.op in ("and", "or"):
+        left = truth(evaluate(expr.left, env), expr.left, what)
+        if left is (expr.op == "or"):
+            return left
+        return truth(evaluate(expr.right, env), expr.right, what)
+    left, right = evaluate(expr.left, env), evaluate(expr.right, env)
+    if expr.op in ("==", "!="):
+        return (left == right) is (expr.op == "==")
+    return _ORDER[expr.op](_number(left, expr, expr.op), _number(right, expr, expr.op))
+
+
 def _binop(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
+    if expr.op not in _ARITHMETIC:
+        return _logic(expr, env)
     try:
         return bounded(_arithmetic(expr, env), expr.pos, f"'{expr.op}'")
     except OverflowError:  # an int too large for a float; operands are bounded, but be sure
@@ -102,8 +222,6 @@ def _binop(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
 
 
 def _arithmetic(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
-    if expr.op == "/":
-        raise SpecError("use // for whole-number division ('/' would give a fraction)", expr.pos)
     left = _number(evaluate(expr.left, env), expr, expr.op)
     right = _number(evaluate(expr.right, env), expr, expr.op)
     if expr.op == "+":
@@ -114,10 +232,16 @@ def _arithmetic(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
         return left * right
     if right == 0:
         raise SpecError(f"division by zero in '{expr.op}'", expr.pos)
+    if expr.op == "/":
+        return left / right  # a float, as in Python: int() or round() makes it a size
     return left // right if expr.op == "//" else left % right
 
 
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2, "/": 2}
+# Binding strength, loosest first, as in Python; each comparison takes no chaining.
+_PRECEDENCE = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
+               "+": 5, "-": 5, "*": 6, "//": 6, "%": 6, "/": 6}  # fmt: skip
+_NOT, _NEG, _POSTFIX = 3, 7, 8
+_ARITHMETIC = frozenset(("+", "-", "*", "//", "%", "/"))
 _SPEC_CONSTANTS = {True: "true", False: "false", None: "none"}
 PYTHON_CONSTANTS = {True: "True", False: "False", None: "None"}
 _INF = float("inf")
@@ -145,12 +269,19 @@ def unparse(
     if isinstance(expr, ir.Name):
         return name(expr.id)
     if isinstance(expr, ir.Neg):
-        return "-" + sub(expr.operand, 3)
+        return "-" + sub(expr.operand, _NEG)
+    if isinstance(expr, ir.Not):
+        text = "not " + sub(expr.operand, _NOT)
+        return f"({text})" if outer > _NOT else text
     if isinstance(expr, ir.Index):
-        return f"{sub(expr.target, 4)}[{sub(expr.index)}]"
+        return f"{sub(expr.target, _POSTFIX)}[{sub(expr.index)}]"
     if isinstance(expr, ir.TupleExpr):
         inner = ", ".join(sub(i) for i in expr.items)
         return f"({inner},)" if len(expr.items) == 1 else f"({inner})"
+    if isinstance(expr, ir.Func):
+        args = [sub(a) for a in expr.args] + [f"{kw.name}={sub(kw.value)}" for kw in expr.kwargs]
+        return f"{expr.name}({', '.join(args)})"
     level = _PRECEDENCE[expr.op]
-    text = f"{sub(expr.left, level)} {expr.op} {sub(expr.right, level + 1)}"
+    comparison = level == _PRECEDENCE["=="]  # never chained: both sides bind tighter
+    text = f"{sub(expr.left, level + comparison)} {expr.op} {sub(expr.right, level + 1)}"
     return f"({text})" if level < outer else text

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from ..errors import SpecError, did_you_mean
@@ -19,6 +19,8 @@ from ..errors import SpecError, did_you_mean
 # analysis and backends key their per-kind rules by them.
 COMBINATORS = ("concat", "add", "dense", "heads", "mul", "split")
 METADATA_KEYS = ("pos", "keypos")  # set by the front ends; never a user's key
+NETWORK_OPTIONS = ("name", "input", "classes", "params", "stages")
+LOADED_KEYS = ("used", "origins")  # set by the loader from `use`; never a user's key
 
 
 class Node(BaseModel):
@@ -61,9 +63,14 @@ class Neg(Node):
 
 class BinOp(Node):
     kind: Literal["binop"]
-    op: Literal["+", "-", "*", "//", "%", "/"]
+    op: Literal["+", "-", "*", "//", "%", "/", "==", "!=", "<", "<=", ">", ">=", "and", "or"]
     left: Expr
     right: Expr
+
+
+class Not(Node):
+    kind: Literal["not"]
+    operand: Expr
 
 
 class Index(Node):
@@ -77,15 +84,26 @@ class TupleExpr(Node):
     items: tuple[Expr, ...]
 
 
-Expr = Annotated[Num | Const | Name | Neg | BinOp | Index | TupleExpr, Field(discriminator="kind")]
+class Func(Node):
+    """A numeric function: `round(c * 0.75)`, `make_divisible(c * width, 8)`."""
 
-
-# --- layers, blocks and combinators ----------------------------------------------------
+    kind: Literal["func"]
+    name: str
+    args: tuple[Expr, ...] = ()
+    kwargs: tuple[Kwarg, ...] = ()
 
 
 class Kwarg(Node):
     name: str
     value: Expr
+
+
+Expr = Annotated[
+    Num | Const | Name | Neg | Not | BinOp | Index | TupleExpr | Func, Field(discriminator="kind")
+]
+
+
+# --- layers, blocks and combinators ----------------------------------------------------
 
 
 class Call(Node):
@@ -98,11 +116,22 @@ class Call(Node):
 
 
 class Repeat(Node):
-    """`body * count`: the body, `count` times in sequence."""
+    """`body * count`: the body, `count` times in sequence; `body * count as i` binds `i`
+    to 0, 1, ... in the body."""
 
     kind: Literal["repeat"]
     count: Expr
     body: tuple[Item, ...]
+    index: str | None = None
+
+
+class If(Node):
+    """`if test:` its body, else `orelse`; `item if test` is one with no `orelse`."""
+
+    kind: Literal["if"]
+    test: Expr
+    body: tuple[Item, ...]
+    orelse: tuple[Item, ...] = ()
 
 
 class Branch(Node):
@@ -119,7 +148,12 @@ class Combinator(Node):
     branches: tuple[Branch, ...]
 
 
-Item = Annotated[Call | Repeat | Combinator, Field(discriminator="kind")]
+Item = Annotated[Call | Repeat | If | Combinator, Field(discriminator="kind")]
+
+
+def splices(item) -> bool:
+    """Whether an item gives its body's layers in place (any number of them)."""
+    return isinstance(item, (Repeat, If))
 
 
 class Param(Node):
@@ -142,6 +176,8 @@ class Network(Node):
     name: str
     input: tuple[int, ...]
     classes: int = 10
+    # Its own parameters, `network N(input=..., width=1.0)`: names the stages may read.
+    params: tuple[Kwarg, ...] = ()
     stages: tuple[Stage, ...]
 
     @field_validator("input", mode="before")
@@ -164,14 +200,56 @@ class Recipe(Node):
     weight_decay: float = Field(0.0, ge=0)
 
 
+class Use(Node):
+    """`use "blocks.cnn"`: another file's blocks, by a path relative to this spec."""
+
+    path: str
+
+
 class Document(Node):
+    uses: tuple[Use, ...] = ()
     blocks: tuple[BlockDef, ...] = ()
     network: Network
     train: Recipe = Field(default_factory=Recipe)
+    # The blocks of the used files, and for each by name where it came from (its file's
+    # Source and the `use` that brought it): filled in by the loader, not written.
+    used: SkipJsonSchema[tuple[BlockDef, ...]] = Field(default=(), exclude=True, repr=False)
+    origins: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict, exclude=True, repr=False)
 
 
-for _model in (Neg, BinOp, Index, TupleExpr, Repeat, Branch, Combinator, BlockDef, Stage):
+for _model in (
+    Neg,
+    Not,
+    If,
+    BinOp,
+    Index,
+    TupleExpr,
+    Func,
+    Kwarg,
+    Repeat,
+    Branch,
+    Combinator,
+    BlockDef,
+    Stage,
+):
     _model.model_rebuild()
+
+
+def to_expr(data: dict) -> Expr:
+    """One expression from a front end's plain data."""
+    return TypeAdapter(Expr).validate_python(strict_ready(data), strict=True)
+
+
+def constant(value, pos: tuple[int, int]) -> Expr:
+    """An evaluated value as an expression written at `pos` (a number, a constant, a tuple)."""
+    if isinstance(value, tuple):
+        return TupleExpr(kind="tuple", items=tuple(constant(v, pos) for v in value), pos=pos)
+    if isinstance(value, bool) or value is None:
+        return Const(kind="const", value=value, pos=pos)
+    if isinstance(value, (int, float)):
+        return Num(kind="num", value=value, pos=pos)
+    raise SpecError(f"a network parameter must be a number, true, false, none or a tuple, "
+                    f"got {value!r}", pos)  # fmt: skip
 
 
 def to_ir(data: dict) -> Document:
@@ -228,7 +306,21 @@ def _explain(err: ValidationError, data: dict) -> SpecError:
 # The `kind` tags of the discriminated unions, which pydantic puts in an error's location.
 _UNION_TAGS = frozenset(
     tag
-    for model in (Num, Const, Name, Neg, BinOp, Index, TupleExpr, Call, Repeat, Combinator)
+    for model in (
+        Num,
+        Const,
+        Name,
+        Neg,
+        Not,
+        BinOp,
+        Index,
+        TupleExpr,
+        Func,
+        Call,
+        Repeat,
+        If,
+        Combinator,
+    )
     for tag in get_args(model.model_fields["kind"].annotation)
 )
 
@@ -255,5 +347,5 @@ def _fields_for(loc: list) -> list[str]:
     models = {"network": Network, "train": Recipe, "blocks": BlockDef, "stages": Stage}
     for part in reversed(loc):
         if part in models:
-            return [f for f in models[part].model_fields if f not in ("pos", "keypos")]
-    return [f for f in Document.model_fields if f not in ("pos", "keypos")]
+            return [f for f in models[part].model_fields if f not in METADATA_KEYS]
+    return [f for f in Document.model_fields if f not in METADATA_KEYS + LOADED_KEYS]

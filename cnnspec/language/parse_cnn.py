@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..limits import DEFAULT, Limits
 from .expressions import bounded, int_literal
-from .ir import COMBINATORS, METADATA_KEYS
+from .ir import COMBINATORS, METADATA_KEYS, NETWORK_OPTIONS
 
 # Readable names for the terminals a syntax error can expect.
 _TERMINALS = {
@@ -41,6 +41,11 @@ _TERMINALS = {
     "COMMA": "','",
     "EQUAL": "'='",
     "STAR": "'*'",
+    "IF": "'if'",
+    "ELSE": "'else'",
+    "COMPARE": "a comparison",
+    "STRING": "a quoted path",
+    "AS": "'as'",
     "_NL": "end of line",
     "_INDENT": "an indented block",
     "_DEDENT": "less indentation",
@@ -143,6 +148,13 @@ def _not_a_combinator(before: str, line: int) -> SpecSyntaxError | None:
     )
 
 
+class _Kwargs:
+    """Some of a parse tree's keyword arguments, as `_kwarg_list` reads them."""
+
+    def __init__(self, children: list[dict]):
+        self.children = children
+
+
 def _kwarg_list(kwargs) -> list[dict]:
     return list(kwargs.children) if kwargs is not None else []
 
@@ -184,8 +196,19 @@ class _ToPlain(Transformer):
     def neg(self, meta, operand):
         return {"kind": "neg", "operand": operand, "pos": _pos(meta)}
 
+    def not_(self, meta, operand):
+        return {"kind": "not", "operand": operand, "pos": _pos(meta)}
+
+    def compare(self, meta, left, op, right):
+        return {"kind": "binop", "op": str(op), "left": left, "right": right, "pos": _pos(meta)}
+
     def index(self, meta, target, index):
         return {"kind": "index", "target": target, "index": index, "pos": _pos(meta)}
+
+    def func(self, meta, name, arguments):
+        call = self.call(meta, name, arguments)
+        return {"kind": "func", "name": call["op"], "args": call["args"],
+                "kwargs": call["kwargs"], "pos": call["pos"]}  # fmt: skip
 
     def _binop(op):
         def method(self, meta, left, right):
@@ -199,6 +222,8 @@ class _ToPlain(Transformer):
     floordiv = _binop("//")
     mod = _binop("%")
     truediv = _binop("/")
+    and_ = _binop("and")
+    or_ = _binop("or")
     del _binop
 
     # --- layers and sequences -------------------------------------------------------
@@ -214,9 +239,20 @@ class _ToPlain(Transformer):
     def group(self, meta, seq):
         return ("group", seq)
 
-    def repeat(self, meta, what, count):
+    def repeat(self, meta, what, count, index):
         body = what[1] if isinstance(what, tuple) else [what]
-        return {"kind": "repeat", "count": count, "body": body, "pos": _pos(meta)}
+        node = {"kind": "repeat", "count": count, "body": body, "pos": _pos(meta)}
+        if index is not None:
+            node.update(index=str(index), keypos={"index": _pos(index)})
+        return node
+
+    def guarded(self, meta, what, test):
+        body = what[1] if isinstance(what, tuple) else [what]
+        return {"kind": "if", "test": test, "body": body, "pos": body[0]["pos"]}
+
+    def conditional(self, meta, test, body, orelse):
+        return {"kind": "if", "test": test, "body": body, "orelse": orelse or [],
+                "pos": _pos(meta)}  # fmt: skip
 
     def seq(self, meta, *elements):
         items: list[dict] = []
@@ -273,22 +309,31 @@ class _ToPlain(Transformer):
             },
         )
 
+    def use(self, meta, path):
+        return ("use", {"path": str(path)[1:-1], "pos": _pos(path)})
+
     def stage(self, meta, name, body):
         return {"name": str(name), "body": body, "pos": _pos(name)}
 
     def network(self, meta, name, kwargs, *stages):
-        node = {**_options(kwargs, "network"), "name": str(name), "stages": list(stages),
-                "pos": _pos(name)}  # fmt: skip
+        # Options other than the network's own are its parameters, for the stages to read.
+        own = [kw for kw in _kwarg_list(kwargs) if kw["name"] in NETWORK_OPTIONS]
+        params = [kw for kw in _kwarg_list(kwargs) if kw["name"] not in NETWORK_OPTIONS]
+        node = {**_options(_Kwargs(own), "network"), "name": str(name),
+                "stages": list(stages), "pos": _pos(name)}  # fmt: skip
+        if params:
+            _options(_Kwargs(params), "network")  # refuses a parameter given twice
+            node["params"] = params
         return ("network", node)
 
     def recipe(self, meta, kwargs):
         return ("train", {**_options(kwargs, "train", words=True), "pos": _pos(meta)})
 
     def start(self, meta, *items):
-        doc: dict = {"blocks": [], "network": None, "train": None, "pos": (1, 1)}
+        doc: dict = {"uses": [], "blocks": [], "network": None, "train": None, "pos": (1, 1)}
         for kind, node in items:
-            if kind == "block":
-                doc["blocks"].append(node)
+            if kind in ("block", "use"):
+                doc[f"{kind}s"].append(node)
             elif doc[kind] is not None:
                 what = "network" if kind == "network" else "train recipe"
                 raise SpecError(f"a spec holds one {what}; this is a second one", node["pos"])

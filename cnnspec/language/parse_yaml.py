@@ -17,10 +17,10 @@
 
 A layer is its name (`relu`) or a mapping whose first key names it, with its positional
 arguments as that key's value (one value or a list) and keyword arguments as further keys.
-`{repeat: n, body: [...]}` repeats; `{concat: [branch, ...]}` (likewise add, dense, heads,
-mul, split) joins branches, each a list of layers, or a mapping of named branches. Strings
-in argument positions are expressions (`"c * 2"`). Only plain YAML is read: no anchors,
-aliases or tags.
+`{repeat: n, body: [...]}` repeats; `{if: cond, body: [...], else: [...]}` chooses;
+`{concat: [branch, ...]}` (likewise add, dense, heads, mul, split) joins branches, each a
+list of layers, or a mapping of named branches. Strings in argument positions are
+expressions (`"c * 2"`). Only plain YAML is read: no anchors, aliases or tags.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ..errors import CnnspecError, LimitError, Pos, SpecError, SpecSyntaxError
 from ..limits import DEFAULT, Limits
 from .expressions import bounded, brief, int_literal
-from .ir import COMBINATORS, METADATA_KEYS
+from .ir import COMBINATORS, LOADED_KEYS, METADATA_KEYS
 from .parse_cnn import parse_expression, parse_param
 
 _YAML = "tag:yaml.org,2002:"
@@ -124,17 +124,35 @@ class _Reader:
             raise SpecError("an empty mapping is not a layer", _pos(node))
         (op, value, pos), rest = pairs[0], pairs[1:]
         if op == "repeat":
-            extra = [name for name, _, _ in rest if name != "body"]
-            if extra or len(rest) != 1:
-                where = rest[0][2] if extra else pos
-                raise SpecError("repeat takes exactly `repeat: n` and `body: [...]`", where)
-            return {"kind": "repeat", "count": self.expr(value), "body": self.body(rest[0][1]),
-                    "pos": pos}  # fmt: skip
+            keys = {name: (v, p) for name, v, p in rest}
+            extra = [p for name, _, p in rest if name not in ("body", "index")]
+            if extra or "body" not in keys:
+                raise SpecError("repeat takes `repeat: n`, `body: [...]` and an optional "
+                                "`index: name`", extra[0] if extra else pos)  # fmt: skip
+            node = {"kind": "repeat", "count": self.expr(value),
+                    "body": self.body(keys["body"][0]), "pos": pos}  # fmt: skip
+            if "index" in keys:
+                index, where = keys["index"]
+                node.update(index=self.scalar(index), keypos={"index": where})
+            return node
+        if op == "if":
+            return self.conditional(value, rest, pos)
         kwargs = [self.kwarg(name, v, p) for name, v, p in rest]
         if op in COMBINATORS:
             return {"kind": op, "kwargs": kwargs, "branches": self.branches(value), "pos": pos}
         args = [] if self._is_null(value) else [self.expr(v) for v in self.items_of(value)]
         return {"kind": "call", "op": op, "args": args, "kwargs": kwargs, "pos": pos}
+
+    def conditional(self, test: Node, rest: list, pos: Pos) -> dict:
+        """`{if: cond, body: [...], else: [...]}`: the body when the condition holds."""
+        keys = {name: v for name, v, _ in rest}
+        extra = [p for name, _, p in rest if name not in ("body", "else")]
+        if extra or "body" not in keys:
+            raise SpecError("if takes `if: condition`, `body: [...]` and an optional "
+                            "`else: [...]`", extra[0] if extra else pos)  # fmt: skip
+        orelse = self.body(keys["else"]) if "else" in keys else []
+        return {"kind": "if", "test": self.expr(test), "body": self.body(keys["body"]),
+                "orelse": orelse, "pos": pos}  # fmt: skip
 
     def _is_null(self, node: Node) -> bool:
         return isinstance(node, ScalarNode) and self.scalar(node) is None
@@ -156,6 +174,8 @@ class _Reader:
             if name == "stages" and what == "the network":
                 out[name] = [{"name": stage, "body": self.body(body), "pos": p}
                              for stage, body, p in self.mapping(value, "stages")]  # fmt: skip
+            elif name == "params" and what == "the network":
+                out[name] = [self.kwarg(k, v, p) for k, v, p in self.mapping(value, "params")]
             else:
                 out[name] = self.literal(value, words)
             out["keypos"][name] = pos
@@ -197,6 +217,12 @@ class _Reader:
             doc["keypos"][key] = pos
             if key == "blocks":
                 doc["blocks"] = [self.block(n, v, p) for n, v, p in self.mapping(value, "blocks")]
+            elif key in LOADED_KEYS:
+                raise SpecError(f"unknown key '{key}' in the spec", pos)
+            elif key == "use":
+                doc["uses"] = [
+                    {"path": self.scalar(n), "pos": _pos(n)} for n in self.items_of(value)
+                ]
             elif key == "network":
                 doc["network"] = self.options(value, "the network")
             elif key == "train":

@@ -51,6 +51,7 @@ class TrainRequest:
     sync_bn: bool = False
     limits: Limits = DEFAULT  # the spec's budgets (--max-params and the like)
     weights: str | None = None  # another model's state_dict to start from (by structure)
+    overrides: tuple[tuple[str, str], ...] = ()  # --set NAME=VALUE, in order
 
 
 def _first(*values):
@@ -208,7 +209,9 @@ def spec_for(request: TrainRequest) -> Spec:
     if not request.resume:
         if request.spec is None:
             raise TrainError("which network? give a SPEC, or --resume RUN")
-        return load(request.spec, limits=request.limits)
+        return load(request.spec, limits=request.limits, overrides=dict(request.overrides))
+    if request.overrides:
+        raise TrainError("--set cannot change a run being resumed: it goes on as it began")
     run = Path(request.resume)
     saved = sorted(run.glob("spec.*"))
     if not saved:

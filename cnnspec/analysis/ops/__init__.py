@@ -5,7 +5,7 @@ the registry, the schema, the summary, both backends and the per-op tests pick i
 """
 
 from . import activations, features, regularisers, windows  # noqa: F401  (registers the ops)
-from .base import REGISTRY, Activation, Inferred, Layer, ModuleCall, Shape, fmt, pair
+from .base import REGISTRY, Activation, Inferred, Layer, ModuleCall, Shape, fmt, pair, plain_module
 from .windows import Conv, Window
 
 LAYERS = REGISTRY  # op name -> Layer class, in definition order
@@ -21,4 +21,5 @@ __all__ = [
     "Window",
     "fmt",
     "pair",
+    "plain_module",
 ]

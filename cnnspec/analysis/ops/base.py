@@ -131,6 +131,21 @@ class Layer(BaseModel):
         return channels, image
 
 
+def plain_module(layer: type[Layer]) -> str | None:
+    """The torch class that makes `layer` with no arguments, when that module keeps any
+    input's shape: such an op passes to a generated block class as the class itself
+    (`act=nn.Hardswish`), which the block calls (`act()`)."""
+    if layer.required() or layer.resizes:
+        return None
+    modules = set()
+    for channels, image in (("c", True), ("f", False)):
+        call = layer.constructor({}, channels, image)
+        if call.args or call.kwargs or layer.output({}, channels, image) != (channels, image):
+            return None
+        modules.add(call.module)
+    return modules.pop() if len(modules) == 1 else None
+
+
 class Activation(Layer):
     """An elementwise function: same shape, no parameters."""
 

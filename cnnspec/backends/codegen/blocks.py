@@ -12,18 +12,19 @@ concrete sizes instead.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ...analysis.binding import match_arguments
 from ...analysis.combinators import dense_unit
-from ...analysis.ops import LAYERS, ModuleCall, Window
+from ...analysis.ops import LAYERS, ModuleCall, Window, plain_module
 from ...language import ir
 from ...language.expressions import PYTHON_CONSTANTS, unparse
 from ..runtime_source import combinator_class, runtime_names
-from .names import PythonNames
-from .pyformat import BODY_INDENT, Call, List, lines, sum_lines
+from .names import CONSTRUCTOR_LOCALS, PythonNames
+from .pyformat import BODY_INDENT, Call, List, flat, lines, sum_lines
 from .values import CodegenError, collect, constructor
 
 
@@ -59,7 +60,8 @@ class BlockWriter:
     def __init__(self, gen: Module, block: ir.BlockDef):
         self.gen = gen
         self.block = block
-        self.params = gen.names.params_of(block.name)  # spec name -> Python name
+        # spec name -> Python name: the parameters, and the indices of the loops being written
+        self.params = dict(gen.names.params_of(block.name))
         self.taken = gen.names.taken_in(block.name)
         self.body: list[str] = []  # lines of __init__, relative indentation
         self.depth = 0
@@ -108,37 +110,73 @@ class BlockWriter:
                 return self.params[identifier]
             if identifier == "C":
                 return _bracketed(state.channels)
+            if (module := self.op_class(identifier)) is not None:
+                return module
             raise self.fail(
                 f"the name '{identifier}' (only parameters and C can be used)", expr.pos
             )
 
         if isinstance(expr, ir.Name) and expr.id == "C":
             return state.channels  # a whole argument needs no brackets
+        return self.python(expr, name)
+
+    def op_class(self, op: str) -> str | None:
+        """A layer named as a value (`act=hardswish`), as the torch class that makes it."""
+        module = plain_module(LAYERS[op]) if op in LAYERS else None
+        return self.runtime_class(module) if module is not None else None
+
+    def python(self, expr: ir.Node, name=str) -> str:
+        """`expr` as Python, noting the runtime functions it calls (make_divisible)."""
+        for node in _walk(expr):
+            if isinstance(node, ir.Func):
+                self.runtime_class(node.name)
         return unparse(expr, name, PYTHON_CONSTANTS)
 
     # items -> module expressions ("*name" splices a list built by statements)
     def items(self, items, state: _State) -> tuple[list, _State]:
         out: list = []
         for item in items:
+            mark = len(self.body)
             exprs, state = self.item(item, state)
+            if (
+                out
+                and _sets_channels(self.body[mark:])
+                and _CHANNELS.search(flat(List(tuple(out))))
+            ):
+                # The item's statements change `channels`, which the layers before it read:
+                # make those layers first, as the live build does.
+                made = self.fresh("layers")
+                self.body[mark:mark] = lines(List(tuple(out)), self.indent, f"{made} = ")
+                out = [f"*{made}"]
             out.extend(exprs)
         return out, state
 
     def sequence(self, items, state: _State) -> tuple[object, _State]:
         exprs, state = self.items(items, state)
-        if len(items) == 1 and not isinstance(items[0], ir.Repeat):
+        if len(items) == 1 and not ir.splices(items[0]):
             return exprs[0], state
         return Call("nn.Sequential", tuple(exprs)), state
 
     def item(self, item, state: _State) -> tuple[list, _State]:
         if isinstance(item, ir.Repeat):
             return self.repeat(item, state)
+        if isinstance(item, ir.If):
+            return self.conditional(item, state)
         if isinstance(item, ir.Combinator):
             cls, args, state = self.combinator(item, state)
             return [Call(cls, args)], state
         if item.op in LAYERS:
             return self.layer(item, state)
+        if item.op in self.params and item.op not in self.gen.blocks:
+            return self.layer_parameter(item, state)
         return self.block_call(item, state)
+
+    def layer_parameter(self, call: ir.Call, state: _State) -> tuple[list, _State]:
+        """A parameter that holds a layer: a torch class, called with no arguments (the
+        network passes only layers that keep the shape; others are written in place)."""
+        if call.args or call.kwargs:
+            raise self.fail(f"a call of the parameter '{call.op}' with arguments", call.pos)
+        return [Call(self.params[call.op], ())], state
 
     def layer(self, call: ir.Call, state: _State) -> tuple[list, _State]:
         """The layer's constructor, and the state after it, from its op's facts."""
@@ -183,14 +221,57 @@ class BlockWriter:
         self.line(f"{target} = []")
         if state.channels != "channels":
             self.line(f"channels = {state.channels}")
-        self.line(f"for _ in range({count}):")
-        self.depth += 1
+        self.loop(item, count)
         exprs, after = self.items(item.body, _State("channels", state.image))
         self.assign(target, List(tuple(exprs)), "+=")
         if after.channels != "channels":
             self.line(f"channels = {after.channels}")
-        self.depth -= 1
+        self.end_loop(item)
         return [f"*{target}"], _State("channels", after.image, [], False)
+
+    def conditional(self, item: ir.If, state: _State) -> tuple[list, _State]:
+        """`if test:` in the constructor, each arm adding its layers to one list and
+        leaving the channels after it in `channels`."""
+        target = self.fresh("layers")
+        self.line(f"{target} = []")
+        test = self.py(item.test, state)
+        if state.channels != "channels":
+            self.line(f"channels = {state.channels}")
+        ends = []  # (image, strides, same) after each arm
+        for header, body in (("if " + test, item.body), ("else", item.orelse)):
+            if not body:
+                ends.append((state.image, [], True))
+                continue
+            self.line(f"{header}:")
+            self.depth += 1
+            exprs, after = self.items(body, _State("channels", state.image))
+            self.assign(target, List(tuple(exprs)), "+=")
+            if after.channels != "channels":
+                self.line(f"channels = {after.channels}")
+            self.depth -= 1
+            ends.append((after.image, after.strides, after.same))
+        if ends[0][0] != ends[1][0]:
+            raise self.fail("a condition whose arms end one as an image, one not", item.pos)
+        if ends[0] != ends[1]:  # a shortcut around it could not know its stride
+            return [f"*{target}"], _State("channels", ends[0][0], [], False)
+        image, strides, same = ends[0]
+        return [f"*{target}"], _State(
+            "channels", image, state.strides + strides, state.same and same
+        )
+
+    def loop(self, item: ir.Repeat, count: str) -> None:
+        """`for i in range(count):`, binding the repeat's index (if it names one) in the body."""
+        var = "_"
+        if item.index is not None:
+            stem = item.index + "_" * (item.index in CONSTRUCTOR_LOCALS)
+            var = self.params[item.index] = self.fresh(stem)
+        self.line(f"for {var} in range({count}):")
+        self.depth += 1
+
+    def end_loop(self, item: ir.Repeat) -> None:
+        self.depth -= 1
+        if item.index is not None:
+            del self.params[item.index]
 
     def combinator(self, comb: ir.Combinator, state: _State) -> tuple[str, tuple, _State]:
         cls = self.runtime_class(combinator_class(comb.kind))
@@ -270,13 +351,12 @@ class BlockWriter:
         for branch in comb.branches:
             body, repeat = dense_unit(branch)
             if repeat is not None:
-                self.line(f"for _ in range({self.py(repeat.count, begin)}):")
-                self.depth += 1
+                self.loop(repeat, self.py(repeat.count, begin))
             unit, end = self.sequence(body, _State("channels", begin.image))
             self.statement(Call("units.append", (unit,)))
             self.line(f"channels = channels + {end.channels}")
             if repeat is not None:
-                self.depth -= 1
+                self.end_loop(repeat)
         return "Dense", ("units",), _State("channels", begin.image, [], False)
 
     def signature(self, start: _State) -> list[str]:
@@ -287,8 +367,8 @@ class BlockWriter:
             name = self.params[param.name]
             if param.default is None:
                 params.append(name)
-            elif not any(isinstance(e, ir.Name) for e in _walk(param.default)):
-                params.append(f"{name}={unparse(param.default, str, PYTHON_CONSTANTS)}")
+            elif all(self.op_class(e.id) for e in _walk(param.default) if isinstance(e, ir.Name)):
+                params.append(f"{name}={self.python(param.default, self.op_class)}")
             else:
                 params.append(f"{name}=None")
                 self.line(f"if {name} is None:")
@@ -299,7 +379,7 @@ class BlockWriter:
         block = self.block
         start = _State("in_channels")
         params = self.signature(start)
-        single = len(block.body) == 1 and not isinstance(block.body[0], ir.Repeat)
+        single = len(block.body) == 1 and not ir.splices(block.body[0])
         first = block.body[0] if single else None
         if isinstance(first, ir.Combinator):
             base, args, end = self.combinator(first, start)
@@ -324,6 +404,13 @@ class BlockWriter:
         return BlockClass(template, tuple(self.calls), frozenset(self.runtime))
 
 
+_CHANNELS = re.compile(r"\bchannels\b")
+
+
+def _sets_channels(body: list[str]) -> bool:
+    return any(line.lstrip().startswith("channels = ") for line in body)
+
+
 def _bracketed(source: str) -> str:
     return f"({source})" if " " in source else source
 
@@ -338,3 +425,5 @@ def _walk(expr: ir.Node):
             if (child := getattr(node, field_name, None)) is not None:
                 stack.append(child)
         stack.extend(getattr(node, "items", ()))
+        if isinstance(node, ir.Func):
+            stack.extend((*node.args, *(kw.value for kw in node.kwargs)))

@@ -23,9 +23,10 @@ import jinja2
 
 from ...analysis.graph import Graph, Node
 from ...analysis.infer import infer
-from ...analysis.ops import LAYERS, ModuleCall
+from ...analysis.ops import LAYERS, ModuleCall, plain_module
 from ...analysis.resolve import resolve
 from ...language import ir
+from ...language.expressions import OpRef
 from ...version import __version__
 from ..runtime_source import combinator_class, runtime_names, runtime_source
 from .blocks import BlockClass, BlockWriter
@@ -83,10 +84,11 @@ class _Generator:
             args = {k: py_value(v) for k, v in layer.arguments().items()}
             image = len(node.in_shape) == 3
             return self.construct(type(layer).constructor(args, str(node.in_shape[0]), image))
-        if node.block is not None and self.generic(node.block) is not None:
+        if node.block is not None and self.generic(node.block) is not None and self.passable(node):
             self.use_block(node.block)
             cls = self.names.class_of(node.block)
             return Call(cls, (str(node.in_shape[0]), *self.block_args(node)))
+        self.decided_on.extend(node.decided)  # written with sizes that decided them
         children = [(name, self.module(child)) for name, child in node.children]
         if node.kind == "add" and len(children) == 1:
             self.decided_on.append(f"{node.in_shape} -> {node.out_shape}")
@@ -98,6 +100,16 @@ class _Generator:
             return Call(cls, (collected, self.module(node.shortcut)))
         return Call(cls, (collected,))
 
+    def passable(self, node: Node) -> bool:
+        """Whether the layers a block is given can be passed to its class as classes."""
+        ops = [v.op for _, v in node.args if isinstance(v, OpRef)]
+        return all(plain_module(LAYERS[op]) is not None for op in ops)
+
+    def arg_value(self, value) -> str:
+        if isinstance(value, OpRef):
+            return self.runtime_class(plain_module(LAYERS[value.op]))
+        return py_value(value)
+
     def block_args(self, node: Node) -> list:
         """The block's arguments: required ones by position, the others by keyword
         (as torchvision writes `stride=2`), leaving out those equal to a literal default."""
@@ -107,9 +119,9 @@ class _Generator:
         for name, value in node.args:
             default = params[name].default
             if default is None:
-                args.append(py_value(value))
-            elif not (isinstance(default, (ir.Num, ir.Const)) and default.value == value):
-                args.append((python[name], py_value(value)))
+                args.append(self.arg_value(value))
+            elif not _is_default(default, value):
+                args.append((python[name], self.arg_value(value)))
         return args
 
     def written(self) -> Written:
@@ -149,6 +161,13 @@ class _Generator:
         self.runtime |= {r for name in needed for r in self.classes[name].runtime}
         order = list(self.blocks)  # definition order: callees come before callers
         return [self.classes[n].template for n in sorted(needed, key=order.index)]
+
+
+def _is_default(default: ir.Node, value) -> bool:
+    """Whether `value` is what a literal default gives (`1`, `none`, `relu`)."""
+    if isinstance(default, ir.Name):
+        return value == OpRef(default.id)
+    return isinstance(default, (ir.Num, ir.Const)) and default.value == value
 
 
 def _written(doc: ir.Document) -> Written:
