@@ -151,9 +151,7 @@ def memory_lines(graph: Graph) -> list[str]:
     the recipe's size (activations kept for backward, weights, gradients, optimizer)."""
     recipe = graph.recipe
     per_example = activations(graph) * 4
-    state = OPTIMIZER_STATE[recipe.optimizer] + (
-        recipe.optimizer == "sgd" and recipe.momentum > 0
-    )
+    state = OPTIMIZER_STATE[recipe.optimizer] + (recipe.optimizer == "sgd" and recipe.momentum > 0)
     weights = graph.params * 4 * (2 + state)
     training = per_example * recipe.batch + weights
     return [
