@@ -24,11 +24,35 @@ INTERRUPTED = 128 + 2  # what a shell reports for a command ended by Ctrl-C (SIG
 BROKEN_PIPE = 128 + 13  # what a shell reports for a command ended by SIGPIPE
 
 
-def _load(path: str, args: argparse.Namespace):
+def _load(path: str, args: argparse.Namespace, sets: list[tuple[str, str]] | None = None):
     from .spec import load
 
-    overrides = dict(getattr(args, "set", None) or [])
+    overrides = dict(getattr(args, "set", None) or [] if sets is None else sets)
     return load(path, limits=_limits(args), overrides=overrides)
+
+
+def _sweep(sets: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Every combination of the values `--set NAME=A,B,C` lists (commas inside brackets
+    belong to one value, like a tuple's)."""
+    from itertools import product
+
+    choices = [[(name, v) for v in _top_level_values(value)] for name, value in sets]
+    return [list(combo) for combo in product(*choices)]
+
+
+def _top_level_values(text: str) -> list[str]:
+    values, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch in "(["
+        depth -= ch in ")]"
+        if ch == "," and depth == 0:
+            values.append(text[start:i].strip())
+            start = i + 1
+    return [*values, text[start:].strip()]
+
+
+def _label(sets: list[tuple[str, str]]) -> str:
+    return "".join(f" {name}={value}" for name, value in sets)
 
 
 def _limits(args: argparse.Namespace):
@@ -204,7 +228,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .training import compare
 
-    specs = [(Path(path).stem, _load(path, args)) for path in args.specs]
+    specs = [
+        (f"{Path(path).stem}{_label(sets)}", _load(path, args, sets))
+        for path in args.specs
+        for sets in _sweep(getattr(args, "set", None) or [])
+    ]
     rows = [compare.static_row(label, spec) for label, spec in specs]
     if args.train:
         request = replace(_train_request(args), epochs=args.train, progress=False)
@@ -306,7 +334,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("compare", cmd_compare, "variants side by side: params, MACs, memory, "
                 "and with --train their speed and accuracy")  # fmt: skip
     p.add_argument("specs", nargs="+", metavar="SPEC")
-    _spec_flags(p)
+    _spec_flags(p)  # in compare, --set NAME=A,B,C makes a variant of each value
     p.add_argument("--train", type=_positive, metavar="EPOCHS",
                    help="train each for EPOCHS epochs (its own recipe otherwise)")  # fmt: skip
     p.add_argument("--plot", metavar="FILE.png", help="test accuracy against MACs and params")

@@ -46,3 +46,26 @@ def test_a_plot_needs_training(tmp_path, capsys):
     assert main(["compare", str(spec_path("lenet")), "--plot", str(tmp_path / "p.png")]) == 2
     assert "--plot needs --train" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()
+
+
+def test_set_with_several_values_sweeps_them(tmp_path, capsys):
+    spec = tmp_path / "lenet.cnn"
+    spec.write_text(
+        "network LeNet(input=1x28x28, classes=10, c1=6):\n"
+        "    f: conv(c1, k=5, p=2) sigmoid avgpool(2, s=2) flatten linear(classes)\n"
+    )
+    assert main(["compare", str(spec), "--set", "c1=6,12", "--set", "classes=10,100"]) == 0
+    table = cells(capsys.readouterr().out)
+    assert list(table) == [
+        "lenet c1=6 classes=10", "lenet c1=6 classes=100",
+        "lenet c1=12 classes=10", "lenet c1=12 classes=100",
+    ]  # fmt: skip
+    for label, (params, _, _) in table.items():
+        c1, classes = (int(part.split("=")[1]) for part in label.split()[1:])
+        conv = c1 * 25 + c1
+        assert params == f"{conv + c1 * 14 * 14 * classes + classes:,}"
+
+
+def test_every_variant_spec_checks(capsys):
+    variants = sorted((spec_path("lenet").parent / "variants").glob("*.cnn"))
+    assert variants and main(["compare", *map(str, variants)]) == 0
