@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import cnnspec  # noqa: E402  (the checkout's, not an installed copy)
 from cnnspec.errors import CnnspecError  # noqa: E402
-from cnnspec.spec import normalize  # noqa: E402
+from cnnspec.language.reading import normalize  # noqa: E402
 
 SEEDS = sorted(p for p in (ROOT / "specs").glob("**/*") if p.suffix in (".cnn", ".yaml"))
 

@@ -25,7 +25,7 @@ def check(text: str, format: str, kind: type, message: str, line: int, col: int)
     assert rendered[0] == f"<string>:{line}:{col}: {message}"
     assert "\n" not in message
     if len(rendered) > 1:  # the offending line, then the caret under the column
-        lines = cnnspec.spec.normalize(text, format).split("\n")
+        lines = cnnspec.language.reading.normalize(text, format).split("\n")
         shown = "".join(c if c.isprintable() else " " for c in lines[line - 1]).rstrip()
         assert rendered[1] == "    " + shown
         assert rendered[2] == " " * (4 + col - 1) + "^"
