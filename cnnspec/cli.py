@@ -82,14 +82,23 @@ def _spec_flags(p: argparse.ArgumentParser) -> None:
     """--set and the budgets: how any command that loads a spec may change it."""
     from .limits import BUDGETS, DEFAULT
 
-    p.add_argument("--set", action="append", type=_assignment, metavar="NAME=VALUE",
-                   help="set a network option (classes, input), network parameter or train "
-                   "option for this run, as the spec would write it")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        type=_assignment,
+        metavar="NAME=VALUE",
+        help="set a network option (classes, input), network parameter or train "
+        "option for this run, as the spec would write it",
+    )
 
     for bound in BUDGETS:
         default = getattr(DEFAULT, bound)
-        p.add_argument(f"--{bound.replace('_', '-')}", type=_positive, metavar="N",
-                       help=f"budget of {_BUDGET_HELP[bound]} (default {default:.3g})")  # fmt: skip
+        p.add_argument(
+            f"--{bound.replace('_', '-')}",
+            type=_positive,
+            metavar="N",
+            help=f"budget of {_BUDGET_HELP[bound]} (default {default:.3g})",
+        )
 
 
 def _positive(text: str) -> int:
@@ -161,8 +170,9 @@ def _train_request(args: argparse.Namespace):
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainRequest) if hasattr(args, f.name)}
     overrides = tuple(getattr(args, "set", None) or ())
-    return TrainRequest(**given, progress=not args.no_progress, limits=_limits(args),
-                        overrides=overrides)  # fmt: skip
+    return TrainRequest(
+        **given, progress=not args.no_progress, limits=_limits(args), overrides=overrides
+    )
 
 
 def _without_option(argv: list[str], option: str) -> list[str]:
@@ -237,8 +247,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.train:
         request = replace(_train_request(args), epochs=args.train, progress=False)
         for i, (label, spec) in enumerate(specs):
-            print(f"training {label} for {args.train} epoch{'s' if args.train != 1 else ''}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"training {label} for {args.train} epoch{'s' if args.train != 1 else ''}",
+                file=sys.stderr,
+            )
             rows[i] = compare.trained_row(rows[i], spec, request)
     print(compare.table(rows), end="")
     if args.plot:
@@ -287,14 +299,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-forward", action="store_true", help="skip the zero-batch forward check")
-    p.add_argument("--depth", type=_positive, metavar="N",
-                   help="table levels: 1 stages, 2 what they hold (default), ...")  # fmt: skip
+    p.add_argument(
+        "--depth",
+        type=_positive,
+        metavar="N",
+        help="table levels: 1 stages, 2 what they hold (default), ...",
+    )
     _spec_flags(p)
 
     p = command("codegen", cmd_codegen, "write standalone PyTorch source for each spec")
     p.add_argument("specs", nargs="+", metavar="SPEC")
-    p.add_argument("-o", "--output", default="generated", metavar="DIR",
-                   help="folder for the .py files (default: generated)")  # fmt: skip
+    p.add_argument(
+        "-o",
+        "--output",
+        default="generated",
+        metavar="DIR",
+        help="folder for the .py files (default: generated)",
+    )
     p.add_argument("--stdout", action="store_true", help="print the source instead")
     _spec_flags(p)
 
@@ -304,39 +325,60 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive, help="default: the spec's recipe")
     p.add_argument("--batch-size", type=_positive, help="default: the spec's recipe")
     p.add_argument("--lr", type=above_zero, help="default: the spec's recipe")
-    p.add_argument("--resize", type=_positive,
-                   help="train on N x N images (default: the recipe's)")  # fmt: skip
-    p.add_argument("--recipe", choices=["spec", "modern"], default="spec",
-                   help="modern: momentum, weight decay, one-cycle, label smoothing, "
-                   "crop and flip")  # fmt: skip
+    p.add_argument("--resize", type=_positive, help="train on N x N images (default: the recipe's)")
+    p.add_argument(
+        "--recipe",
+        choices=["spec", "modern"],
+        default="spec",
+        help="modern: momentum, weight decay, one-cycle, label smoothing, crop and flip",
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files")
     p.add_argument("--images", metavar="DIR", help="train on DIR/<class>/* images instead")
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/SPEC-TIME)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
-    p.add_argument("--weights", metavar="FILE",
-                   help="start from another model's state_dict (.pt/.pth, e.g. torchvision's), "
-                   "matched by structure as far as the shapes agree")  # fmt: skip
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="auto: bf16 autocast on GPU, fp32 on CPU")  # fmt: skip
+    p.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="start from another model's state_dict (.pt/.pth, e.g. torchvision's), "
+        "matched by structure as far as the shapes agree",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="auto: bf16 autocast on GPU, fp32 on CPU",
+    )
     p.add_argument("--compile", action="store_true", help="use torch.compile")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit-train", type=_positive, metavar="N",
-                   help="use the first N images")  # fmt: skip
-    p.add_argument("--limit-test", type=_positive, metavar="N",
-                   help="test on the first N images")  # fmt: skip
+    p.add_argument("--limit-train", type=_positive, metavar="N", help="use the first N images")
+    p.add_argument("--limit-test", type=_positive, metavar="N", help="test on the first N images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--nproc", type=_positive, metavar="N",
-                   help="train on N processes: relaunch this command under torchrun")  # fmt: skip
-    p.add_argument("--sync-bn", action="store_true",
-                   help="under torchrun, batch-norm statistics over all processes")  # fmt: skip
+    p.add_argument(
+        "--nproc",
+        type=_positive,
+        metavar="N",
+        help="train on N processes: relaunch this command under torchrun",
+    )
+    p.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="under torchrun, batch-norm statistics over all processes",
+    )
 
-    p = command("compare", cmd_compare, "variants side by side: params, MACs, memory, "
-                "and with --train their speed and accuracy")  # fmt: skip
+    p = command(
+        "compare",
+        cmd_compare,
+        "variants side by side: params, MACs, memory, and with --train their speed and accuracy",
+    )
     p.add_argument("specs", nargs="+", metavar="SPEC")
     _spec_flags(p)  # in compare, --set NAME=A,B,C makes a variant of each value
-    p.add_argument("--train", type=_positive, metavar="EPOCHS",
-                   help="train each for EPOCHS epochs (its own recipe otherwise)")  # fmt: skip
+    p.add_argument(
+        "--train",
+        type=_positive,
+        metavar="EPOCHS",
+        help="train each for EPOCHS epochs (its own recipe otherwise)",
+    )
     p.add_argument("--plot", metavar="FILE.png", help="test accuracy against MACs and params")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files")
@@ -350,10 +392,20 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("graph", cmd_graph, "draw the network: DOT, SVG, PNG or an HTML page")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("-o", "--output", type=_picture_path, metavar="FILE",
-                   help="FILE.dot, .svg, .png or .html (default: DOT on stdout)")  # fmt: skip
-    p.add_argument("--depth", type=int, default=1, metavar="N",
-                   help="levels of blocks drawn open (default 1; 0: all boxes)")  # fmt: skip
+    p.add_argument(
+        "-o",
+        "--output",
+        type=_picture_path,
+        metavar="FILE",
+        help="FILE.dot, .svg, .png or .html (default: DOT on stdout)",
+    )
+    p.add_argument(
+        "--depth",
+        type=int,
+        default=1,
+        metavar="N",
+        help="levels of blocks drawn open (default 1; 0: all boxes)",
+    )
     _spec_flags(p)
 
     p = command("export", cmd_export, "write the network as ONNX (batch size left free)")

@@ -29,15 +29,18 @@ def override(doc: ir.Document, name: str, text: str) -> ir.Document:
                 train = ir.Recipe.model_validate({**fields, "pos": recipe.pos})
             except ValidationError as err:
                 message = err.errors(include_url=False)[0]["msg"]
-                raise SpecError(f"train option '{name}': {message[0].lower()}{message[1:]}",
-                                (1, 1)) from None  # fmt: skip
+                raise SpecError(
+                    f"train option '{name}': {message[0].lower()}{message[1:]}", (1, 1)
+                ) from None
             return doc.model_copy(update={"train": train})
         value = evaluate(ir.to_expr(expr), OP_VALUES)
         if name in ("input", "classes"):
             return doc.model_copy(update={"network": _network_option(net, name, value)})
         if name in params:
-            kws = tuple(kw.model_copy(update={"value": _written(value, kw.pos)})
-                        if kw.name == name else kw for kw in net.params)  # fmt: skip
+            kws = tuple(
+                kw.model_copy(update={"value": _written(value, kw.pos)}) if kw.name == name else kw
+                for kw in net.params
+            )
             return doc.model_copy(update={"network": net.model_copy(update={"params": kws})})
     except CnnspecError as err:
         raise err.with_source(source) from None
@@ -47,8 +50,10 @@ def override(doc: ir.Document, name: str, text: str) -> ir.Document:
         *params,
         *(f for f in ir.Recipe.model_fields if f not in ir.METADATA_KEYS),
     ]
-    raise SpecError(f"--set {name}: the spec has no network option, network parameter or "
-                    f"train option '{name}'{did_you_mean(name, known)}")  # fmt: skip
+    raise SpecError(
+        f"--set {name}: the spec has no network option, network parameter or "
+        f"train option '{name}'{did_you_mean(name, known)}"
+    )
 
 
 def _written(value, pos) -> ir.Expr:
@@ -65,6 +70,5 @@ def _network_option(net: ir.Network, name: str, value) -> ir.Network:
     if name == "input":
         value = value if isinstance(value, tuple) else (value,)
         if not all(whole(v) for v in value):
-            raise SpecError(f"input must be a shape such as 3x32x32, got {describe(value)}",
-                            (1, 1))  # fmt: skip
+            raise SpecError(f"input must be a shape such as 3x32x32, got {describe(value)}", (1, 1))
     return net.model_copy(update={name: value})

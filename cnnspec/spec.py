@@ -141,8 +141,9 @@ def parse(source: Source, fmt: str, limits: Limits = DEFAULT) -> ir.Document:
     try:
         plain = parse_cnn(source.text, limits) if fmt == "cnn" else parse_yaml(source.text, limits)
         if plain.get("network") is None:
-            raise SpecError("this spec has no network (`network Name(input=..., classes=...):`)",
-                            (1, 1))  # fmt: skip
+            raise SpecError(
+                "this spec has no network (`network Name(input=..., classes=...):`)", (1, 1)
+            )
         doc = ir.to_ir(plain)
     except CnnspecError as err:
         raise err.with_source(source) from None
@@ -153,8 +154,13 @@ def parse(source: Source, fmt: str, limits: Limits = DEFAULT) -> ir.Document:
     return doc.model_copy(update={"used": tuple(used.blocks), "origins": used.origins})
 
 
-def load(source: str | os.PathLike, *, format: str | None = None, limits: Limits = DEFAULT,
-         overrides: Mapping[str, str] | None = None) -> Spec:  # fmt: skip
+def load(
+    source: str | os.PathLike,
+    *,
+    format: str | None = None,
+    limits: Limits = DEFAULT,
+    overrides: Mapping[str, str] | None = None,
+) -> Spec:
     """Parse, validate and infer a spec given as a path or as text. `overrides` sets network
     options (`classes`, `input`), network parameters and train options by name, each value
     written as in a spec (`{"width": "0.5", "optimizer": "adam"}`)."""

@@ -34,8 +34,9 @@ class UsedFiles:
             path = (base / use.path).resolve()
             if path in chain or Path(by.name).resolve() == path:
                 cycle = " -> ".join(p.name for p in [*chain, path])
-                raise SpecError(f"'{use.path}' is used in a cycle ({cycle})",
-                                use.pos).with_source(by)  # fmt: skip
+                raise SpecError(f"'{use.path}' is used in a cycle ({cycle})", use.pos).with_source(
+                    by
+                )
             if path in self.read:
                 continue
             if len(chain) >= self.limits.max_use_depth or len(self.read) >= self.limits.max_uses:
@@ -52,8 +53,9 @@ class UsedFiles:
         try:
             source, fmt = read(path, limits=self.limits)
         except OSError as err:
-            raise SpecError(f"cannot use '{use.path}': {err.strerror or err}",
-                            use.pos).with_source(by) from None  # fmt: skip
+            raise SpecError(f"cannot use '{use.path}': {err.strerror or err}", use.pos).with_source(
+                by
+            ) from None
         except CnnspecError as err:
             raise _in_used(err, source=None, context=context) from None
         try:
@@ -75,8 +77,7 @@ class UsedFiles:
             for block in doc.blocks:
                 if block.name in self.origins:
                     other = self.origins[block.name][0].name
-                    raise SpecError(f"block '{block.name}' is also defined in {other}",
-                                    block.pos)  # fmt: skip
+                    raise SpecError(f"block '{block.name}' is also defined in {other}", block.pos)
         except CnnspecError as err:
             raise _in_used(err, source, context) from None
         for block in doc.blocks:

@@ -53,8 +53,10 @@ class _Picture:
     def dot(self) -> str:
         graph = self.graph
         self.line("rankdir=TB;")
-        self.line('node [shape=box, style="rounded,filled", fillcolor="#f5f5f5", '
-                  'fontname="Helvetica", fontsize=10];')  # fmt: skip
+        self.line(
+            'node [shape=box, style="rounded,filled", fillcolor="#f5f5f5", '
+            'fontname="Helvetica", fontsize=10];'
+        )
         self.line('edge [fontname="Helvetica", fontsize=9, color="#555555"];')
         source = self.node(f"input\n{shape_text(graph.input_shape)}", shape="oval")
         out = self.sequence(graph.root, "", 0, source, graph.input_shape, clusters=True)
@@ -62,8 +64,12 @@ class _Picture:
             end = self.node(f"output\n{shape_text(graph.output_shape)}", shape="oval")
             self.edge(out, end, graph.output_shape)
         title = f"{graph.name}: {graph.params:,} parameters, {graph.macs:,} MACs"
-        head = ["digraph " + _quote(graph.name) + " {", f"  label={_quote(title)};",
-                '  labelloc="t";', '  fontname="Helvetica";']  # fmt: skip
+        head = [
+            "digraph " + _quote(graph.name) + " {",
+            f"  label={_quote(title)};",
+            '  labelloc="t";',
+            '  fontname="Helvetica";',
+        ]
         return "\n".join(head + self.lines + self.edges + ["}"]) + "\n"
 
     # --- writing ------------------------------------------------------------------------
@@ -94,8 +100,9 @@ class _Picture:
         self.line("}")
 
     # --- the graph ----------------------------------------------------------------------
-    def sequence(self, node: Node, path: str, level: int, at: str, shape: Output,
-                 clusters: bool = False) -> str | None:  # fmt: skip
+    def sequence(
+        self, node: Node, path: str, level: int, at: str, shape: Output, clusters: bool = False
+    ) -> str | None:
         """Draw `node`'s children one after another from `at`; return the last output."""
         for name, child in node.children:
             child_path = f"{path}.{name}" if path else name
@@ -155,8 +162,9 @@ class _Picture:
             skip = at
             if node.shortcut is not None:  # the residual's projection
                 skip = self.box(op_text(node.shortcut), node.shortcut, at, shape)
-            self.edge(skip, merge, node.shortcut.out_shape if node.shortcut else shape,
-                      style="dashed")  # fmt: skip
+            self.edge(
+                skip, merge, node.shortcut.out_shape if node.shortcut else shape, style="dashed"
+            )
         return merge
 
 

@@ -115,9 +115,15 @@ def table(graph: Graph, source_name: str = "", depth: int = DEFAULT_DEPTH) -> st
             )
         )
     rows.append(
-        ("total", "", shape_text(graph.input_shape), shape_text(graph.output_shape),
-         f"{graph.params:,}", f"{graph.macs:,}")
-    )  # fmt: skip
+        (
+            "total",
+            "",
+            shape_text(graph.input_shape),
+            shape_text(graph.output_shape),
+            f"{graph.params:,}",
+            f"{graph.macs:,}",
+        )
+    )
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     widths[1] = min(widths[1], 48)
     lines = [

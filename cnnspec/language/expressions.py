@@ -59,8 +59,9 @@ def bounded(value, pos: Pos, what: str = "", text: str = ""):
         return value
     shown = brief(text or repr(value))
     if isinstance(value, float) and math.isnan(value):
-        raise SpecError(f"{what} gives nan, not a number" if what else
-                        f"'{shown}' is not a number", pos)  # fmt: skip
+        raise SpecError(
+            f"{what} gives nan, not a number" if what else f"'{shown}' is not a number", pos
+        )
     if abs(value) > NUMBER_LIMIT:
         if what:
             raise LimitError(f"{what} gives {shown}, out of range ({_RANGE})", pos)
@@ -194,8 +195,12 @@ def truth(value: Value, expr: ir.Node, what: str) -> bool:
     return value
 
 
-_ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-          ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}  # fmt: skip
+_ORDER = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
 
 
 def _logic(expr: ir.BinOp, env: Mapping[str, Value]) -> bool:
@@ -238,8 +243,22 @@ def _arithmetic(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
 
 
 # Binding strength, loosest first, as in Python; each comparison takes no chaining.
-_PRECEDENCE = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
-               "+": 5, "-": 5, "*": 6, "//": 6, "%": 6, "/": 6}  # fmt: skip
+_PRECEDENCE = {
+    "or": 1,
+    "and": 2,
+    "==": 4,
+    "!=": 4,
+    "<": 4,
+    "<=": 4,
+    ">": 4,
+    ">=": 4,
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "//": 6,
+    "%": 6,
+    "/": 6,
+}
 _NOT, _NEG, _POSTFIX = 3, 7, 8
 _ARITHMETIC = frozenset(("+", "-", "*", "//", "%", "/"))
 _SPEC_CONSTANTS = {True: "true", False: "false", None: "none"}

@@ -248,8 +248,9 @@ def constant(value, pos: tuple[int, int]) -> Expr:
         return Const(kind="const", value=value, pos=pos)
     if isinstance(value, (int, float)):
         return Num(kind="num", value=value, pos=pos)
-    raise SpecError(f"a network parameter must be a number, true, false, none or a tuple, "
-                    f"got {value!r}", pos)  # fmt: skip
+    raise SpecError(
+        f"a network parameter must be a number, true, false, none or a tuple, got {value!r}", pos
+    )
 
 
 def to_ir(data: dict) -> Document:

@@ -207,8 +207,13 @@ class _ToPlain(Transformer):
 
     def func(self, meta, name, arguments):
         call = self.call(meta, name, arguments)
-        return {"kind": "func", "name": call["op"], "args": call["args"],
-                "kwargs": call["kwargs"], "pos": call["pos"]}  # fmt: skip
+        return {
+            "kind": "func",
+            "name": call["op"],
+            "args": call["args"],
+            "kwargs": call["kwargs"],
+            "pos": call["pos"],
+        }
 
     def _binop(op):
         def method(self, meta, left, right):
@@ -251,8 +256,7 @@ class _ToPlain(Transformer):
         return {"kind": "if", "test": test, "body": body, "pos": body[0]["pos"]}
 
     def conditional(self, meta, test, body, orelse):
-        return {"kind": "if", "test": test, "body": body, "orelse": orelse or [],
-                "pos": _pos(meta)}  # fmt: skip
+        return {"kind": "if", "test": test, "body": body, "orelse": orelse or [], "pos": _pos(meta)}
 
     def seq(self, meta, *elements):
         items: list[dict] = []
@@ -319,8 +323,12 @@ class _ToPlain(Transformer):
         # Options other than the network's own are its parameters, for the stages to read.
         own = [kw for kw in _kwarg_list(kwargs) if kw["name"] in NETWORK_OPTIONS]
         params = [kw for kw in _kwarg_list(kwargs) if kw["name"] not in NETWORK_OPTIONS]
-        node = {**_options(_Kwargs(own), "network"), "name": str(name),
-                "stages": list(stages), "pos": _pos(name)}  # fmt: skip
+        node = {
+            **_options(_Kwargs(own), "network"),
+            "name": str(name),
+            "stages": list(stages),
+            "pos": _pos(name),
+        }
         if params:
             _options(_Kwargs(params), "network")  # refuses a parameter given twice
             node["params"] = params

@@ -64,8 +64,10 @@ class _Reader:
             return node.value
         if node.tag == f"{_YAML}int" and len(node.value) > _LONGEST_INT:
             # refused before int() meets Python's 4,300-digit limit
-            raise LimitError(f"number {brief(node.value)} is out of range (at most 1e18 in "
-                             "magnitude)", _pos(node))  # fmt: skip
+            raise LimitError(
+                f"number {brief(node.value)} is out of range (at most 1e18 in magnitude)",
+                _pos(node),
+            )
         try:
             value = self.loader.construct_object(node)
         except (ValueError, OverflowError):  # a date such as 2001-02-30
@@ -127,10 +129,16 @@ class _Reader:
             keys = {name: (v, p) for name, v, p in rest}
             extra = [p for name, _, p in rest if name not in ("body", "index")]
             if extra or "body" not in keys:
-                raise SpecError("repeat takes `repeat: n`, `body: [...]` and an optional "
-                                "`index: name`", extra[0] if extra else pos)  # fmt: skip
-            node = {"kind": "repeat", "count": self.expr(value),
-                    "body": self.body(keys["body"][0]), "pos": pos}  # fmt: skip
+                raise SpecError(
+                    "repeat takes `repeat: n`, `body: [...]` and an optional `index: name`",
+                    extra[0] if extra else pos,
+                )
+            node = {
+                "kind": "repeat",
+                "count": self.expr(value),
+                "body": self.body(keys["body"][0]),
+                "pos": pos,
+            }
             if "index" in keys:
                 index, where = keys["index"]
                 node.update(index=self.scalar(index), keypos={"index": where})
@@ -148,11 +156,18 @@ class _Reader:
         keys = {name: v for name, v, _ in rest}
         extra = [p for name, _, p in rest if name not in ("body", "else")]
         if extra or "body" not in keys:
-            raise SpecError("if takes `if: condition`, `body: [...]` and an optional "
-                            "`else: [...]`", extra[0] if extra else pos)  # fmt: skip
+            raise SpecError(
+                "if takes `if: condition`, `body: [...]` and an optional `else: [...]`",
+                extra[0] if extra else pos,
+            )
         orelse = self.body(keys["else"]) if "else" in keys else []
-        return {"kind": "if", "test": self.expr(test), "body": self.body(keys["body"]),
-                "orelse": orelse, "pos": pos}  # fmt: skip
+        return {
+            "kind": "if",
+            "test": self.expr(test),
+            "body": self.body(keys["body"]),
+            "orelse": orelse,
+            "pos": pos,
+        }
 
     def _is_null(self, node: Node) -> bool:
         return isinstance(node, ScalarNode) and self.scalar(node) is None
@@ -163,8 +178,10 @@ class _Reader:
         # unnamed, so named and unnamed branches can be mixed.
         if isinstance(node, MappingNode):
             pairs = self.mapping(node, "named branches")
-            return [{"name": None if name == str(i) else name, "body": self.body(v), "pos": p}
-                    for i, (name, v, p) in enumerate(pairs)]  # fmt: skip
+            return [
+                {"name": None if name == str(i) else name, "body": self.body(v), "pos": p}
+                for i, (name, v, p) in enumerate(pairs)
+            ]
         return [{"name": None, "body": self.body(b), "pos": _pos(b)} for b in self.items_of(node)]
 
     # --- top level ------------------------------------------------------------------------
@@ -172,8 +189,10 @@ class _Reader:
         out: dict = {"pos": _pos(node), "keypos": {}}
         for name, value, pos in self.mapping(node, what):
             if name == "stages" and what == "the network":
-                out[name] = [{"name": stage, "body": self.body(body), "pos": p}
-                             for stage, body, p in self.mapping(value, "stages")]  # fmt: skip
+                out[name] = [
+                    {"name": stage, "body": self.body(body), "pos": p}
+                    for stage, body, p in self.mapping(value, "stages")
+                ]
             elif name == "params" and what == "the network":
                 out[name] = [self.kwarg(k, v, p) for k, v, p in self.mapping(value, "params")]
             else:
@@ -211,8 +230,7 @@ class _Reader:
         return block
 
     def document(self, node: Node) -> dict:
-        doc: dict = {"blocks": [], "network": None, "train": None, "pos": _pos(node),
-                     "keypos": {}}  # fmt: skip
+        doc: dict = {"blocks": [], "network": None, "train": None, "pos": _pos(node), "keypos": {}}
         for key, value, pos in self.mapping(node, "the spec"):
             doc["keypos"][key] = pos
             if key == "blocks":
@@ -270,14 +288,14 @@ def parse_yaml(text: str, limits: Limits = DEFAULT) -> dict:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         pos = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise SpecSyntaxError(f"invalid YAML: {err.problem or err.context}{_hint(err)}",
-                              pos) from None  # fmt: skip
+        raise SpecSyntaxError(
+            f"invalid YAML: {err.problem or err.context}{_hint(err)}", pos
+        ) from None
     except yaml.reader.ReaderError as err:  # a character YAML does not allow
         before = text[: err.position]
         pos = (before.count("\n") + 1, err.position - before.rfind("\n"))
         char = repr(chr(err.character)) if isinstance(err.character, int) else "?"
-        raise SpecSyntaxError(f"invalid YAML: character {char} is not allowed",
-                              pos) from None  # fmt: skip
+        raise SpecSyntaxError(f"invalid YAML: character {char} is not allowed", pos) from None
     except yaml.YAMLError as err:
         raise SpecSyntaxError(f"invalid YAML: {str(err).splitlines()[0]}", (1, 1)) from None
     if root is None:

@@ -18,8 +18,9 @@ from ..limits import DEFAULT, Limits
 SUFFIXES = {".cnn": "cnn", ".yaml": "yaml", ".yml": "yaml"}
 
 
-def read(source: str | os.PathLike, format: str | None = None,
-         limits: Limits = DEFAULT) -> tuple[Source, str]:  # fmt: skip
+def read(
+    source: str | os.PathLike, format: str | None = None, limits: Limits = DEFAULT
+) -> tuple[Source, str]:
     """A spec path or spec text, and its format ("cnn" or "yaml").
 
     A path that cannot be read raises the OSError that says why (FileNotFoundError,

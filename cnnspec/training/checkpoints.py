@@ -54,8 +54,9 @@ class TrainerState:
         return f"e{self.epoch:04d}-s{self.step:06d}"
 
 
-def save_state(run: Path, model, optimizer, state: TrainerState, config: dict,
-               device: torch.device) -> Path:  # fmt: skip
+def save_state(
+    run: Path, model, optimizer, state: TrainerState, config: dict, device: torch.device
+) -> Path:
     """Checkpoint everything a resume needs: weights, optimizer, RNG states, `state`, and the
     settings it trained with (`config`)."""
     rng = {"cpu": torch.get_rng_state()}
@@ -69,8 +70,9 @@ def save_state(run: Path, model, optimizer, state: TrainerState, config: dict,
 MAY_CHANGE_ON_RESUME = ("epochs", "progress")
 
 
-def restore_state(run: Path, model, optimizer, device: torch.device,
-                  config: dict) -> TrainerState | None:  # fmt: skip
+def restore_state(
+    run: Path, model, optimizer, device: torch.device, config: dict
+) -> TrainerState | None:
     """Load the latest checkpoint of `run` into `model`, `optimizer` and the RNGs; None if
     the run has none yet (it stopped before its first was complete). `config`, the settings
     to go on with, must be those the checkpoint was written with."""
@@ -266,8 +268,9 @@ def load(run: Path) -> tuple[dict, dict, dict, dict] | None:
         rng = load_file(str(folder / "rng.safetensors"))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{folder}: unreadable checkpoint ({err})") from None
-    trainer = check(_read_json(folder / "trainer.json"), TRAINER, folder / "trainer.json",
-                    CheckpointError)  # fmt: skip
+    trainer = check(
+        _read_json(folder / "trainer.json"), TRAINER, folder / "trainer.json", CheckpointError
+    )
     if "cpu" not in rng or rng["cpu"].dtype != torch.uint8:
         raise CheckpointError(f"{folder / 'rng.safetensors'}: no CPU random-number state")
     try:

@@ -86,16 +86,18 @@ def resumed_config(run: Path, request: TrainRequest) -> TrainConfig:
     change."""
     path = run / "recipe.json"
     if not path.exists() and not checkpoints.has_checkpoint(run):  # stopped before writing it
-        raise TrainError(f"{run} never began training (it has no recipe.json); start it "
-                         f"again with --out {run}")  # fmt: skip
+        raise TrainError(
+            f"{run} never began training (it has no recipe.json); start it again with --out {run}"
+        )
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise TrainError(f"{path}: cannot read the run's recipe ({err})") from None
     saved = run_files.check(saved, run_files.RECIPE, path, TrainError)
     saved["size"] = tuple(saved["size"]) if saved["size"] else None
-    return TrainConfig(**{**saved, "epochs": _first(request.epochs, saved["epochs"]),
-                          "progress": request.progress})  # fmt: skip
+    return TrainConfig(
+        **{**saved, "epochs": _first(request.epochs, saved["epochs"]), "progress": request.progress}
+    )
 
 
 def at_input_size(spec: Spec, channels: int, size: tuple[int, int]) -> Spec:
@@ -135,8 +137,7 @@ class DataSource:
 
 
 def data_source(request: TrainRequest) -> DataSource:
-    given = DataSource(request.data_dir, request.images, request.limit_train,
-                       request.limit_test)  # fmt: skip
+    given = DataSource(request.data_dir, request.images, request.limit_train, request.limit_test)
     if request.resume:
         path = Path(request.resume) / "data.json"
         try:
@@ -177,8 +178,9 @@ def claim_run(spec: Spec, request: TrainRequest) -> Path:
             return run
         return new_run(spec, request.out)
     except OSError as err:  # under a file, read-only, full
-        raise TrainError(f"{err.filename or run}: cannot write the run folder there "
-                         f"({err.strerror or err})") from None  # fmt: skip
+        raise TrainError(
+            f"{err.filename or run}: cannot write the run folder there ({err.strerror or err})"
+        ) from None
 
 
 def new_run(spec: Spec, out: str | None) -> Path:
@@ -217,8 +219,10 @@ def spec_for(request: TrainRequest) -> Spec:
     if not saved:
         raise TrainError(f"{run}: not a run folder (it holds no spec.cnn or spec.yaml)")
     if request.spec is not None and Path(request.spec).read_bytes() != saved[0].read_bytes():
-        raise TrainError(f"{request.spec} is not the spec {run} was trained with "
-                         f"({saved[0]}); leave SPEC out to resume with the run's own")  # fmt: skip
+        raise TrainError(
+            f"{request.spec} is not the spec {run} was trained with "
+            f"({saved[0]}); leave SPEC out to resume with the run's own"
+        )
     return load(saved[0], limits=request.limits)
 
 
@@ -244,19 +248,22 @@ def train(request: TrainRequest) -> int:
         lock.release(run)
 
 
-def _train_in(run: Path, trained: Spec, dataset, config: TrainConfig, request: TrainRequest,
-              group) -> int:  # fmt: skip
+def _train_in(
+    run: Path, trained: Spec, dataset, config: TrainConfig, request: TrainRequest, group
+) -> int:
     say = print if distributed.is_main(group) else (lambda *a, **k: None)
     torch.manual_seed(config.seed)
     model = trained.build()
     if request.weights and not request.resume:  # a resume has its own weights
         say(transfer(model, request.weights))
     ranks = f" on {group.world} processes" if group else ""
-    say(f"training {trained.name} ({trained.params:,} parameters) on {dataset.name}: "
+    say(
+        f"training {trained.name} ({trained.params:,} parameters) on {dataset.name}: "
         f"{len(dataset.train):,} images at {'x'.join(map(str, trained.input_shape))}, "
         f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}, "
         f"batch {config.batch_size}, lr {config.lr}, "
-        f"on {config.device}{ranks}; run folder {run}")  # fmt: skip
+        f"on {config.device}{ranks}; run folder {run}"
+    )
     start = time.perf_counter()
     results = fit(model, dataset, config, run, resume=bool(request.resume), group=group)
     if results:
@@ -264,6 +271,8 @@ def _train_in(run: Path, trained: Spec, dataset, config: TrainConfig, request: T
         train_seconds = sum(r.train_seconds for r in results)
         seen = len(dataset.train) * len(results)
         say(f"loss {last.loss:.3f}, train acc {last.train_acc:.3f}, test acc {last.test_acc:.3f}")
-        say(f"{seen / max(train_seconds, 1e-9):.1f} examples/sec on {config.device}{ranks} "
-            f"(wall clock {time.perf_counter() - start:.1f} s)")  # fmt: skip
+        say(
+            f"{seen / max(train_seconds, 1e-9):.1f} examples/sec on {config.device}{ranks} "
+            f"(wall clock {time.perf_counter() - start:.1f} s)"
+        )
     return 0

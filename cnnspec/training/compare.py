@@ -50,8 +50,9 @@ def trained_row(row: Row, spec: Spec, request: TrainRequest) -> Row:
     seconds = time.perf_counter() - start
     train_seconds = sum(r.train_seconds for r in results) or seconds
     seen = len(dataset.train) * len(results)
-    return replace(row, examples_per_s=seen / train_seconds, seconds=seconds,
-                   test_acc=results[-1].test_acc)  # fmt: skip
+    return replace(
+        row, examples_per_s=seen / train_seconds, seconds=seconds, test_acc=results[-1].test_acc
+    )
 
 
 def table(rows: list[Row]) -> str:
@@ -80,8 +81,13 @@ def plot(rows: list[Row], path: str | Path) -> None:
     for ax, field, name in ((axes[0], "macs", "MACs"), (axes[1], "params", "parameters")):
         for r in rows:
             ax.scatter(getattr(r, field), r.test_acc)
-            ax.annotate(r.label, (getattr(r, field), r.test_acc), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")  # fmt: skip
+            ax.annotate(
+                r.label,
+                (getattr(r, field), r.test_acc),
+                fontsize=8,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
         ax.set_xscale("log")
         ax.set_xlabel(f"{name} (log scale)")
         ax.set_ylabel("test accuracy")

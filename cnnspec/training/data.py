@@ -35,8 +35,18 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
-CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
-           "bag", "ankle boot")  # fmt: skip
+CLASSES = (
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
 NO_ITEM = 10  # the "nothing here" label of a strip position
 
 
@@ -91,8 +101,9 @@ def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path:
         place = places[0]
         missing = [name for name in FILES.values() if not (place / name).is_file()]
         source = "--data-dir" if data_dir else "CNNSPEC_DATA"
-        raise DataError(f"Fashion-MNIST not found in {place} ({source}): it lacks "
-                        f"{', '.join(missing)}")  # fmt: skip
+        raise DataError(
+            f"Fashion-MNIST not found in {place} ({source}): it lacks {', '.join(missing)}"
+        )
     looked = ", ".join(str(p) for p in places)
     raise DataError(
         f"Fashion-MNIST not found (looked in {looked}); install it with "
@@ -123,8 +134,10 @@ def read_idx(path: Path, ndim: int | None = None) -> torch.Tensor:
             count = math.prod(shape)
             limit = stored * MAX_INFLATION if opener is gzip.open else stored
             if 4 + 4 * dims + count > limit:
-                raise ValueError(f"the header declares {count:,} values, more than the "
-                                 f"{stored:,}-byte file can hold")  # fmt: skip
+                raise ValueError(
+                    f"the header declares {count:,} values, more than the "
+                    f"{stored:,}-byte file can hold"
+                )
             body = f.read(count)
             if len(body) != count:
                 raise ValueError(f"expected {count} values, found {len(body)}")
@@ -155,23 +168,33 @@ def fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     return Dataset("fashion-mnist", *splits, CLASSES)
 
 
-def _check_split(images: torch.Tensor, labels: torch.Tensor, images_file: Path,
-                 labels_file: Path) -> None:  # fmt: skip
+def _check_split(
+    images: torch.Tensor, labels: torch.Tensor, images_file: Path, labels_file: Path
+) -> None:
     """What the trainer relies on: some images, each with a label of a known class."""
     if len(images) == 0:
         raise DataError(f"{images_file}: holds no images")
     if 0 in images.shape[1:]:
         raise DataError(f"{images_file}: images of size {images.shape[1]}x{images.shape[2]}")
     if len(images) != len(labels):
-        raise DataError(f"{labels_file}: {len(labels):,} labels for the {len(images):,} "
-                        f"images of {images_file.name}")  # fmt: skip
+        raise DataError(
+            f"{labels_file}: {len(labels):,} labels for the {len(images):,} "
+            f"images of {images_file.name}"
+        )
     if int(labels.max()) >= len(CLASSES):
-        raise DataError(f"{labels_file}: label {int(labels.max())} found; Fashion-MNIST's "
-                        f"are 0 to {len(CLASSES) - 1}")  # fmt: skip
+        raise DataError(
+            f"{labels_file}: label {int(labels.max())} found; Fashion-MNIST's "
+            f"are 0 to {len(CLASSES) - 1}"
+        )
 
 
-def image_folder(root: str | os.PathLike, size: tuple[int, int], channels: int,
-                 test_fraction: float = 0.2, seed: int = 0) -> Dataset:  # fmt: skip
+def image_folder(
+    root: str | os.PathLike,
+    size: tuple[int, int],
+    channels: int,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
     """Images in `root/<class>/*`, resized to `size`; a seeded share held out for testing."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
@@ -200,12 +223,14 @@ def image_folder(root: str | os.PathLike, size: tuple[int, int], channels: int,
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     x, y = torch.stack(images)[order], torch.tensor(labels)[order]
     n_test = max(1, int(len(images) * test_fraction))
-    return Dataset(root.name, Split(x[n_test:], y[n_test:]), Split(x[:n_test], y[:n_test]),
-                   tuple(classes))  # fmt: skip
+    return Dataset(
+        root.name, Split(x[n_test:], y[n_test:]), Split(x[:n_test], y[:n_test]), tuple(classes)
+    )
 
 
-def strips(split: Split, heads: int = 6, seed: int = 0, height: int = 64,
-           width: int = 128) -> Split:  # fmt: skip
+def strips(
+    split: Split, heads: int = 6, seed: int = 0, height: int = 64, width: int = 128
+) -> Split:
     """Compose 1..`heads` items side by side into 3 x height x width strips.
 
     Each item is shrunk to fit `heads` slots across and centred vertically; positions
@@ -215,8 +240,13 @@ def strips(split: Split, heads: int = 6, seed: int = 0, height: int = 64,
     g = torch.Generator().manual_seed(seed)
     n = len(split)
     side = min(width // heads, height)
-    items = interpolate(split.images.float(), size=(side, side), mode="bilinear",
-                        antialias=True, align_corners=False)  # fmt: skip
+    items = interpolate(
+        split.images.float(),
+        size=(side, side),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )
     items = items.round().clamp(0, 255).to(torch.uint8)[:, 0]
     count = torch.randint(1, heads + 1, (n,), generator=g)
     picks = torch.randint(0, n, (n, heads), generator=g)
@@ -248,8 +278,9 @@ class DeviceSplit:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def batch(self, index: torch.Tensor, augment: torch.Generator | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    def batch(
+        self, index: torch.Tensor, augment: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Images `index` as floats in [0, 1] at the training size (randomly cropped and
         flipped with `augment`), and their labels."""
         x = self.images[index]
@@ -265,12 +296,17 @@ class DeviceSplit:
         return x, self.labels[index]
 
 
-def on_device(split: Split, size: tuple[int, int] | None, device: torch.device,
-              channels_last: bool = False) -> DeviceSplit:  # fmt: skip
+def on_device(
+    split: Split, size: tuple[int, int] | None, device: torch.device, channels_last: bool = False
+) -> DeviceSplit:
     """Move a split to the device, to be served at `size`."""
     split = split.to(device)
-    return DeviceSplit(split.images, split.labels, tuple(size) if size else None,
-                       channels_last and split.images.dim() == 4)  # fmt: skip
+    return DeviceSplit(
+        split.images,
+        split.labels,
+        tuple(size) if size else None,
+        channels_last and split.images.dim() == 4,
+    )
 
 
 def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -282,8 +318,9 @@ def resized_levels(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """`resize`'s result as floats (whole numbers 0 to 255), so that a batch need not go
     back to uint8 before it is scaled; each image is resized alone, so a batch gets exactly
     what resizing the whole set would have given it."""
-    out = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True,
-                        align_corners=False)  # fmt: skip
+    out = F.interpolate(
+        images.float(), size=size, mode="bilinear", antialias=True, align_corners=False
+    )
     return out.round_().clamp_(0, 255)
 
 

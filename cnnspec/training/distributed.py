@@ -61,13 +61,15 @@ def join(device_type: str, timeout_s: float = 600) -> Group | None:
     """Join torchrun's process group, once; None when not launched by torchrun."""
     if not launched():
         return None
-    group = Group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-                  int(os.environ["LOCAL_RANK"]))  # fmt: skip
+    group = Group(
+        int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    )
     if not dist.is_initialized():
         if device_type == "cuda":
             torch.cuda.set_device(group.local_rank)
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
-                                timeout=timedelta(seconds=timeout_s))  # fmt: skip
+        dist.init_process_group(
+            "nccl" if device_type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s)
+        )
     return group
 
 

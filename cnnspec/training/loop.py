@@ -65,9 +65,15 @@ class TrainConfig:
 def modern(config: TrainConfig) -> TrainConfig:
     """What fast-training work adds to d2l's plain SGD."""
     return replace(
-        config, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle",
-        warmup_epochs=min(2.0, config.epochs / 5), label_smoothing=0.1, augment=True,
-    )  # fmt: skip
+        config,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        schedule="onecycle",
+        warmup_epochs=min(2.0, config.epochs / 5),
+        label_smoothing=0.1,
+        augment=True,
+    )
 
 
 @dataclass
@@ -95,8 +101,14 @@ class Stopped:
 def make_optimizer(model: nn.Module, cfg: TrainConfig):
     params = model.parameters()
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay, fused=True)  # fmt: skip
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+            fused=True,
+        )
     if cfg.optimizer in ("adam", "adamw"):
         cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
         return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
@@ -131,16 +143,19 @@ def _loss_and_hits(out, y: torch.Tensor, smoothing: float):
     """Mean cross-entropy (over heads too) and the number of correct predictions per sample
     (a fraction, when there are several heads)."""
     if isinstance(out, tuple):  # several heads: y is N x heads
-        losses = [F.cross_entropy(o.float(), y[:, i], label_smoothing=smoothing)
-                  for i, o in enumerate(out)]  # fmt: skip
+        losses = [
+            F.cross_entropy(o.float(), y[:, i], label_smoothing=smoothing)
+            for i, o in enumerate(out)
+        ]
         hits = sum((o.argmax(1) == y[:, i]).sum() for i, o in enumerate(out)) / len(out)
         return sum(losses) / len(losses), hits
     return F.cross_entropy(out.float(), y, label_smoothing=smoothing), (out.argmax(1) == y).sum()
 
 
 @torch.no_grad()
-def test_accuracy(model: nn.Module, split: DeviceSplit, batch_size: int, autocast,
-                  group=None) -> float:  # fmt: skip
+def test_accuracy(
+    model: nn.Module, split: DeviceSplit, batch_size: int, autocast, group=None
+) -> float:
     """The share of `split` the model classifies right; under torchrun each rank scores its
     share and the hits are summed."""
     model.eval()
@@ -311,8 +326,9 @@ class _Loop:
         """Train one epoch (the rest of it, when resuming mid-epoch) and test."""
         order, augment = self._order(epoch)
         tally = _Tally.resume(self.state.partial, self.device)
-        bar = progress_bar(self.cfg.progress, epoch, self.cfg.epochs, self.per_epoch,
-                           self.state.step)  # fmt: skip
+        bar = progress_bar(
+            self.cfg.progress, epoch, self.cfg.epochs, self.per_epoch, self.state.step
+        )
         clock = _Clock(self.cfg.compile and epoch == self.state.epoch, self.device, self.report)
         first = self.state.step
         for step in range(first, self.per_epoch):
@@ -375,8 +391,10 @@ class _Loop:
         self.state.train_seconds += clock.elapsed()
         if self.run is not None:
             distributed.on_main(self.group, self._checkpoint)
-            self.report(f"stopped by signal {signum or 'on another rank'}; "
-                        f"saved a checkpoint to resume from ({self.run})")  # fmt: skip
+            self.report(
+                f"stopped by signal {signum or 'on another rank'}; "
+                f"saved a checkpoint to resume from ({self.run})"
+            )
         return Stopped(signum)
 
     def _finish(self, epoch: int, tally: _Tally, clock: _Clock) -> EpochResult:
@@ -385,19 +403,27 @@ class _Loop:
         loss_sum, hit_sum, seen = tally.sums.tolist()
         elapsed = clock.elapsed()
         _check_finite(tally.first_bad, epoch)
-        test_acc = test_accuracy(self.model, self.test, max(self.cfg.batch_size, 1024),
-                                 self.autocast, self.group)  # fmt: skip
+        test_acc = test_accuracy(
+            self.model, self.test, max(self.cfg.batch_size, 1024), self.autocast, self.group
+        )
         this_session = seen - self.state.partial[2] - clock.compiled_examples
         return EpochResult(
-            epoch + 1, loss_sum / seen, hit_sum / seen, test_acc,
-            this_session / max(elapsed, 1e-9), self.state.train_seconds + elapsed,
-            time.perf_counter() - clock.started, clock.compile_seconds,
-        )  # fmt: skip
+            epoch + 1,
+            loss_sum / seen,
+            hit_sum / seen,
+            test_acc,
+            this_session / max(elapsed, 1e-9),
+            self.state.train_seconds + elapsed,
+            time.perf_counter() - clock.started,
+            clock.compile_seconds,
+        )
 
     def _report_epoch(self, result: EpochResult) -> None:
-        self.report(f"epoch {result.epoch}/{self.cfg.epochs}  loss {result.loss:.3f}  "
-                    f"train acc {result.train_acc:.3f}  test acc {result.test_acc:.3f}  "
-                    f"{result.examples_per_sec:,.0f} ex/s")  # fmt: skip
+        self.report(
+            f"epoch {result.epoch}/{self.cfg.epochs}  loss {result.loss:.3f}  "
+            f"train acc {result.train_acc:.3f}  test acc {result.test_acc:.3f}  "
+            f"{result.examples_per_sec:,.0f} ex/s"
+        )
 
     def _save_run_files(self, results: list[EpochResult]) -> None:
         if self.run is None:
@@ -408,14 +434,16 @@ class _Loop:
             try:
                 write_metrics_and_plot(self.run, results)
             except OSError as err:
-                raise TrainError(f"{self.run}: cannot write metrics.jsonl or curves.png "
-                                 f"({err.strerror or err})") from None  # fmt: skip
+                raise TrainError(
+                    f"{self.run}: cannot write metrics.jsonl or curves.png ({err.strerror or err})"
+                ) from None
 
         distributed.on_main(self.group, write)
 
     def _checkpoint(self) -> None:
-        checkpoints.save_state(self.run, self.model, self.optimizer, self.state,
-                               asdict(self.cfg), self.device)  # fmt: skip
+        checkpoints.save_state(
+            self.run, self.model, self.optimizer, self.state, asdict(self.cfg), self.device
+        )
 
 
 def _stopping(stop: dict, step: int, group, device) -> bool:

@@ -57,8 +57,14 @@ def progress_bar(enabled: bool, epoch: int, epochs: int, total: int, done: int):
         return NoProgress()
     from tqdm import tqdm
 
-    bar = tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{epochs}",
-               leave=False, unit="step", dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=total,
+        initial=done,
+        desc=f"epoch {epoch + 1}/{epochs}",
+        leave=False,
+        unit="step",
+        dynamic_ncols=True,
+    )
     return Progress(bar, every=max(total // 50, 1))
 
 

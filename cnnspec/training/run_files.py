@@ -88,8 +88,7 @@ DATA = {
 }
 
 CHECKPOINT_NAME = r"e\d{4}-s\d{6}"
-CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors",
-                    "trainer.json")  # fmt: skip
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors", "trainer.json")
 SHA256 = matches(r"[0-9a-f]{64}")
 
 EPOCH_RESULT = {
