@@ -61,14 +61,19 @@ def python_lines(source: str) -> int:
 
 
 def randomised(net: torch.nn.Module) -> torch.nn.Module:
-    """Batch norm that is not the identity it is after init."""
+    """Normalisation that is not the identity it is after init, and layer scales near 1
+    rather than ConvNeXt's initial 1e-6 (as tests/test_zoo.py draws them)."""
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.running_mean.normal_(0.0, 0.1)
                 m.running_var.uniform_(0.5, 2.0)
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm | torch.nn.LayerNorm):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0.0, 0.1)
+        for name, p in net.named_parameters():
+            if name.endswith("layer_scale"):
+                p.uniform_(0.5, 1.5)
     return net.eval()
 
 

@@ -56,6 +56,16 @@ CNN_CASES = {
     "channel mismatch in add": (
         branches("add", "a: conv(6, k=3, p=1)", "b: conv(8, k=3, p=1)"), ShapeError,
         "add branch b gives 8x28x28 but branch a gives 6x28x28", 5, 13),
+    "add scale that is not a number": (
+        branches("add(scale=true)", "conv(1, k=3, p=1)"), SpecError,
+        "add option 'scale' must be a number or none, got true", 3, 19),
+    "add scale on branches that are summed": (
+        branches("add(scale=0.1)", "a: conv(1, k=1)", "b: conv(1, k=1)"), SpecError,
+        "add has 2 branches, which are summed with no residual to scale; scale= applies",
+        3, 13),
+    "add scale on features": (
+        branches("add(scale=0.1)", "flatten linear(784)"), ShapeError,
+        "add: scale= needs the branch to give an image (C x H x W), got 784", 3, 13),
     "forbidden projection in add": (
         ("network T(input=1x28x28):\n    s:\n        add(project=false):\n"
         "            conv(6, k=3, p=1)\n"), ShapeError,
@@ -97,6 +107,13 @@ CNN_CASES = {
         net("flatten conv(3, k=1)"), ShapeError,
         "conv needs an image (C x H x W) as input, got 784 features (from flatten at 3:8)",
         3, 16),
+    "linear on an image": (
+        net("conv(6, k=5) linear(10)"), ShapeError,
+        "linear needs features as input (add flatten), got 6x24x24 (from conv at 3:8)", 3, 21),
+    "pointwise_linear after flatten": (
+        net("flatten pointwise_linear(10)"), ShapeError,
+        "pointwise_linear needs an image (C x H x W) as input, got 784 features "
+        "(from flatten at 3:8)", 3, 16),
     "groupnorm groups do not divide the channels": (
         net("conv(6, k=1) groupnorm(4)"), ShapeError,
         "groupnorm g=4 must divide the channels (6) (from conv at 3:8)", 3, 21),

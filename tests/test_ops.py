@@ -29,6 +29,9 @@ COMBINATOR_EXAMPLES = {
         ["add:", "    conv(3, k=3, p=1) relu"],  # identity shortcut
         ["add:", "    conv(6, k=3, s=2, p=1)"],  # projected shortcut
         ["add:", "    a: conv(4, k=1)", "    b: conv(4, k=3, p=1)"],  # two branches summed
+        # a residual with its own learned scale (ConvNeXt), with and without a projection
+        ["add(scale=0.5):", "    conv(3, k=3, p=1) relu"],
+        ["add(scale=0.5, project=true):", "    conv(4, k=3, p=1)"],
     ],
     "dense": [["dense:", "    (batchnorm relu conv(2, k=3, p=1)) * 2"]],
     "heads": [["heads:", "    a: conv(2, k=1)", "    b: conv(3, k=1) relu"]],
@@ -122,6 +125,9 @@ REFERENCE = {
     "flatten": lambda x, m: x.reshape(x.shape[0], -1),
     "reshape": lambda x, m: x.reshape(x.shape[0], 2, 12, 4),
     "linear": lambda x, m: x @ m.weight.T + m.bias,
+    "pointwise_linear": lambda x, m: (
+        torch.einsum("nchw,oc->nohw", x, m.weight) + m.bias[:, None, None]
+    ),
     "dropout": lambda x, m: x,  # eval mode
     "batchnorm": lambda x, m: (
         (x - m.running_mean[:, None, None]) / torch.sqrt(m.running_var[:, None, None] + 0.001)
@@ -200,4 +206,23 @@ def test_a_gate_inside_a_residual_keeps_its_stride(tmp_path):
     spec = check_all_backends(network_spec(lines, "3x8x8"), tmp_path, "net_gate")
     assert spec.build().s.shortcut.stride == (2, 2)
     spec = check_all_backends(block_spec(lines, "3x8x8"), tmp_path, "block_gate")
+    assert "class Wrap(" in spec.codegen()
+
+
+def test_a_scaled_residual_holds_its_scale_first(tmp_path):
+    """ConvNeXt's block: the input plus the branch times a learned scale per channel, which
+    the residual holds ahead of its branch's layers (as torchvision's block holds its
+    `layer_scale`), in the build and in a generic block class."""
+    lines = ["add(scale=0.5):", "    conv(3, k=3, p=1) relu"]
+    spec = check_all_backends(network_spec(lines, "3x8x8"), tmp_path, "net_scaled")
+    assert spec.params == 3 * 27 + 3 + 3
+    net = spec.build(init="default").eval()
+    state = net.state_dict()
+    assert list(state)[0] == "s.layer_scale" and state["s.layer_scale"].shape == (3, 1, 1)
+    x = torch.randn(2, 3, 8, 8)
+    conv = net.s.branches["0"][0]
+    with torch.no_grad():
+        expected = x + 0.5 * F.relu(F.conv2d(x, conv.weight, conv.bias, padding=1))
+        torch.testing.assert_close(net(x), expected)
+    spec = check_all_backends(block_spec(lines, "3x8x8"), tmp_path, "block_scaled")
     assert "class Wrap(" in spec.codegen()

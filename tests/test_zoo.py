@@ -40,7 +40,9 @@ def model(request) -> ZooModel:
 @pytest.fixture(scope="module")
 def reference(model: ZooModel) -> torch.nn.Module:
     """torchvision's model in eval mode, with batch-norm statistics and affine parameters
-    drawn at random so that normalisation is not the identity it is after init."""
+    drawn at random so that normalisation is not the identity it is after init, and
+    ConvNeXt's layer scales drawn near 1: at their initial 1e-6 the blocks would add
+    nothing the comparison could see."""
     torch.manual_seed(0)
     net = model.torchvision().eval()
     with torch.no_grad():
@@ -48,8 +50,12 @@ def reference(model: ZooModel) -> torch.nn.Module:
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.running_mean.normal_(0.0, 0.1)
                 m.running_var.uniform_(0.5, 2.0)
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm | torch.nn.LayerNorm):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0.0, 0.1)
+        for name, p in net.named_parameters():
+            if name.endswith("layer_scale"):
+                p.uniform_(0.5, 1.5)
     return net
 
 

@@ -55,5 +55,6 @@ MODELS: dict[str, ZooModel] = {
         ZooModel("mobilenet_v3_small"),
         ZooModel("efficientnet_b0"),
         ZooModel("shufflenet_v2_x1_0"),
+        ZooModel("convnext_tiny"),
     )
 }

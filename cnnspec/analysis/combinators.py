@@ -36,18 +36,27 @@ Join = Callable[[Walker, ir.Combinator, Flow, Mapping, Mapping[str, Value]], Nod
 class Rule:
     join: Join
     options: tuple[str, ...] = ()  # each true, false or none (none: decide from the shapes)
+    numbers: tuple[str, ...] = ()  # those of the options that take a number (or none)
 
 
 def combine(walker: Walker, comb: ir.Combinator, flow: Flow, env) -> Node:
     rule = RULES[comb.kind]
-    return rule.join(walker, comb, flow, env, _options(comb, env))
+    return rule.join(walker, comb, flow, env, _options(rule, comb, env))
 
 
-def _options(comb: ir.Combinator, env) -> dict[str, Value]:
+def _options(rule: Rule, comb: ir.Combinator, env) -> dict[str, Value]:
     options = {}
     for kw in comb.kwargs:  # their names were checked with the spec's other names
         value = evaluate(kw.value, env)
-        if value not in (True, False, None):
+        if kw.name in rule.numbers:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if value is not None and not number:
+                raise SpecError(
+                    f"{comb.kind} option '{kw.name}' must be a number or none, "
+                    f"got {describe(value)}",
+                    kw.value.pos,
+                )
+        elif value not in (True, False, None):
             raise SpecError(
                 f"{comb.kind} option '{kw.name}' must be true, false or none, "
                 f"got {describe(value)}",
@@ -93,11 +102,15 @@ def _joined_on_channels(kind: str, branches: list[tuple[str, Node]], comb) -> Sh
 
 def add(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
     """Branches summed; one branch is a residual: the input is added back, through a 1x1
-    convolution when the branch changes the shape (or `project=true` asks for one)."""
+    convolution when the branch changes the shape (or `project=true` asks for one).
+    `scale=init` multiplies the residual branch by a learned scale per channel (C x 1 x 1,
+    starting at init) that the residual holds itself, ahead of its branch (ConvNeXt's
+    `layer_scale`)."""
     if len(comb.branches) > 1:
         _check_sum_is_meant(comb, options)
     branches = _branches(walker, comb, flow, env)
     project = options.get("project")
+    scale = options.get("scale")
     if len(branches) > 1:
         first_name, first = branches[0]
         for (name, node), branch in zip(branches, comb.branches):
@@ -110,6 +123,16 @@ def add(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
                 )
         return group("add", "add", flow.shape, branches, comb.pos, out_shape=first.out_shape)
     main = branches[0][1]
+    scaled = 0
+    if scale is not None:
+        if len(main.out_shape) != 3:
+            given = next(kw for kw in comb.kwargs if kw.name == "scale")
+            raise ShapeError(
+                f"add: scale= needs the branch to give an image (C x H x W), got "
+                f"{describe_output(main.out_shape)}",
+                given.pos,
+            )
+        scaled = main.out_shape[0]
     shortcut = None
     if main.out_shape != flow.shape or project is True:
         if project is False:
@@ -120,32 +143,34 @@ def add(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
             )
         shortcut = walker.apply(_projection(flow.shape, main, comb.pos), flow, comb.pos)
     node = group("add", "add", flow.shape, branches, comb.pos, out_shape=main.out_shape)
-    if shortcut is None:
+    if shortcut is None and scale is None:
         return node
     return Node(
         "add",
         "add",
         flow.shape,
         main.out_shape,
-        node.params + shortcut.params,
-        node.macs + shortcut.macs,
+        node.params + scaled + (shortcut.params if shortcut else 0),
+        node.macs + (shortcut.macs if shortcut else 0),
         comb.pos,
         children=node.children,
         shortcut=shortcut,
+        scale=None if scale is None else float(scale),
     )
 
 
 def _check_sum_is_meant(comb: ir.Combinator, options) -> None:
     """Several branches are summed with no shortcut. Lines meant as one residual path read
-    that way too, so unnamed lines must say they are branches, and `project` (which only a
-    shortcut has) is refused rather than ignored."""
-    if options.get("project") is not None:
-        given = next(kw for kw in comb.kwargs if kw.name == "project")
-        raise SpecError(
-            f"add has {len(comb.branches)} branches, which are summed with no shortcut to "
-            "project; project= applies to one branch with the input added back",
-            given.pos,
-        )
+    that way too, so unnamed lines must say they are branches, and `project` and `scale`
+    (which only a residual has) are refused rather than ignored."""
+    for option, missing in (("project", "shortcut to project"), ("scale", "residual to scale")):
+        if options.get(option) is not None:
+            given = next(kw for kw in comb.kwargs if kw.name == option)
+            raise SpecError(
+                f"add has {len(comb.branches)} branches, which are summed with no {missing}; "
+                f"{option}= applies to one branch with the input added back",
+                given.pos,
+            )
     if all(branch.name is None and not _is_combinator(branch) for branch in comb.branches):
         raise SpecError(
             f"add has {len(comb.branches)} unnamed branches (one per line), summed with no "
@@ -242,7 +267,7 @@ def split(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node
 
 RULES: dict[str, Rule] = {
     "concat": Rule(concat),
-    "add": Rule(add, options=("project",)),
+    "add": Rule(add, options=("project", "scale"), numbers=("scale",)),
     "dense": Rule(dense),
     "heads": Rule(heads),
     "mul": Rule(mul),

@@ -7,7 +7,8 @@ module path and the prefix of its state_dict keys:
   numbered `0, 1, ...` (after repeats are expanded);
 - a stage is named by the spec (`b1`, `head`), and the network is the sequence of its stages;
 - a combinator keeps its branches under `branches` (numbered, or named by the spec), and an
-  `add` whose shortcut needs a 1x1 projection keeps it under `shortcut`.
+  `add` whose shortcut needs a 1x1 projection keeps it under `shortcut`; one with
+  `scale=` holds its own `layer_scale` parameter, ahead of its branches.
 
 So `b3.0.branches.1.2.weight` is stage b3, its first item (an inception block), branch 1,
 layer 2 of that branch.
@@ -37,6 +38,7 @@ class Node:
     layer: Layer | None = None  # set for kind == "layer"
     children: tuple[tuple[str, Node], ...] = ()
     shortcut: Node | None = None  # add: the 1x1 projection, when the shapes differ
+    scale: float | None = None  # add: the initial value of its residual's learned scale
     block: str | None = None  # the block this node is an instance of, if any
     args: tuple[tuple[str, object], ...] = ()  # that block's evaluated arguments
     # The conditions its own body decided, each with the values it read: code that writes

@@ -42,7 +42,8 @@ def _module(node: Node) -> nn.Module:
     if node.kind == "seq":
         return nn.Sequential(children)
     extra = () if node.shortcut is None else (_module(node.shortcut),)
-    return module_class(combinator_class(node.kind))(dict(children), *extra)
+    scale = {} if node.scale is None else {"scale": node.scale, "channels": node.out_shape[0]}
+    return module_class(combinator_class(node.kind))(dict(children), *extra, **scale)
 
 
 def build(graph: Graph, init: str | None = None) -> nn.Module:

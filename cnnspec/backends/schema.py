@@ -37,8 +37,9 @@ def _combinator_schema(kind: str, body: dict) -> dict:
         ]
     }
     props = {kind: branches}
-    for option in COMBINATOR_RULES[kind].options:
-        props[option] = {"type": ["boolean", "null"]}
+    rule = COMBINATOR_RULES[kind]
+    for option in rule.options:
+        props[option] = {"type": ["number" if option in rule.numbers else "boolean", "null"]}
     return {
         "type": "object",
         "properties": props,

@@ -20,16 +20,33 @@ def named(branches: Branches) -> dict[str, nn.Module]:
 
 class Add(nn.Module):
     """Sum the branches. With a single branch, add the input back (the residual shortcut),
-    through `shortcut` (a 1x1 convolution) when the branch changes the shape."""
+    through `shortcut` (a 1x1 convolution) when the branch changes the shape. With `scale`,
+    the branch's output is first multiplied by `layer_scale`, a learned scale per channel
+    (channels x 1 x 1, starting at `scale`) held ahead of the branch, as torchvision's
+    ConvNeXt block holds its own."""
 
-    def __init__(self, branches: Branches, shortcut: nn.Module | None = None):
+    def __init__(
+        self,
+        branches: Branches,
+        shortcut: nn.Module | None = None,
+        scale: float | None = None,
+        channels: int | None = None,
+    ):
         super().__init__()
-        self.branches = nn.ModuleDict(named(branches))
         self.residual = len(branches) == 1
+        if scale is not None:
+            if not self.residual or channels is None:
+                raise ValueError("a scale needs one branch and its output channels")
+            self.layer_scale = nn.Parameter(torch.full((channels, 1, 1), float(scale)))
+        else:
+            self.layer_scale = None
+        self.branches = nn.ModuleDict(named(branches))
         self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = [branch(x) for branch in self.branches.values()]
+        if self.layer_scale is not None:
+            outputs[0] = self.layer_scale * outputs[0]
         if self.residual:
             outputs.append(x if self.shortcut is None else self.shortcut(x))
         total = outputs[0]

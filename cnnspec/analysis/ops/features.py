@@ -1,4 +1,5 @@
-"""Ops between images and feature vectors: flatten, reshape, fully connected."""
+"""Ops between images and feature vectors: flatten, reshape, fully connected (on features,
+or at each position of an image)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Mapping
 from math import prod
 
 from ...errors import ShapeError
-from .base import Inferred, Layer, ModuleCall, PositiveInt, Shape, T, fmt
+from .base import Inferred, Layer, ModuleCall, PositiveInt, Shape, T, fmt, image
 
 
 class Flatten(Layer, op="flatten", module="nn.Flatten"):
@@ -69,3 +70,29 @@ class Linear(Layer, op="linear", module="nn.Linear"):
     @classmethod
     def output(cls, args: Mapping[str, T], channels: T, image: bool) -> tuple[T, bool]:
         return args["out"], False
+
+
+class PointwiseLinear(Layer, op="pointwise_linear", module="PointwiseLinear"):
+    """fully connected at each position of an image: C x H x W -> out x H x W
+
+    The weight is out x C, as `linear`'s (ConvNeXt's nn.Linear on channels last); a 1x1
+    `conv` computes the same with an out x C x 1 x 1 weight."""
+
+    out: PositiveInt
+    bias: bool = True
+
+    example = ("pointwise_linear(5)", "3x4x4")
+
+    def infer(self, shape: Shape) -> Inferred:
+        c, h, w = image("pointwise_linear", shape)
+        params = c * self.out + (self.out if self.bias else 0)
+        return Inferred((self.out, h, w), params, c * self.out * h * w)
+
+    @classmethod
+    def constructor(cls, args: Mapping[str, T], channels: T, image: bool) -> ModuleCall:
+        bias = (("bias", args["bias"]),) if "bias" in args else ()
+        return ModuleCall(cls.module, (channels, args["out"]), bias)
+
+    @classmethod
+    def output(cls, args: Mapping[str, T], channels: T, image: bool) -> tuple[T, bool]:
+        return args["out"], True

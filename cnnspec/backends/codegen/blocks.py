@@ -305,11 +305,18 @@ class BlockWriter:
 
     def add(self, comb, begin: _State, collected, ends) -> tuple[str, tuple, _State]:
         end = ends[0]
-        if len(ends) > 1:
+        if len(ends) > 1:  # summed: inference refused project= and scale=
             return "Add", (collected,), _State(end.channels, begin.image, [], False)
-        project = next(
-            (self.py(k.value, begin) for k in comb.kwargs if k.name == "project"), "None"
-        )
+        option = {k.name: self.py(k.value, begin) for k in comb.kwargs}
+        project = option.get("project", "None")
+        scale = ()
+        if option.get("scale", "None") != "None":
+            scale = (("scale", option["scale"]), ("channels", end.channels))
+        args, after = self.shortcut(comb, begin, end, project, collected)
+        return "Add", (*args, *scale), after
+
+    def shortcut(self, comb, begin: _State, end: _State, project: str, collected):
+        """The residual's arguments up to its shortcut, and the state after it."""
         if not end.same:
             raise self.fail(
                 "a shortcut projection around windows that change the size (or of unknown stride)",
@@ -320,7 +327,7 @@ class BlockWriter:
         if stride != "1":
             changes.append(f"{stride} != 1")
         if project == "False" or (project == "None" and not changes):
-            return "Add", (collected,), _State(end.channels, begin.image, [], False)
+            return (collected,), _State(end.channels, begin.image, [], False)
         if project == "None":
             condition = " or ".join(changes)
         elif project != "True":  # a parameter: true, false, or none for "when needed"
@@ -343,7 +350,7 @@ class BlockWriter:
             self.depth += 1
             self.assign("shortcut", conv)
             self.depth -= 1
-        return "Add", (collected, "shortcut"), _State(end.channels, begin.image, [], False)
+        return (collected, "shortcut"), _State(end.channels, begin.image, [], False)
 
     def dense(self, comb: ir.Combinator, begin: _State) -> tuple[str, tuple, _State]:
         self.line("units = []")

@@ -96,9 +96,11 @@ class _Generator:
             return Call("nn.Sequential", tuple(expr for _, expr in children))
         cls = self.runtime_class(combinator_class(node.kind))
         collected = collect([(None if n.isdigit() else n, e) for n, e in children])
-        if node.shortcut is not None:
-            return Call(cls, (collected, self.module(node.shortcut)))
-        return Call(cls, (collected,))
+        shortcut = () if node.shortcut is None else (self.module(node.shortcut),)
+        scale = ()
+        if node.scale is not None:
+            scale = (("scale", py_value(node.scale)), ("channels", str(node.out_shape[0])))
+        return Call(cls, (collected, *shortcut, *scale))
 
     def passable(self, node: Node) -> bool:
         """Whether the layers a block is given can be passed to its class as classes."""
