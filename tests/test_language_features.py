@@ -251,3 +251,52 @@ def test_a_condition_on_the_input_keeps_in_channels_out_of_the_network_class(tmp
     text = net("(conv(1, k=1) relu) if C <= 3", "1x4x4")
     source = check_all_backends(text, tmp_path, "decided").codegen()
     assert "in_channels: int" not in source
+
+
+# --- branches present only under a condition ---------------------------------------------
+
+OPTIONAL_BRANCH = """
+block inc(c, wide=false):
+    concat:
+        conv(c, k=1)
+        (conv(c, k=3, p=1) relu) if wide
+        conv(c, k=5, p=2)
+block outputs(n, aux=false):
+    gap flatten
+    heads:
+        main: linear(n)
+        extra: linear(2) if aux
+network T(input=3x8x8, classes=10):
+    a: inc(4) inc(4, wide=true)
+    b: outputs(classes, aux=true)
+"""
+
+
+def test_a_branch_under_a_failed_condition_is_left_out(tmp_path):
+    spec = check_all_backends(OPTIONAL_BRANCH, tmp_path, "optional_branches")
+    keys = list(spec.build().state_dict())
+    assert "a.0.branches.1.0.weight" not in keys and "a.0.branches.2.weight" in keys
+    assert "a.1.branches.1.0.weight" in keys  # present where the condition holds
+    assert spec.output_shape == ((10,), (2,))
+    without = spec.with_classes(10)  # the same, and the head is there because aux=true
+    assert len(without.output_shape) == 2
+    assert cnnspec.load(to_yaml(spec.ir), format="yaml").ir == spec.ir
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "line"),
+    [
+        ("add:\n        a: conv(4, k=1)\n        b: relu if flag",
+         "a branch of add cannot be present only under a condition", 4),
+        ("dense:\n        (batchnorm relu conv(2, k=3, p=1)) if flag",
+         "a dense unit cannot be present only under a condition", 3),
+        ("concat:\n        relu if flag\n        sigmoid if flag",
+         "every branch of this concat is left out here", 2),
+    ],
+)  # fmt: skip
+def test_where_a_branch_cannot_be_optional_the_error_says_so(body, message, line):
+    text = f"block b(flag=false):\n    {body}\nnetwork T(input=4x8x8, classes=10):\n    s: b()\n"
+    with pytest.raises(cnnspec.CnnspecError) as info:
+        cnnspec.load(text)
+    assert message in info.value.message
+    assert info.value.pos[0] == line

@@ -66,15 +66,40 @@ def _options(rule: Rule, comb: ir.Combinator, env) -> dict[str, Value]:
     return options
 
 
+# Combinators whose branches may be present only under a condition: a branch written as
+# conditions that all fail is left out. (A summed, gating or split branch would change
+# what the combinator does, so there a condition goes around the combinator.)
+OPTIONAL_BRANCHES = ("concat", "heads")
+
+
 def _branches(walker: Walker, comb: ir.Combinator, flow: Flow, env) -> list[tuple[str, Node]]:
-    """Each branch inferred from the same input, named by the spec or numbered."""
+    """Each branch inferred from the same input, named by the spec or numbered (a branch
+    left out keeps its number free, so the others keep their module paths)."""
     branches: list[tuple[str, Node]] = []
     for i, branch in enumerate(comb.branches):
         node, _ = walker.sequence(branch.body, flow, env, branch.name or "branch", branch.pos)
+        if conditional(branch):
+            if comb.kind not in OPTIONAL_BRANCHES:
+                raise SpecError(
+                    f"a branch of {comb.kind} cannot be present only under a condition; "
+                    f"put the condition around the {comb.kind}",
+                    branch.pos,
+                )
+            if node.kind == "seq" and not node.children:
+                continue  # every condition failed: the branch is not there
         branches.append((branch.name or str(i), node))
+    if not branches:
+        raise SpecError(f"every branch of this {comb.kind} is left out here", comb.pos)
     if len({name for name, _ in branches}) < len(branches):
         raise SpecError(f"{comb.kind} has two branches with the same name", comb.pos)
     return branches
+
+
+def conditional(branch: ir.Branch) -> bool:
+    """Written only as conditions with no `else`: present only when one holds."""
+    return bool(branch.body) and all(
+        isinstance(item, ir.If) and not item.orelse for item in branch.body
+    )
 
 
 def concat(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node:
@@ -192,6 +217,12 @@ def dense(walker: Walker, comb: ir.Combinator, flow: Flow, env, options) -> Node
     for branch in comb.branches:
         if branch.name is not None:
             raise SpecError("dense units are not named", branch.pos)
+        if conditional(branch):
+            raise SpecError(
+                "a dense unit cannot be present only under a condition; "
+                "put the condition around the dense",
+                branch.pos,
+            )
         body, count = dense_unit(branch)
         for k in range(walker.repeat_count(count, env) if count is not None else 1):
             scope = {**env, count.index: k} if count is not None and count.index else env

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ...analysis.binding import match_arguments
-from ...analysis.combinators import dense_unit
+from ...analysis.combinators import conditional, dense_unit
 from ...analysis.ops import LAYERS, ModuleCall, Window, plain_module
 from ...language import ir
 from ...language.expressions import PYTHON_CONSTANTS, unparse
@@ -287,6 +287,8 @@ class BlockWriter:
             share = f"{_bracketed(start)} // {len(comb.branches)}"
         branches, ends = [], []
         for branch in comb.branches:
+            if conditional(branch):  # the list of branches itself would be conditional
+                raise self.fail("a branch present only under a condition", branch.pos)
             expr, end = self.sequence(branch.body, _State(share, state.image))
             branches.append((branch.name, expr))
             ends.append(end)

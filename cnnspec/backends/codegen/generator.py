@@ -95,7 +95,8 @@ class _Generator:
         if node.kind == "seq":
             return Call("nn.Sequential", tuple(expr for _, expr in children))
         cls = self.runtime_class(combinator_class(node.kind))
-        collected = collect([(None if n.isdigit() else n, e) for n, e in children])
+        # Numbered branches stay a list unless one was left out (its number stays free).
+        collected = collect([(None if n == str(i) else n, e) for i, (n, e) in enumerate(children)])
         shortcut = () if node.shortcut is None else (self.module(node.shortcut),)
         scale = ()
         if node.scale is not None:
