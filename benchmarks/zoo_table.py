@@ -27,6 +27,7 @@ import torchvision  # noqa: E402
 from zoo_models import MODELS  # noqa: E402
 
 import cnnspec  # noqa: E402
+from cnnspec.backends.transfer import load_by_position  # noqa: E402
 
 SKIPPED_TOKENS = {
     tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
@@ -83,7 +84,7 @@ def outputs_equal(spec: cnnspec.Spec, reference: torch.nn.Module, size: int) -> 
     mine, theirs = ours.state_dict(), reference.state_dict()
     if [v.shape for v in mine.values()] != [v.shape for v in theirs.values()]:
         return "no (state_dict shapes differ)"
-    ours.load_state_dict(dict(zip(mine, theirs.values())))
+    load_by_position(ours, theirs, "torchvision")
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         diff = (ours(x) - reference(x)).abs().max().item()

@@ -14,6 +14,7 @@ import torch
 from zoo_models import MODELS, ZOO, ZooModel
 
 import cnnspec
+from cnnspec.backends.transfer import load_by_position
 
 BATCH = 2
 
@@ -71,22 +72,20 @@ def empty(make) -> torch.nn.Module:
     return net.to_empty(device="cpu").eval()
 
 
-def load_by_position(net: torch.nn.Module, source: torch.nn.Module) -> None:
-    """Copy `source`'s state_dict into `net` pairing tensors by position, not by name."""
-    ours, theirs = net.state_dict(), source.state_dict()
-    assert len(ours) == len(theirs)
-    copied = {}
-    for (key, mine), (their_key, value) in zip(ours.items(), theirs.items()):
-        assert mine.shape == value.shape, f"{key} {tuple(mine.shape)} vs {their_key}"
-        copied[key] = value
-    net.load_state_dict(copied)
+def load_torchvision(net: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Copy `source`'s state_dict into `net` pairing tensors by position, not by name:
+    every tensor, each of the same shape."""
+    theirs = source.state_dict()
+    assert len(net.state_dict()) == len(theirs)
+    report = load_by_position(net, theirs, "torchvision")
+    assert report.loaded == report.total, report.mismatch
 
 
 @pytest.fixture(scope="module")
 def ours(model: ZooModel, reference: torch.nn.Module) -> torch.nn.Module:
     """The compiled spec (inferred at the small test size) holding torchvision's weights."""
     net = empty(lambda: small(model).build(init="default"))
-    load_by_position(net, reference)
+    load_torchvision(net, reference)
     return net
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,18 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def transfer(net: torch.nn.Module, path: str | os.PathLike) -> Transfer:
     """Copy the weights at `path` into `net` by position while the shapes agree."""
-    theirs = list(read_state_dict(path).items())
+    report = load_by_position(net, read_state_dict(path), str(path))
+    if not report.loaded:
+        raise TransferError(f"{path}: nothing fits this network ({report.mismatch})")
+    return report
+
+
+def load_by_position(
+    net: torch.nn.Module, weights: Mapping[str, torch.Tensor], source: str
+) -> Transfer:
+    """Copy `weights` into `net`, pairing tensors by position, not by name, while the
+    shapes agree; the report says how far it got."""
+    theirs = list(weights.items())
     ours = net.state_dict()
     copied, mismatch = {}, ""
     for i, (key, tensor) in enumerate(ours.items()):
@@ -70,10 +82,8 @@ def transfer(net: torch.nn.Module, path: str | os.PathLike) -> Transfer:
             )
             break
         copied[key] = value
-    if not copied:
-        raise TransferError(f"{path}: nothing fits this network ({mismatch})")
     net.load_state_dict(copied, strict=False)
-    return Transfer(str(path), len(copied), len(ours), mismatch)
+    return Transfer(source, len(copied), len(ours), mismatch)
 
 
 def _shape(t: torch.Tensor) -> str:
