@@ -226,6 +226,16 @@ def spec_for(request: TrainRequest) -> Spec:
     return load(saved[0], limits=request.limits)
 
 
+def fitted(
+    spec: Spec, source: DataSource, config: TrainConfig
+) -> tuple[Spec, data.Dataset, TrainConfig]:
+    """The images to train on, and the spec and settings fitted to their size."""
+    dataset = dataset_for(spec, source, config.seed)
+    size = config.size or tuple(dataset.train.images.shape[-2:])
+    trained = at_input_size(spec, dataset.train.images.shape[1], size)
+    return trained, dataset, replace(config, size=size)
+
+
 def train(request: TrainRequest) -> int:
     spec = spec_for(request)
     if request.resume:
@@ -235,11 +245,7 @@ def train(request: TrainRequest) -> int:
         config = config_for(spec, request)
     group = distributed.join(torch.device(config.device).type)
     source = data_source(request)
-    dataset = dataset_for(spec, source, config.seed)
-    channels = dataset.train.images.shape[1]
-    size = config.size or tuple(dataset.train.images.shape[-2:])
-    trained = at_input_size(spec, channels, size)
-    config = replace(config, size=size)
+    trained, dataset, config = fitted(spec, source, config)
     run = distributed.on_main(group, lambda: claim_run(spec, request))  # rank 0 names it
     try:
         distributed.on_main(group, lambda: write_settings(run, source, config))

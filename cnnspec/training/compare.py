@@ -17,7 +17,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..spec import Spec
-from .command import TrainRequest, at_input_size, config_for, data_source, dataset_for
+from .command import TrainRequest, config_for, data_source, fitted
 from .loop import fit
 
 
@@ -38,12 +38,7 @@ def static_row(label: str, spec: Spec) -> Row:
 
 def trained_row(row: Row, spec: Spec, request: TrainRequest) -> Row:
     """`row` with what training `spec` for `request.epochs` epochs measured."""
-    config = config_for(spec, request)
-    source = data_source(request)
-    dataset = dataset_for(spec, source, config.seed)
-    size = config.size or tuple(dataset.train.images.shape[-2:])
-    trained = at_input_size(spec, dataset.train.images.shape[1], size)
-    config = replace(config, size=size)
+    trained, dataset, config = fitted(spec, data_source(request), config_for(spec, request))
     torch.manual_seed(config.seed)
     start = time.perf_counter()
     results = fit(trained.build(), dataset, config, report=lambda line: None)
