@@ -16,8 +16,7 @@ import shutil
 import subprocess
 
 from ..analysis.graph import Graph, Node, Output
-from ..language.expressions import describe
-from .summary import op_text, shape_text
+from .summary import node_text, op_text, shape_text
 
 # How each combinator's merge node reads.
 MERGE_LABELS = {"concat": "concat", "add": "+", "mul": "×", "dense": "concat", "split": "concat"}
@@ -123,8 +122,8 @@ class _Picture:
         if node.block is None:
             return self.combinator(node, path, level, at, shape)
         if level >= self.depth:
-            return self.box(_block_label(node), node, at, shape)
-        self.open_cluster(f"{_block_label(node)}\n{_params(node.params)}")
+            return self.box(node_text(node, None), node, at, shape)
+        self.open_cluster(f"{node_text(node, None)}\n{_params(node.params)}")
         out = self.combinator(node, path, level + 1, at, shape)
         self.close_cluster()
         return out
@@ -166,13 +165,6 @@ class _Picture:
                 skip, merge, node.shortcut.out_shape if node.shortcut else shape, style="dashed"
             )
         return merge
-
-
-def _block_label(node: Node) -> str:
-    if node.block is None:
-        return node.label
-    args = ", ".join(describe(v) for _, v in node.args)
-    return f"{node.block}({args})"
 
 
 def _concat(a: Output, b: Output) -> Output:
