@@ -84,19 +84,28 @@ def check_identifier(name: str, what: str, pos) -> None:
         raise SpecError(f"{what} name '{name}' is reserved; choose another", pos)
 
 
-def _calls(items: tuple) -> Iterator[ir.Call]:
+def _items(items: tuple) -> Iterator:
+    """Every item of a body as written, in order: inside repeats, both sides of a
+    condition, and each combinator's branches (the combinator before them)."""
     stack = list(reversed(items))
     while stack:
         item = stack.pop()
-        if isinstance(item, ir.Call):
-            yield item
-        elif isinstance(item, ir.Repeat):
+        yield item
+        if isinstance(item, ir.Repeat):
             stack.extend(reversed(item.body))
         elif isinstance(item, ir.If):
             stack.extend(reversed((*item.body, *item.orelse)))
-        else:
+        elif isinstance(item, ir.Combinator):
             for branch in reversed(item.branches):
                 stack.extend(reversed(branch.body))
+
+
+def _calls(items: tuple) -> Iterator[ir.Call]:
+    return (item for item in _items(items) if isinstance(item, ir.Call))
+
+
+def _combinators(items: tuple) -> Iterator[ir.Combinator]:
+    return (item for item in _items(items) if isinstance(item, ir.Combinator))
 
 
 @cache
@@ -276,17 +285,3 @@ def _index_name(repeat: ir.Repeat, known: frozenset[str]) -> str:
         what = "is reserved" if name in RESERVED_PARAMS else "is already a name here"
         raise SpecError(f"repeat index '{name}' {what}; choose another", pos)
     return name
-
-
-def _combinators(items: tuple) -> Iterator[ir.Combinator]:
-    stack = list(items)
-    while stack:
-        item = stack.pop()
-        if isinstance(item, ir.Repeat):
-            stack.extend(item.body)
-        elif isinstance(item, ir.If):
-            stack.extend((*item.body, *item.orelse))
-        elif isinstance(item, ir.Combinator):
-            yield item
-            for branch in item.branches:
-                stack.extend(branch.body)
