@@ -132,9 +132,16 @@ class _Generator:
         stages = [(name, self.module(node)) for name, node in self.graph.root.children]
         return Written(stages, tuple(self.decided_on))
 
+    def written_for(self, moved: ir.Document) -> Written:
+        """The stages for the spec with its input or classes moved. Its blocks are this
+        spec's, so their generic classes (written from the text alone) are shared."""
+        other = _Generator(moved, infer(moved))
+        other.classes = self.classes
+        return other.written()
+
     def network(self, doc: ir.Document) -> dict:
         graph = self.graph
-        stages, params = substitute(self.written(), parameters(doc, _written))
+        stages, params = substitute(self.written(), parameters(doc, self.written_for))
         pad = " " * BODY_INDENT
         init, forward = [], [f"{pad}# {_batch_shape(graph.input_shape)}"]
         for (name, tree), (_, node) in zip(stages, graph.root.children):
@@ -171,10 +178,6 @@ def _is_default(default: ir.Node, value) -> bool:
     if isinstance(default, ir.Name):
         return value == OpRef(default.id)
     return isinstance(default, (ir.Num, ir.Const)) and default.value == value
-
-
-def _written(doc: ir.Document) -> Written:
-    return _Generator(doc, infer(doc)).written()
 
 
 def _shape(shape) -> str:
