@@ -151,6 +151,17 @@ REFERENCE = {
     ),
     "layer_scale": lambda x, m: 0.5 * x,
     "drop_path": lambda x, m: x,  # eval mode
+    "conv_transpose": lambda x, m: F.conv_transpose2d(
+        x, m.weight, m.bias, stride=2, padding=1, output_padding=1
+    ),
+    "upsample": lambda x, m: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False),
+    "crop": lambda x, m: x[..., 2:6, 2:5],
+    "pixel_shuffle": lambda x, m: (
+        x.reshape(x.shape[0], 2, 2, 2, 3, 4).permute(0, 1, 4, 2, 5, 3).reshape(x.shape[0], 2, 6, 8)
+    ),
+    "pixel_unshuffle": lambda x, m: (
+        x.reshape(x.shape[0], 2, 2, 2, 3, 2).permute(0, 1, 3, 5, 2, 4).reshape(x.shape[0], 8, 2, 3)
+    ),
     "channel_shuffle": lambda x, m: x.reshape(x.shape[0], 3, 2, 4, 4).transpose(1, 2).flatten(1, 2),
 }
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import Pos
-from ..language.ir import Recipe
+from ..language.ir import INPUT, Recipe
 from .ops import Layer, Shape, fmt
 
 Output = Shape | tuple[Shape, ...]  # several shapes after `heads`
@@ -44,10 +44,18 @@ class Node:
     # The conditions its own body decided, each with the values it read: code that writes
     # the node out with concrete sizes holds only for values that decide alike.
     decided: tuple[str, ...] = ()
+    # A stage of a network that reads named tensors: what it starts from (the tensor, or
+    # the tensors its join combines), and the join (concat, add or mul) when several.
+    sources: tuple[str, ...] = ()
+    join: str | None = None
 
     @property
     def is_layer(self) -> bool:
         return self.kind == "layer"
+
+    def reads(self) -> tuple[str, ...]:
+        """The other tensors this node's own layer reads when it runs (`like=`)."""
+        return self.layer.reads() if self.layer is not None else ()
 
 
 def child_path(parent: Node, parent_path: str, name: str) -> str:
@@ -61,12 +69,33 @@ def shortcut_path(parent_path: str) -> str:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One stage of a network that reads named tensors."""
+
+    name: str  # the stage, and the tensor it makes
+    sources: tuple[str, ...]  # the tensors it starts from
+    join: str | None  # how several sources are joined: concat, add or mul
+    readers: tuple[tuple[int, tuple[str, ...]], ...]  # its layers that read other tensors
+    node: Node
+
+
+@dataclass(frozen=True)
 class Graph:
     name: str
     input_shape: Shape
     classes: int
     root: Node  # a "seq" of the stages
     recipe: Recipe
+    # The tensors returned, in order, when the network names them (`outputs: p2, p3`).
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def reads_tensors(self) -> bool:
+        """Whether any stage reads a tensor other than the previous stage's output: such a
+        network runs as a graph of named tensors, not as a sequence of stages."""
+        return bool(self.outputs) or any(
+            stage.sources or stage_readers(stage) for _, stage in self.root.children
+        )
 
     @property
     def output_shape(self) -> Output:
@@ -79,6 +108,21 @@ class Graph:
     @property
     def macs(self) -> int:
         return self.root.macs
+
+    def steps(self) -> list[Step]:
+        """The stages as steps of a graph of named tensors, in forward order: what each
+        reads first (the stage before, unless it names its sources) and how it joins them."""
+        steps, previous = [], INPUT
+        for name, stage in self.root.children:
+            sources = stage.sources or (previous,)
+            steps.append(Step(name, sources, stage.join, stage_readers(stage), stage))
+            previous = name
+        return steps
+
+    @property
+    def returns(self) -> tuple[str, ...]:
+        """The names of the tensors the network returns."""
+        return self.outputs or (self.root.children[-1][0],)
 
     def walk(self) -> Iterator[tuple[str, int, Node]]:
         """Every node below the root, in forward order: (path, depth, node). Iterative,
@@ -112,6 +156,16 @@ class Flow:
     def origin(self) -> str:
         where = f" at {self.pos[0]}:{self.pos[1]}" if self.pos[0] else ""
         return f"{self.made_by}{where}"
+
+
+def stage_readers(stage: Node) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """The layers of a stage that read other tensors, as (position, names): position -1
+    when the stage is that one layer, else its place in the stage's sequence."""
+    if stage.reads():
+        return ((-1, stage.reads()),)
+    if stage.kind != "seq":
+        return ()
+    return tuple((i, child.reads()) for i, (_, child) in enumerate(stage.children) if child.reads())
 
 
 def describe_output(shape: Output) -> str:

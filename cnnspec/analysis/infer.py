@@ -9,20 +9,32 @@ Every node of the result knows its input and output shape, parameters and MACs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from math import prod
 
 from pydantic import ValidationError
 
-from ..errors import CnnspecError, LimitError, Pos, ShapeError, SpecError
+from ..errors import CnnspecError, LimitError, Pos, ShapeError, SpecError, did_you_mean
 from ..language import ir
 from ..language.expressions import OpRef, Value, describe, evaluate, truth
 from ..limits import DEFAULT, Limits
 from .binding import match_arguments
 from .combinators import combine
-from .graph import Flow, Graph, Node, Output, Shape, group
+from .graph import Flow, Graph, Node, Output, Shape, describe_output, group
 from .ops import LAYERS, Layer, fmt
 from .resolve import OP_VALUES, SHAPE_NAMES, builtin_blocks, names_in, resolve
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """A named tensor of the network: a stage's output, or the input."""
+
+    shape: Output
+    made_by: str
+    pos: Pos
+
+    def origin(self) -> str:
+        return f"{self.made_by} at {self.pos[0]}:{self.pos[1]}" if self.pos[0] else self.made_by
 
 
 def infer(doc: ir.Document, limits: Limits = DEFAULT) -> Graph:
@@ -46,6 +58,12 @@ class _Inference:
         # The user's call of the built-in block being walked: positions inside it are
         # prelude.cnn's, so messages point at the call instead.
         self.call_site: tuple[str, Pos] | None = None
+        # The network's named tensors made so far, and where each stage is written; a layer
+        # may read them (`like=`) only at a stage's own level, where `nested` is 0.
+        self.tensors: dict[str, _Tensor] = {}
+        self.stage_at: dict[str, Pos] = {}
+        self.read: set[str] = set()
+        self.nested = 0
 
     # --- the network ------------------------------------------------------------------
     def network(self, doc: ir.Document) -> Graph:
@@ -62,12 +80,148 @@ class _Inference:
         for kw in net.params:  # each may read those before it
             env[kw.name] = evaluate(kw.value, {**OP_VALUES, **env})
         flow = Flow(shape)
-        stages = []
+        self.tensors = {ir.INPUT: _Tensor(shape, "the network input", (0, 0))}
+        self.stage_at = {stage.name: stage.pos for stage in net.stages}
+        stages, previous = [], ir.INPUT
         for stage in net.stages:
-            node, flow = self.sequence(stage.body, flow, env, stage.name, stage.pos)
+            body, sources, join, flow = self.stage_start(stage, previous, flow, env)
+            node, flow = self.sequence(body, flow, env, stage.name, stage.pos)
+            if sources:
+                node = replace(node, sources=sources, join=join)
             stages.append((stage.name, node))
-        root = group("seq", net.name, shape, stages, net.pos)
-        return Graph(net.name, shape, net.classes, root, doc.train)
+            self.tensors[stage.name] = _Tensor(flow.shape, f"stage {stage.name}", stage.pos)
+            previous = stage.name
+        outputs = tuple(name.id for name in net.outputs)
+        out_shape = self.outputs(net, previous)
+        self._all_read(net, outputs or (previous,))
+        root = group("seq", net.name, shape, stages, net.pos, out_shape=out_shape)
+        return Graph(net.name, shape, net.classes, root, doc.train, outputs)
+
+    # --- named tensors --------------------------------------------------------------------
+    def stage_start(self, stage: ir.Stage, previous: str, flow: Flow, env):
+        """The body left after what the stage starts from, the names it starts from (none
+        for the stage before), the join that combines them, and the flow they give."""
+        first = stage.body[0] if stage.body else None
+        if isinstance(first, ir.Join):
+            shape = self.join(first)
+            flow = Flow(shape, f"{first.op}({', '.join(n.id for n in first.inputs)})", first.pos)
+            return stage.body[1:], tuple(n.id for n in first.inputs), first.op, flow
+        if self.is_tensor(first, env):
+            tensor = self.tensor(first.op, first.pos)
+            self._no_heads(first.op, tensor, first.pos)
+            return stage.body[1:], (first.op,), None, Flow(tensor.shape, tensor.made_by, tensor.pos)
+        self.read.add(previous)
+        return stage.body, (), None, flow
+
+    def is_tensor(self, item, env) -> bool:
+        """A bare name first in a stage that names a tensor, not a layer or a block."""
+        return (
+            isinstance(item, ir.Call)
+            and not item.args
+            and not item.kwargs
+            and item.op not in LAYERS
+            and item.op not in self.blocks
+            and item.op not in env
+            and (item.op in self.tensors or item.op in self.stage_at)
+        )
+
+    def tensor(self, name: str, pos: Pos) -> _Tensor:
+        """The tensor `name` read at `pos`: made before it, or an error there."""
+        if name in self.tensors:
+            self.read.add(name)
+            return self.tensors[name]
+        if name in self.stage_at:
+            line, col = self.stage_at[name]
+            raise SpecError(
+                f"'{name}' is read before it is made: stage {name} is at {line}:{col}, and a "
+                "stage reads only tensors made above it",
+                pos,
+            )
+        raise SpecError(
+            f"unknown tensor '{name}'{did_you_mean(name, self.tensors)} (the tensors are "
+            f"{ir.INPUT} and the stages above)",
+            pos,
+        )
+
+    def _no_heads(self, name: str, tensor: _Tensor, pos: Pos) -> None:
+        if tensor.shape and isinstance(tensor.shape[0], tuple):
+            raise SpecError(
+                f"'{name}' holds several outputs ({describe_output(tensor.shape)}), made by "
+                f"heads ({tensor.origin()}); read one stage of them instead",
+                pos,
+            )
+
+    def join(self, join: ir.Join) -> Shape:
+        """The shape of named tensors joined: on channels (concat), summed (add), or
+        multiplied with broadcasting over sizes of 1 (mul)."""
+        named = []
+        for name in join.inputs:
+            tensor = self.tensor(name.id, name.pos)
+            self._no_heads(name.id, tensor, name.pos)
+            named.append((name, tensor))
+        (first_name, first), shapes = named[0], [t.shape for _, t in named]
+        rule = {
+            "concat": "concatenated tensors must agree in everything but channels",
+            "add": "added tensors must have the same shape",
+            "mul": "multiplied tensors must agree, or be 1 where they differ",
+        }[join.op]
+        for name, tensor in named[1:]:
+            a, b = first.shape, tensor.shape
+            if join.op == "concat":
+                fits = len(a) == len(b) and a[1:] == b[1:]
+            elif join.op == "add":
+                fits = a == b
+            else:
+                fits = len(a) == len(b) and all(x == y or 1 in (x, y) for x, y in zip(a, b))
+            if not fits:
+                raise ShapeError(
+                    f"{join.op}: {name.id} is {fmt(b)} ({tensor.origin()}) but {first_name.id} "
+                    f"is {fmt(a)} ({first.origin()}); {rule}",
+                    name.pos,
+                )
+        if join.op == "concat":
+            out = (sum(s[0] for s in shapes), *first.shape[1:])
+        else:
+            out = tuple(max(sizes) for sizes in zip(*shapes))
+        self.activation_count += prod(out)
+        return out
+
+    def outputs(self, net: ir.Network, last: str) -> Output:
+        if not net.outputs:
+            return self.tensors[last].shape
+        seen: dict[str, Pos] = {}
+        for name in net.outputs:
+            if name.id in seen:
+                line, col = seen[name.id]
+                raise SpecError(f"'{name.id}' is an output twice (first at {line}:{col})", name.pos)
+            seen[name.id] = name.pos
+            self._no_heads(name.id, self.tensor(name.id, name.pos), name.pos)
+        shapes = tuple(self.tensors[name.id].shape for name in net.outputs)
+        return shapes if len(shapes) > 1 else shapes[0]
+
+    def _all_read(self, net: ir.Network, outputs: tuple[str, ...]) -> None:
+        """Every stage's output is read by a later stage or returned: one that is not is
+        most often a wrong name."""
+        for stage in net.stages:
+            if stage.name not in self.read and stage.name not in outputs:
+                raise SpecError(
+                    f"stage '{stage.name}' is read by no stage and is not an output; read it, "
+                    "list it in outputs:, or remove it",
+                    stage.pos,
+                )
+
+    def read_tensor(self, call: ir.Call, name: str, expr: ir.Node) -> str:
+        """An argument that names a tensor (`like=lat4`), checked where it is read."""
+        if not isinstance(expr, ir.Name):
+            raise SpecError(f"{call.op} {name}= takes the name of a tensor", expr.pos)
+        if self.nested or not self.stage_at:
+            raise SpecError(
+                f"{call.op} {name}={expr.id} reads a named tensor, which only a stage's own "
+                "layers can (not those inside a block or a combinator's branches)",
+                expr.pos,
+            )
+        self.tensor(expr.id, expr.pos)
+        return expr.id
 
     # --- sequences ----------------------------------------------------------------------
     def sequence(self, items, flow: Flow, env, label: str, pos: Pos) -> tuple[Node, Flow]:
@@ -104,14 +258,25 @@ class _Inference:
                 flow = self.item(inner, flow, env, out)
             return flow
         self._no_heads_before(item, flow)
+        if isinstance(item, ir.Join):
+            raise SpecError(
+                f"{item.op}({', '.join(n.id for n in item.inputs)}) joins named tensors, which "
+                "starts a stage: put it first in a stage of its own",
+                item.pos,
+            )
         if isinstance(item, ir.Call):
             item = self._layer_parameter(item, env)
-        if isinstance(item, ir.Combinator):
-            node = combine(self, item, flow, env)
-        elif item.op in LAYERS:
+        if isinstance(item, ir.Call) and item.op in LAYERS:
             node = self.layer(item, flow, env)
         else:
-            node = self.block(item, flow, env)
+            self.nested += 1
+            try:
+                if isinstance(item, ir.Combinator):
+                    node = combine(self, item, flow, env)
+                else:
+                    node = self.block(item, flow, env)
+            finally:
+                self.nested -= 1
         out.append(node)
         if self.call_site is not None:
             block, pos = self.call_site
@@ -159,7 +324,17 @@ class _Inference:
     def layer(self, call: ir.Call, flow: Flow, env) -> Node:
         model = LAYERS[call.op]
         scope = self._shape_scope(env, flow.shape)
-        values, positions = self.bind(call, model.signature(), model.required(), scope)
+        exprs = match_arguments(call, model.signature(), model.required())
+        words = model.words()
+        values = {}
+        for name, expr in exprs.items():
+            if name in model.tensor_fields:
+                values[name] = self.read_tensor(call, name, expr)
+            elif name in words:
+                values[name] = _word(call, name, expr, words[name], scope)
+            else:
+                values[name] = evaluate(expr, scope)
+        positions = {name: expr.pos for name, expr in exprs.items()}
         try:
             layer = model(**values)
         except ValidationError as err:
@@ -168,7 +343,8 @@ class _Inference:
 
     def apply(self, layer: Layer, flow: Flow, pos: Pos) -> Node:
         try:
-            inferred = layer.infer(flow.shape)
+            reads = {name: self.tensors[name].shape for name in layer.reads()}
+            inferred = layer.infer_reading(flow.shape, reads)
             out_shape, params, macs = inferred.shape, inferred.params, inferred.macs
         except ShapeError as err:
             raise ShapeError(f"{err.message} (from {flow.origin()})", pos) from None
@@ -261,6 +437,17 @@ class _Inference:
         if shape and not isinstance(shape[0], tuple):
             scope.update(zip(SHAPE_NAMES, shape))  # C, H, W (just C for features)
         return scope
+
+
+def _word(call: ir.Call, name: str, expr: ir.Node, words: tuple[str, ...], scope) -> str:
+    """A word-valued argument (`mode=bilinear`): one of the op's words, written bare."""
+    if isinstance(expr, ir.Name) and expr.id in words:
+        return expr.id
+    got = expr.id if isinstance(expr, ir.Name) else describe(evaluate(expr, scope))
+    hint = did_you_mean(got, words) if isinstance(expr, ir.Name) else ""
+    raise SpecError(
+        f"{call.op} argument '{name}' takes one of {', '.join(words)}, got {got}{hint}", expr.pos
+    )
 
 
 def _at_call_site(err: CnnspecError, call: ir.Call) -> CnnspecError:

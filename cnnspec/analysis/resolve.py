@@ -162,15 +162,21 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
         _check_calls(block.body, block.pos, visible, own, block.name, params)
         _check_names(block, {p.name for p in block.params})
     stages: dict[str, ir.Stage] = {}
+    tensors = {ir.INPUT, *(stage.name for stage in doc.network.stages)}
     for stage in doc.network.stages:
         check_child_name(stage.name, "stage", stage.pos)
+        if stage.name == ir.INPUT:
+            raise SpecError(f"'{ir.INPUT}' names the network's input; choose another", stage.pos)
         if stage.name in stages:
             first = stages[stage.name].pos
             raise SpecError(
                 f"duplicate stage name '{stage.name}' (first at {first[0]}:{first[1]})", stage.pos
             )
         stages[stage.name] = stage
-        _check_calls(stage.body, doc.network.pos, visible, own, None)
+        body = stage.body
+        if body and _names_tensor(body[0], tensors, visible):
+            body = body[1:]  # what the stage starts from: inference checks it was made above
+        _check_calls(body, doc.network.pos, visible, own, None, tensors=tensors)
         _check_names(stage, network_params)
     for body in [b.body for b in doc.blocks] + [s.body for s in doc.network.stages]:
         for comb in _combinators(body):
@@ -216,7 +222,21 @@ def names_in(node: ir.Node) -> Iterator[ir.Name]:
             stack.extend(item)
 
 
-def _check_calls(body, user_pos, visible, own, inside: str | None, own_params=()) -> None:
+def _names_tensor(item, tensors, visible) -> bool:
+    """A bare name, first in a stage, naming a tensor rather than a layer or a block."""
+    return (
+        isinstance(item, ir.Call)
+        and not item.args
+        and not item.kwargs
+        and item.op in tensors
+        and item.op not in LAYERS
+        and item.op not in visible
+    )
+
+
+def _check_calls(
+    body, user_pos, visible, own, inside: str | None, own_params=(), tensors=frozenset()
+) -> None:
     for comb in _combinators(body):
         for kw in comb.kwargs:
             options = RULES[comb.kind].options
@@ -230,6 +250,12 @@ def _check_calls(body, user_pos, visible, own, inside: str | None, own_params=()
             model = LAYERS[call.op]
             match_arguments(call, model.signature(), model.required())
             continue
+        if call.op in tensors and call.op not in visible:
+            raise SpecError(
+                f"'{call.op}' is a tensor, not a layer: a stage reads a tensor as the first "
+                f"thing in its body ({call.op} conv(...)), or joins several (add({call.op}, ...))",
+                call.pos,
+            )
         if call.op not in visible:
             hint = did_you_mean(call.op, [*LAYERS, *visible, *ir.COMBINATORS])
             raise SpecError(f"unknown layer or block '{call.op}'{hint}", call.pos)
@@ -265,6 +291,15 @@ def _check_names(node: ir.Node, params: set[str]) -> None:
             raise SpecError(f"unknown name '{item.id}'{hint}", item.pos)
         if isinstance(item, ir.Func):
             bind_function(item)
+        if isinstance(item, ir.Join):
+            continue  # its names are tensors, which inference checks where they are read
+        if isinstance(item, ir.Call) and item.op in LAYERS:
+            # Tensor names (`like=lat4`) and words (`mode=bilinear`) are no expressions.
+            model = LAYERS[item.op]
+            plain = set(model.tensor_fields) | set(model.words())
+            exprs = match_arguments(item, model.signature(), model.required())
+            stack.extend((e, known) for n, e in reversed(exprs.items()) if n not in plain)
+            continue
         if isinstance(item, ir.Repeat) and item.index is not None:
             stack.append((item.body, known | {_index_name(item, known)}))
             stack.append((item.count, known))  # the count cannot see its own index

@@ -49,7 +49,11 @@ def _module(node: Node) -> nn.Module:
 def build(graph: Graph, init: str | None = None) -> nn.Module:
     """The graph as a module; `init` defaults to the spec's recipe ("xavier" or "default")."""
     stages = {name: _module(node) for name, node in graph.root.children}
-    net = runtime.Network(graph.name, stages)
+    if graph.reads_tensors:
+        steps = {s.name: (s.sources, s.join, s.readers) for s in graph.steps()}
+        net = runtime.GraphNetwork(graph.name, stages, steps, graph.returns)
+    else:
+        net = runtime.Network(graph.name, stages)
     if (init or graph.recipe.init) == "xavier":
         runtime.init_xavier(net)
     return net

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 
 from ..analysis.graph import Graph, Node, Output
+from ..language.ir import INPUT
 from .summary import node_text, op_text, shape_text
 
 # How each combinator's merge node reads.
@@ -48,6 +49,7 @@ class _Picture:
         self.edges: list[str] = []
         self.count = 0
         self.indent = 1
+        self.boxes: dict[int, str] = {}  # each layer's box, by the id of its graph node
 
     def dot(self) -> str:
         graph = self.graph
@@ -58,7 +60,10 @@ class _Picture:
         )
         self.line('edge [fontname="Helvetica", fontsize=9, color="#555555"];')
         source = self.node(f"input\n{shape_text(graph.input_shape)}", shape="oval")
-        out = self.sequence(graph.root, "", 0, source, graph.input_shape, clusters=True)
+        if graph.reads_tensors:
+            out = self.steps(source)
+        else:
+            out = self.sequence(graph.root, "", 0, source, graph.input_shape, clusters=True)
         if out is not None:
             end = self.node(f"output\n{shape_text(graph.output_shape)}", shape="oval")
             self.edge(out, end, graph.output_shape)
@@ -132,7 +137,43 @@ class _Picture:
         text = label if not node.params else f"{label}\n{_params(node.params)}"
         name = self.node(text)
         self.edge(at, name, shape)
+        self.boxes[id(node)] = name
         return name
+
+    def steps(self, source: str) -> None:
+        """A network of named tensors: each stage a cluster fed by the tensors it reads.
+        An edge from any tensor but the stage just above is a skip, drawn dashed, and so is
+        a tensor a layer reads for its size; each output ends in its own oval."""
+        made = {INPUT: (source, self.graph.input_shape)}
+        previous = INPUT
+        for step in self.graph.steps():
+            self.open_cluster(step.name)
+            skip = {name: {"style": "dashed"} for name in step.sources if name != previous}
+            if step.join is not None:
+                at = self.node(MERGE_LABELS[step.join], shape="circle", fontsize="9")
+                for name in step.sources:
+                    self.edge(made[name][0], at, made[name][1], **skip.get(name, {}))
+                shape = step.node.in_shape
+            else:
+                at, shape = made[step.sources[0]]
+            if step.sources and step.join is None and step.sources[0] != previous:
+                at = self.node(step.sources[0], shape="point")  # where the skip arrives
+                self.edge(made[step.sources[0]][0], at, shape, style="dashed")
+            node = step.node
+            out = at if node.kind == "seq" and not node.children else None
+            if out is None:
+                out = self.item(node, step.name, 0, at, shape)
+            for position, names in step.readers:
+                reader = node if position == -1 else node.children[position][1]
+                for name in names:
+                    tail, size = made[name]
+                    self.edge(tail, self.boxes[id(reader)], size, style="dotted")
+            self.close_cluster()
+            made[step.name], previous = (out, node.out_shape), step.name
+        for name in self.graph.returns:
+            tail, size = made[name]
+            self.edge(tail, self.node(f"{name}\n{shape_text(size)}", shape="oval"), size)
+        return None
 
     def combinator(self, node: Node, path: str, level: int, at: str, shape: Output):
         kind = node.kind

@@ -6,7 +6,8 @@ import json
 
 import yaml
 
-from ..analysis.ops import fmt
+from ..analysis.ops import LAYERS, fmt
+from ..analysis.resolve import builtin_blocks
 from ..language import ir
 from ..language.expressions import unparse as expr_text
 
@@ -50,8 +51,13 @@ def _call(call: ir.Call) -> str:
 
 def _flow(item) -> str | None:
     """A one-line form for calls and repeats of calls; None for combinators."""
+    if isinstance(item, _Source):
+        return f"{{from: {_scalar(item)}}}"
     if isinstance(item, ir.Call):
         return _call(item)
+    if isinstance(item, ir.Join):
+        names = ", ".join(_scalar(n.id) for n in item.inputs)
+        return f"{{from: [{names}], join: {item.op}}}"
     if isinstance(item, ir.Repeat):
         body = [_flow(i) for i in item.body]
         if None not in body:
@@ -62,6 +68,22 @@ def _flow(item) -> str | None:
             orelse = f", else: [{', '.join(arms[1])}]" if item.orelse else ""
             return f"{{if: {_value(item.test)}, body: [{', '.join(arms[0])}]{orelse}}}"
     return None
+
+
+class _Source(str):
+    """A stage's first item naming the tensor it starts from, written `{from: name}`."""
+
+
+def _tensors(doc: ir.Document) -> set[str]:
+    """The names a stage may start from: the input and the stages, less the layers and
+    blocks a bare name calls instead."""
+    blocks = {*builtin_blocks(), *(b.name for b in doc.blocks), *(b.name for b in doc.used)}
+    names = {ir.INPUT, *(stage.name for stage in doc.network.stages)}
+    return {name for name in names if name not in LAYERS and name not in blocks}
+
+
+def _reads(item, tensors: set[str]) -> bool:
+    return isinstance(item, ir.Call) and not item.args and not item.kwargs and item.op in tensors
 
 
 def _index(repeat: ir.Repeat) -> str:
@@ -135,8 +157,14 @@ def to_yaml(doc: ir.Document) -> str:
             "  params: {" + ", ".join(f"{kw.name}: {_value(kw.value)}" for kw in net.params) + "}"
         )
     out.append("  stages:")
+    tensors = _tensors(doc)
     for stage in net.stages:
-        out.append(f"    {stage.name}:" + _joined(_body(stage.body, 6)))
+        body = stage.body
+        if body and _reads(body[0], tensors):  # `{from: c4}`: what the stage starts from
+            body = (_Source(body[0].op), *body[1:])
+        out.append(f"    {stage.name}:" + _joined(_body(body, 6)))
+    if net.outputs:
+        out.append(f"  outputs: [{', '.join(_scalar(n.id) for n in net.outputs)}]")
     recipe = doc.train.model_dump(exclude_unset=True)
     if recipe:
         fields = ", ".join(f"{k}: {json.dumps(v)}" for k, v in recipe.items())

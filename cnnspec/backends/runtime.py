@@ -201,6 +201,39 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
+class UpsampleLike(nn.Module):
+    """Upsample to the height and width of another tensor, read when it runs (FCN and
+    DeepLab return to their input's size this way, whatever that size is)."""
+
+    def __init__(self, mode: str = "nearest", align_corners: bool | None = None):
+        super().__init__()
+        self.mode = mode
+        self.align_corners = align_corners
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return nn.functional.interpolate(
+            x, size=like.shape[-2:], mode=self.mode, align_corners=self.align_corners
+        )
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"
+
+
+class CenterCrop(nn.Module):
+    """Crop the centre to `size`, or to another tensor's height and width (the paper's
+    U-Net crops each skip to the upsampled map), where torchvision's center_crop would."""
+
+    def __init__(self, size: int | tuple[int, int] | None = None):
+        super().__init__()
+        self.size = (size, size) if isinstance(size, int) else size
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor | None = None):
+        height, width = like.shape[-2:] if like is not None else self.size
+        top = round((x.shape[-2] - height) / 2.0)
+        left = round((x.shape[-1] - width) / 2.0)
+        return x[..., top : top + height, left : left + width]
+
+
 class Network(nn.Sequential):
     """A compiled spec: its stages, in order, named as in the spec."""
 
@@ -210,6 +243,55 @@ class Network(nn.Sequential):
 
     def extra_repr(self) -> str:
         return self.spec_name
+
+
+class GraphNetwork(nn.Module):
+    """A compiled spec whose stages read named tensors: each stage starts from the tensors
+    it names (joined by concat, add or mul) and its layers that read another tensor
+    (`like=`) get it; the network returns the tensors it names, in order.
+
+    `steps` holds, per stage: its sources, its join, and its reading layers as (position,
+    names), position -1 when the stage is that layer itself."""
+
+    def __init__(self, name: str, stages: dict, steps: dict, outputs: tuple):
+        super().__init__()
+        for stage, module in stages.items():
+            self.add_module(stage, module)
+        self.spec_name = name
+        self.steps = steps
+        self.outputs = tuple(outputs)
+
+    def forward(self, x: torch.Tensor):
+        tensors = {"input": x}
+        for name, (sources, join, readers) in self.steps.items():
+            stage = self._modules[name]
+            tensors[name] = run_stage(stage, sources, join, readers, tensors)
+        if len(self.outputs) == 1:
+            return tensors[self.outputs[0]]
+        return tuple(tensors[name] for name in self.outputs)
+
+    def extra_repr(self) -> str:
+        return self.spec_name
+
+
+def run_stage(module: nn.Module, sources, join, readers, tensors: dict) -> torch.Tensor:
+    """One stage of a GraphNetwork, reading what it needs from `tensors`."""
+    x = tensors[sources[0]]
+    for name in sources[1:]:
+        if join == "concat":
+            x = torch.cat([x, tensors[name]], dim=1)
+        elif join == "add":
+            x = x + tensors[name]
+        else:
+            x = x * tensors[name]
+    if not readers:
+        return module(x)
+    if readers[0][0] == -1:
+        return module(x, *(tensors[n] for n in readers[0][1]))
+    reads = dict(readers)
+    for i, layer in enumerate(module):
+        x = layer(x, *(tensors[n] for n in reads[i])) if i in reads else layer(x)
+    return x
 
 
 def make_divisible(v, divisor=8, min_value=None):

@@ -48,6 +48,39 @@ def _combinator_schema(kind: str, body: dict) -> dict:
     }
 
 
+_STAGE = {"$ref": "#/$defs/stage"}
+_FROM = {
+    "type": "object",
+    "description": "what a stage starts from: {from: c4}, or {from: [a, b], join: add}",
+    "anyOf": [
+        {
+            "properties": {"from": {"type": "string"}},
+            "required": ["from"],
+            "additionalProperties": False,
+        },
+        {
+            "properties": {
+                "from": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+                "join": {"enum": list(ir.JOINS)},
+            },
+            "required": ["from", "join"],
+            "additionalProperties": False,
+        },
+    ],
+}
+
+
+def _stage(body: str, item: str) -> dict:
+    """A stage's body, which may start from a named tensor or a join of them."""
+    start = {"anyOf": [{"$ref": item}, _FROM]}
+    return {
+        "anyOf": [
+            {"$ref": body},
+            {"type": "array", "prefixItems": [start], "items": {"$ref": item}},
+        ]
+    }
+
+
 def _item(body: dict, closed: bool) -> dict:
     """One item of a body. Closed, a name must be an op or a built-in block: a spec with
     no `blocks` of its own can call nothing else, so a misspelt layer is an error."""
@@ -133,7 +166,12 @@ def yaml_schema() -> dict:
                         "type": "object",
                         "additionalProperties": _EXPR,
                     },
-                    "stages": {"type": "object", "additionalProperties": _BODY},
+                    "stages": {"type": "object", "additionalProperties": _STAGE},
+                    "outputs": {
+                        "description": "the tensors the network returns, in order",
+                        "type": "array",
+                        "items": {"type": "string"},
+                    },
                 },
                 "required": ["name", "input", "stages"],
                 "additionalProperties": False,
@@ -147,7 +185,11 @@ def yaml_schema() -> dict:
         "if": {"not": {"anyOf": [{"required": ["blocks"]}, {"required": ["use"]}]}},
         "then": {
             "properties": {
-                "network": {"properties": {"stages": {"additionalProperties": closed_body}}}
+                "network": {
+                    "properties": {
+                        "stages": {"additionalProperties": {"$ref": "#/$defs/closed_stage"}}
+                    }
+                }
             }
         },
         "$defs": {
@@ -166,6 +208,8 @@ def yaml_schema() -> dict:
             "closed_body": {
                 "anyOf": [closed_item, {"type": "array", "items": {"$ref": "#/$defs/closed_item"}}]
             },
+            "stage": _stage("#/$defs/body", "#/$defs/item"),
+            "closed_stage": _stage("#/$defs/closed_body", "#/$defs/closed_item"),
         },
     }
 
@@ -186,4 +230,4 @@ def layer_table() -> str:
 def _default(value) -> str:
     if value is None or isinstance(value, bool):
         return {None: "none", True: "true", False: "false"}[value]
-    return repr(value)
+    return value if isinstance(value, str) else repr(value)

@@ -43,6 +43,15 @@ def node_text(node: Node, parent: Node | None) -> str:
     return "dense unit" if parent.kind == "dense" else "branch"
 
 
+def sources_text(node: Node) -> str:
+    """What a stage that reads named tensors starts from: `c4 → `, `add(lat4, up5) → `."""
+    if not node.sources:
+        return ""
+    if node.join is None:
+        return f"{node.sources[0]} → "
+    return f"{node.join}({', '.join(node.sources)}) → "
+
+
 def layer_rows(graph: Graph) -> list[dict]:
     """Leaf layers in forward order; their params and MACs add up to the network's."""
     return [
@@ -75,10 +84,12 @@ def as_dict(graph: Graph) -> dict:
                 "output_shape": shape_data(node.out_shape),
                 "params": node.params,
                 "macs": node.macs,
+                **({"sources": list(node.sources), "join": node.join} if node.sources else {}),
             }
             for path, _, node in graph.walk()
-            if not node.is_layer
+            if not node.is_layer or node.sources
         ],
+        **({"outputs": list(graph.outputs)} if graph.outputs else {}),
         "train": graph.recipe.model_dump(),
     }
 
@@ -107,7 +118,7 @@ def table(graph: Graph, source_name: str = "", depth: int = DEFAULT_DEPTH) -> st
         rows.append(
             (
                 "  " * level + path,
-                node_text(node, parents.get(id(node))),
+                sources_text(node) + node_text(node, parents.get(id(node))),
                 shape_text(node.in_shape),
                 shape_text(node.out_shape),
                 f"{node.params:,}",

@@ -29,6 +29,8 @@ def describe(value: Value) -> str:
         return {True: "true", False: "false", None: "none"}[value]
     if isinstance(value, tuple):
         return "(" + ", ".join(describe(v) for v in value) + ")"
+    if isinstance(value, str):
+        return value  # a word (`mode=bilinear`) or a tensor's name (`like=lat4`)
     return repr(value)
 
 

@@ -18,8 +18,12 @@ from ..errors import SpecError, did_you_mean
 # The combinators' names: the grammar, the IR and both front ends read them here, and the
 # analysis and backends key their per-kind rules by them.
 COMBINATORS = ("concat", "add", "dense", "heads", "mul", "split")
+# The combinators that also join named tensors: `add(lat4, up5)`.
+JOINS = ("concat", "add", "mul")
+# The name of the network's input tensor.
+INPUT = "input"
 METADATA_KEYS = ("pos", "keypos")  # set by the front ends; never a user's key
-NETWORK_OPTIONS = ("name", "input", "classes", "params", "stages")
+NETWORK_OPTIONS = ("name", "input", "classes", "params", "stages", "outputs")
 LOADED_KEYS = ("used", "origins")  # set by the loader from `use`; never a user's key
 
 
@@ -148,7 +152,16 @@ class Combinator(Node):
     branches: tuple[Branch, ...]
 
 
-Item = Annotated[Call | Repeat | If | Combinator, Field(discriminator="kind")]
+class Join(Node):
+    """Named tensors joined: `concat(a, b)` on channels, `add(a, b)` summed, `mul(a, b)`
+    multiplied. It starts a stage, whose other layers then run on its result."""
+
+    kind: Literal["join"]
+    op: Literal[JOINS]
+    inputs: tuple[Name, ...] = Field(min_length=2)
+
+
+Item = Annotated[Call | Repeat | If | Combinator | Join, Field(discriminator="kind")]
 
 
 def splices(item) -> bool:
@@ -179,6 +192,8 @@ class Network(Node):
     # Its own parameters, `network N(input=..., width=1.0)`: names the stages may read.
     params: tuple[Kwarg, ...] = ()
     stages: tuple[Stage, ...]
+    # The tensors the network returns, in order (`outputs: p2, p3`); none: the last stage's.
+    outputs: tuple[Name, ...] = ()
 
     @field_validator("input", mode="before")
     @classmethod
@@ -229,8 +244,10 @@ for _model in (
     Repeat,
     Branch,
     Combinator,
+    Join,
     BlockDef,
     Stage,
+    Network,
 ):
     _model.model_rebuild()
 
@@ -321,6 +338,7 @@ _UNION_TAGS = frozenset(
         Repeat,
         If,
         Combinator,
+        Join,
     )
     for tag in get_args(model.model_fields["kind"].annotation)
 )

@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..limits import DEFAULT, Limits
 from .expressions import bounded, int_literal
-from .ir import COMBINATORS, METADATA_KEYS, NETWORK_OPTIONS
+from .ir import COMBINATORS, JOINS, METADATA_KEYS, NETWORK_OPTIONS
 
 # Readable names for the terminals a syntax error can expect.
 _TERMINALS = {
@@ -289,13 +289,39 @@ class _ToPlain(Transformer):
     def indented_branches(self, meta, *branches):
         return list(branches)
 
-    def combinator(self, meta, kind, kwargs, branches):
+    def combinator(self, meta, kind, arguments, branches):
+        call = self.call(meta, kind, arguments)
+        if call["args"]:
+            raise SpecError(
+                f"{kind}'s options are written name=value; named tensors are joined with "
+                f"{kind}(a, b) on a stage's line, not before ':'",
+                call["args"][0]["pos"],
+            )
         return {
             "kind": str(kind),
-            "kwargs": _kwarg_list(kwargs),
+            "kwargs": call["kwargs"],
             "branches": branches,
             "pos": _pos(kind),
         }
+
+    def join(self, meta, kind, arguments):
+        call = self.call(meta, kind, arguments)
+        if str(kind) not in JOINS:
+            raise SpecError(
+                f"{kind} joins branches (written {kind}: ...); only {', '.join(JOINS)} join "
+                "named tensors",
+                _pos(kind),
+            )
+        for arg in [*call["args"], *call["kwargs"]]:
+            if arg.get("kind") != "name":
+                raise SpecError(
+                    f"{kind}(...) joins named tensors: write the names of stages or input",
+                    arg["pos"],
+                )
+        return {"kind": "join", "op": str(kind), "inputs": call["args"], "pos": _pos(kind)}
+
+    def outputs(self, meta, *names):
+        return [{"kind": "name", "id": str(n), "pos": _pos(n)} for n in names if n is not None]
 
     # --- top level ----------------------------------------------------------------------
     def param(self, meta, name, default):
@@ -319,7 +345,8 @@ class _ToPlain(Transformer):
     def stage(self, meta, name, body):
         return {"name": str(name), "body": body, "pos": _pos(name)}
 
-    def network(self, meta, name, kwargs, *stages):
+    def network(self, meta, name, kwargs, *stages_and_outputs):
+        *stages, outputs = stages_and_outputs
         # Options other than the network's own are its parameters, for the stages to read.
         own = [kw for kw in _kwarg_list(kwargs) if kw["name"] in NETWORK_OPTIONS]
         params = [kw for kw in _kwarg_list(kwargs) if kw["name"] not in NETWORK_OPTIONS]
@@ -329,6 +356,8 @@ class _ToPlain(Transformer):
             "stages": list(stages),
             "pos": _pos(name),
         }
+        if outputs is not None:
+            node["outputs"] = outputs
         if params:
             _options(_Kwargs(params), "network")  # refuses a parameter given twice
             node["params"] = params

@@ -33,7 +33,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ..errors import CnnspecError, LimitError, Pos, SpecError, SpecSyntaxError
 from ..limits import DEFAULT, Limits
 from .expressions import bounded, brief, int_literal
-from .ir import COMBINATORS, LOADED_KEYS, METADATA_KEYS
+from .ir import COMBINATORS, JOINS, LOADED_KEYS, METADATA_KEYS
 from .parse_cnn import parse_expression, parse_param
 
 _YAML = "tag:yaml.org,2002:"
@@ -146,6 +146,8 @@ class _Reader:
         if op == "if":
             return self.conditional(value, rest, pos)
         kwargs = [self.kwarg(name, v, p) for name, v, p in rest]
+        if op == "from":
+            return self.source(value, rest, pos)
         if op in COMBINATORS:
             return {"kind": op, "kwargs": kwargs, "branches": self.branches(value), "pos": pos}
         args = [] if self._is_null(value) else [self.expr(v) for v in self.items_of(value)]
@@ -168,6 +170,39 @@ class _Reader:
             "orelse": orelse,
             "pos": pos,
         }
+
+    def source(self, value: Node, rest: list, pos: Pos) -> dict:
+        """What a stage starts from: `{from: c4}`, a tensor; `{from: [a, b], join: add}`,
+        tensors joined."""
+        keys = {name: (v, p) for name, v, p in rest}
+        extra = [p for name, _, p in rest if name != "join"]
+        if not isinstance(value, SequenceNode):
+            if extra or keys:
+                raise SpecError("`from: name` takes nothing else", (extra or [keys["join"][1]])[0])
+            name = self.names(SequenceNode(f"{_YAML}seq", [value]))[0]
+            return {"kind": "call", "op": name["id"], "args": [], "kwargs": [], "pos": name["pos"]}
+        if extra or "join" not in keys:
+            raise SpecError(
+                f"`from: [...]` joins tensors: add `join:` with one of {', '.join(JOINS)}",
+                extra[0] if extra else pos,
+            )
+        join, where = keys["join"]
+        op = self.scalar(join)
+        if op not in JOINS:
+            raise SpecError(f"join must be one of {', '.join(JOINS)}, got {op!r}", where)
+        return {"kind": "join", "op": op, "inputs": self.names(value), "pos": pos}
+
+    def names(self, node: Node) -> list[dict]:
+        """A list of tensor names: `[p2, p3]`."""
+        if not isinstance(node, SequenceNode):
+            raise SpecError("expected a list of tensor names, like [p2, p3]", _pos(node))
+        names = []
+        for item in node.value:
+            name = self.scalar(item)
+            if not isinstance(name, str):
+                raise SpecError(f"expected a tensor name, got {name!r}", _pos(item))
+            names.append({"kind": "name", "id": name, "pos": _pos(item)})
+        return names
 
     def _is_null(self, node: Node) -> bool:
         return isinstance(node, ScalarNode) and self.scalar(node) is None
@@ -193,6 +228,8 @@ class _Reader:
                     {"name": stage, "body": self.body(body), "pos": p}
                     for stage, body, p in self.mapping(value, "stages")
                 ]
+            elif name == "outputs" and what == "the network":
+                out[name] = self.names(value)
             elif name == "params" and what == "the network":
                 out[name] = [self.kwarg(k, v, p) for k, v, p in self.mapping(value, "params")]
             else:

@@ -226,10 +226,28 @@ def spec_for(request: TrainRequest) -> Spec:
     return load(saved[0], limits=request.limits)
 
 
+def check_trainable(spec: Spec) -> None:
+    """The trainer fits class scores: one output of features, or several heads of them.
+    Anything else (a map per pixel, a pyramid of feature maps) is refused before any work."""
+    outputs = spec.output_shape
+    shapes = outputs if outputs and isinstance(outputs[0], tuple) else (outputs,)
+    if all(len(shape) == 1 for shape in shapes):
+        return
+    got = ", ".join("x".join(map(str, shape)) for shape in shapes)
+    raise TrainError(
+        f"{spec.name} returns {got}; cnnspec train fits class scores (an output of features, "
+        "one per class, or several heads of them) with cross-entropy, so it cannot train this "
+        "network",
+        spec.ir.network.pos,
+        spec.source,
+    )
+
+
 def fitted(
     spec: Spec, source: DataSource, config: TrainConfig
 ) -> tuple[Spec, data.Dataset, TrainConfig]:
     """The images to train on, and the spec and settings fitted to their size."""
+    check_trainable(spec)
     dataset = dataset_for(spec, source, config.seed)
     size = config.size or tuple(dataset.train.images.shape[-2:])
     trained = at_input_size(spec, dataset.train.images.shape[1], size)
@@ -238,6 +256,7 @@ def fitted(
 
 def train(request: TrainRequest) -> int:
     spec = spec_for(request)
+    check_trainable(spec)  # before the data is looked for or a process group joined
     if request.resume:
         run = Path(request.resume)
         config = resumed_config(run, request)

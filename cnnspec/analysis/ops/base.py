@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,6 +68,9 @@ class Layer(BaseModel):
     # The output size is no fixed stride of the input's (adaptive pooling, flatten): a
     # residual shortcut around it cannot be projected.
     resizes: ClassVar[bool] = False
+    # Arguments that name another tensor of the network (`like=input`): the layer reads it
+    # when it runs, so it can stand only where named tensors are in scope.
+    tensor_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, op: str | None = None, module: str | None = None, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -95,6 +98,20 @@ class Layer(BaseModel):
     def required(cls) -> set[str]:
         return {name for name, f in cls.model_fields.items() if f.is_required()}
 
+    @classmethod
+    def words(cls) -> dict[str, tuple[str, ...]]:
+        """Arguments whose values are words (`mode=bilinear`), with the words each takes."""
+        found = {}
+        for name, field in cls.model_fields.items():
+            for option in (field.annotation, *get_args(field.annotation)):
+                if get_origin(option) is Literal:
+                    found[name] = tuple(get_args(option))
+        return found
+
+    def reads(self) -> tuple[str, ...]:
+        """The names of the other tensors this layer reads when it runs."""
+        return ()
+
     def arguments(self) -> dict:
         """The arguments that differ from their defaults, in signature order."""
         return {
@@ -108,6 +125,10 @@ class Layer(BaseModel):
         """Output shape, parameters and MACs for an input of `shape`. Raises ShapeError
         (without a position: inference adds where the layer and its input are)."""
         return Inferred(shape)
+
+    def infer_reading(self, shape: Shape, tensors: Mapping[str, Shape]) -> Inferred:
+        """`infer`, for a layer that also reads the named tensors of `tensors`."""
+        return self.infer(shape)
 
     # --- construction -----------------------------------------------------------------
     @classmethod

@@ -25,7 +25,7 @@ from ...language.expressions import PYTHON_CONSTANTS, unparse
 from ..runtime_source import combinator_class, runtime_names
 from .names import CONSTRUCTOR_LOCALS, PythonNames
 from .pyformat import BODY_INDENT, Call, List, flat, lines, sum_lines
-from .values import CodegenError, collect, constructor
+from .values import CodegenError, collect, constructor, py_value
 
 
 class Module(Protocol):
@@ -182,7 +182,11 @@ class BlockWriter:
         """The layer's constructor, and the state after it, from its op's facts."""
         model = LAYERS[call.op]
         exprs = match_arguments(call, model.signature(), model.required())
-        args = {name: self.py(e, state) for name, e in exprs.items()}
+        words = model.words()
+        args = {
+            name: py_value(e.id) if name in words and isinstance(e, ir.Name) else self.py(e, state)
+            for name, e in exprs.items()
+        }
         after = model.output(args, state.channels, state.image)
         if after is None:
             raise self.fail(f"'{call.op}' (it needs the height and width)", call.pos)

@@ -30,6 +30,7 @@ from ...language.expressions import OpRef
 from ...version import __version__
 from ..runtime_source import combinator_class, runtime_names, runtime_source
 from .blocks import BlockClass, BlockWriter
+from .forward import forward_lines
 from .names import PythonNames
 from .network_args import Written, parameters, substitute
 from .pyformat import BODY_INDENT, Call, List, lines
@@ -143,10 +144,11 @@ class _Generator:
         graph = self.graph
         stages, params = substitute(self.written(), parameters(doc, self.written_for))
         pad = " " * BODY_INDENT
-        init, forward = [], [f"{pad}# {_batch_shape(graph.input_shape)}"]
+        init = []
         for (name, tree), (_, node) in zip(stages, graph.root.children):
+            if node.kind == "seq" and not node.children and graph.reads_tensors:
+                continue  # a stage that only joins or names tensors holds no module
             init.extend(lines(tree, BODY_INDENT, f"self.{name} = "))
-            forward.append(f"{pad}x = self.{name}(x)  # {_batch_shape(node.out_shape)}")
         if graph.recipe.init == "xavier":  # as `cnnspec.compile` initialises it
             init.append(f"{pad}{self.runtime_class('init_xavier')}(self)")
         heads = isinstance(graph.output_shape[0], tuple)
@@ -156,7 +158,7 @@ class _Generator:
             f"{graph.params:,} parameters.",
             "params": "".join(f", {p.name}: int = {p.default}" for p in params),
             "init": init,
-            "forward": forward,
+            "forward": forward_lines(graph),
             "returns": "tuple[torch.Tensor, ...]" if heads else "torch.Tensor",
         }
 
@@ -182,13 +184,6 @@ def _is_default(default: ir.Node, value) -> bool:
 
 def _shape(shape) -> str:
     return " x ".join(str(d) for d in shape)
-
-
-def _batch_shape(shape) -> str:
-    """`N x 64 x 24 x 24`, or one such per head."""
-    if shape and isinstance(shape[0], tuple):
-        return "(" + ", ".join(_batch_shape(s) for s in shape) + ")"
-    return f"N x {_shape(shape)}"
 
 
 @cache

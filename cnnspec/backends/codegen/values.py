@@ -26,6 +26,8 @@ def py_value(value) -> str:
     if isinstance(value, tuple):
         inner = ", ".join(py_value(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, str):  # a word argument (`mode="bilinear"`), quoted as ruff does
+        return json.dumps(value)
     if isinstance(value, float) and not math.isfinite(value):
         return f"float({str(value)!r})"  # inf and nan have no literal
     return repr(value)
