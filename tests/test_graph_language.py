@@ -219,3 +219,35 @@ def test_training_a_network_that_returns_maps_is_refused_before_any_work(tmp_pat
     err = capsys.readouterr().err
     assert f"{spec}:1:9: Seg returns 10x28x28; cnnspec train fits class scores" in err
     assert "Traceback" not in err and not (tmp_path / "r").exists()
+
+
+def d2l_bilinear_kernel(in_channels, out_channels, kernel_size):
+    """d2l 14.10's `bilinear_kernel`, as the book writes it."""
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    og = (torch.arange(kernel_size).reshape(-1, 1), torch.arange(kernel_size).reshape(1, -1))
+    filt = (1 - torch.abs(og[0] - center) / factor) * (1 - torch.abs(og[1] - center) / factor)
+    weight = torch.zeros((in_channels, out_channels, kernel_size, kernel_size))
+    weight[range(in_channels), range(out_channels), :, :] = filt
+    return weight
+
+
+@pytest.mark.parametrize("k", [4, 5, 64])
+def test_a_bilinear_transposed_convolution_starts_as_d2l_s(k, tmp_path):
+    text = (
+        f"network T(input=3x4x4, classes=3):\n    s: conv_transpose(3, k={k}, s=2, init=bilinear)\n"
+    )
+    spec = check_all_backends(text, tmp_path, f"bilinear{k}")
+    for net in (spec.build(), _generated(spec, tmp_path, k)):
+        torch.testing.assert_close(net.s.weight.detach(), d2l_bilinear_kernel(3, 3, k))
+
+
+def _generated(spec, tmp_path, k):
+    from conftest import module_from_source
+
+    return module_from_source(spec.codegen(), tmp_path, f"bilinear_gen{k}").T()
+
+
+def test_a_bilinear_transposed_convolution_keeps_each_channel_to_itself():
+    text = "network T(input=3x4x4, classes=3):\n    s: conv_transpose(4, k=4, s=2, init=bilinear)\n"
+    assert "out equal to the input's channels (3)" in error_of(text).message

@@ -201,6 +201,23 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
+class BilinearConvTranspose2d(nn.ConvTranspose2d):
+    """A transposed convolution whose weights start as bilinear upsampling of each channel
+    (d2l's `bilinear_kernel`, as its FCN initialises its last layer)."""
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        channels, _, k, _ = self.weight.shape
+        factor = (k + 1) // 2
+        center = factor - 1 if k % 2 == 1 else factor - 0.5
+        steps = torch.arange(k, dtype=torch.float32)
+        ramp = 1 - torch.abs(steps - center) / factor
+        with torch.no_grad():
+            self.weight.zero_()
+            for c in range(channels):
+                self.weight[c, c] = ramp.reshape(-1, 1) * ramp.reshape(1, -1)
+
+
 class UpsampleLike(nn.Module):
     """Upsample to the height and width of another tensor, read when it runs (FCN and
     DeepLab return to their input's size this way, whatever that size is)."""

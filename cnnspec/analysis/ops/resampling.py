@@ -44,6 +44,8 @@ class ConvTranspose(Layer, op="conv_transpose", module="nn.ConvTranspose2d"):
     groups: PositiveInt = 1
     bias: bool = True
     d: Size = 1
+    # bilinear: weights that upsample each channel bilinearly, as d2l's FCN starts from
+    init: Literal["default", "bilinear"] = "default"
 
     resizes = True  # it grows the image: no fixed stride a shortcut could step by
     torch_names = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation"}
@@ -80,10 +82,22 @@ class ConvTranspose(Layer, op="conv_transpose", module="nn.ConvTranspose2d"):
         params = c_in * per_input + (self.out if self.bias else 0)
         return Inferred((self.out, *sizes), params, c_in * h * w * per_input)
 
+    def infer_reading(self, shape: Shape, tensors: Mapping[str, Shape]) -> Inferred:
+        inferred = self.infer(shape)
+        if self.init == "bilinear" and (shape[0] != self.out or self.groups != 1):
+            raise ShapeError(
+                "conv_transpose init=bilinear upsamples each channel by itself: it needs "
+                f"out equal to the input's channels ({shape[0]}) and groups=1"
+            )
+        return inferred
+
     @classmethod
     def constructor(cls, args: Mapping[str, T], channels: T, image: bool) -> ModuleCall:
-        plain = super().constructor({k: v for k, v in args.items() if k != "out"}, channels, image)
-        return ModuleCall(cls.module, (channels, args["out"]), plain.kwargs)
+        rest = {k: v for k, v in args.items() if k not in ("out", "init")}
+        plain = super().constructor(rest, channels, image)
+        bilinear = args.get("init") in ("bilinear", '"bilinear"')  # a value, or its source
+        module = "BilinearConvTranspose2d" if bilinear else cls.module
+        return ModuleCall(module, (channels, args["out"]), plain.kwargs)
 
     @classmethod
     def output(cls, args: Mapping[str, T], channels: T, image: bool) -> tuple[T, bool]:
