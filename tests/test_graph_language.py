@@ -1,6 +1,8 @@
 """Networks as graphs of named tensors: stages read earlier stages by name, join them,
 size layers after them, and return several of them; every backend follows the graph."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -102,7 +104,7 @@ def test_the_summary_says_what_each_stage_reads():
 
 def test_the_picture_draws_skips_and_every_output():
     dot = to_dot(cnnspec.load(PYRAMID).graph)
-    assert dot.count('style="dashed"') >= 3  # c2 -> lat2, c2 -> (via lat2) td2, lat2 -> td2
+    assert dot.count('style="dashed"') == 2  # c2 -> lat2 and c3 -> lat3 skip the stage above
     assert 'style="dotted"' in dot  # upsample reads lat2's size
     assert '"td2\\n4x16x16"' in dot and '"lat3\\n4x8x8"' in dot
 
@@ -160,7 +162,7 @@ def _yaml(text: str) -> str:
                 "        upsample(like=a)",
                 "        identity",
             ],
-            "reads a named tensor, which only a stage's own layers can",
+            "reads a named tensor, which only the layers of a stage or of a block's named line",
             (5, 27),
         ),
         # upsample told its size two ways
@@ -186,7 +188,7 @@ def test_a_reading_layer_inside_a_block_is_refused():
     text = (
         "block b():\n    upsample(like=input)\n\nnetwork T(input=4x8x8, classes=10):\n    s: b()\n"
     )
-    assert "only a stage's own layers can" in error_of(text).message
+    assert "only the layers of a stage or of a block's named line can" in error_of(text).message
 
 
 def test_a_stage_named_like_a_layer_is_still_read_by_joins(tmp_path):
@@ -251,3 +253,148 @@ def _generated(spec, tmp_path, k):
 def test_a_bilinear_transposed_convolution_keeps_each_channel_to_itself():
     text = "network T(input=3x4x4, classes=3):\n    s: conv_transpose(4, k=4, s=2, init=bilinear)\n"
     assert "out equal to the input's channels (3)" in error_of(text).message
+
+
+# --- blocks of named lines ----------------------------------------------------------------
+
+SE_RESIDUAL = """\
+block se_res(c):
+    main: conv(c, k=3, p=1) batchnorm relu conv(c, k=3, p=1) batchnorm
+    gate: main gap conv(c // 4, k=1) relu conv(c, k=1) sigmoid
+    scaled: mul(main, gate)
+    out: add(scaled, input) relu
+
+network T(input=8x16x16, classes=10):
+    s1: se_res(8) se_res(8)
+    head: gap flatten linear(classes)
+"""
+
+
+def test_a_block_of_named_lines_is_a_class_whose_forward_reads_as_its_lines(tmp_path):
+    spec = check_all_backends(SE_RESIDUAL, tmp_path, "se_res")
+    source = spec.codegen()
+    cls = source[source.index("class SeRes(nn.Module)") : source.index("class T(")]
+    forward = cls[cls.index("def forward") :]
+    assert [line.strip() for line in forward.splitlines()[1:] if line.strip()] == [
+        "main = self.main(x)",
+        "gate = self.gate(main)",
+        "scaled = main * gate",
+        "out = scaled + x",
+        "out = self.out(out)",
+        "return out",
+    ]
+    assert "self.out_channels = c" in cls
+    assert_yaml_round_trip(spec)
+    rows = {r["path"]: r for r in spec.to_dict()["blocks"]}
+    assert rows["s1.0.gate"]["sources"] == ["main"] and rows["s1.0.out"]["join"] == "add"
+
+
+def test_a_block_of_named_lines_computes_what_it_says():
+    net = cnnspec.compile(SE_RESIDUAL, init="default").eval()
+    x = torch.randn(2, 8, 16, 16)
+    block = net.s1[0]
+    main = block.main(x)
+    want = torch.relu(main * block.gate(main) + x)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), want)
+
+
+def test_a_block_of_named_lines_sized_by_its_input_is_written_in_place(tmp_path):
+    """A line that reads H cannot be one generic class: each use is written with its
+    concrete sizes, as a GraphNetwork, and still equals the build."""
+    text = (
+        "block pool_back():\n"
+        "    pooled: avgpool(H) conv(C, k=1) relu upsample(like=input, mode=bilinear)\n"
+        "    out: add(pooled, input) conv(4, k=3, p=1)\n\n"
+        "network T(input=3x16x16, classes=10):\n"
+        "    s1: conv(8, k=3, p=1) pool_back()\n"
+        "    head: gap flatten linear(classes)\n"
+    )
+    spec = check_all_backends(text, tmp_path, "pool_back")
+    assert "GraphNetwork(" in spec.codegen() and "class PoolBack" not in spec.codegen()
+
+
+@pytest.mark.parametrize(
+    "body, message, where",
+    [
+        (["a: conv(4, k=1)", "relu"], "name this line (name: ...)", (3, 5)),
+        (["a: conv(4, k=1)", "a: relu"], "line 'a' is named twice", (3, 5)),
+        (
+            ["a: b relu", "b: conv(4, k=1)"],
+            "'b' is read before it is made: line b is at 3:5",
+            (2, 8),
+        ),
+        (["a: conv(4, k=1)", "b: input relu"], "line 'a' is read by no line", (2, 5)),
+        (["input: relu"], "'input' names the block's input", (2, 5)),
+        (["a: relu", "b: add(a, input, c)"], "unknown tensor 'c'", (3, 22)),
+    ],
+)
+def test_named_line_errors_point_at_the_line(body, message, where):
+    text = (
+        "block blk():\n" + "".join(f"    {line}\n" for line in body) + "\n"
+        "network T(input=4x8x8, classes=10):\n    s: blk()\n"
+    )
+    err = error_of(text)
+    assert message in err.message
+    assert err.pos == where
+
+
+def test_a_named_line_outside_a_block_body_is_refused():
+    text = "network T(input=4x8x8, classes=10):\n    s:\n        a: relu\n"
+    assert "stands only among the lines of a block's body" in error_of(text).message
+
+
+def test_c_in_is_the_block_s_input_where_c_is_the_branch_s(tmp_path):
+    """Inside a branch, C is what the branch's layer receives; C_in is the block's input,
+    in the live build and in the generated class alike."""
+    text = (
+        "block widen(c):\n"
+        "    concat:\n"
+        "        a: conv(c, k=1) conv(C * 2, k=1)\n"
+        "        b: conv(C_in * 2, k=1)\n\n"
+        "network T(input=3x8x8, classes=10):\n"
+        "    s: widen(4) widen(5)\n"
+        "    head: gap flatten linear(classes)\n"
+    )
+    spec = check_all_backends(text, tmp_path, "c_in")
+    outs = [r["output_shape"][0] for r in spec.layers if r["op"] == "conv"]
+    assert outs == [4, 8, 6, 5, 10, 28]  # C_in: 3 into the first widen, 14 into the second
+    assert "nn.Conv2d(in_channels, in_channels * 2, kernel_size=1)" in spec.codegen()
+
+
+def _readme_block(after: str, fence: str = "```") -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index(fence, readme.index(after)) + len(fence)
+    start = readme.index("\n", start) + 1
+    return readme[start : readme.index("```", start)]
+
+
+def test_the_readme_s_pyramid_is_what_cnnspec_generates():
+    spec = cnnspec.load(_readme_block("A feature\npyramid:"))
+    assert spec.output_shape == ((64, 56, 56), (64, 28, 28))
+    shown = _readme_block("as torchvision's models read:").strip("\n")
+    source = spec.codegen()
+    forward = source[source.rindex("    def forward") :].rstrip("\n")
+    assert forward == shown
+
+
+def test_the_readme_s_block_of_named_lines_is_the_tested_one():
+    assert _readme_block("squeeze-and-excitation block:") in SE_RESIDUAL
+
+
+def test_pad_to_a_named_tensor_evens_an_odd_size(tmp_path):
+    """The padded U-Net's upsampled map comes out a pixel short of an odd-sized skip;
+    `pad(like=)` pads it evenly, the odd pixel after, as milesial's Pytorch-UNet does."""
+    text = (
+        "network T(input=1x11x11, classes=2):\n"
+        "    e1: conv(2, k=3, p=1)\n"
+        "    up: maxpool(2) conv_transpose(2, k=2, s=2) pad(like=e1)\n"
+        "    d: concat(e1, up) conv(classes, k=1)\n"
+    )
+    spec = check_all_backends(text, tmp_path, "pad_like")
+    assert {r["path"]: r["output_shape"] for r in spec.layers}["up.2"] == [2, 11, 11]
+    net = spec.build().eval()
+    x = torch.randn(1, 1, 11, 11)
+    with torch.no_grad():
+        short = net.up[1](net.up[0](net.e1(x)))
+        torch.testing.assert_close(net.up[2](short, x), F.pad(short, [0, 1, 0, 1]))

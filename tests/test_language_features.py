@@ -300,3 +300,109 @@ def test_where_a_branch_cannot_be_optional_the_error_says_so(body, message, line
         cnnspec.load(text)
     assert message in info.value.message
     assert info.value.pos[0] == line
+
+
+# --- ceil, log and pow: EfficientNet's depth scaling, RegNet's width generator -----------
+
+FUNCTION_SPEC = """\
+block stack(c, n, depth=1.2):
+    (conv(c, k=3, p=1) relu) * (ceil(n * depth))
+    conv(int(pow(2, round(log(c, 2)))), k=1)
+
+network T(input=3x8x8, classes=10):
+    s: stack(6, 3) stack(12, 2)
+    head: gap flatten linear(classes)
+"""
+
+
+def test_ceil_log_and_pow_size_layers_in_spec_and_generated_code(tmp_path):
+    from conftest import check_all_backends
+
+    spec = check_all_backends(FUNCTION_SPEC, tmp_path, "functions")
+    convs = [r["output_shape"][0] for r in spec.layers if r["op"] == "conv"]
+    # ceil(3 * 1.2) = 4 and ceil(2 * 1.2) = 3 convs; 2 ** round(log2(6)) = 8, of 12: 16
+    assert convs == [6, 6, 6, 6, 8, 12, 12, 12, 16]
+    source = spec.codegen()
+    assert "import math" in source and "range(ceil(n * depth))" in source
+
+
+@pytest.mark.parametrize(
+    "expr, message",
+    [
+        ("log(0)", "log needs x > 0"),
+        ("log(8, 1)", "a base > 0 other than 1"),
+        ("pow(0, -1)", "has no value"),
+        ("pow(10, 400)", "out of range"),
+        ("ceil(1, 2)", "ceil takes at most 1 arguments"),
+    ],
+)
+def test_ceil_log_and_pow_refuse_what_has_no_value(expr, message):
+    from conftest import error_of
+
+    err = error_of(f"network T(input=3x8x8, classes=10):\n    s: conv(int({expr}), k=1)\n")
+    assert message in err.message and err.pos[0] == 2
+
+
+# --- for over a table's rows -----------------------------------------------------------
+
+TABLE_SPEC = """\
+block inverted(c, s=1, t=6):
+    if s == 1 and c == C:
+        add: conv(C_in * t, k=1) batchnorm relu6 conv(C_in * t, k=3, p=1, groups=C_in * t) \\
+            batchnorm relu6 conv(c, k=1) batchnorm
+    else:
+        conv(C_in * t, k=1) batchnorm relu6 conv(C_in * t, k=3, s=s, p=1, groups=C_in * t) \\
+            batchnorm relu6 conv(c, k=1) batchnorm
+
+block body(width=1.0):
+    for (t, c, n, s) in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2)]:
+        inverted(make_divisible(c * width), s, t)
+        (inverted(make_divisible(c * width), 1, t)) * (n - 1)
+
+network M(input=3x32x32, classes=10):
+    stem: conv(32, k=3, s=2, p=1) batchnorm relu6
+    features: body() body(0.5)
+    head: gap flatten linear(classes)
+"""
+
+
+def test_a_for_gives_its_body_once_per_row(tmp_path):
+    spec = check_all_backends(TABLE_SPEC, tmp_path, "table")
+    calls = [r for r in spec.to_dict()["blocks"] if r["label"] == "inverted"]
+    # 1 + 2 + 3 inverted blocks per body, twice
+    assert len(calls) == 12
+    widths = [c["output_shape"][0] for c in calls]
+    assert widths == [16, 24, 24, 32, 32, 32, 8, 16, 16, 16, 16, 16]
+    assert "for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2)):" in spec.codegen()
+    assert cnnspec.load(to_yaml(spec.ir), format="yaml").ir == spec.ir
+
+
+@pytest.mark.parametrize(
+    "loop, message",
+    [
+        ("for (a, b) in [(1, 2), (3,)]:", "each row of this table gives 2 values (a, b), got (3)"),
+        ("for (a, b) in 4:", "for needs a table of rows, got 4"),
+        ("for (a, a) in [(1, 2)]:", "names each of its values once"),
+        ("for (C, b) in [(1, 2)]:", "for 'C' is reserved"),
+    ],
+)
+def test_a_for_s_table_errors_are_positioned(loop, message):
+    from conftest import error_of
+
+    text = (
+        f"block b():\n    {loop}\n        relu\n\nnetwork T(input=3x8x8, classes=10):\n    s: b()\n"
+    )
+    err = error_of(text)
+    assert message in err.message and err.pos[0] == 2
+
+
+def test_a_repeat_index_named_like_a_local_of_the_writer_loses_no_layer(tmp_path):
+    """The index `layers2` once shared its name with a list the writer made for the
+    second repeat, which dropped that repeat's layers from the generated class."""
+    text = net(
+        "b(4)",
+        blocks="block b(c):\n    (relu) * 2\n    (conv(c + layers2, k=1)) * 2 as layers2\n",
+        input="3x8x8",
+    )
+    spec = check_all_backends(text, tmp_path, "index_names")
+    assert len(spec.layers) == 4

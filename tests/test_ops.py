@@ -156,6 +156,7 @@ REFERENCE = {
     ),
     "upsample": lambda x, m: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False),
     "crop": lambda x, m: x[..., 2:6, 2:5],
+    "pad": lambda x, m: F.pad(x, [1, 1, 1, 1]),
     "pixel_shuffle": lambda x, m: (
         x.reshape(x.shape[0], 2, 2, 2, 3, 4).permute(0, 1, 4, 2, 5, 3).reshape(x.shape[0], 2, 6, 8)
     ),

@@ -48,6 +48,8 @@ class Node:
     # the tensors its join combines), and the join (concat, add or mul) when several.
     sources: tuple[str, ...] = ()
     join: str | None = None
+    # kind == "graph" (lines that name their outputs): the names of the tensors it returns
+    outputs: tuple[str, ...] = ()
 
     @property
     def is_layer(self) -> bool:
@@ -60,7 +62,7 @@ class Node:
 
 def child_path(parent: Node, parent_path: str, name: str) -> str:
     """The module path of `parent`'s child called `name`."""
-    inner = name if parent.kind == "seq" else f"branches.{name}"  # a combinator's
+    inner = name if parent.kind in ("seq", "graph") else f"branches.{name}"  # a combinator's
     return f"{parent_path}.{inner}" if parent_path else inner
 
 
@@ -84,18 +86,18 @@ class Graph:
     name: str
     input_shape: Shape
     classes: int
-    root: Node  # a "seq" of the stages
+    root: Node  # a "seq" of the stages, or a "graph" where they read named tensors
     recipe: Recipe
-    # The tensors returned, in order, when the network names them (`outputs: p2, p3`).
-    outputs: tuple[str, ...] = ()
 
     @property
     def reads_tensors(self) -> bool:
-        """Whether any stage reads a tensor other than the previous stage's output: such a
-        network runs as a graph of named tensors, not as a sequence of stages."""
-        return bool(self.outputs) or any(
-            stage.sources or stage_readers(stage) for _, stage in self.root.children
-        )
+        """Whether a stage reads a tensor other than the previous stage's output, or the
+        network names its outputs: it then runs as a graph of named tensors."""
+        return self.root.kind == "graph"
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.root.outputs
 
     @property
     def output_shape(self) -> Output:
@@ -110,14 +112,7 @@ class Graph:
         return self.root.macs
 
     def steps(self) -> list[Step]:
-        """The stages as steps of a graph of named tensors, in forward order: what each
-        reads first (the stage before, unless it names its sources) and how it joins them."""
-        steps, previous = [], INPUT
-        for name, stage in self.root.children:
-            sources = stage.sources or (previous,)
-            steps.append(Step(name, sources, stage.join, stage_readers(stage), stage))
-            previous = name
-        return steps
+        return steps(self.root)
 
     @property
     def returns(self) -> tuple[str, ...]:
@@ -156,6 +151,17 @@ class Flow:
     def origin(self) -> str:
         where = f" at {self.pos[0]}:{self.pos[1]}" if self.pos[0] else ""
         return f"{self.made_by}{where}"
+
+
+def steps(node: Node) -> list[Step]:
+    """A graph node's lines as steps, in forward order: what each reads first (the line
+    before, unless it names its sources) and how it joins them."""
+    found, previous = [], INPUT
+    for name, line in node.children:
+        sources = line.sources or (previous,)
+        found.append(Step(name, sources, line.join, stage_readers(line), line))
+        previous = name
+    return found
 
 
 def stage_readers(stage: Node) -> tuple[tuple[int, tuple[str, ...]], ...]:

@@ -20,9 +20,9 @@ from ..language.expressions import OpRef, Value, describe, evaluate, truth
 from ..limits import DEFAULT, Limits
 from .binding import match_arguments
 from .combinators import combine
-from .graph import Flow, Graph, Node, Output, Shape, describe_output, group
+from .graph import Flow, Graph, Node, Output, Shape, describe_output, group, stage_readers
 from .ops import LAYERS, Layer, fmt
-from .resolve import OP_VALUES, SHAPE_NAMES, builtin_blocks, names_in, resolve
+from .resolve import INPUT_NAMES, OP_VALUES, SHAPE_NAMES, builtin_blocks, names_in, resolve
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,10 @@ class _Inference:
         # The network's named tensors made so far, and where each stage is written; a layer
         # may read them (`like=`) only at a stage's own level, where `nested` is 0.
         self.tensors: dict[str, _Tensor] = {}
-        self.stage_at: dict[str, Pos] = {}
+        self.line_at: dict[str, Pos] = {}
         self.read: set[str] = set()
         self.nested = 0
+        self.what = "stage"  # what the lines being walked are: stages, or a block's lines
 
     # --- the network ------------------------------------------------------------------
     def network(self, doc: ir.Document) -> Graph:
@@ -76,42 +77,60 @@ class _Inference:
             )
         self._check_dims(shape, net.keypos.get("input", net.pos))
         self.activation_count = prod(shape)  # the input is held too
-        env: dict[str, Value] = {"classes": net.classes}
+        env: dict[str, Value] = {"classes": net.classes, **_input_names(shape)}
         for kw in net.params:  # each may read those before it
             env[kw.name] = evaluate(kw.value, {**OP_VALUES, **env})
-        flow = Flow(shape)
-        self.tensors = {ir.INPUT: _Tensor(shape, "the network input", (0, 0))}
-        self.stage_at = {stage.name: stage.pos for stage in net.stages}
-        stages, previous = [], ir.INPUT
-        for stage in net.stages:
-            body, sources, join, flow = self.stage_start(stage, previous, flow, env)
-            node, flow = self.sequence(body, flow, env, stage.name, stage.pos)
-            if sources:
-                node = replace(node, sources=sources, join=join)
-            stages.append((stage.name, node))
-            self.tensors[stage.name] = _Tensor(flow.shape, f"stage {stage.name}", stage.pos)
-            previous = stage.name
-        outputs = tuple(name.id for name in net.outputs)
-        out_shape = self.outputs(net, previous)
-        self._all_read(net, outputs or (previous,))
-        root = group("seq", net.name, shape, stages, net.pos, out_shape=out_shape)
-        return Graph(net.name, shape, net.classes, root, doc.train, outputs)
+        lines = [(stage.name, stage.body, stage.pos) for stage in net.stages]
+        root = self.graph_body(lines, Flow(shape), env, net.name, net.pos, "stage", net.outputs)
+        if not net.outputs and not any(
+            node.sources or stage_readers(node) for _, node in root.children
+        ):
+            root = replace(root, kind="seq", outputs=())  # stages in sequence, as before
+        return Graph(net.name, shape, net.classes, root, doc.train)
 
     # --- named tensors --------------------------------------------------------------------
-    def stage_start(self, stage: ir.Stage, previous: str, flow: Flow, env):
-        """The body left after what the stage starts from, the names it starts from (none
-        for the stage before), the join that combines them, and the flow they give."""
-        first = stage.body[0] if stage.body else None
+    def graph_body(self, lines, flow: Flow, env, label: str, pos: Pos, what: str, outputs=()):
+        """Lines that name their outputs (a network's stages, a block's named lines), each
+        starting from the line before or from the tensors it names: a "graph" node whose
+        children are the lines, returning `outputs` (by default the last line)."""
+        saved = (self.tensors, self.line_at, self.read, self.nested, self.what)
+        made_by = "the network input" if what == "stage" else "the block's input"
+        self.tensors = {ir.INPUT: _Tensor(flow.shape, made_by, (0, 0))}
+        self.line_at = {name: at for name, _, at in lines}
+        self.read, self.nested, self.what = set(), 0, what
+        start = flow.shape
+        try:
+            children, previous = [], ir.INPUT
+            for name, body, at in lines:
+                body, sources, join, flow = self.line_start(body, previous, flow, env)
+                node, flow = self.sequence(body, flow, env, name, at)
+                if sources:
+                    node = replace(node, sources=sources, join=join)
+                children.append((name, node))
+                self.tensors[name] = _Tensor(flow.shape, f"{what} {name}", at)
+                previous = name
+            returned = tuple(n.id for n in outputs) or (previous,)
+            out_shape = self.outputs(outputs, previous)
+            self._all_read(lines, returned)
+        finally:
+            self.tensors, self.line_at, self.read, self.nested, self.what = saved
+        node = group("graph", label, start, children, pos, out_shape=out_shape)
+        return replace(node, outputs=returned)
+
+    def line_start(self, body, previous: str, flow: Flow, env):
+        """The body left after what the line starts from, the names it starts from (none
+        for the line before), the join that combines them, and the flow they give."""
+        first = body[0] if body else None
         if isinstance(first, ir.Join):
             shape = self.join(first)
             flow = Flow(shape, f"{first.op}({', '.join(n.id for n in first.inputs)})", first.pos)
-            return stage.body[1:], tuple(n.id for n in first.inputs), first.op, flow
+            return body[1:], tuple(n.id for n in first.inputs), first.op, flow
         if self.is_tensor(first, env):
             tensor = self.tensor(first.op, first.pos)
             self._no_heads(first.op, tensor, first.pos)
-            return stage.body[1:], (first.op,), None, Flow(tensor.shape, tensor.made_by, tensor.pos)
+            return body[1:], (first.op,), None, Flow(tensor.shape, tensor.made_by, tensor.pos)
         self.read.add(previous)
-        return stage.body, (), None, flow
+        return body, (), None, flow
 
     def is_tensor(self, item, env) -> bool:
         """A bare name first in a stage that names a tensor, not a layer or a block."""
@@ -122,7 +141,7 @@ class _Inference:
             and item.op not in LAYERS
             and item.op not in self.blocks
             and item.op not in env
-            and (item.op in self.tensors or item.op in self.stage_at)
+            and (item.op in self.tensors or item.op in self.line_at)
         )
 
     def tensor(self, name: str, pos: Pos) -> _Tensor:
@@ -130,16 +149,17 @@ class _Inference:
         if name in self.tensors:
             self.read.add(name)
             return self.tensors[name]
-        if name in self.stage_at:
-            line, col = self.stage_at[name]
+        what = self.what
+        if name in self.line_at:
+            line, col = self.line_at[name]
             raise SpecError(
-                f"'{name}' is read before it is made: stage {name} is at {line}:{col}, and a "
-                "stage reads only tensors made above it",
+                f"'{name}' is read before it is made: {what} {name} is at {line}:{col}, and a "
+                f"{what} reads only tensors made above it",
                 pos,
             )
         raise SpecError(
             f"unknown tensor '{name}'{did_you_mean(name, self.tensors)} (the tensors are "
-            f"{ir.INPUT} and the stages above)",
+            f"{ir.INPUT} and the {what}s above)",
             pos,
         )
 
@@ -186,38 +206,40 @@ class _Inference:
         self.activation_count += prod(out)
         return out
 
-    def outputs(self, net: ir.Network, last: str) -> Output:
-        if not net.outputs:
+    def outputs(self, outputs, last: str) -> Output:
+        if not outputs:
             return self.tensors[last].shape
         seen: dict[str, Pos] = {}
-        for name in net.outputs:
+        for name in outputs:
             if name.id in seen:
                 line, col = seen[name.id]
                 raise SpecError(f"'{name.id}' is an output twice (first at {line}:{col})", name.pos)
             seen[name.id] = name.pos
             self._no_heads(name.id, self.tensor(name.id, name.pos), name.pos)
-        shapes = tuple(self.tensors[name.id].shape for name in net.outputs)
+        shapes = tuple(self.tensors[name.id].shape for name in outputs)
         return shapes if len(shapes) > 1 else shapes[0]
 
-    def _all_read(self, net: ir.Network, outputs: tuple[str, ...]) -> None:
-        """Every stage's output is read by a later stage or returned: one that is not is
-        most often a wrong name."""
-        for stage in net.stages:
-            if stage.name not in self.read and stage.name not in outputs:
+    def _all_read(self, lines, returned: tuple[str, ...]) -> None:
+        """Every line's output is read by a later line or returned: one that is not is most
+        often a wrong name."""
+        what = self.what
+        for name, _, at in lines:
+            if name not in self.read and name not in returned:
+                fix = "list it in outputs:" if what == "stage" else "make it the last line"
                 raise SpecError(
-                    f"stage '{stage.name}' is read by no stage and is not an output; read it, "
-                    "list it in outputs:, or remove it",
-                    stage.pos,
+                    f"{what} '{name}' is read by no {what} and is not an output; read it, "
+                    f"{fix}, or remove it",
+                    at,
                 )
 
     def read_tensor(self, call: ir.Call, name: str, expr: ir.Node) -> str:
         """An argument that names a tensor (`like=lat4`), checked where it is read."""
         if not isinstance(expr, ir.Name):
             raise SpecError(f"{call.op} {name}= takes the name of a tensor", expr.pos)
-        if self.nested or not self.stage_at:
+        if self.nested or not self.line_at:
             raise SpecError(
-                f"{call.op} {name}={expr.id} reads a named tensor, which only a stage's own "
-                "layers can (not those inside a block or a combinator's branches)",
+                f"{call.op} {name}={expr.id} reads a named tensor, which only the layers of a "
+                "stage or of a block's named line can (not those in a branch or a block below)",
                 expr.pos,
             )
         self.tensor(expr.id, expr.pos)
@@ -249,6 +271,12 @@ class _Inference:
                 for inner in item.body:
                     flow = self.item(inner, flow, scope, out)
             return flow
+        if isinstance(item, ir.For):
+            for row in self.table_rows(item, env):
+                scope = {**env, **row}
+                for inner in item.body:
+                    flow = self.item(inner, flow, scope, out)
+            return flow
         if isinstance(item, ir.If):
             scope = self._shape_scope(env, flow.shape)
             holds = truth(evaluate(item.test, scope), item.test, "a condition")
@@ -261,7 +289,12 @@ class _Inference:
         if isinstance(item, ir.Join):
             raise SpecError(
                 f"{item.op}({', '.join(n.id for n in item.inputs)}) joins named tensors, which "
-                "starts a stage: put it first in a stage of its own",
+                "starts a stage or a named line: put it first in one of its own",
+                item.pos,
+            )
+        if isinstance(item, ir.Line):
+            raise SpecError(
+                f"a named line ({item.name}: ...) stands only among the lines of a block's body",
                 item.pos,
             )
         if isinstance(item, ir.Call):
@@ -311,6 +344,30 @@ class _Inference:
                 item.count.pos,
             )
         return count
+
+    def table_rows(self, item: ir.For, env) -> list[dict[str, Value]]:
+        """A for's rows, each as the values it binds to the for's names."""
+        rows = evaluate(item.rows, env)
+        if not isinstance(rows, tuple):
+            raise SpecError(f"for needs a table of rows, got {describe(rows)}", item.rows.pos)
+        if len(rows) > self.limits.max_repeat:
+            raise LimitError(
+                f"for has {len(rows)} rows, more than the limit of {self.limits.max_repeat}",
+                item.rows.pos,
+            )
+        bound = []
+        for row in rows:
+            if len(item.names) == 1:
+                bound.append({item.names[0]: row})
+                continue
+            if not isinstance(row, tuple) or len(row) != len(item.names):
+                raise SpecError(
+                    f"each row of this table gives {len(item.names)} values "
+                    f"({', '.join(item.names)}), got {describe(row)}",
+                    item.rows.pos,
+                )
+            bound.append(dict(zip(item.names, row)))
+        return bound
 
     def _no_heads_before(self, item, flow: Flow) -> None:
         if flow.shape and isinstance(flow.shape[0], tuple):
@@ -400,14 +457,18 @@ class _Inference:
         if builtin and outer_site is None:
             self.call_site = (call.op, call.pos)
         try:
+            outer = {"classes": env["classes"], **_input_names(flow.shape)}
             for param in block.params:  # defaults are evaluated in the block's own scope
                 if param.name not in values:
                     values[param.name] = evaluate(
-                        param.default,
-                        self._shape_scope({"classes": env["classes"], **values}, flow.shape),
+                        param.default, self._shape_scope({**outer, **values}, flow.shape)
                     )
-            inner = {"classes": env["classes"], **values}
-            node, _ = self.sequence(block.body, flow, inner, call.op, call.pos)
+            inner = {**outer, **values}
+            if any(isinstance(item, ir.Line) for item in block.body):
+                lines = _named_lines(block)
+                node = self.graph_body(lines, flow, inner, call.op, call.pos, "line")
+            else:
+                node, _ = self.sequence(block.body, flow, inner, call.op, call.pos)
         except CnnspecError as err:
             if builtin and err.source is None:
                 raise _at_call_site(err, call) from None
@@ -437,6 +498,27 @@ class _Inference:
         if shape and not isinstance(shape[0], tuple):
             scope.update(zip(SHAPE_NAMES, shape))  # C, H, W (just C for features)
         return scope
+
+
+def _input_names(shape: Output) -> dict[str, Value]:
+    """C_in, H_in, W_in: the shape of the input of the block (or network) being walked."""
+    if shape and isinstance(shape[0], tuple):
+        return {}
+    return dict(zip(INPUT_NAMES, shape))
+
+
+def _named_lines(block: ir.BlockDef) -> list[tuple[str, tuple, Pos]]:
+    """A block body of named lines, each (name, body, position)."""
+    lines = []
+    for item in block.body:
+        if not isinstance(item, ir.Line):
+            raise SpecError(
+                f"name this line (name: ...): in block '{block.name}', whose lines name their "
+                "outputs, every line does",
+                item.pos,
+            )
+        lines.append((item.name, item.body, item.pos))
+    return lines
 
 
 def _word(call: ir.Call, name: str, expr: ir.Node, words: tuple[str, ...], scope) -> str:

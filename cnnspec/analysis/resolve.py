@@ -25,8 +25,20 @@ from .ops import LAYERS
 
 # Names the input shape and the network bind in every argument list.
 SHAPE_NAMES = ("C", "H", "W")
+# ...and the shape of the input of the block being written (of the network, outside one):
+# inside a branch, C is what that branch's layer receives, C_in still the block's input.
+INPUT_NAMES = ("C_in", "H_in", "W_in")
 # ...and the names generated block classes use for their own locals.
-RESERVED_PARAMS = (*SHAPE_NAMES, "classes", "in_channels", "channels", "stride", "layers", "units")
+RESERVED_PARAMS = (
+    *SHAPE_NAMES,
+    *INPUT_NAMES,
+    "classes",
+    "in_channels",
+    "channels",
+    "stride",
+    "layers",
+    "units",
+)
 
 # The layers an expression may name as values, to pass to a block (`act=hardswish`): those
 # that need no arguments.
@@ -91,13 +103,15 @@ def _items(items: tuple) -> Iterator:
     while stack:
         item = stack.pop()
         yield item
-        if isinstance(item, ir.Repeat):
+        if isinstance(item, (ir.Repeat, ir.For)):
             stack.extend(reversed(item.body))
         elif isinstance(item, ir.If):
             stack.extend(reversed((*item.body, *item.orelse)))
         elif isinstance(item, ir.Combinator):
             for branch in reversed(item.branches):
                 stack.extend(reversed(branch.body))
+        elif isinstance(item, ir.Line):
+            stack.extend(reversed(item.body))
 
 
 def _calls(items: tuple) -> Iterator[ir.Call]:
@@ -159,7 +173,8 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
     visible = {**prelude, **own}
     for block in doc.blocks:
         params = {p.name for p in block.params}
-        _check_calls(block.body, block.pos, visible, own, block.name, params)
+        tensors, starts = _block_tensors(block, visible, params)
+        _check_calls(block.body, block.pos, visible, own, block.name, params, tensors, starts)
         _check_names(block, {p.name for p in block.params})
     stages: dict[str, ir.Stage] = {}
     tensors = {ir.INPUT, *(stage.name for stage in doc.network.stages)}
@@ -222,6 +237,28 @@ def names_in(node: ir.Node) -> Iterator[ir.Name]:
             stack.extend(item)
 
 
+def _block_tensors(block: ir.BlockDef, visible, params) -> tuple[set[str], set[int]]:
+    """The tensors a block's named lines make (with its input), and the lines' first items
+    that read one (by id): what each of those lines starts from."""
+    lines = [item for item in block.body if isinstance(item, ir.Line)]
+    if not lines:
+        return set(), set()
+    tensors = {ir.INPUT}
+    for line in lines:
+        check_child_name(line.name, "line", line.pos)
+        if line.name == ir.INPUT:
+            raise SpecError(f"'{ir.INPUT}' names the block's input; choose another", line.pos)
+        if line.name in tensors:
+            raise SpecError(f"line '{line.name}' is named twice in block '{block.name}'", line.pos)
+        tensors.add(line.name)
+    starts = {
+        id(line.body[0])
+        for line in lines
+        if line.body and _names_tensor(line.body[0], tensors - params, visible)
+    }
+    return tensors - params, starts
+
+
 def _names_tensor(item, tensors, visible) -> bool:
     """A bare name, first in a stage, naming a tensor rather than a layer or a block."""
     return (
@@ -235,7 +272,14 @@ def _names_tensor(item, tensors, visible) -> bool:
 
 
 def _check_calls(
-    body, user_pos, visible, own, inside: str | None, own_params=(), tensors=frozenset()
+    body,
+    user_pos,
+    visible,
+    own,
+    inside: str | None,
+    own_params=(),
+    tensors=frozenset(),
+    starts=frozenset(),
 ) -> None:
     for comb in _combinators(body):
         for kw in comb.kwargs:
@@ -244,6 +288,8 @@ def _check_calls(
                 hint = did_you_mean(kw.name, options)
                 raise SpecError(f"{comb.kind} has no option '{kw.name}'{hint}", kw.pos)
     for call in _calls(body):
+        if id(call) in starts:
+            continue  # what a line starts from: inference checks it was made above
         if call.op in own_params and call.op not in LAYERS and call.op not in visible:
             continue  # a parameter holding a layer: checked when the block is called
         if call.op in LAYERS:
@@ -252,8 +298,9 @@ def _check_calls(
             continue
         if call.op in tensors and call.op not in visible:
             raise SpecError(
-                f"'{call.op}' is a tensor, not a layer: a stage reads a tensor as the first "
-                f"thing in its body ({call.op} conv(...)), or joins several (add({call.op}, ...))",
+                f"'{call.op}' is a tensor, not a layer: a stage or a named line reads a tensor "
+                f"as the first thing in it ({call.op} conv(...)), or joins several "
+                f"(add({call.op}, ...))",
                 call.pos,
             )
         if call.op not in visible:
@@ -277,7 +324,7 @@ def _check_names(node: ir.Node, params: set[str]) -> None:
     """Every name an expression reads is a parameter, `classes`, a shape name or the index
     of a repeat around it, and every function it calls is one of the language's, called
     with its arguments. Errors come in the order things are written."""
-    stack: list = [(node, frozenset({*params, "classes", *SHAPE_NAMES, *OP_VALUES}))]
+    stack: list = [(node, frozenset({*params, "classes", *SHAPE_NAMES, *INPUT_NAMES, *OP_VALUES}))]
     while stack:
         item, known = stack.pop()
         if isinstance(item, ir.Name) and item.id not in known:
@@ -303,6 +350,13 @@ def _check_names(node: ir.Node, params: set[str]) -> None:
         if isinstance(item, ir.Repeat) and item.index is not None:
             stack.append((item.body, known | {_index_name(item, known)}))
             stack.append((item.count, known))  # the count cannot see its own index
+        elif isinstance(item, ir.For):
+            where = item.keypos.get("names", item.pos)
+            names = {_fresh_name(n, "for", where, known) for n in item.names}
+            if len(names) < len(item.names):
+                raise SpecError("a for names each of its values once", where)
+            stack.append((item.body, known | names))
+            stack.append((item.rows, known))  # the rows cannot see the names they bind
         elif isinstance(item, ir.Node):
             fields = [
                 getattr(item, f) for f in type(item).model_fields if f not in ir.METADATA_KEYS
@@ -314,9 +368,12 @@ def _check_names(node: ir.Node, params: set[str]) -> None:
 
 def _index_name(repeat: ir.Repeat, known: frozenset[str]) -> str:
     """A repeat's index: a fresh name, since it becomes a loop variable in block classes."""
-    name, pos = repeat.index, repeat.keypos.get("index", repeat.pos)
-    check_identifier(name, "repeat index", pos)
+    return _fresh_name(repeat.index, "repeat index", repeat.keypos.get("index", repeat.pos), known)
+
+
+def _fresh_name(name: str, what: str, pos, known: frozenset[str]) -> str:
+    check_identifier(name, what, pos)
     if name in RESERVED_PARAMS or name in known:
-        what = "is reserved" if name in RESERVED_PARAMS else "is already a name here"
-        raise SpecError(f"repeat index '{name}' {what}; choose another", pos)
+        why = "is reserved" if name in RESERVED_PARAMS else "is already a name here"
+        raise SpecError(f"{what} '{name}' {why}; choose another", pos)
     return name

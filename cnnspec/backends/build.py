@@ -14,7 +14,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..analysis.graph import Graph, Node
+from ..analysis.graph import Graph, Node, steps
 from ..analysis.ops import ModuleCall
 from ..errors import CnnspecError
 from . import runtime
@@ -41,18 +41,24 @@ def _module(node: Node) -> nn.Module:
     children = OrderedDict((name, _module(child)) for name, child in node.children)
     if node.kind == "seq":
         return nn.Sequential(children)
+    if node.kind == "graph":
+        return runtime.GraphNetwork(node.label, children, graph_steps(node), node.outputs)
     extra = () if node.shortcut is None else (_module(node.shortcut),)
     scale = {} if node.scale is None else {"scale": node.scale, "channels": node.out_shape[0]}
     return module_class(combinator_class(node.kind))(dict(children), *extra, **scale)
 
 
+def graph_steps(node: Node) -> dict:
+    """What GraphNetwork needs of each line: its sources, its join, its reading layers."""
+    return {s.name: (s.sources, s.join, s.readers) for s in steps(node)}
+
+
 def build(graph: Graph, init: str | None = None) -> nn.Module:
     """The graph as a module; `init` defaults to the spec's recipe ("xavier" or "default")."""
-    stages = {name: _module(node) for name, node in graph.root.children}
     if graph.reads_tensors:
-        steps = {s.name: (s.sources, s.join, s.readers) for s in graph.steps()}
-        net = runtime.GraphNetwork(graph.name, stages, steps, graph.returns)
+        net = _module(graph.root)
     else:
+        stages = {name: _module(node) for name, node in graph.root.children}
         net = runtime.Network(graph.name, stages)
     if (init or graph.recipe.init) == "xavier":
         runtime.init_xavier(net)

@@ -15,7 +15,7 @@ import html
 import shutil
 import subprocess
 
-from ..analysis.graph import Graph, Node, Output
+from ..analysis.graph import Graph, Node, Output, steps
 from ..language.ir import INPUT
 from .summary import node_text, op_text, shape_text
 
@@ -141,44 +141,58 @@ class _Picture:
         return name
 
     def steps(self, source: str) -> None:
-        """A network of named tensors: each stage a cluster fed by the tensors it reads.
-        An edge from any tensor but the stage just above is a skip, drawn dashed, and so is
-        a tensor a layer reads for its size; each output ends in its own oval."""
-        made = {INPUT: (source, self.graph.input_shape)}
-        previous = INPUT
-        for step in self.graph.steps():
-            self.open_cluster(step.name)
-            skip = {name: {"style": "dashed"} for name in step.sources if name != previous}
-            if step.join is not None:
-                at = self.node(MERGE_LABELS[step.join], shape="circle", fontsize="9")
-                for name in step.sources:
-                    self.edge(made[name][0], at, made[name][1], **skip.get(name, {}))
-                shape = step.node.in_shape
-            else:
-                at, shape = made[step.sources[0]]
-            if step.sources and step.join is None and step.sources[0] != previous:
-                at = self.node(step.sources[0], shape="point")  # where the skip arrives
-                self.edge(made[step.sources[0]][0], at, shape, style="dashed")
-            node = step.node
-            out = at if node.kind == "seq" and not node.children else None
-            if out is None:
-                out = self.item(node, step.name, 0, at, shape)
-            for position, names in step.readers:
-                reader = node if position == -1 else node.children[position][1]
-                for name in names:
-                    tail, size = made[name]
-                    self.edge(tail, self.boxes[id(reader)], size, style="dotted")
-            self.close_cluster()
-            made[step.name], previous = (out, node.out_shape), step.name
+        """A network of named tensors: its stages, then an oval for each output."""
+        made = self.graph_lines(self.graph.root, "", 0, source, self.graph.input_shape, True)
         for name in self.graph.returns:
             tail, size = made[name]
             self.edge(tail, self.node(f"{name}\n{shape_text(size)}", shape="oval"), size)
-        return None
+
+    def graph_lines(
+        self, node: Node, path: str, level: int, at: str, shape: Output, clusters: bool
+    ):
+        """The lines of a graph node (a network's stages, a block's named lines), each fed by
+        the tensors it reads. An edge from any tensor but the line just above is a skip,
+        drawn dashed where it starts the line (both sides of a join are drawn alike: either
+        may be the main path); a tensor a layer reads for its size is dotted. Returns where
+        each tensor is made."""
+        made = {INPUT: (at, shape)}
+        previous = INPUT
+        for step in steps(node):
+            if clusters:
+                self.open_cluster(step.name)
+            if step.join is not None:
+                at = self.node(MERGE_LABELS[step.join], shape="circle", fontsize="9")
+                for name in step.sources:
+                    self.edge(made[name][0], at, made[name][1])
+                shape = step.node.in_shape
+            else:
+                at, shape = made[step.sources[0]]
+            if step.join is None and step.sources[0] != previous:
+                tail = at
+                at = self.node(step.sources[0], shape="point")  # where the skip arrives
+                self.edge(tail, at, shape, style="dashed")
+            line = step.node
+            line_path = f"{path}.{step.name}" if path else step.name
+            out = at if line.kind == "seq" and not line.children else None
+            if out is None:
+                out = self.item(line, line_path, level, at, shape)
+            for position, names in step.readers:
+                reader = line if position == -1 else line.children[position][1]
+                for name in names:
+                    tail, size = made[name]
+                    self.edge(tail, self.boxes[id(reader)], size, style="dotted")
+            if clusters:
+                self.close_cluster()
+            made[step.name], previous = (out, line.out_shape), step.name
+        return made
 
     def combinator(self, node: Node, path: str, level: int, at: str, shape: Output):
         kind = node.kind
         if kind == "seq":
             return self.sequence(node, path, level, at, shape)
+        if kind == "graph":  # a block of named lines: it returns its last
+            made = self.graph_lines(node, path, level, at, shape, clusters=False)
+            return made[node.outputs[0]][0]
         if kind == "heads":
             for name, head in node.children:
                 end = self.item(head, f"{path}.{name}", level, at, shape)

@@ -58,10 +58,19 @@ def _flow(item) -> str | None:
     if isinstance(item, ir.Join):
         names = ", ".join(_scalar(n.id) for n in item.inputs)
         return f"{{from: [{names}], join: {item.op}}}"
+    if isinstance(item, ir.Line):
+        body = [_flow(i) for i in item.body]
+        if None not in body:
+            return f"{{line: {_scalar(item.name)}, body: [{', '.join(body)}]}}"
     if isinstance(item, ir.Repeat):
         body = [_flow(i) for i in item.body]
         if None not in body:
             return f"{{repeat: {_value(item.count)}{_index(item)}, body: [{', '.join(body)}]}}"
+    if isinstance(item, ir.For):
+        body = [_flow(i) for i in item.body]
+        if None not in body:
+            names = ", ".join(_scalar(n) for n in item.names)
+            return f"{{for: [{names}], in: {_value(item.rows)}, body: [{', '.join(body)}]}}"
     if isinstance(item, ir.If):
         arms = [[_flow(i) for i in arm] for arm in (item.body, item.orelse)]
         if not any(None in arm for arm in arms):
@@ -80,6 +89,23 @@ def _tensors(doc: ir.Document) -> set[str]:
     blocks = {*builtin_blocks(), *(b.name for b in doc.blocks), *(b.name for b in doc.used)}
     names = {ir.INPUT, *(stage.name for stage in doc.network.stages)}
     return {name for name in names if name not in LAYERS and name not in blocks}
+
+
+def _with_sources(block: ir.BlockDef, doc: ir.Document) -> tuple:
+    """A block's body with what each named line starts from written `{from: name}`."""
+    lines = [item for item in block.body if isinstance(item, ir.Line)]
+    if not lines:
+        return block.body
+    blocks = {*builtin_blocks(), *(b.name for b in doc.blocks), *(b.name for b in doc.used)}
+    params = {p.name for p in block.params}
+    names = {ir.INPUT, *(line.name for line in lines)}
+    tensors = {n for n in names if n not in LAYERS and n not in blocks and n not in params}
+    out = []
+    for item in block.body:
+        if isinstance(item, ir.Line) and item.body and _reads(item.body[0], tensors):
+            item = item.model_copy(update={"body": (_Source(item.body[0].op), *item.body[1:])})
+        out.append(item)
+    return tuple(out)
 
 
 def _reads(item, tensors: set[str]) -> bool:
@@ -106,6 +132,13 @@ def _body(items, indent: int) -> list[str]:
             lines.append(f"{pad}- repeat: {_value(item.count)}")
             if item.index is not None:
                 lines.append(f"{pad}  index: {_scalar(item.index)}")
+            lines.append(f"{pad}  body:" + _joined(_body(item.body, indent + 4)))
+        elif isinstance(item, ir.For):
+            lines.append(f"{pad}- for: [{', '.join(_scalar(n) for n in item.names)}]")
+            lines.append(f"{pad}  in: {_value(item.rows)}")
+            lines.append(f"{pad}  body:" + _joined(_body(item.body, indent + 4)))
+        elif isinstance(item, ir.Line):
+            lines.append(f"{pad}- line: {_scalar(item.name)}")
             lines.append(f"{pad}  body:" + _joined(_body(item.body, indent + 4)))
         elif isinstance(item, ir.If):
             lines.append(f"{pad}- if: {_value(item.test)}")
@@ -148,7 +181,7 @@ def to_yaml(doc: ir.Document) -> str:
                 params.append(_scalar(text))
             out.append(f"  {block.name}:")
             out.append(f"    params: [{', '.join(params)}]")
-            out.append("    body:" + _joined(_body(block.body, 6)))
+            out.append("    body:" + _joined(_body(_with_sources(block, doc), 6)))
     net = doc.network
     out += ["network:", f"  name: {_scalar(net.name)}", f"  input: {fmt(net.input)}"]
     out.append(f"  classes: {net.classes}")

@@ -9,6 +9,7 @@ Plain loops over ModuleDicts trace cleanly under torch.compile(fullgraph=True) a
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -262,6 +263,21 @@ class Network(nn.Sequential):
         return self.spec_name
 
 
+class PadTo(nn.Module):
+    """Zero-pad around the image to `size`, or to another tensor's height and width, the
+    odd pixel after (as the common padded U-Net pads its upsampled maps)."""
+
+    def __init__(self, size: int | tuple[int, int] | None = None):
+        super().__init__()
+        self.size = (size, size) if isinstance(size, int) else size
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor | None = None):
+        height, width = like.shape[-2:] if like is not None else self.size
+        dy, dx = height - x.shape[-2], width - x.shape[-1]
+        sides = [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2]
+        return nn.functional.pad(x, sides)
+
+
 class GraphNetwork(nn.Module):
     """A compiled spec whose stages read named tensors: each stage starts from the tensors
     it names (joined by concat, add or mul) and its layers that read another tensor
@@ -322,8 +338,24 @@ def make_divisible(v, divisor=8, min_value=None):
     return new_v
 
 
+def ceil(x):
+    """math.ceil, for depth rules in generated block classes (EfficientNet's)."""
+    return math.ceil(x)
+
+
+def log(x, base=None):
+    """math.log, for width rules in generated block classes (RegNet's)."""
+    return math.log(x) if base is None else math.log(x, base)
+
+
 def init_xavier(module: nn.Module) -> None:
-    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
+    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer.
+
+    Every module's own initial values are drawn again first, in module order, so that
+    from one seed the network starts the same whatever order its modules were made in."""
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.xavier_uniform_(m.weight)

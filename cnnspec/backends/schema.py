@@ -112,6 +112,24 @@ def _item(body: dict, closed: bool) -> dict:
             },
             {
                 "type": "object",
+                "description": "the body once per row of a table, its values named",
+                "properties": {
+                    "for": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    "in": _EXPR,
+                    "body": body,
+                },
+                "required": ["for", "in", "body"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "description": "a named line of a block: later lines read its output by name",
+                "properties": {"line": {"type": "string"}, "body": _STAGE},
+                "required": ["line", "body"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
                 "description": "the body when the condition holds, else the else",
                 "properties": {"if": _EXPR, "body": body, "else": body},
                 "required": ["if", "body"],

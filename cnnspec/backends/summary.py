@@ -40,7 +40,7 @@ def node_text(node: Node, parent: Node | None) -> str:
         return node.kind
     if parent is None:
         return "stage"
-    return "dense unit" if parent.kind == "dense" else "branch"
+    return {"dense": "dense unit", "graph": "line"}.get(parent.kind, "branch")
 
 
 def sources_text(node: Node) -> str:

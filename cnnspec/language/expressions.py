@@ -97,6 +97,9 @@ FUNCTIONS: dict[str, tuple[tuple[str, ...] | None, int]] = {
     "min": (None, 2),
     "max": (None, 2),
     "make_divisible": (("v", "divisor", "min_value"), 1),
+    "ceil": (("x",), 1),
+    "log": (("x", "base"), 1),
+    "pow": (("x", "y"), 2),
 }
 
 
@@ -151,6 +154,25 @@ def _function(func: ir.Func, env: Mapping[str, Value]) -> Value:
             _number(low, func, func.name)
         return bounded(make_divisible(v, divisor, low), func.pos, "make_divisible")
     x = _number(values["x"], func, func.name)
+    if func.name == "ceil":
+        return bounded(math.ceil(x), func.pos, "ceil")
+    if func.name == "pow":
+        y = _number(values["y"], func, func.name)
+        try:
+            return bounded(pow(x, y), func.pos, "pow")
+        except (OverflowError, ZeroDivisionError) as err:
+            raise SpecError(
+                f"pow({describe(x)}, {describe(y)}) has no value ({err})", func.pos
+            ) from None
+    if func.name == "log":
+        base = values.get("base")
+        if base is not None:
+            base = _number(base, func, func.name)
+        if x <= 0 or (base is not None and (base <= 0 or base == 1)):
+            raise SpecError(
+                f"log needs x > 0 and a base > 0 other than 1, got {describe(x)}", func.pos
+            )
+        return math.log(x) if base is None else math.log(x, base)
     return round(x) if func.name == "round" else int(x)
 
 

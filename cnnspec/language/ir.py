@@ -129,6 +129,16 @@ class Repeat(Node):
     index: str | None = None
 
 
+class For(Node):
+    """`for (a, b) in rows:` its body once per row, with the row's values bound to the
+    names (one name: each row is its value)."""
+
+    kind: Literal["for"]
+    names: tuple[str, ...] = Field(min_length=1)
+    rows: Expr
+    body: tuple[Item, ...]
+
+
 class If(Node):
     """`if test:` its body, else `orelse`; `item if test` is one with no `orelse`."""
 
@@ -161,12 +171,20 @@ class Join(Node):
     inputs: tuple[Name, ...] = Field(min_length=2)
 
 
-Item = Annotated[Call | Repeat | If | Combinator | Join, Field(discriminator="kind")]
+class Line(Node):
+    """`name: ...` in a block: a line whose output later lines read by name."""
+
+    kind: Literal["line"]
+    name: str
+    body: tuple[Item, ...]
+
+
+Item = Annotated[Call | Repeat | For | If | Combinator | Join | Line, Field(discriminator="kind")]
 
 
 def splices(item) -> bool:
     """Whether an item gives its body's layers in place (any number of them)."""
-    return isinstance(item, (Repeat, If))
+    return isinstance(item, (Repeat, For, If))
 
 
 class Param(Node):
@@ -242,9 +260,11 @@ for _model in (
     Func,
     Kwarg,
     Repeat,
+    For,
     Branch,
     Combinator,
     Join,
+    Line,
     BlockDef,
     Stage,
     Network,
@@ -336,9 +356,11 @@ _UNION_TAGS = frozenset(
         Func,
         Call,
         Repeat,
+        For,
         If,
         Combinator,
         Join,
+        Line,
     )
     for tag in get_args(model.model_fields["kind"].annotation)
 )

@@ -46,6 +46,8 @@ _TERMINALS = {
     "COMPARE": "a comparison",
     "STRING": "a quoted path",
     "AS": "'as'",
+    "FOR": "'for'",
+    "IN": "'in'",
     "_NL": "end of line",
     "_INDENT": "an indented block",
     "_DEDENT": "less indentation",
@@ -251,6 +253,12 @@ class _ToPlain(Transformer):
             node.update(index=str(index), keypos={"index": _pos(index)})
         return node
 
+    def for_loop(self, meta, *parts):
+        *names, rows, body = parts
+        names = [n for n in names if n is not None]
+        node = {"kind": "for", "names": [str(n) for n in names], "rows": rows, "body": body}
+        return {**node, "pos": _pos(meta), "keypos": {"names": _pos(names[0])}}
+
     def guarded(self, meta, what, test):
         body = what[1] if isinstance(what, tuple) else [what]
         return {"kind": "if", "test": test, "body": body, "pos": body[0]["pos"]}
@@ -319,6 +327,12 @@ class _ToPlain(Transformer):
                     arg["pos"],
                 )
         return {"kind": "join", "op": str(kind), "inputs": call["args"], "pos": _pos(kind)}
+
+    def named_line(self, meta, name, body):
+        hint = did_you_mean(str(name), COMBINATORS)
+        if hint and body and body[0]["pos"][0] > name.line:  # `concatt:` over branches
+            raise SpecSyntaxError(f"unknown combinator '{name}'{hint}", _pos(name))
+        return {"kind": "line", "name": str(name), "body": body, "pos": _pos(name)}
 
     def outputs(self, meta, *names):
         return [{"kind": "name", "id": str(n), "pos": _pos(n)} for n in names if n is not None]

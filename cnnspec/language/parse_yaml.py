@@ -145,9 +145,16 @@ class _Reader:
             return node
         if op == "if":
             return self.conditional(value, rest, pos)
-        kwargs = [self.kwarg(name, v, p) for name, v, p in rest]
+        if op == "for":
+            return self.for_loop(value, rest, pos)
         if op == "from":
             return self.source(value, rest, pos)
+        if op == "line" and [name for name, _, _ in rest] == ["body"]:
+            name = self.scalar(value)
+            if not isinstance(name, str):
+                raise SpecError(f"a line's name must be a name, got {name!r}", _pos(value))
+            return {"kind": "line", "name": name, "body": self.body(rest[0][1]), "pos": pos}
+        kwargs = [self.kwarg(name, v, p) for name, v, p in rest]
         if op in COMBINATORS:
             return {"kind": op, "kwargs": kwargs, "branches": self.branches(value), "pos": pos}
         args = [] if self._is_null(value) else [self.expr(v) for v in self.items_of(value)]
@@ -203,6 +210,27 @@ class _Reader:
                 raise SpecError(f"expected a tensor name, got {name!r}", _pos(item))
             names.append({"kind": "name", "id": name, "pos": _pos(item)})
         return names
+
+    def for_loop(self, names: Node, rest: list, pos: Pos) -> dict:
+        """`{for: [t, c], in: [[1, 16], [6, 24]], body: [...]}`: the body once per row."""
+        keys = {name: v for name, v, _ in rest}
+        extra = [p for name, _, p in rest if name not in ("in", "body")]
+        if extra or "in" not in keys or "body" not in keys:
+            raise SpecError(
+                "for takes `for: [names]`, `in: [rows]` and `body: [...]`",
+                extra[0] if extra else pos,
+            )
+        found = [self.scalar(n) for n in self.items_of(names)]
+        if not found or not all(isinstance(n, str) for n in found):
+            raise SpecError("for names its values: `for: [t, c, n, s]`", _pos(names))
+        return {
+            "kind": "for",
+            "names": found,
+            "rows": self.expr(keys["in"]),
+            "body": self.body(keys["body"]),
+            "pos": pos,
+            "keypos": {"names": _pos(names)},
+        }
 
     def _is_null(self, node: Node) -> bool:
         return isinstance(node, ScalarNode) and self.scalar(node) is None

@@ -56,7 +56,13 @@ class Add(nn.Module):
 
 
 def init_xavier(module: nn.Module) -> None:
-    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer."""
+    """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer.
+
+    Every module's own initial values are drawn again first, in module order, so that
+    from one seed the network starts the same whatever order its modules were made in."""
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.xavier_uniform_(m.weight)

@@ -3,7 +3,8 @@ pixel shuffles, and a centre crop.
 
 `upsample` and `crop` may size their output after another tensor of the network
 (`upsample(like=input, mode=bilinear)`, as FCN and DeepLab return to the input's size;
-`crop(like=up)`, as the paper's U-Net crops its skips). Such a layer reads that tensor
+`crop(like=up)`, as the paper's U-Net crops its skips; `pad(like=skip)`, as a padded U-Net
+pads an upsampled map that came out a pixel short). Such a layer reads that tensor
 when it runs, so the network is not tied to one input size: the field holds the tensor's
 name, and inference passes its shape to `infer_reading`.
 """
@@ -195,6 +196,29 @@ class Crop(_Resize, op="crop", module="CenterCrop"):
             source = f"like={self.like} ({fmt(like)})" if like is not None else "the size"
             raise ShapeError(
                 f"crop to {height}x{width} ({source}) is larger than its input {fmt(shape)}"
+            )
+        return height, width
+
+    @classmethod
+    def constructor(cls, args: Mapping[str, T], channels: T, image: bool) -> ModuleCall:
+        return ModuleCall(cls.module, tuple(args[n] for n in ("size",) if n in args))
+
+
+class Pad(_Resize, op="pad", module="PadTo"):
+    """zero-pad evenly around the image to a size, or to the size of a named tensor (like=)"""
+
+    size: Size | None = None
+    like: str | None = None
+
+    positional = ("size",)
+    example = ("pad((10, 9))", "3x8x7")
+
+    def target(self, shape: Shape, like: Shape | None) -> tuple[int, int]:
+        height, width = (like[1], like[2]) if like is not None else pair(self.size)
+        if height < shape[1] or width < shape[2]:
+            source = f"like={self.like} ({fmt(like)})" if like is not None else "the size"
+            raise ShapeError(
+                f"pad to {height}x{width} ({source}) is smaller than its input {fmt(shape)}"
             )
         return height, width
 

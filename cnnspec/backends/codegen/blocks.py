@@ -19,10 +19,13 @@ from typing import Protocol
 
 from ...analysis.binding import match_arguments
 from ...analysis.combinators import conditional, dense_unit
+from ...analysis.graph import Step
 from ...analysis.ops import LAYERS, ModuleCall, Window, plain_module
 from ...language import ir
 from ...language.expressions import PYTHON_CONSTANTS, unparse
+from ...language.ir import INPUT
 from ..runtime_source import combinator_class, runtime_names
+from .forward import line_statements, local_names
 from .names import CONSTRUCTOR_LOCALS, PythonNames
 from .pyformat import BODY_INDENT, Call, List, flat, lines, sum_lines
 from .values import CodegenError, collect, constructor, py_value
@@ -62,7 +65,7 @@ class BlockWriter:
         self.block = block
         # spec name -> Python name: the parameters, and the indices of the loops being written
         self.params = dict(gen.names.params_of(block.name))
-        self.taken = gen.names.taken_in(block.name)
+        self.taken = set(gen.names.taken_in(block.name))
         self.body: list[str] = []  # lines of __init__, relative indentation
         self.depth = 0
         self.counter: dict[str, int] = {}
@@ -93,6 +96,7 @@ class BlockWriter:
             n = self.counter[stem]
             name = stem if n == 1 else f"{stem}{n}"
             if name not in self.taken:
+                self.taken.add(name)  # a loop index may not take it later, nor it one
                 return name
 
     def construct(self, call: ModuleCall) -> Call:
@@ -110,6 +114,8 @@ class BlockWriter:
                 return self.params[identifier]
             if identifier == "C":
                 return _bracketed(state.channels)
+            if identifier == "C_in":  # the block's input, whatever the branch
+                return "in_channels"
             if (module := self.op_class(identifier)) is not None:
                 return module
             raise self.fail(
@@ -158,7 +164,7 @@ class BlockWriter:
         return Call("nn.Sequential", tuple(exprs)), state
 
     def item(self, item, state: _State) -> tuple[list, _State]:
-        if isinstance(item, ir.Repeat):
+        if isinstance(item, (ir.Repeat, ir.For)):
             return self.repeat(item, state)
         if isinstance(item, ir.If):
             return self.conditional(item, state)
@@ -182,9 +188,9 @@ class BlockWriter:
         """The layer's constructor, and the state after it, from its op's facts."""
         model = LAYERS[call.op]
         exprs = match_arguments(call, model.signature(), model.required())
-        words = model.words()
+        plain = {*model.words(), *model.tensor_fields}  # words and tensor names, as text
         args = {
-            name: py_value(e.id) if name in words and isinstance(e, ir.Name) else self.py(e, state)
+            name: py_value(e.id) if name in plain and isinstance(e, ir.Name) else self.py(e, state)
             for name, e in exprs.items()
         }
         after = model.output(args, state.channels, state.image)
@@ -219,8 +225,8 @@ class BlockWriter:
         )
         return self.gen.names.class_of(call.op), args
 
-    def repeat(self, item: ir.Repeat, state: _State) -> tuple[list, _State]:
-        count = self.py(item.count, state)
+    def repeat(self, item: ir.Repeat | ir.For, state: _State) -> tuple[list, _State]:
+        count = self.py(item.count if isinstance(item, ir.Repeat) else item.rows, state)
         target = self.fresh("layers")
         self.line(f"{target} = []")
         if state.channels != "channels":
@@ -263,19 +269,25 @@ class BlockWriter:
             "channels", image, state.strides + strides, state.same and same
         )
 
-    def loop(self, item: ir.Repeat, count: str) -> None:
-        """`for i in range(count):`, binding the repeat's index (if it names one) in the body."""
-        var = "_"
-        if item.index is not None:
-            stem = item.index + "_" * (item.index in CONSTRUCTOR_LOCALS)
-            var = self.params[item.index] = self.fresh(stem)
-        self.line(f"for {var} in range({count}):")
+    def loop(self, item: ir.Repeat | ir.For, count: str) -> None:
+        """`for i in range(count):`, binding the repeat's index (if it names one) in the
+        body; a for over a table, `for t, c in rows:`."""
+        names = item.names if isinstance(item, ir.For) else (item.index,) * (item.index is not None)
+        found = []
+        for name in names:
+            var = self.params[name] = self.fresh(name + "_" * (name in CONSTRUCTOR_LOCALS))
+            found.append(var)
+        if isinstance(item, ir.For):
+            self.line(f"for {', '.join(found)} in {count}:")
+        else:
+            self.line(f"for {found[0] if found else '_'} in range({count}):")
         self.depth += 1
 
-    def end_loop(self, item: ir.Repeat) -> None:
+    def end_loop(self, item: ir.Repeat | ir.For) -> None:
         self.depth -= 1
-        if item.index is not None:
-            del self.params[item.index]
+        names = item.names if isinstance(item, ir.For) else (item.index,) * (item.index is not None)
+        for name in names:
+            del self.params[name]
 
     def combinator(self, comb: ir.Combinator, state: _State) -> tuple[str, tuple, _State]:
         cls = self.runtime_class(combinator_class(comb.kind))
@@ -392,6 +404,8 @@ class BlockWriter:
         block = self.block
         start = _State("in_channels")
         params = self.signature(start)
+        if any(isinstance(item, ir.Line) for item in block.body):
+            return self.graph_class(params)
         single = len(block.body) == 1 and not ir.splices(block.body[0])
         first = block.body[0] if single else None
         if isinstance(first, ir.Combinator):
@@ -413,8 +427,86 @@ class BlockWriter:
             "doc": f"`{block.name}` from the spec: its parameters are the constructor's.",
             "def_lines": lines(Call("def __init__", tuple(params)), 4, "", " -> None:"),
             "body": self.body,
+            "forward": [],
         }
         return BlockClass(template, tuple(self.calls), frozenset(self.runtime))
+
+    def graph_class(self, params: list[str]) -> BlockClass:
+        """A block of named lines: an nn.Module holding each line's layers, whose forward
+        reads as the lines do, a local per tensor."""
+        block = self.block
+        local = local_names(item.name for item in block.body if isinstance(item, ir.Line))
+        states, previous, forward = {INPUT: _State("in_channels")}, INPUT, []
+        self.line("super().__init__()")
+        for item in block.body:
+            if not isinstance(item, ir.Line):
+                raise self.fail("an unnamed line among named ones", item.pos)
+            body, sources, join = self.line_start(item.body, states, previous)
+            channels = [states[name].channels for name in sources]
+            total = " + ".join(channels) if join == "concat" else channels[0]
+            state = _State(total, states[sources[0]].image)
+            readers = self.readers(body, item)
+            count = 0 if not body else 1 if len(body) == 1 and not ir.splices(body[0]) else 2
+            if body:
+                expr, state = self.sequence(body, state)
+                self.assign(f"self.{item.name}", expr)
+            states[item.name], previous = state, item.name
+            step = Step(item.name, sources, join, readers, None)  # type: ignore[arg-type]
+            count = len(body) if count == 2 else count
+            forward.extend(
+                line_statements(local[item.name], f"self.{item.name}", step, count, local, 8)
+            )
+        forward.append(f"        return {local[previous]}")
+        if states[previous].channels != "None":
+            self.body.extend(sum_lines("self.out_channels", states[previous].channels, self.indent))
+        template = {
+            "name": self.gen.names.class_of(block.name),
+            "base": "nn.Module",
+            "doc": f"`{block.name}` from the spec: its parameters are the constructor's.",
+            "def_lines": lines(Call("def __init__", tuple(params)), 4, "", " -> None:"),
+            "body": self.body,
+            "forward": forward,
+        }
+        return BlockClass(template, tuple(self.calls), frozenset(self.runtime))
+
+    def line_start(self, body: tuple, states: dict, previous: str):
+        """What a named line starts from (the line before, a tensor it names first, or a
+        join of tensors) and the body left after it."""
+        first = body[0] if body else None
+        if isinstance(first, ir.Join):
+            return body[1:], tuple(n.id for n in first.inputs), first.op
+        if (
+            isinstance(first, ir.Call)
+            and not first.args
+            and not first.kwargs
+            and first.op in states
+            and first.op not in LAYERS
+            and first.op not in self.gen.blocks
+            and first.op not in self.params
+        ):
+            return body[1:], (first.op,), None
+        return body, (previous,), None
+
+    def readers(self, body: tuple, line: ir.Line) -> tuple:
+        """The layers of a line that read other tensors, as (position, names), -1 when
+        the line is that layer; each at a fixed place, so no repeat or condition moves it."""
+        found = []
+        for i, item in enumerate(body):
+            if isinstance(item, ir.Call) and item.op in LAYERS:
+                model = LAYERS[item.op]
+                exprs = match_arguments(item, model.signature(), model.required())
+                names = tuple(
+                    exprs[f].id for f in model.tensor_fields if isinstance(exprs.get(f), ir.Name)
+                )
+                if names:
+                    found.append((i, names))
+        if found and any(ir.splices(item) for item in body):
+            raise self.fail(
+                "a line whose layers read tensors beside a repeat or condition", line.pos
+            )
+        if len(body) == 1 and found:
+            return ((-1, found[0][1]),)
+        return tuple(found)
 
 
 _CHANNELS = re.compile(r"\bchannels\b")

@@ -29,61 +29,69 @@ def forward_lines(graph: Graph) -> list[str]:
         for name, node in graph.root.children:
             out.extend(_commented([f"{pad}x = self.{name}(x)"], node.out_shape))
         return [*out, f"{pad}return x"]
-    local = local_names(graph)
+    local = local_names(name for name, _ in graph.root.children)
     for step in graph.steps():
         out.extend(_step(step, local))
     returned = ", ".join(local[name] for name in graph.returns)
     return [*out, f"{pad}return {returned}"]
 
 
-def local_names(graph: Graph) -> dict[str, str]:
-    """Each tensor's local variable: the input is `x`, a stage its own name (`x_` for a
-    stage called x)."""
-    names = {INPUT: "x"}
-    for name, _ in graph.root.children:
-        names[name] = name + "_" if name == "x" else name
-    return names
+def local_names(names) -> dict[str, str]:
+    """Each tensor's local variable: the input is `x`, a stage or line its own name (`x_`
+    for one called x)."""
+    local = {INPUT: "x"}
+    for name in names:
+        local[name] = name + "_" if name == "x" else name
+    return local
 
 
 def _step(step: Step, local: dict[str, str]) -> list[str]:
-    target = local[step.name]
-    sources = [local[name] for name in step.sources]
     node = step.node
-    if node.kind == "seq" and not node.children:  # the stage is its join (or a new name)
-        return _commented(_assign(target, step.join, sources), node.out_shape)
-    statements: list[str] = []
-    value = sources[0]
-    if step.join is not None:  # joined into the stage's own name first, then run on
-        statements.extend(_assign(target, step.join, sources))
-        value = target
-    module = f"self.{step.name}"
-    if not step.readers:
-        statements.extend(lines(Call(module, (value,)), BODY_INDENT, f"{target} = "))
-    elif step.readers[0][0] == -1:
-        reads = tuple(local[n] for n in step.readers[0][1])
-        statements.extend(lines(Call(module, (value, *reads)), BODY_INDENT, f"{target} = "))
-    else:
-        reads = dict(step.readers)
-        count, start = len(node.children), 0
-        for i in [*sorted(reads), count]:
-            if i > start:  # the layers between readers, as a slice of the stage
-                part = f"{module}[{start}]" if i == start + 1 else f"{module}[{start}:{i}]"
-                statements.extend(lines(Call(part, (value,)), BODY_INDENT, f"{target} = "))
-                value = target
-            if i < count:
-                args = (value, *(local[n] for n in reads[i]))
-                statements.extend(lines(Call(f"{module}[{i}]", args), BODY_INDENT, f"{target} = "))
-                value, start = target, i + 1
+    count = 0 if node.kind == "seq" and not node.children else len(node.children) or 1
+    statements = line_statements(
+        local[step.name], f"self.{step.name}", step, count, local, BODY_INDENT
+    )
     return _commented(statements, node.out_shape)
 
 
-def _assign(target: str, join: str | None, sources: list[str]) -> list[str]:
+def line_statements(target, module, step, count: int, local, indent: int) -> list[str]:
+    """`target = ...` for one line of a graph: its sources joined, then its module run
+    (`count` layers, 0 when it holds none), its reading layers given their tensors."""
+    sources = [local[name] for name in step.sources]
+    if count == 0:  # the line is its join (or a new name)
+        return _assign(target, step.join, sources, indent)
+    statements: list[str] = []
+    value = sources[0]
+    if step.join is not None:  # joined into the line's own name first, then run on
+        statements.extend(_assign(target, step.join, sources, indent))
+        value = target
+
+    def call(part: str, *args: str) -> None:
+        statements.extend(lines(Call(part, args), indent, f"{target} = "))
+
+    if not step.readers:
+        call(module, value)
+    elif step.readers[0][0] == -1:
+        call(module, value, *(local[n] for n in step.readers[0][1]))
+    else:
+        reads, start = dict(step.readers), 0
+        for i in [*sorted(reads), count]:
+            if i > start:  # the layers between readers, as a slice of the line
+                call(f"{module}[{start}]" if i == start + 1 else f"{module}[{start}:{i}]", value)
+                value = target
+            if i < count:
+                call(f"{module}[{i}]", value, *(local[n] for n in reads[i]))
+                value, start = target, i + 1
+    return statements
+
+
+def _assign(target: str, join: str | None, sources: list[str], indent: int) -> list[str]:
     if join is None:
-        return [f"{' ' * BODY_INDENT}{target} = {sources[0]}"]
+        return [f"{' ' * indent}{target} = {sources[0]}"]
     if join == "concat":
         call = Call("torch.cat", (List(tuple(sources)), ("dim", "1")))
-        return lines(call, BODY_INDENT, f"{target} = ")
-    return sum_lines(target, f" {'+' if join == 'add' else '*'} ".join(sources), BODY_INDENT)
+        return lines(call, indent, f"{target} = ")
+    return sum_lines(target, f" {'+' if join == 'add' else '*'} ".join(sources), indent)
 
 
 def _commented(statements: list[str], shape: Output) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import jinja2
 
 from ...analysis.graph import Graph, Node
-from ...analysis.infer import infer
+from ...analysis.graph import steps as steps_of
 from ...analysis.ops import LAYERS, ModuleCall, plain_module
 from ...analysis.resolve import resolve
 from ...language import ir
@@ -33,7 +33,7 @@ from .blocks import BlockClass, BlockWriter
 from .forward import forward_lines
 from .names import PythonNames
 from .network_args import Written, parameters, substitute
-from .pyformat import BODY_INDENT, Call, List, lines
+from .pyformat import BODY_INDENT, Call, Dict, List, lines
 from .values import CodegenError, collect, constructor, py_value
 
 __all__ = ["CodegenError", "generate"]
@@ -95,6 +95,17 @@ class _Generator:
             self.decided_on.append(f"{node.in_shape} -> {node.out_shape}")
         if node.kind == "seq":
             return Call("nn.Sequential", tuple(expr for _, expr in children))
+        if node.kind == "graph":  # a block of named lines, with its concrete sizes
+            steps = {s.name: (s.sources, s.join, s.readers) for s in steps_of(node)}
+            return Call(
+                self.runtime_class("GraphNetwork"),
+                (
+                    json.dumps(node.label),
+                    Dict(tuple((json.dumps(n), e) for n, e in children)),
+                    Dict(tuple((json.dumps(n), py_value(v)) for n, v in steps.items())),
+                    py_value(node.outputs),
+                ),
+            )
         cls = self.runtime_class(combinator_class(node.kind))
         # Numbered branches stay a list unless one was left out (its number stays free).
         collected = collect([(None if n == str(i) else n, e) for i, (n, e) in enumerate(children)])
@@ -133,10 +144,11 @@ class _Generator:
         stages = [(name, self.module(node)) for name, node in self.graph.root.children]
         return Written(stages, tuple(self.decided_on))
 
-    def written_for(self, moved: ir.Document) -> Written:
-        """The stages for the spec with its input or classes moved. Its blocks are this
-        spec's, so their generic classes (written from the text alone) are shared."""
-        other = _Generator(moved, infer(moved))
+    def written_for(self, moved: ir.Document, graph: Graph) -> Written:
+        """The stages for the spec with its input or classes moved (and inferred so). Its
+        blocks are this spec's, so their generic classes (written from the text alone) are
+        shared."""
+        other = _Generator(moved, graph)
         other.classes = self.classes
         return other.written()
 
@@ -217,6 +229,7 @@ def generate(doc: ir.Document, graph: Graph, source_name: str) -> str:
         doc=f"{graph.name} as plain PyTorch (needs torch only).",
         all_lines=lines(List(tuple(json.dumps(n) for n in names)), 0, "__all__ = "),
         runtime=list(runtime.values()),
+        math=any("math." in source for source in runtime.values()),
         blocks=[env.get_template("block.py.j2").render(**b).rstrip("\n") for b in blocks],
         network=env.get_template("network.py.j2").render(**network).rstrip("\n"),
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ...analysis.graph import Graph
 from ...analysis.infer import infer
 from ...errors import CnnspecError
 from ...language import ir
@@ -39,8 +40,9 @@ class Parameter:
     moved: tuple[Written, Written]  # the network written for default + 1 and default + 2
 
 
-def parameters(doc: ir.Document, write: Callable[[ir.Document], Written]) -> list[Parameter]:
-    """The parameters the network class can take; `write` gives a document's stages."""
+def parameters(doc: ir.Document, write: Callable[[ir.Document, Graph], Written]) -> list[Parameter]:
+    """The parameters the network class can take; `write` gives the stages of a document
+    and its inferred graph."""
     net = doc.network
     image = len(net.input) == 3
     candidates = {
@@ -53,17 +55,16 @@ def parameters(doc: ir.Document, write: Callable[[ir.Document], Written]) -> lis
     found = []
     for name, (default, moved) in candidates.items():
         try:
-            plus = tuple(write(_with(doc, moved(default + d))) for d in (1, 2))
+            plus = tuple(write(*_with(doc, moved(default + d))) for d in (1, 2))
         except CnnspecError:
             continue  # the spec does not hold for another value (a reshape fixes it)
         found.append(Parameter(name, default, plus))
     return found
 
 
-def _with(doc: ir.Document, network: ir.Network) -> ir.Document:
+def _with(doc: ir.Document, network: ir.Network) -> tuple[ir.Document, Graph]:
     moved = doc.model_copy(update={"network": network})
-    infer(moved)  # raises if the spec does not hold for this value
-    return moved
+    return moved, infer(moved)  # raises if the spec does not hold for this value
 
 
 def substitute(base: Written, params: list[Parameter]) -> tuple[Stages, list[Parameter]]:
@@ -119,8 +120,9 @@ def _rewrite(base, moved: list[tuple[Parameter, object, object]]):
         terms = [(p, _int(one) - value) for p, one, _ in moved if one != base]
         return _expression(value, terms) if terms else base
     children = _parts(base)
+    parts = [(p, _parts(one), _parts(two)) for p, one, two in moved]  # once, not per child
     rewritten = [
-        _rewrite(child, [(p, _parts(one)[i], _parts(two)[i]) for p, one, two in moved])
+        _rewrite(child, [(p, one[i], two[i]) for p, one, two in parts])
         for i, child in enumerate(children)
     ]
     return _rebuild(base, rewritten)
