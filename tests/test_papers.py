@@ -1,0 +1,127 @@
+"""Networks written from their papers (specs/papers/): each builds with the shapes its
+paper gives, holds the parameters its reference implementation counts, and where a
+reference is at hand here (torchvision, d2l's few lines over it), computes what it does.
+
+Shapes and parameter counts come from inference, which needs no torch; forwards run at
+small inputs, one thread, batches of one or two.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import ROOT, check_all_backends
+
+import cnnspec
+from cnnspec.errors import CnnspecError
+from cnnspec.limits import Limits
+
+PAPERS = ROOT / "specs" / "papers"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small batches gain nothing from a second thread on a shared two-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load(name: str, **options) -> cnnspec.Spec:
+    return cnnspec.load(PAPERS / f"{name}.cnn", **options)
+
+
+def with_input(name: str, shape: str) -> str:
+    """The spec's text declaring another input: a size at which a test's forward is cheap."""
+    text = (PAPERS / f"{name}.cnn").read_text()
+    declared = text[text.index("input=") :].split(",")[0].split(")")[0]
+    return text.replace(declared, f"input={shape}", 1)
+
+
+def conv_params(c_in: int, c_out: int, k: int, bias: bool = True) -> int:
+    return c_in * c_out * k * k + (c_out if bias else 0)
+
+
+# --- U-Net as published ---------------------------------------------------------------------
+
+# The published U-Net holds 279 million activation values per example at 572x572, more than
+# the default budget (2^28); the budget is raised for it, as `--max-activations` does.
+UNET_LIMITS = Limits(max_activations=1 << 30)
+
+# Figure 1 of the paper: (channels, side) after each convolution, max pool, up-convolution
+# and crop, top to bottom of the contracting path and then of the expanding path.
+FIGURE_1 = [
+    ("conv", 64, 570), ("conv", 64, 568),
+    ("maxpool", 64, 284), ("conv", 128, 282), ("conv", 128, 280),
+    ("maxpool", 128, 140), ("conv", 256, 138), ("conv", 256, 136),
+    ("maxpool", 256, 68), ("conv", 512, 66), ("conv", 512, 64),
+    ("maxpool", 512, 32), ("conv", 1024, 30), ("conv", 1024, 28),
+    ("conv_transpose", 512, 56), ("crop", 512, 56), ("conv", 512, 54), ("conv", 512, 52),
+    ("conv_transpose", 256, 104), ("crop", 256, 104), ("conv", 256, 102), ("conv", 256, 100),
+    ("conv_transpose", 128, 200), ("crop", 128, 200), ("conv", 128, 198), ("conv", 128, 196),
+    ("conv_transpose", 64, 392), ("crop", 64, 392), ("conv", 64, 390), ("conv", 64, 388),
+    ("conv", 2, 388),
+]  # fmt: skip
+
+
+def test_unet_has_the_sizes_of_figure_1():
+    spec = load("unet", limits=UNET_LIMITS)
+    assert spec.input_shape == (1, 572, 572) and spec.output_shape == (2, 388, 388)
+    sizes = [
+        (r["op"], r["output_shape"][0], r["output_shape"][1])
+        for r in spec.layers
+        if r["op"] in ("conv", "maxpool", "conv_transpose", "crop")
+    ]
+    assert sizes == FIGURE_1
+    assert all(r["output_shape"][1] == r["output_shape"][2] for r in spec.layers)
+    # the copies that are cropped: 64 -> 56, 136 -> 104, 280 -> 200, 568 -> 392
+    crops = [(r["path"], r["input_shape"][1]) for r in spec.layers if r["op"] == "crop"]
+    assert crops == [("skip4", 64), ("skip3", 136), ("skip2", 280), ("skip1", 568)]
+    # 23 convolutional layers (section 2), counting the up-convolutions
+    assert sum(r["op"] in ("conv", "conv_transpose") for r in spec.layers) == 23
+
+
+def test_unet_parameters_are_the_sum_of_its_layers():
+    down = [(1, 64), (64, 128), (128, 256), (256, 512), (512, 1024)]
+    expected = sum(conv_params(a, b, 3) + conv_params(b, b, 3) for a, b in down)
+    for c in (512, 256, 128, 64):  # up-convolution halving 2c, then two 3x3 convolutions
+        expected += conv_params(2 * c, c, 2) + conv_params(2 * c, c, 3) + conv_params(c, c, 3)
+    expected += conv_params(64, 2, 1)
+    assert load("unet", limits=UNET_LIMITS).params == expected == 31_030_658
+
+
+def test_unet_at_572_needs_a_raised_activation_budget():
+    with pytest.raises(CnnspecError, match="--max-activations raises the bound"):
+        load("unet")
+
+
+# The smallest input U-Net takes: 188 = 16 * 8 + 60 gives a 4x4 bottleneck and a 4x4 map.
+UNET_SMALL = "1x188x188"
+
+
+def test_unet_computes_copy_and_crop_as_written_by_hand():
+    """The network against its forward written by hand over the built modules: the skips
+    are centre crops (torchvision's center_crop) concatenated before the upsampled map."""
+    from torchvision.transforms.functional import center_crop
+
+    spec = cnnspec.load(with_input("unet", UNET_SMALL))
+    assert spec.output_shape == (2, 4, 4)
+    net = spec.build(init="default").eval()
+    x = torch.randn(1, 1, 188, 188)
+    with torch.no_grad():
+        e1 = net.e1(x)
+        e2 = net.e2(e1)
+        e3 = net.e3(e2)
+        e4 = net.e4(e3)
+        y = net.e5(e4)
+        for up, d, skip in ((net.up4, net.d4, e4), (net.up3, net.d3, e3), (net.up2, net.d2, e2),
+                            (net.up1, net.d1, e1)):  # fmt: skip
+            y = up(y)
+            y = d(torch.cat([center_crop(skip, list(y.shape[-2:])), y], dim=1))
+        torch.testing.assert_close(net(x), net.head(y), atol=0, rtol=0)
+
+
+@pytest.mark.slow
+def test_unet_live_and_generated_agree(tmp_path):
+    check_all_backends(with_input("unet", UNET_SMALL), tmp_path, "unet")
