@@ -125,3 +125,40 @@ def test_unet_computes_copy_and_crop_as_written_by_hand():
 @pytest.mark.slow
 def test_unet_live_and_generated_agree(tmp_path):
     check_all_backends(with_input("unet", UNET_SMALL), tmp_path, "unet")
+
+
+# --- the padded U-Net (milesial/Pytorch-UNet) ------------------------------------------------
+
+
+def test_padded_unet_keeps_the_input_size():
+    spec = load("unet_padded")
+    assert spec.input_shape == (3, 256, 256) and spec.output_shape == (2, 256, 256)
+    expected = 0
+    for a, b in [(3, 64), (64, 128), (128, 256), (256, 512), (512, 1024)]:  # inc, down1..4
+        expected += conv_params(a, b, 3, bias=False) + conv_params(b, b, 3, bias=False) + 4 * b
+    for c in (512, 256, 128, 64):  # up1..up4
+        expected += conv_params(2 * c, c, 2) + conv_params(2 * c, c, 3, bias=False)
+        expected += conv_params(c, c, 3, bias=False) + 4 * c
+    expected += conv_params(64, 2, 1)
+    assert spec.params == expected == 31_037_698
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 160)])
+def test_padded_unet_runs_at_any_multiple_of_16(size):
+    spec = load("unet_padded").with_input((3, *size))
+    assert spec.output_shape == (2, *size)
+    net = spec.build(init="default").eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, *size)).shape == (1, 2, *size)
+
+
+def test_padded_unet_refuses_a_size_its_reference_would_pad():
+    """milesial's Up zero-pads the upsampled map to the skip's size; the language has no
+    such padding, so an input whose sides are not multiples of 16 is refused at the join."""
+    with pytest.raises(CnnspecError, match="concat: up2 is 256x24x24 .* but down2 is 256x25x25"):
+        load("unet_padded", overrides={"input": "3x100x100"})
+
+
+@pytest.mark.slow
+def test_padded_unet_live_and_generated_agree(tmp_path):
+    check_all_backends(with_input("unet_padded", "3x16x16"), tmp_path, "unet_padded")
