@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ROOT, check_all_backends
+from conftest import ROOT, check_all_backends, module_from_source
+from test_graph_language import d2l_bilinear_kernel  # the book's bilinear_kernel, as written
+from torch import nn
 
 import cnnspec
+from cnnspec.backends.transfer import load_by_position
 from cnnspec.errors import CnnspecError
 from cnnspec.limits import Limits
 
@@ -162,3 +165,61 @@ def test_padded_unet_refuses_a_size_its_reference_would_pad():
 @pytest.mark.slow
 def test_padded_unet_live_and_generated_agree(tmp_path):
     check_all_backends(with_input("unet_padded", "3x16x16"), tmp_path, "unet_padded")
+
+
+# --- d2l's FCN ---------------------------------------------------------------------------------
+
+
+def d2l_fcn(num_classes: int = 21) -> nn.Module:
+    """The book's net (d2l 14.11), from torchvision's ResNet-18 without pretrained weights."""
+    import torchvision
+
+    pretrained_net = torchvision.models.resnet18()
+    net = nn.Sequential(*list(pretrained_net.children())[:-2])
+    net.add_module("final_conv", nn.Conv2d(512, num_classes, kernel_size=1))
+    net.add_module(
+        "transpose_conv",
+        nn.ConvTranspose2d(num_classes, num_classes, kernel_size=64, padding=16, stride=32),
+    )
+    W = d2l_bilinear_kernel(num_classes, num_classes, 64)
+    net.transpose_conv.weight.data.copy_(W)
+    return net
+
+
+def test_fcn_has_the_book_s_shapes():
+    spec = load("fcn_d2l")
+    assert spec.input_shape == (3, 320, 480) and spec.output_shape == (21, 320, 480)
+    stages = {r["path"].split(".")[0]: r["output_shape"] for r in spec.layers}
+    assert stages["layer4"] == [512, 10, 15] and stages["final_conv"] == [21, 10, 15]
+    resnet18_body = 11_689_512 - (512 * 1000 + 1000)  # torchvision's count, fc left out
+    assert spec.params == resnet18_body + conv_params(512, 21, 1) + conv_params(21, 21, 64)
+
+
+def test_fcn_upsampling_starts_as_d2l_s_bilinear_kernel(tmp_path):
+    spec = load("fcn_d2l")
+    generated = module_from_source(spec.codegen(), tmp_path, "fcn_bilinear").FCN()
+    for net in (spec.build(), generated):
+        weight = net.transpose_conv.weight.detach()
+        torch.testing.assert_close(weight, d2l_bilinear_kernel(21, 21, 64), atol=0, rtol=0)
+
+
+def test_fcn_live_and_generated_agree(tmp_path):
+    check_all_backends((PAPERS / "fcn_d2l.cnn").read_text(), tmp_path, "fcn_d2l")
+
+
+def test_fcn_is_the_book_s_net():
+    """d2l's own construction over torchvision's ResNet-18: the same tensors in the same
+    order (so the book's pretrained body loads by position) and the same segmentation map."""
+    torch.manual_seed(0)
+    book = d2l_fcn().eval()
+    with torch.no_grad():  # batch-norm statistics that are not the identity's
+        for m in book.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0.0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    net = load("fcn_d2l").build().eval()
+    report = load_by_position(net, book.state_dict(), "d2l")
+    assert report.loaded == report.total == len(book.state_dict())
+    x = torch.randn(1, 3, 320, 480)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), book(x), atol=1e-5, rtol=0)
