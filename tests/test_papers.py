@@ -223,3 +223,68 @@ def test_fcn_is_the_book_s_net():
     x = torch.randn(1, 3, 320, 480)
     with torch.no_grad():
         torch.testing.assert_close(net(x), book(x), atol=1e-5, rtol=0)
+
+
+# --- YOLOv3 --------------------------------------------------------------------------------------
+
+
+def yolov3_convs(classes: int = 80, anchors: int = 3) -> list[tuple[int, int, int, bool]]:
+    """yolov3.cfg's convolutions in its order, as (in, out, kernel, batch norm)."""
+    convs: list[tuple[int, int, int, bool]] = []
+
+    def conv(c_in: int, c_out: int, k: int, bn: bool = True) -> int:
+        convs.append((c_in, c_out, k, bn))
+        return c_out
+
+    c = conv(3, 32, 3)
+    for width, units in ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4)):  # Darknet-53
+        c = conv(c, width, 3)  # stride 2
+        for _ in range(units):  # the residual units
+            conv(conv(width, width // 2, 1), width, 3)
+    # The heads at 13, 26 and 52: after the first, [route] -4 goes back to the previous
+    # set's 1x1 output (c), a 1x1 convolution and [upsample] follow, and [route] -1, 61
+    # (or 36) adds layer 61's 512 (or layer 36's 256) channels.
+    for width, routed in ((512, 0), (256, 512), (128, 256)):
+        if routed:
+            c = conv(c, width, 1) + routed
+        for _ in range(2):
+            c = conv(conv(c, width, 1), 2 * width, 3)
+        c = conv(c, width, 1)
+        conv(conv(c, 2 * width, 3), anchors * (classes + 5), 1, bn=False)
+    return convs
+
+
+def test_yolov3_gives_three_scales_of_255_channels():
+    spec = load("yolov3")
+    assert spec.input_shape == (3, 416, 416)
+    assert spec.output_shape == ((255, 13, 13), (255, 26, 26), (255, 52, 52))
+
+
+def test_yolov3_parameters_are_the_original_model_s():
+    """61,949,149 learned parameters: convolution weights, the biases of the three output
+    convolutions, and batch norm's scale and shift. darknet's yolov3.weights holds
+    62,001,757 numbers after its header: also batch norm's running mean and variance."""
+    convs = yolov3_convs()
+    assert len(convs) == 75  # the cfg's [convolutional] sections
+    learned = sum(conv_params(a, b, k, bias=not bn) + (2 * b if bn else 0) for a, b, k, bn in convs)
+    running = sum(2 * b for _, b, _, bn in convs if bn)
+    spec = load("yolov3")
+    assert spec.params == learned == 61_949_149
+    # darknet prints 65.86 BFLOPs for YOLOv3 at 416: two operations per multiply-accumulate
+    assert round(2 * spec.macs / 1e9, 2) == 65.86
+    assert learned + running == 62_001_757
+    with torch.device("meta"):  # shapes only
+        net = spec.build()
+    assert sum(p.numel() for p in net.parameters()) == learned
+    stats = [b for n, b in net.named_buffers() if n.endswith(("running_mean", "running_var"))]
+    assert sum(b.numel() for b in stats) == running
+    # the convolutions in the cfg's order, the order of the weights file
+    layers = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    found = [(m.in_channels, m.out_channels, m.kernel_size[0], m.bias is None) for m in layers]
+    assert found == convs
+
+
+@pytest.mark.slow
+def test_yolov3_live_and_generated_agree(tmp_path):
+    spec = check_all_backends(with_input("yolov3", "3x64x64"), tmp_path, "yolov3")
+    assert spec.output_shape == ((255, 2, 2), (255, 4, 4), (255, 8, 8))
