@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import ROOT, check_all_backends, module_from_source
 from test_graph_language import d2l_bilinear_kernel  # the book's bilinear_kernel, as written
 from torch import nn
@@ -288,3 +289,62 @@ def test_yolov3_parameters_are_the_original_model_s():
 def test_yolov3_live_and_generated_agree(tmp_path):
     spec = check_all_backends(with_input("yolov3", "3x64x64"), tmp_path, "yolov3")
     assert spec.output_shape == ((255, 2, 2), (255, 4, 4), (255, 8, 8))
+
+
+# --- a feature pyramid on ResNet-18 --------------------------------------------------------------
+
+
+def test_fpn_gives_five_levels_of_256_channels():
+    spec = load("fpn_resnet18")
+    assert spec.output_shape == tuple((256, s, s) for s in (56, 28, 14, 7, 4))
+
+
+def test_fpn_is_torchvision_s_backbone_with_fpn():
+    """torchvision's BackboneWithFPN over resnet18 (with its LastLevelMaxPool): the same
+    tensors in the same order, and the same five maps."""
+    import torchvision
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+    torch.manual_seed(0)
+    layers = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
+    reference = BackboneWithFPN(
+        torchvision.models.resnet18(), layers, [64, 128, 256, 512], 256, LastLevelMaxPool()
+    ).eval()
+    with torch.no_grad():
+        for m in reference.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0.0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    spec = load("fpn_resnet18")
+    assert spec.params == sum(p.numel() for p in reference.parameters())
+    net = spec.build().eval()
+    report = load_by_position(net, reference.state_dict(), "torchvision")
+    assert report.loaded == report.total == len(reference.state_dict())
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        ours, theirs = net(x), reference(x)
+    assert list(theirs) == ["0", "1", "2", "3", "pool"]
+    for a, b in zip(ours, theirs.values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_fpn_live_and_generated_agree(tmp_path):
+    check_all_backends(with_input("fpn_resnet18", "3x64x64"), tmp_path, "fpn")
+
+
+def test_fpn_top_down_path_is_nearest_upsampling_and_a_sum():
+    net = load("fpn_resnet18").with_input((3, 64, 64)).build(init="default").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        c2 = net.c2(net.stem(x))
+        c3 = net.c3(c2)
+        c4 = net.c4(c3)
+        c5 = net.c5(c4)
+        m4 = net.lat4(c4) + F.interpolate(net.lat5(c5), scale_factor=2.0, mode="nearest")
+        m3 = net.lat3(c3) + F.interpolate(m4, scale_factor=2.0, mode="nearest")
+        m2 = net.lat2(c2) + F.interpolate(m3, scale_factor=2.0, mode="nearest")
+        p5 = net.p5(net.lat5(c5))
+        want = (net.p2(m2), net.p3(m3), net.p4(m4), p5, p5[..., ::2, ::2])
+        for got, expected in zip(net(x), want, strict=True):
+            torch.testing.assert_close(got, expected, atol=0, rtol=0)
