@@ -21,6 +21,7 @@ from cnnspec.errors import CnnspecError
 from cnnspec.limits import Limits
 
 PAPERS = ROOT / "specs" / "papers"
+TESTED = {"unet", "unet_padded", "fcn_d2l", "yolov3", "fpn_resnet18"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,6 +46,15 @@ def with_input(name: str, shape: str) -> str:
 
 def conv_params(c_in: int, c_out: int, k: int, bias: bool = True) -> int:
     return c_in * c_out * k * k + (c_out if bias else 0)
+
+
+def test_every_paper_spec_is_tested_and_cites_its_source():
+    assert {p.stem for p in PAPERS.glob("*.cnn")} == TESTED
+    readme = (PAPERS / "README.md").read_text()
+    for path in PAPERS.glob("*.cnn"):
+        header = path.read_text().split("\n\n")[0]
+        assert header.startswith("# ") and any(year in header for year in ("2015", "2017", "2018"))
+        assert f"`{path.name}`" in readme
 
 
 # --- U-Net as published ---------------------------------------------------------------------
