@@ -5,6 +5,7 @@ from conftest import EVERY_CONSTRUCT, ROOT, net
 
 import cnnspec
 from cnnspec.backends.emit_yaml import to_yaml
+from cnnspec.limits import Limits
 
 
 def shapes(spec) -> dict:
@@ -121,12 +122,15 @@ def test_empty_specs_are_errors_not_crashes(text):
 
 
 ALL_SPECS = sorted((ROOT / "specs").glob("**/*.cnn"))
+# The round trip is about the IR, not the budgets: the published U-Net
+# (specs/papers/unet.cnn) holds more activation values at 572x572 than the default allows.
+ANY_SIZE = Limits(max_activations=1 << 30)
 
 
 @pytest.mark.parametrize("path", ALL_SPECS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_convert_writes_yaml_that_reads_back_to_the_same_ir(path):
-    spec = cnnspec.load(path)
-    assert cnnspec.load(to_yaml(spec.ir), format="yaml").ir == spec.ir
+    spec = cnnspec.load(path, limits=ANY_SIZE)
+    assert cnnspec.load(to_yaml(spec.ir), format="yaml", limits=ANY_SIZE).ir == spec.ir
 
 
 def test_convert_quotes_expressions_with_brackets_and_commas():
