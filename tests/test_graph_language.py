@@ -398,3 +398,41 @@ def test_pad_to_a_named_tensor_evens_an_odd_size(tmp_path):
     with torch.no_grad():
         short = net.up[1](net.up[0](net.e1(x)))
         torch.testing.assert_close(net.up[2](short, x), F.pad(short, [0, 1, 0, 1]))
+
+
+SELECTIVE = """\
+# A residual onto part of the channels (ReXNet), and SKNet's selective kernel.
+block partial(c):
+    y: conv(c, k=3, p=1) batchnorm
+    head: y slice(0, C_in)
+    summed: add(head, input)
+    tail: y slice(C_in, c)
+    out: concat(summed, tail)
+
+block selective(c):
+    a: conv(c, k=3, p=1) batchnorm relu
+    b: input conv(c, k=3, p=2, d=2) batchnorm relu
+    u: add(a, b)
+    weights: u gap conv(c // 2, k=1) batchnorm relu conv(2 * c, k=1) branch_softmax(2)
+    paths: concat(a, b)
+    out: mul(paths, weights) branch_sum(2)
+
+network T(input=4x8x8, classes=10):
+    s: partial(6) selective(6)
+    head: gap flatten linear(classes)
+"""
+
+
+def test_a_partial_residual_and_a_selective_kernel(tmp_path):
+    spec = check_all_backends(SELECTIVE, tmp_path, "selective")
+    net = spec.build(init="default").eval()
+    x = torch.randn(2, 4, 8, 8)
+    part, sk = net.s[0], net.s[1]
+    with torch.no_grad():
+        y = part.y(x)
+        want = torch.cat([y[:, :4] + x, y[:, 4:]], dim=1)
+        torch.testing.assert_close(part(x), want)
+        a, b = sk.a(want), sk.b(want)
+        logits = sk.weights[:-1]((a + b))  # the gate, before its softmax
+        w = torch.softmax(logits.reshape(2, 2, 6, 1, 1), dim=1)
+        torch.testing.assert_close(sk(want), (torch.stack([a, b], 1) * w).sum(1))

@@ -163,6 +163,12 @@ REFERENCE = {
     "pixel_unshuffle": lambda x, m: (
         x.reshape(x.shape[0], 2, 2, 2, 3, 2).permute(0, 1, 3, 5, 2, 4).reshape(x.shape[0], 8, 2, 3)
     ),
+    "slice": lambda x, m: x[:, 1:4],
+    "branch_softmax": lambda x, m: (
+        torch.cat([torch.exp(x[:, :3]), torch.exp(x[:, 3:])], dim=1)
+        / (torch.exp(x[:, :3]) + torch.exp(x[:, 3:])).repeat(1, 2, 1, 1)
+    ),
+    "branch_sum": lambda x, m: x[:, 0:2] + x[:, 2:4] + x[:, 4:6],
     "channel_shuffle": lambda x, m: x.reshape(x.shape[0], 3, 2, 4, 4).transpose(1, 2).flatten(1, 2),
 }
 

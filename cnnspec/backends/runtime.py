@@ -278,6 +278,40 @@ class PadTo(nn.Module):
         return nn.functional.pad(x, sides)
 
 
+class ChannelSlice(nn.Module):
+    """The channels from `start` up to `stop` (DPN's and ReXNet's partial paths)."""
+
+    def __init__(self, start: int, stop: int):
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.start : self.stop]
+
+
+class BranchSoftmax(nn.Module):
+    """Softmax across `n` groups of channels (SKNet: one group per branch)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        groups = x.reshape(x.shape[0], self.n, -1, *x.shape[2:])
+        return torch.softmax(groups, dim=1).reshape(x.shape)
+
+
+class BranchSum(nn.Module):
+    """The sum of `n` groups of channels: n x C channels in, C out."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], self.n, -1, *x.shape[2:]).sum(dim=1)
+
+
 class GraphNetwork(nn.Module):
     """A compiled spec whose stages read named tensors: each stage starts from the tensors
     it names (joined by concat, add or mul) and its layers that read another tensor

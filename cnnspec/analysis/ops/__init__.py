@@ -4,7 +4,7 @@ To add an op, write its class in the family's module (or a new module imported b
 the registry, the schema, the summary, both backends and the per-op tests pick it up.
 """
 
-from . import activations, features, regularisers, resampling, windows  # noqa: F401  (registers the ops)
+from . import activations, channels, features, regularisers, resampling, windows  # noqa: F401  (registers the ops)
 from .base import REGISTRY, Activation, Inferred, Layer, ModuleCall, Shape, fmt, pair, plain_module
 from .windows import Conv, Window
 
