@@ -433,6 +433,29 @@ def test_a_partial_residual_and_a_selective_kernel(tmp_path):
         want = torch.cat([y[:, :4] + x, y[:, 4:]], dim=1)
         torch.testing.assert_close(part(x), want)
         a, b = sk.a(want), sk.b(want)
-        logits = sk.weights[:-1]((a + b))  # the gate, before its softmax
+        logits = sk.weights[:-1](a + b)  # the gate, before its softmax
         w = torch.softmax(logits.reshape(2, 2, 6, 1, 1), dim=1)
         torch.testing.assert_close(sk(want), (torch.stack([a, b], 1) * w).sum(1))
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [
+        "conv(max(C, 4), k=1) relu",  # 4 channels below 4, else as many as come in
+        "conv(C // 2 + 3, k=1)",
+        "conv(min(classes, 5) * 2, k=1)",
+        "conv(make_divisible(C * 1.5, 4), k=1)",
+        "conv(C * C, k=1)",
+    ],
+)
+def test_the_network_class_takes_only_parameters_its_sizes_follow_exactly(stage, tmp_path):
+    """A size that is no straight line of in_channels or num_classes makes the class take
+    the parameter only where every value the spec holds for gives the spec's network; the
+    conftest check builds the class over a range of values against the spec."""
+    text = (
+        f"network T(input=8x8x8, classes=10):\n    s: {stage}\n"
+        "    head: gap flatten linear(classes)\n"
+    )
+    spec = check_all_backends(text, tmp_path, "nonlinear")
+    if "max(C, 4)" in stage or "C * C" in stage:
+        assert "in_channels: int" not in spec.codegen()

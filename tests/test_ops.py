@@ -244,3 +244,49 @@ def test_a_scaled_residual_holds_its_scale_first(tmp_path):
         torch.testing.assert_close(net(x), expected)
     spec = check_all_backends(block_spec(lines, "3x8x8"), tmp_path, "block_scaled")
     assert "class Wrap(" in spec.codegen()
+
+
+# --- drawn and exported, every op and combinator --------------------------------------
+
+EVERY_EXAMPLE = [
+    pytest.param(network_spec([LAYERS[op].example[0]], LAYERS[op].example[1]), op, id=op)
+    for op in LAYERS
+] + [
+    pytest.param(network_spec(lines, "3x8x8"), kind, id=case.id)
+    for case in COMBINATOR_CASES
+    for kind, lines in [case.values]
+]
+
+
+@pytest.mark.parametrize("text, name", EVERY_EXAMPLE)
+def test_every_op_and_combinator_is_drawn(text, name):
+    from cnnspec.backends.dot import MERGE_LABELS, to_dot
+
+    spec = cnnspec.load(text)
+    dot = to_dot(spec.graph, depth=3)
+    # a merge node as what it does; heads as an output oval per head
+    label = {**MERGE_LABELS, "heads": "a\\n2x8x8"}.get(name, name)
+    assert label in dot, f"{name} is not in its picture"
+    shapes = spec.output_shape if isinstance(spec.output_shape[0], tuple) else [spec.output_shape]
+    for shape in shapes:  # every output's edge is labelled with its shape
+        assert "x".join(map(str, shape)) in dot
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text, name", EVERY_EXAMPLE)
+def test_every_op_and_combinator_exports_to_onnx(text, name, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from cnnspec.backends.export import to_onnx
+
+    spec = cnnspec.load(text)
+    net = spec.build(init="default").eval()
+    to_onnx(net, spec.input_shape, tmp_path / "net.onnx")
+    session = ort.InferenceSession(str(tmp_path / "net.onnx"))
+    x = torch.randn(3, *spec.input_shape)
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = net(x)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-4, atol=1e-5)

@@ -13,6 +13,7 @@ network the spec would give for it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,13 @@ class Parameter:
     name: str
     default: int
     moved: tuple[Written, Written]  # the network written for default + 1 and default + 2
+    # The network written for any value, or None where the spec does not hold for it.
+    write_at: Callable[[int], Written | None] = lambda value: None
+
+    def checked_at(self) -> tuple[int, ...]:
+        """Values beyond default + 1 and + 2 that a size rule must hold for: the smallest
+        (where max(C, 4) and C // 2 part from a straight line) and one further out."""
+        return tuple(v for v in (1, 2, 3, self.default + 5) if v != self.default)
 
 
 def parameters(doc: ir.Document, write: Callable[[ir.Document, Graph], Written]) -> list[Parameter]:
@@ -58,8 +66,18 @@ def parameters(doc: ir.Document, write: Callable[[ir.Document, Graph], Written])
             plus = tuple(write(*_with(doc, moved(default + d))) for d in (1, 2))
         except CnnspecError:
             continue  # the spec does not hold for another value (a reshape fixes it)
-        found.append(Parameter(name, default, plus))
+        found.append(Parameter(name, default, plus, _writer(doc, moved, write)))
     return found
+
+
+def _writer(doc, moved, write) -> Callable[[int], Written | None]:
+    def write_at(value: int) -> Written | None:
+        try:
+            return write(*_with(doc, moved(value)))
+        except CnnspecError:
+            return None  # the spec refuses this value itself
+
+    return write_at
 
 
 def _with(doc: ir.Document, network: ir.Network) -> tuple[ir.Document, Graph]:
@@ -69,8 +87,46 @@ def _with(doc: ir.Document, network: ir.Network) -> tuple[ir.Document, Graph]:
 
 def substitute(base: Written, params: list[Parameter]) -> tuple[Stages, list[Parameter]]:
     """The stages with each size that follows a parameter written in terms of it, and the
-    parameters that some size follows. A parameter followed out of step, or that moves
-    what a choice of structure was made on, is dropped."""
+    parameters that some size follows. A parameter followed out of step, that moves what
+    a choice of structure was made on, or whose expressions miss what the spec gives at
+    another value it holds for, is dropped."""
+    stages, used = _substitute(base, params)
+    wrong = [p for p in used if not _holds(stages, p, used)]
+    if wrong:
+        return substitute(base, [p for p in params if p not in wrong])
+    return stages, used
+
+
+def _holds(stages: Stages, param: Parameter, used: list[Parameter]) -> bool:
+    """Whether the stages, written in terms of the parameters, are what the spec gives
+    with `param` at each of its checked values (the others at their defaults)."""
+    for value in param.checked_at():
+        written = param.write_at(value)
+        if written is None:
+            continue
+        values = {p.name: p.default for p in used} | {param.name: value}
+        if written.decided_on != param.moved[0].decided_on:
+            return False
+        expected = [(name, _evaluated(tree, values)) for name, tree in stages]
+        if expected != written.stages:
+            return False
+    return True
+
+
+def _evaluated(tree, values: dict[str, int]):
+    """`tree` with each expression of the parameters (as `_expression` writes them)
+    replaced by its value."""
+    if isinstance(tree, str):
+        if not any(re.search(rf"\b{name}\b", tree) for name in values):
+            return tree
+        return str(eval(tree, {"__builtins__": {}}, values))  # noqa: S307 (our own a * n + b)
+    parts = _parts(tree)
+    if parts is None:
+        return tree
+    return _rebuild(tree, [_evaluated(part, values) for part in parts])
+
+
+def _substitute(base: Written, params: list[Parameter]) -> tuple[Stages, list[Parameter]]:
     used = [
         p
         for p in params
