@@ -41,6 +41,8 @@ class Node:
     scale: float | None = None  # add: the initial value of its residual's learned scale
     block: str | None = None  # the block this node is an instance of, if any
     args: tuple[tuple[str, object], ...] = ()  # that block's evaluated arguments
+    # the arguments written at its call, each with whether by name (others: defaults)
+    given: tuple[tuple[str, bool], ...] = ()
     # The conditions its own body decided, each with the values it read: code that writes
     # the node out with concrete sizes holds only for values that decide alike.
     decided: tuple[str, ...] = ()

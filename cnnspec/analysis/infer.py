@@ -451,6 +451,8 @@ class _Inference:
         required = {p.name for p in block.params if p.default is None}
         scope = self._shape_scope(env, flow.shape)
         values, _ = self.bind(call, names, required, scope)
+        # As written at the call: by position (the first len(call.args)) or by name.
+        given = tuple((name, i >= len(call.args)) for i, name in enumerate(values))
         self.block_stack.append(call.op)
         builtin = block is builtin_blocks().get(call.op)
         outer_site = self.call_site
@@ -484,7 +486,7 @@ class _Inference:
         if node.is_layer:
             return node  # a one-layer block reads best as its layer
         args = tuple((p.name, values[p.name]) for p in block.params)
-        return replace(node, label=call.op, pos=call.pos, block=call.op, args=args)
+        return replace(node, label=call.op, pos=call.pos, block=call.op, args=args, given=given)
 
     # --- arguments ----------------------------------------------------------------------
     def bind(self, call: ir.Call, names: list[str], required, scope) -> tuple[dict, dict]:

@@ -35,7 +35,7 @@ def node_text(node: Node, parent: Node | None) -> str:
     if node.is_layer:
         return op_text(node)
     if node.block is not None:
-        return f"{node.block}({', '.join(describe(v) for _, v in node.args)})"
+        return f"{node.block}({', '.join(block_arguments(node))})"
     if node.kind != "seq":
         return node.kind
     if parent is None:
@@ -50,6 +50,16 @@ def sources_text(node: Node) -> str:
     if node.join is None:
         return f"{node.sources[0]} → "
     return f"{node.join}({', '.join(node.sources)}) → "
+
+
+def block_arguments(node: Node) -> list[str]:
+    """A block's arguments as its call wrote them, by position or by name, with their
+    values; defaults left out (`layer(512, 3, d=4)`)."""
+    values = dict(node.args)
+    return [
+        f"{name}={describe(values[name])}" if by_name else describe(values[name])
+        for name, by_name in node.given
+    ]
 
 
 def layer_rows(graph: Graph) -> list[dict]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,12 +102,7 @@ class Layer(BaseModel):
     @classmethod
     def words(cls) -> dict[str, tuple[str, ...]]:
         """Arguments whose values are words (`mode=bilinear`), with the words each takes."""
-        found = {}
-        for name, field in cls.model_fields.items():
-            for option in (field.annotation, *get_args(field.annotation)):
-                if get_origin(option) is Literal:
-                    found[name] = tuple(get_args(option))
-        return found
+        return _words(cls)
 
     def reads(self) -> tuple[str, ...]:
         """The names of the other tensors this layer reads when it runs."""
@@ -116,8 +112,8 @@ class Layer(BaseModel):
         """The arguments that differ from their defaults, in signature order."""
         return {
             name: getattr(self, name)
-            for name in self.signature()
-            if getattr(self, name) != type(self).model_fields[name].default
+            for name, default in _defaults(type(self))
+            if getattr(self, name) != default
         }
 
     # --- inference --------------------------------------------------------------------
@@ -150,6 +146,23 @@ class Layer(BaseModel):
         """The output's channels and whether it is an image, from the arguments as given;
         None when they depend on the input's height and width."""
         return channels, image
+
+
+# Facts of an op's fields, read once per class: pydantic's field table is slow to walk,
+# and inference asks them of every layer.
+@cache
+def _words(cls: type[Layer]) -> dict[str, tuple[str, ...]]:
+    found = {}
+    for name, field in cls.model_fields.items():
+        for option in (field.annotation, *get_args(field.annotation)):
+            if get_origin(option) is Literal:
+                found[name] = tuple(get_args(option))
+    return found
+
+
+@cache
+def _defaults(cls: type[Layer]) -> tuple[tuple[str, Any], ...]:
+    return tuple((name, field.default) for name, field in cls.model_fields.items())
 
 
 def plain_module(layer: type[Layer]) -> str | None:
