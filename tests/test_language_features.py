@@ -406,3 +406,22 @@ def test_a_repeat_index_named_like_a_local_of_the_writer_loses_no_layer(tmp_path
     )
     spec = check_all_backends(text, tmp_path, "index_names")
     assert len(spec.layers) == 4
+
+
+def test_an_explicit_none_for_a_computed_default_stays_none(tmp_path):
+    """The block class reads None as "compute the default" for a default written as an
+    expression; a call that passes none itself is written out in place instead."""
+    text = net(
+        "b(4) b(4, w=none) b(4, w=2)",
+        blocks=(
+            "block b(c, w=c * 2):\n    if w == none:\n        conv(c, k=3, p=1)\n"
+            "    else:\n        conv(w, k=1)\n"
+        ),
+        input="3x8x8",
+    )
+    spec = check_all_backends(text, tmp_path, "computed_default")
+    assert [r["args"] for r in spec.layers] == [
+        {"out": 8, "k": 1},
+        {"out": 4, "k": 3, "p": 1},
+        {"out": 2, "k": 1},
+    ]

@@ -116,9 +116,14 @@ class _Generator:
         return Call(cls, (collected, *shortcut, *scale))
 
     def passable(self, node: Node) -> bool:
-        """Whether the layers a block is given can be passed to its class as classes."""
+        """Whether the block's arguments can be passed to its class: layers as classes,
+        and no explicit none where the class reads None as "compute the default" (a
+        default written as an expression of other parameters or C)."""
         ops = [v.op for _, v in node.args if isinstance(v, OpRef)]
-        return all(plain_module(LAYERS[op]) is not None for op in ops)
+        if not all(plain_module(LAYERS[op]) is not None for op in ops):
+            return False
+        defaults = {p.name: p.default for p in self.blocks[node.block].params}
+        return not any(value is None and _computed(defaults[name]) for name, value in node.args)
 
     def arg_value(self, value) -> str:
         if isinstance(value, OpRef):
@@ -185,6 +190,11 @@ class _Generator:
         self.runtime |= {r for name in needed for r in self.classes[name].runtime}
         order = list(self.blocks)  # definition order: callees come before callers
         return [self.classes[n].template for n in sorted(needed, key=order.index)]
+
+
+def _computed(default: ir.Node | None) -> bool:
+    """A default the block class fills in when given None: not a literal, nor a layer."""
+    return default is not None and not isinstance(default, (ir.Num, ir.Const, ir.Name))
 
 
 def _is_default(default: ir.Node, value) -> bool:
