@@ -60,8 +60,8 @@ def test_xavier_init_follows_the_recipe_and_can_be_overridden():
     assert w_x.abs().max() <= bound and w_x.abs().max() > 0.9 * bound
     assert w_d.abs().max() <= 1 / 6400**0.5  # PyTorch's default: U(-1/sqrt(in), 1/sqrt(in))
     # Biases keep PyTorch's default draw, U(-1/sqrt(in), 1/sqrt(in)), under either init
-    for net in (xavier, default):
-        bias = net.classifier[1].bias
+    for model in (xavier, default):
+        bias = model.classifier[1].bias
         assert bias.abs().max() <= 1 / 6400**0.5 and bias.abs().max() > 0.9 / 6400**0.5
 
 
