@@ -294,7 +294,8 @@ class _Inference:
             )
         if isinstance(item, ir.Line):
             raise SpecError(
-                f"a named line ({item.name}: ...) stands only among the lines of a block's body",
+                f"a named line ({item.name}: ...) stands only among the lines of a block's "
+                f"body, and '{item.name}' is not a combinator ({', '.join(ir.COMBINATORS)})",
                 item.pos,
             )
         if isinstance(item, ir.Call):
