@@ -323,8 +323,10 @@ def test_misspelt_combinator_is_named(head):
 
 def test_colon_after_a_name_that_is_no_combinator_says_so():
     text = "network T(input=1x8x8):\n    s:\n        shortcut:\n            relu\n"
-    message = ("a named line (shortcut: ...) stands only among the lines of a block's body, "
-               "and 'shortcut' is not a combinator (concat, add, dense, heads, mul, split)")  # fmt: skip
+    message = (
+        "a named line (shortcut: ...) stands only among the lines of a block's body, "
+        "and 'shortcut' is not a combinator (concat, add, dense, heads, mul, split)"
+    )
     check(text, "cnn", SpecError, message, 3, 9)
 
 
