@@ -325,7 +325,7 @@ def test_colon_after_a_name_that_is_no_combinator_says_so():
     text = "network T(input=1x8x8):\n    s:\n        shortcut:\n            relu\n"
     message = (
         "a named line (shortcut: ...) stands only among the lines of a block's body, "
-        "and 'shortcut' is not a combinator (concat, add, dense, heads, mul, split)"
+        "and 'shortcut' is not a combinator (concat, add, dense, heads, mul, split, select)"
     )
     check(text, "cnn", SpecError, message, 3, 9)
 

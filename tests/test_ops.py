@@ -22,34 +22,10 @@ from cnnspec.backends.runtime_source import runtime_names
 from cnnspec.backends.schema import yaml_schema
 from cnnspec.language.ir import COMBINATORS
 
-# Bodies using each combinator (lines of an indented body), at 3x8x8.
-COMBINATOR_EXAMPLES = {
-    "concat": [["concat:", "    conv(4, k=1) relu", "    maxpool(3, s=1, p=1)"]],
-    "add": [
-        ["add:", "    conv(3, k=3, p=1) relu"],  # identity shortcut
-        ["add:", "    conv(6, k=3, s=2, p=1)"],  # projected shortcut
-        ["add:", "    a: conv(4, k=1)", "    b: conv(4, k=3, p=1)"],  # two branches summed
-        # a residual with its own learned scale (ConvNeXt), with and without a projection
-        ["add(scale=0.5):", "    conv(3, k=3, p=1) relu"],
-        ["add(scale=0.5, project=true):", "    conv(4, k=3, p=1)"],
-    ],
-    "dense": [["dense:", "    (batchnorm relu conv(2, k=3, p=1)) * 2"]],
-    "heads": [["heads:", "    a: conv(2, k=1)", "    b: conv(3, k=1) relu"]],
-    "mul": [
-        # squeeze-and-excitation: a C x 1 x 1 gate
-        ["mul:", "    gap conv(2, k=1) relu conv(3, k=1) hardsigmoid"],
-        ["mul:", "    gate: conv(1, k=3, p=1) sigmoid"],  # spatial attention: 1 x H x W
-        ["mul:", "    conv(C, k=3, p=1) sigmoid"],  # an elementwise gate: C x H x W
-    ],
-    "split": [
-        ["split:", "    identity", "    conv(2, k=1) relu", "    conv(1, k=3, p=1)"],
-        ["split:", "    a: conv(5, k=3, s=2, p=1)", "    b: maxpool(2)", "    c: avgpool(2)"],
-    ],
-}
 COMBINATOR_CASES = [
-    pytest.param(kind, lines, id=f"{kind}{i}")
-    for kind, examples in COMBINATOR_EXAMPLES.items()
-    for i, lines in enumerate(examples)
+    pytest.param(kind, list(lines), id=f"{kind}{i}")
+    for kind, rule in RULES.items()
+    for i, lines in enumerate(rule.examples)
 ]
 
 
@@ -195,7 +171,21 @@ def test_ops_names_are_unique_and_not_combinators():
 
 def test_every_combinator_has_a_rule_and_an_example():
     assert list(RULES) == list(COMBINATORS)
-    assert set(COMBINATOR_EXAMPLES) == set(COMBINATORS)
+    assert all(RULES[kind].examples for kind in COMBINATORS)
+
+
+def test_every_combinator_is_a_runtime_class_and_the_joins_have_a_rule():
+    """A combinator's three places: its class (registered), its name in the language and
+    the runtime module its constructor names; the kinds that join named tensors say how."""
+    from cnnspec.backends.runtime_source import runtime_names
+    from cnnspec.language.ir import JOINS
+
+    for kind, rule in RULES.items():
+        call = rule.constructor([], {"shortcut": None, "attention": None}, {}, 3)
+        assert call.module == rule.module and rule.module in runtime_names(), kind
+    assert [kind for kind, rule in RULES.items() if rule.joins([(2, 4, 4), (2, 4, 4)])] == list(
+        JOINS
+    )
 
 
 @pytest.mark.parametrize(("kind", "lines"), COMBINATOR_CASES)
@@ -260,12 +250,13 @@ EVERY_EXAMPLE = [
 
 @pytest.mark.parametrize("text, name", EVERY_EXAMPLE)
 def test_every_op_and_combinator_is_drawn(text, name):
-    from cnnspec.backends.dot import MERGE_LABELS, to_dot
+    from cnnspec.backends.dot import to_dot
 
     spec = cnnspec.load(text)
     dot = to_dot(spec.graph, depth=3)
     # a merge node as what it does; heads as an output oval per head
-    label = {**MERGE_LABELS, "heads": "a\\n2x8x8"}.get(name, name)
+    symbols = {kind: rule.symbol for kind, rule in RULES.items()}
+    label = {**symbols, "heads": "a\\n2x8x8"}.get(name, name)
     assert label in dot, f"{name} is not in its picture"
     shapes = spec.output_shape if isinstance(spec.output_shape[0], tuple) else [spec.output_shape]
     for shape in shapes:  # every output's edge is labelled with its shape

@@ -6,9 +6,10 @@ module path and the prefix of its state_dict keys:
 - a body written as one item (not a repeat) *is* that item; any other body is a sequence
   numbered `0, 1, ...` (after repeats are expanded);
 - a stage is named by the spec (`b1`, `head`), and the network is the sequence of its stages;
-- a combinator keeps its branches under `branches` (numbered, or named by the spec), and an
-  `add` whose shortcut needs a 1x1 projection keeps it under `shortcut`; one with
-  `scale=` holds its own `layer_scale` parameter, ahead of its branches.
+- a combinator keeps its branches under `branches` (numbered, or named by the spec), and
+  the layers it owns beside them under their own names, after the branches (an `add`
+  whose shortcut needs a 1x1 projection keeps it under `shortcut`); `add` with `scale=`
+  holds its own `layer_scale` parameter, ahead of its branches.
 
 So `b3.0.branches.1.2.weight` is stage b3, its first item (an inception block), branch 1,
 layer 2 of that branch.
@@ -28,7 +29,7 @@ Output = Shape | tuple[Shape, ...]  # several shapes after `heads`
 
 @dataclass(frozen=True)
 class Node:
-    kind: str  # "layer", "seq", or a combinator kind
+    kind: str  # "layer", "seq", "graph", or a combinator kind
     label: str  # what the summary calls it: the op, block or stage name
     in_shape: Shape
     out_shape: Output
@@ -37,8 +38,10 @@ class Node:
     pos: Pos
     layer: Layer | None = None  # set for kind == "layer"
     children: tuple[tuple[str, Node], ...] = ()
-    shortcut: Node | None = None  # add: the 1x1 projection, when the shapes differ
-    scale: float | None = None  # add: the initial value of its residual's learned scale
+    # A combinator: the layers it owns beside its branches (add's 1x1 `shortcut`), and the
+    # options its module is made with, as inference decided them (add's `scale`).
+    owned: tuple[tuple[str, Node], ...] = ()
+    options: tuple[tuple[str, object], ...] = ()
     block: str | None = None  # the block this node is an instance of, if any
     args: tuple[tuple[str, object], ...] = ()  # that block's evaluated arguments
     # the arguments written at its call, each with whether by name (others: defaults)
@@ -68,8 +71,9 @@ def child_path(parent: Node, parent_path: str, name: str) -> str:
     return f"{parent_path}.{inner}" if parent_path else inner
 
 
-def shortcut_path(parent_path: str) -> str:
-    return f"{parent_path}.shortcut" if parent_path else "shortcut"
+def owned_path(parent_path: str, name: str) -> str:
+    """The module path of a layer a combinator owns: `b1.0.shortcut`."""
+    return f"{parent_path}.{name}" if parent_path else name
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,7 @@ class Graph:
             below: list[tuple[str, int, Node]] = [
                 (child_path(node, path, name), depth + 1, child) for name, child in node.children
             ]
-            if node.shortcut is not None:
-                below.append((shortcut_path(path), depth + 1, node.shortcut))
+            below.extend((owned_path(path, name), depth + 1, owned) for name, owned in node.owned)
             stack.extend(reversed(below))
 
     def layers(self) -> list[tuple[str, Node]]:

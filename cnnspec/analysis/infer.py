@@ -19,7 +19,7 @@ from ..language import ir
 from ..language.expressions import OpRef, Value, describe, evaluate, truth
 from ..limits import DEFAULT, Limits
 from .binding import match_arguments
-from .combinators import combine
+from .combinators import RULES, combine
 from .graph import Flow, Graph, Node, Output, Shape, describe_output, group, stage_readers
 from .ops import LAYERS, Layer, fmt
 from .resolve import INPUT_NAMES, OP_VALUES, SHAPE_NAMES, builtin_blocks, names_in, resolve
@@ -179,30 +179,17 @@ class _Inference:
             tensor = self.tensor(name.id, name.pos)
             self._no_heads(name.id, tensor, name.pos)
             named.append((name, tensor))
-        (first_name, first), shapes = named[0], [t.shape for _, t in named]
-        rule = {
-            "concat": "concatenated tensors must agree in everything but channels",
-            "add": "added tensors must have the same shape",
-            "mul": "multiplied tensors must agree, or be 1 where they differ",
-        }[join.op]
+        (first_name, first), kind = named[0], RULES[join.op]
+        out = first.shape
         for name, tensor in named[1:]:
-            a, b = first.shape, tensor.shape
-            if join.op == "concat":
-                fits = len(a) == len(b) and a[1:] == b[1:]
-            elif join.op == "add":
-                fits = a == b
-            else:
-                fits = len(a) == len(b) and all(x == y or 1 in (x, y) for x, y in zip(a, b))
-            if not fits:
+            out = kind.joins([out, tensor.shape])
+            if out is None:
                 raise ShapeError(
-                    f"{join.op}: {name.id} is {fmt(b)} ({tensor.origin()}) but {first_name.id} "
-                    f"is {fmt(a)} ({first.origin()}); {rule}",
+                    f"{join.op}: {name.id} is {fmt(tensor.shape)} ({tensor.origin()}) but "
+                    f"{first_name.id} is {fmt(first.shape)} ({first.origin()}); "
+                    f"{kind.join_rule}",
                     name.pos,
                 )
-        if join.op == "concat":
-            out = (sum(s[0] for s in shapes), *first.shape[1:])
-        else:
-            out = tuple(max(sizes) for sizes in zip(*shapes))
         self.activation_count += prod(out)
         return out
 

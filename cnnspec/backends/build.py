@@ -2,9 +2,9 @@
 
 Each layer becomes the module its op's `constructor` names, made from its validated
 arguments and the input shape inference gave it (in_channels, in_features, 1-d or 2-d
-batch norm); nothing is probed with a forward pass. A combinator becomes the runtime class
-of its name (`concat` -> `Concat`). The module tree follows `graph.py`'s naming, so module
-paths equal the summary's paths.
+batch norm); nothing is probed with a forward pass. A combinator becomes the runtime
+module its class's `constructor` names, with the layers it owns. The module tree follows
+`graph.py`'s naming, so module paths equal the summary's paths.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..analysis.combinators import RULES
 from ..analysis.graph import Graph, Node, steps
 from ..analysis.ops import ModuleCall
 from ..errors import CnnspecError
 from . import runtime
-from .runtime_source import combinator_class
 from .summary import shape_text
 
 
@@ -43,9 +43,10 @@ def _module(node: Node) -> nn.Module:
         return nn.Sequential(children)
     if node.kind == "graph":
         return runtime.GraphNetwork(node.label, children, graph_steps(node), node.outputs)
-    extra = () if node.shortcut is None else (_module(node.shortcut),)
-    scale = {} if node.scale is None else {"scale": node.scale, "channels": node.out_shape[0]}
-    return module_class(combinator_class(node.kind))(dict(children), *extra, **scale)
+    owned = {name: _module(layer) for name, layer in node.owned}
+    channels = None if isinstance(node.out_shape[0], tuple) else node.out_shape[0]
+    call = RULES[node.kind].constructor(dict(children), owned, dict(node.options), channels)
+    return instantiate(call)
 
 
 def graph_steps(node: Node) -> dict:

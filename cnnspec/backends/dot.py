@@ -15,12 +15,11 @@ import html
 import shutil
 import subprocess
 
-from ..analysis.graph import Graph, Node, Output, steps
+from ..analysis.combinators import RULES
+from ..analysis.graph import Graph, Node, Output, owned_path, steps
 from ..language.ir import INPUT
 from .summary import node_text, op_text, shape_text
 
-# How each combinator's merge node reads.
-MERGE_LABELS = {"concat": "concat", "add": "+", "mul": "×", "dense": "concat", "split": "concat"}
 # By default the network's own blocks show their insides, and blocks within them are boxes.
 DEFAULT_DEPTH = 1
 
@@ -161,7 +160,7 @@ class _Picture:
             if clusters:
                 self.open_cluster(step.name)
             if step.join is not None:
-                at = self.node(MERGE_LABELS[step.join], shape="circle", fontsize="9")
+                at = self.node(RULES[step.join].symbol, shape="circle", fontsize="9")
                 for name in step.sources:
                     self.edge(made[name][0], at, made[name][1])
                 shape = step.node.in_shape
@@ -187,38 +186,44 @@ class _Picture:
         return made
 
     def combinator(self, node: Node, path: str, level: int, at: str, shape: Output):
-        kind = node.kind
-        if kind == "seq":
+        """A combinator drawn as its class says: branches meeting at its symbol, units
+        joining the input in turn, or each branch an output of its own."""
+        if node.kind == "seq":
             return self.sequence(node, path, level, at, shape)
-        if kind == "graph":  # a block of named lines: it returns its last
+        if node.kind == "graph":  # a block of named lines: it returns its last
             made = self.graph_lines(node, path, level, at, shape, clusters=False)
             return made[node.outputs[0]][0]
-        if kind == "heads":
+        kind = RULES[node.kind]
+        if kind.layout == "outputs":
             for name, head in node.children:
                 end = self.item(head, f"{path}.{name}", level, at, shape)
                 out = self.node(f"{name}\n{shape_text(head.out_shape)}", shape="oval")
                 if end is not None:
                     self.edge(end, out, head.out_shape)
             return None
-        if kind == "dense":  # each unit's output is concatenated onto its input
+        if kind.layout == "chain":  # each unit's output is concatenated onto its input
             for name, unit in node.children:
                 end = self.item(unit, f"{path}.{name}", level, at, shape)
-                merge = self.node(MERGE_LABELS[kind], shape="circle", fontsize="9")
+                merge = self.node(kind.symbol, shape="circle", fontsize="9")
                 self.edge(end, merge, unit.out_shape)
                 self.edge(at, merge, shape, style="dashed")
                 at, shape = merge, _concat(shape, unit.out_shape)
             return at
-        merge = self.node(MERGE_LABELS.get(kind, kind), shape="circle", fontsize="9")
+        merge = self.node(kind.symbol, shape="circle", fontsize="9")
         for name, branch in node.children:
             end = self.item(branch, f"{path}.{name}", level, at, shape)
             self.edge(end, merge, branch.out_shape)
-        if kind == "mul" or (kind == "add" and len(node.children) == 1):
-            skip = at
-            if node.shortcut is not None:  # the residual's projection
-                skip = self.box(op_text(node.shortcut), node.shortcut, at, shape)
-            self.edge(
-                skip, merge, node.shortcut.out_shape if node.shortcut else shape, style="dashed"
-            )
+        owned = dict(node.owned)
+        if kind.skips(node):
+            skip, size = at, shape
+            through = owned.get(kind.skip_through or "")
+            if through is not None:  # a residual's projection, on the skip
+                skip, size = self.box(op_text(through), through, at, shape), through.out_shape
+            self.edge(skip, merge, size, style="dashed")
+        for name, layers in node.owned:
+            if name != kind.skip_through:  # layers it owns beside its branches
+                end = self.item(layers, owned_path(path, name), level, merge, node.out_shape)
+                self.edge(end, merge, layers.out_shape, style="dotted")
         return merge
 
 

@@ -117,6 +117,24 @@ class Split(nn.Module):
         )
 
 
+class SelectiveKernel(nn.Module):
+    """SKNet's selective kernel: run every branch; from their sum, pooled, `attention`
+    gives a weight per branch and channel, softmax across the branches; return the
+    branches' sum weighed by them."""
+
+    def __init__(self, branches: Branches, attention: nn.Module):
+        super().__init__()
+        self.branches = nn.ModuleDict(named(branches))
+        self.attention = attention
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        paths = torch.stack([branch(x) for branch in self.branches.values()], dim=1)
+        pooled = paths.sum(dim=1).mean(dim=(2, 3), keepdim=True)
+        n, count, channels = paths.shape[:3]
+        weights = self.attention(pooled).view(n, count, channels, 1, 1)
+        return (paths * weights.softmax(dim=1)).sum(dim=1)
+
+
 class Heads(nn.Module):
     """Several outputs from one trunk: a tuple, one tensor per head."""
 

@@ -13,11 +13,6 @@ from functools import cache
 from importlib.resources import files
 
 
-def combinator_class(kind: str) -> str:
-    """The runtime class a combinator kind becomes: `concat` -> `Concat`."""
-    return "".join(part.capitalize() for part in kind.split("_"))
-
-
 @cache
 def _definitions() -> dict[str, tuple[str, frozenset[str]]]:
     """Top-level definitions of `runtime.py` by name: their source, and the names they use."""

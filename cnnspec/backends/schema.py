@@ -38,8 +38,8 @@ def _combinator_schema(kind: str, body: dict) -> dict:
     }
     props = {kind: branches}
     rule = COMBINATOR_RULES[kind]
-    for option in rule.options:
-        props[option] = {"type": ["number" if option in rule.numbers else "boolean", "null"]}
+    for option, kind_of in rule.options.items():
+        props[option] = {"type": ["number" if kind_of == "number" else "boolean", "null"]}
     return {
         "type": "object",
         "properties": props,

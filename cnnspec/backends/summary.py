@@ -40,6 +40,8 @@ def node_text(node: Node, parent: Node | None) -> str:
         return node.kind
     if parent is None:
         return "stage"
+    if any(owned is node for _, owned in parent.owned):
+        return node.label  # a combinator's own layers, by their name (`attention`)
     return {"dense": "dense unit", "graph": "line"}.get(parent.kind, "branch")
 
 
@@ -121,8 +123,8 @@ def table(graph: Graph, source_name: str = "", depth: int = DEFAULT_DEPTH) -> st
     for path, level, node in graph.walk():
         for _, child in node.children:
             parents[id(child)] = node
-        if node.shortcut is not None:
-            parents[id(node.shortcut)] = node
+        for _, owned in node.owned:
+            parents[id(owned)] = node
         if level >= depth:
             continue
         rows.append(

@@ -17,7 +17,7 @@ from ..errors import SpecError, did_you_mean
 
 # The combinators' names: the grammar, the IR and both front ends read them here, and the
 # analysis and backends key their per-kind rules by them.
-COMBINATORS = ("concat", "add", "dense", "heads", "mul", "split")
+COMBINATORS = ("concat", "add", "dense", "heads", "mul", "split", "select")
 # The combinators that also join named tensors: `add(lat4, up5)`.
 JOINS = ("concat", "add", "mul")
 # The name of the network's input tensor.
@@ -155,7 +155,8 @@ class Branch(Node):
 
 class Combinator(Node):
     """Branches joined: concat (channels), add (residual), dense (DenseNet), heads (outputs),
-    mul (a gate), split (each branch a share of the channels)."""
+    mul (a gate), split (each branch a share of the channels), select (SKNet's attention
+    across branches)."""
 
     kind: Literal[COMBINATORS]
     kwargs: tuple[Kwarg, ...] = ()

@@ -18,7 +18,7 @@
 A layer is its name (`relu`) or a mapping whose first key names it, with its positional
 arguments as that key's value (one value or a list) and keyword arguments as further keys.
 `{repeat: n, body: [...]}` repeats; `{if: cond, body: [...], else: [...]}` chooses;
-`{concat: [branch, ...]}` (likewise add, dense, heads, mul, split) joins branches, each a
+`{concat: [branch, ...]}` (likewise each of ir.COMBINATORS) joins branches, each a
 list of layers, or a mapping of named branches. Strings in argument positions are
 expressions (`"c * 2"`). Only plain YAML is read: no anchors, aliases or tags.
 """

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ...analysis.binding import match_arguments
-from ...analysis.combinators import conditional, dense_unit
+from ...analysis.combinators import RULES, conditional, dense_unit
 from ...analysis.graph import Step
 from ...analysis.ops import LAYERS, ModuleCall, Window, plain_module
 from ...language import ir
 from ...language.expressions import PYTHON_CONSTANTS, unparse
 from ...language.ir import INPUT
-from ..runtime_source import combinator_class, runtime_names
+from ..runtime_source import runtime_names
 from .forward import line_statements, local_names
 from .names import CONSTRUCTOR_LOCALS, PythonNames
 from .pyformat import BODY_INDENT, Call, List, flat, lines, sum_lines
@@ -290,17 +290,19 @@ class BlockWriter:
             del self.params[name]
 
     def combinator(self, comb: ir.Combinator, state: _State) -> tuple[str, tuple, _State]:
-        cls = self.runtime_class(combinator_class(comb.kind))
+        """The combinator's runtime class and arguments, from its class's rules: the
+        channels each branch starts from and the output's, and its constructor."""
+        rule = RULES[comb.kind]
+        if not rule.block_class:
+            raise self.fail(f"'{comb.kind}' (its own layers' sizes need the shapes)", comb.pos)
         start = state.channels
         if start == "channels":  # branches must not see each other's loops
             start = self.fresh("in_channels_")
             self.line(f"{start} = channels")
         begin = _State(start, state.image)
-        if comb.kind == "dense":
-            return self.dense(comb, begin)
-        share = start  # what each branch starts from: split gives each its chunk
-        if comb.kind == "split":
-            share = f"{_bracketed(start)} // {len(comb.branches)}"
+        if rule.layout == "chain":
+            return self.dense(comb, begin, rule)
+        share = rule.branch_channels(start, len(comb.branches))
         branches, ends = [], []
         for branch in comb.branches:
             if conditional(branch):  # the list of branches itself would be conditional
@@ -309,32 +311,26 @@ class BlockWriter:
             branches.append((branch.name, expr))
             ends.append(end)
         collected = collect(branches)
-        if comb.kind in ("concat", "split"):
-            total = " + ".join(e.channels for e in ends)  # sums need no brackets
-            return cls, (collected,), _State(total, state.image, [], False)
-        if comb.kind == "mul":
-            # The gate keeps the input's shape, so strides along the path are unchanged.
-            return cls, (collected,), _State(start, state.image, list(state.strides), state.same)
-        if comb.kind == "heads":
-            return cls, (collected,), _State("None", False, [], False)
-        if comb.kind == "add":
-            return self.add(comb, begin, collected, ends)
-        raise AssertionError(f"no block-class code for the combinator {comb.kind!r}")
+        options = {kw.name: self.py(kw.value, begin) for kw in comb.kwargs}
+        options = {name: value for name, value in options.items() if value != "None"}
+        channels = rule.channels(start, [end.channels for end in ends])
+        if channels is None:  # several outputs
+            after = _State("None", False, [], False)
+        elif rule.keeps_size:  # the path's strides are unchanged through it
+            after = _State(channels, state.image, list(state.strides), state.same)
+        else:
+            after = _State(channels, state.image, [], False)
+        owned: dict[str, str] = {}
+        if rule.skip_through is not None and len(ends) == 1:
+            owned = self.shortcut(comb, begin, ends[0], options.get("project", "None"), rule)
+        call = rule.constructor(collected, owned, options, channels)
+        cls = self.runtime_class(call.module)
+        return cls, (*call.args, *call.kwargs), after
 
-    def add(self, comb, begin: _State, collected, ends) -> tuple[str, tuple, _State]:
-        end = ends[0]
-        if len(ends) > 1:  # summed: inference refused project= and scale=
-            return "Add", (collected,), _State(end.channels, begin.image, [], False)
-        option = {k.name: self.py(k.value, begin) for k in comb.kwargs}
-        project = option.get("project", "None")
-        scale = ()
-        if option.get("scale", "None") != "None":
-            scale = (("scale", option["scale"]), ("channels", end.channels))
-        args, after = self.shortcut(comb, begin, end, project, collected)
-        return "Add", (*args, *scale), after
-
-    def shortcut(self, comb, begin: _State, end: _State, project: str, collected):
-        """The residual's arguments up to its shortcut, and the state after it."""
+    def shortcut(self, comb, begin: _State, end: _State, project: str, rule) -> dict[str, str]:
+        """The residual's skip: a local holding its projection, or None where the spec
+        decides (from the parameters) that there is none."""
+        name = rule.skip_through
         if not end.same:
             raise self.fail(
                 "a shortcut projection around windows that change the size (or of unknown stride)",
@@ -345,7 +341,7 @@ class BlockWriter:
         if stride != "1":
             changes.append(f"{stride} != 1")
         if project == "False" or (project == "None" and not changes):
-            return (collected,), _State(end.channels, begin.image, [], False)
+            return {}
         if project == "None":
             condition = " or ".join(changes)
         elif project != "True":  # a parameter: true, false, or none for "when needed"
@@ -361,16 +357,17 @@ class BlockWriter:
             ),
         )
         if project == "True":  # always projected
-            self.assign("shortcut", conv)
+            self.assign(name, conv)
         else:
-            self.line("shortcut = None")
+            self.line(f"{name} = None")
             self.line(f"if {condition}:")
             self.depth += 1
-            self.assign("shortcut", conv)
+            self.assign(name, conv)
             self.depth -= 1
-        return (collected, "shortcut"), _State(end.channels, begin.image, [], False)
+        return {name: name}
 
-    def dense(self, comb: ir.Combinator, begin: _State) -> tuple[str, tuple, _State]:
+    def dense(self, comb: ir.Combinator, begin: _State, rule) -> tuple[str, tuple, _State]:
+        """Units one after another, each adding its output's channels to the input's."""
         self.line("units = []")
         self.line(f"channels = {begin.channels}")
         for branch in comb.branches:
@@ -382,7 +379,9 @@ class BlockWriter:
             self.line(f"channels = channels + {end.channels}")
             if repeat is not None:
                 self.end_loop(repeat)
-        return "Dense", ("units",), _State("channels", begin.image, [], False)
+        call = rule.constructor("units", {}, {}, "channels")
+        after = _State("channels", begin.image, [], False)
+        return self.runtime_class(call.module), call.args, after
 
     def signature(self, start: _State) -> list[str]:
         """The constructor's parameters. A default that is an expression of other

@@ -3,8 +3,8 @@
 The network class is written here from the typed graph, with concrete sizes and a shape
 comment after each stage; each block it uses becomes a generic class (`blocks.py`). Each
 layer's constructor is its op's own `constructor` (in `analysis/ops`), rendered by
-`values.py`; each combinator is the runtime class of its name, whose source (and that of
-what it uses) is copied from `runtime.py`.
+`values.py`; each combinator's is its class's `constructor`, naming a runtime class whose
+source (and that of what it uses) is copied from `runtime.py`.
 
 Python computes every string; the templates in `templates/` only lay them out. Names reach
 the source only after `resolve.py` has checked they are safe identifiers; everything else
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jinja2
 
+from ...analysis.combinators import RULES
 from ...analysis.graph import Graph, Node
 from ...analysis.graph import steps as steps_of
 from ...analysis.ops import LAYERS, ModuleCall, plain_module
@@ -28,7 +29,7 @@ from ...analysis.resolve import resolve
 from ...language import ir
 from ...language.expressions import OpRef
 from ...version import __version__
-from ..runtime_source import combinator_class, runtime_names, runtime_source
+from ..runtime_source import runtime_names, runtime_source
 from .blocks import BlockClass, BlockWriter
 from .forward import forward_lines
 from .names import PythonNames
@@ -91,7 +92,7 @@ class _Generator:
             return Call(cls, (str(node.in_shape[0]), *self.block_args(node)))
         self.decided_on.extend(node.decided)  # written with sizes that decided them
         children = [(name, self.module(child)) for name, child in node.children]
-        if node.kind == "add" and len(children) == 1:
+        if node.kind in RULES and RULES[node.kind].shaped_by_input(node):
             self.decided_on.append(f"{node.in_shape} -> {node.out_shape}")
         if node.kind == "seq":
             return Call("nn.Sequential", tuple(expr for _, expr in children))
@@ -106,14 +107,12 @@ class _Generator:
                     py_value(node.outputs),
                 ),
             )
-        cls = self.runtime_class(combinator_class(node.kind))
         # Numbered branches stay a list unless one was left out (its number stays free).
         collected = collect([(None if n == str(i) else n, e) for i, (n, e) in enumerate(children)])
-        shortcut = () if node.shortcut is None else (self.module(node.shortcut),)
-        scale = ()
-        if node.scale is not None:
-            scale = (("scale", py_value(node.scale)), ("channels", str(node.out_shape[0])))
-        return Call(cls, (collected, *shortcut, *scale))
+        owned = {name: self.module(layer) for name, layer in node.owned}
+        options = {name: py_value(value) for name, value in node.options}
+        channels = None if isinstance(node.out_shape[0], tuple) else str(node.out_shape[0])
+        return self.construct(RULES[node.kind].constructor(collected, owned, options, channels))
 
     def passable(self, node: Node) -> bool:
         """Whether the block's arguments can be passed to its class: layers as classes,

@@ -34,11 +34,11 @@ def py_value(value) -> str:
 
 
 def constructor(call: ModuleCall) -> Call:
-    """An op's module constructor as source; arguments already source text stay as they
-    are, values become literals."""
+    """An op's or a combinator's module constructor as source; arguments already source
+    text (or source trees: branches, modules) stay as they are, values become literals."""
 
-    def text(value) -> str:
-        return value if isinstance(value, str) else py_value(value)
+    def text(value):
+        return value if isinstance(value, (str, Call, List, Dict)) else py_value(value)
 
     return Call(
         call.module,

@@ -1,0 +1,344 @@
+"""The combinators of the classic CNNs: concat, add, dense, heads, mul and split."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ...errors import Pos, ShapeError, SpecError
+from ...language import ir
+from ..graph import Flow, Node, describe_output
+from ..ops import Conv, ModuleCall, Shape, fmt
+from .base import (
+    Combinator,
+    T,
+    branches,
+    broadcast,
+    conditional,
+    gate_shapes,
+    given,
+    in_sequence,
+    node,
+    on_channels,
+    path_stride,
+    same_shapes,
+)
+
+
+def _sum(channels: list[str]) -> str:
+    return " + ".join(channels)  # a sum of sums needs no brackets
+
+
+class Concat(Combinator, kind="concat"):
+    """Branches side by side, joined on channels."""
+
+    examples = (("concat:", "    conv(4, k=1) relu", "    maxpool(3, s=1, p=1)"),)
+
+    optional_branches = True
+    join_rule = "concatenated tensors must agree in everything but channels"
+
+    @classmethod
+    def infer(cls, walker, comb, flow, env, options) -> Node:
+        found = branches(walker, comb, flow, env)
+        same_shapes(
+            comb, found, lambda a, b: on_channels([a, b]) is not None,
+            "concatenated branches must agree in everything but channels",
+        )  # fmt: skip
+        return node(comb, flow.shape, found, on_channels([n.out_shape for _, n in found]))
+
+    @classmethod
+    def joins(cls, shapes: list[Shape]) -> Shape | None:
+        return on_channels(shapes)
+
+    @classmethod
+    def channels(cls, start: str, ends: list[str]) -> str:
+        return _sum(ends)
+
+
+class Add(Combinator, kind="add"):
+    """Branches summed; one branch is a residual: the input is added back, through a 1x1
+    convolution when the branch changes the shape (or `project=true` asks for one).
+    `scale=init` multiplies the residual branch by a learned scale per channel (C x 1 x 1,
+    starting at init) that the residual holds itself, ahead of its branch (ConvNeXt's
+    `layer_scale`)."""
+
+    examples = (
+        ("add:", "    conv(3, k=3, p=1) relu"),  # identity shortcut
+        ("add:", "    conv(6, k=3, s=2, p=1)"),  # projected shortcut
+        ("add:", "    a: conv(4, k=1)", "    b: conv(4, k=3, p=1)"),  # two branches summed
+        # a residual with its own learned scale (ConvNeXt), with and without a projection
+        ("add(scale=0.5):", "    conv(3, k=3, p=1) relu"),
+        ("add(scale=0.5, project=true):", "    conv(4, k=3, p=1)"),
+    )
+
+    options = {"project": "flag", "scale": "number"}
+    symbol = "+"
+    skip_through = "shortcut"
+    join_rule = "added tensors must have the same shape"
+
+    @classmethod
+    def infer(cls, walker, comb, flow, env, options) -> Node:
+        if len(comb.branches) > 1:
+            _check_sum_is_meant(comb, options)
+        found = branches(walker, comb, flow, env)
+        if len(found) > 1:
+            same_shapes(comb, found, lambda a, b: a == b, "added branches must have the same shape")
+            return node(comb, flow.shape, found, found[0][1].out_shape)
+        main = found[0][1]
+        project, scale = options.get("project"), options.get("scale")
+        scaled = 0
+        if scale is not None:
+            if len(main.out_shape) != 3:
+                raise ShapeError(
+                    f"add: scale= needs the branch to give an image (C x H x W), got "
+                    f"{describe_output(main.out_shape)}",
+                    given(comb, "scale").pos,
+                )
+            scaled = main.out_shape[0]
+        owned: tuple[tuple[str, Node], ...] = ()
+        if main.out_shape != flow.shape or project is True:
+            if project is False:
+                raise ShapeError(
+                    f"add: the branch turns {fmt(flow.shape)} into {fmt(main.out_shape)} but "
+                    "project=false keeps the shortcut as it is; they cannot be added",
+                    comb.pos,
+                )
+            shortcut = walker.apply(_projection(flow.shape, main, comb.pos), flow, comb.pos)
+            owned = (("shortcut", shortcut),)
+        kept = () if scale is None else (("scale", float(scale)),)
+        return node(comb, flow.shape, found, main.out_shape, owned, kept, extra_params=scaled)
+
+    @classmethod
+    def joins(cls, shapes: list[Shape]) -> Shape | None:
+        return shapes[0] if all(s == shapes[0] for s in shapes) else None
+
+    @classmethod
+    def constructor(
+        cls, branches: T, owned: Mapping[str, T], options: Mapping[str, T], channels: T
+    ) -> ModuleCall:
+        args = (branches, owned["shortcut"]) if "shortcut" in owned else (branches,)
+        scale = (("scale", options["scale"]), ("channels", channels)) if "scale" in options else ()
+        return ModuleCall(cls.module, args, scale)
+
+    @classmethod
+    def channels(cls, start: str, ends: list[str]) -> str:
+        return ends[0]
+
+    @classmethod
+    def skips(cls, node: Node) -> bool:
+        return len(node.children) == 1  # a residual: the input is added back
+
+    @classmethod
+    def shaped_by_input(cls, node: Node) -> bool:
+        return len(node.children) == 1  # projected where the branch changes the shape
+
+
+def _check_sum_is_meant(comb: ir.Combinator, options) -> None:
+    """Several branches are summed with no shortcut. Lines meant as one residual path read
+    that way too, so unnamed lines must say they are branches, and `project` and `scale`
+    (which only a residual has) are refused rather than ignored."""
+    for option, missing in (("project", "shortcut to project"), ("scale", "residual to scale")):
+        if options.get(option) is not None:
+            raise SpecError(
+                f"add has {len(comb.branches)} branches, which are summed with no {missing}; "
+                f"{option}= applies to one branch with the input added back",
+                given(comb, option).pos,
+            )
+    if all(branch.name is None and not _is_combinator(branch) for branch in comb.branches):
+        raise SpecError(
+            f"add has {len(comb.branches)} unnamed branches (one per line), summed with no "
+            "shortcut; for one residual path put its layers in one branch (one line, "
+            "(...) across lines, or under a name such as main:), or name the branches to sum",
+            comb.branches[1].pos,
+        )
+
+
+def _is_combinator(branch: ir.Branch) -> bool:
+    return len(branch.body) == 1 and isinstance(branch.body[0], ir.Combinator)
+
+
+def _projection(src: Shape, main: Node, pos: Pos) -> Conv:
+    """The 1x1 convolution that carries a shortcut from `src` to the main path's output.
+
+    It steps over the input with the main path's own stride, so both sides of the sum see
+    the same pixels; that stride must then give the main path's output size."""
+    dst = main.out_shape
+    stride = path_stride(main)
+    if len(src) != 3 or len(dst) != 3 or stride is None:
+        raise ShapeError(
+            f"add: cannot project a shortcut from {fmt(src)} to {describe_output(dst)}; "
+            "a projection needs an image path with a fixed stride",
+            pos,
+        )
+    if any((size - 1) // s + 1 != target for size, s, target in zip(src[1:], stride, dst[1:])):
+        raise ShapeError(
+            f"add: the branch turns {fmt(src)} into {fmt(dst)}, which a 1x1 convolution with "
+            f"the branch's stride {stride[0]}x{stride[1]} cannot match; pad the branch's "
+            "windows to keep the size (p = k // 2)",
+            pos,
+        )
+    return Conv(out=dst[0], k=1, s=stride[0] if stride[0] == stride[1] else stride)
+
+
+class Dense(Combinator, kind="dense"):
+    """DenseNet connectivity: each unit sees everything before it, concatenated.
+    Each line is a unit; a line written `(...) * n` is n units."""
+
+    examples = (("dense:", "    (batchnorm relu conv(2, k=3, p=1)) * 2"),)
+
+    symbol = "concat"
+    layout = "chain"
+
+    @classmethod
+    def infer(cls, walker, comb, flow, env, options) -> Node:
+        units: list[tuple[str, Node]] = []
+        start = flow
+        for branch in comb.branches:
+            if branch.name is not None:
+                raise SpecError("dense units are not named", branch.pos)
+            if conditional(branch):
+                raise SpecError(
+                    "a dense unit cannot be present only under a condition; "
+                    "put the condition around the dense",
+                    branch.pos,
+                )
+            body, count = dense_unit(branch)
+            for k in range(walker.repeat_count(count, env) if count is not None else 1):
+                scope = {**env, count.index: k} if count is not None and count.index else env
+                unit, out = walker.sequence(body, flow, scope, str(len(units)), branch.pos)
+                c, *rest = flow.shape
+                if len(out.shape) != len(flow.shape) or tuple(rest) != tuple(out.shape[1:]):
+                    raise ShapeError(
+                        f"dense unit turns {fmt(flow.shape)} into "
+                        f"{describe_output(out.shape)}; a unit must keep the height and width "
+                        "to be concatenated",
+                        branch.pos,
+                    )
+                units.append((str(len(units)), unit))
+                flow = Flow((c + out.shape[0], *rest), "dense", branch.pos)
+        return node(comb, start.shape, units, flow.shape)
+
+    @classmethod
+    def stride(cls, node: Node, strides: list[tuple[int, int]]) -> tuple[int, int]:
+        return in_sequence(strides)  # units run one after another
+
+    @classmethod
+    def channels(cls, start: str, ends: list[str]) -> str:
+        return _sum([start, *ends])
+
+
+def dense_unit(branch: ir.Branch) -> tuple[tuple, ir.Repeat | None]:
+    """A dense line's unit body, and the repeat that makes it several units (if any)."""
+    if len(branch.body) == 1 and isinstance(branch.body[0], ir.Repeat):
+        return branch.body[0].body, branch.body[0]
+    return branch.body, None
+
+
+class Heads(Combinator, kind="heads"):
+    """Several outputs from one trunk: a tuple, one tensor per head."""
+
+    examples = (("heads:", "    a: conv(2, k=1)", "    b: conv(3, k=1) relu"),)
+
+    optional_branches = True
+    layout = "outputs"
+
+    @classmethod
+    def infer(cls, walker, comb, flow, env, options) -> Node:
+        found = branches(walker, comb, flow, env)
+        outs = tuple(n.out_shape for _, n in found)
+        if any(out and isinstance(out[0], tuple) for out in outs):
+            raise SpecError("heads cannot be nested in heads", comb.pos)
+        return node(comb, flow.shape, found, outs)
+
+    @classmethod
+    def channels(cls, start: str, ends: list[str]) -> None:
+        return None
+
+
+class Mul(Combinator, kind="mul"):
+    """A gate: the input times its one branch's output, which has the input's shape or size
+    1 where it differs (C x 1 x 1: squeeze-and-excitation; 1 x H x W: spatial attention)."""
+
+    examples = (
+        # squeeze-and-excitation: a C x 1 x 1 gate
+        ("mul:", "    gap conv(2, k=1) relu conv(3, k=1) hardsigmoid"),
+        ("mul:", "    gate: conv(1, k=3, p=1) sigmoid"),  # spatial attention: 1 x H x W
+        ("mul:", "    conv(C, k=3, p=1) sigmoid"),  # an elementwise gate: C x H x W
+    )
+
+    symbol = "×"
+    keeps_size = True
+    join_rule = "multiplied tensors must agree, or be 1 where they differ"
+
+    @classmethod
+    def infer(cls, walker, comb, flow, env, options) -> Node:
+        if len(comb.branches) != 1:
+            raise SpecError(
+                f"mul takes one branch, the gate that multiplies the input; got "
+                f"{len(comb.branches)} (put the gate's layers on one line, or under one name)",
+                comb.branches[1].pos,
+            )
+        (name, gate), branch = branches(walker, comb, flow, env)[0], comb.branches[0]
+        out, shape = gate.out_shape, flow.shape
+        if len(out) != len(shape) or any(g not in (1, s) for g, s in zip(out, shape)):
+            gates = " or ".join(dict.fromkeys(fmt(g) for g in gate_shapes(shape)))
+            raise ShapeError(
+                f"mul: the gate gives {describe_output(out)}, which cannot multiply the input "
+                f"{fmt(shape)} (from {flow.origin()}); a gate gives the input's shape or 1 "
+                f"where it differs, such as {gates}",
+                branch.pos,
+            )
+        return node(comb, shape, [(name, gate)], shape)
+
+    @classmethod
+    def joins(cls, shapes: list[Shape]) -> Shape | None:
+        return broadcast(shapes)
+
+    @classmethod
+    def channels(cls, start: str, ends: list[str]) -> str:
+        return start
+
+    @classmethod
+    def skips(cls, node: Node) -> bool:
+        return True  # the input is what the gate multiplies
+
+
+class Split(Combinator, kind="split"):
+    """The input's channels cut into equal chunks, one per branch in order; the branches'
+    outputs joined on channels (ShuffleNetV2's unit)."""
+
+    examples = (
+        ("split:", "    identity", "    conv(2, k=1) relu", "    conv(1, k=3, p=1)"),
+        ("split:", "    a: conv(5, k=3, s=2, p=1)", "    b: maxpool(2)", "    c: avgpool(2)"),
+    )
+
+    symbol = "concat"
+
+    @classmethod
+    def infer(cls, walker, comb, flow, env, options) -> Node:
+        n, shape = len(comb.branches), flow.shape
+        if n < 2:
+            raise SpecError(
+                "split needs two or more branches (each takes its share of the channels)",
+                comb.pos,
+            )
+        if shape[0] % n:
+            raise ShapeError(
+                f"split into {n} branches needs channels divisible by {n}, got {fmt(shape)} "
+                f"(from {flow.origin()})",
+                comb.pos,
+            )
+        chunk = Flow((shape[0] // n, *shape[1:]), flow.made_by, flow.pos)
+        found = branches(walker, comb, chunk, env)
+        same_shapes(
+            comb, found, lambda a, b: on_channels([a, b]) is not None,
+            "concatenated branches must agree in everything but channels",
+        )  # fmt: skip
+        return node(comb, shape, found, on_channels([n.out_shape for _, n in found]))
+
+    @classmethod
+    def branch_channels(cls, start: str, count: int) -> str:
+        return f"{f'({start})' if ' ' in start else start} // {count}"
+
+    @classmethod
+    def channels(cls, start: str, ends: list[str]) -> str:
+        return _sum(ends)

@@ -1,0 +1,68 @@
+"""SKNet's selective kernel (Li et al. 2019): branches weighed per channel by attention."""
+
+from __future__ import annotations
+
+from ...errors import ShapeError
+from ..graph import Flow, Node, group
+from ..ops import LAYERS, ModuleCall, fmt
+from .base import Combinator, branches, given, node, same_shapes
+
+
+class Select(Combinator, kind="select", module="SelectiveKernel"):
+    """Branches weighed per channel, softmax across them (SKNet's selective kernel): their
+    sum, pooled to C x 1 x 1, goes through an attention the combinator owns (a 1x1
+    convolution to `width` channels, batch norm, ReLU, a 1x1 convolution to C per branch);
+    the output is the branches' sum weighed by it. `width` defaults to the paper's
+    max(C // 16, 32)."""
+
+    options = {"width": "number"}
+    examples = (
+        ("select:", "    conv(4, k=3, p=1) relu", "    conv(4, k=3, p=2, d=2) relu"),
+        ("select(width=3):", "    a: conv(3, k=3, s=2, p=1)", "    b: conv(3, k=5, s=2, p=2)"),
+    )
+    symbol = "select"
+    block_class = False  # its attention's sizes are known only where the shapes are
+
+    @classmethod
+    def infer(cls, walker, comb, flow, env, options) -> Node:
+        found = branches(walker, comb, flow, env)
+        same_shapes(comb, found, lambda a, b: a == b, "selected branches must have the same shape")
+        out = found[0][1].out_shape
+        if len(out) != 3:
+            raise ShapeError(
+                f"select needs its branches to give images (C x H x W), got {fmt(out)}",
+                comb.pos,
+            )
+        channels, width = out[0], options.get("width")
+        if width is None:
+            width = max(channels // 16, 32)
+        elif not isinstance(width, int) or width < 1:
+            raise ShapeError(
+                f"select: width must be a whole number >= 1, got {width}",
+                given(comb, "width").value.pos,
+            )
+        attention = [
+            LAYERS["conv"](out=width, k=1, bias=False),
+            LAYERS["batchnorm"](),
+            LAYERS["relu"](),
+            LAYERS["conv"](out=channels * len(found), k=1, bias=False),
+        ]
+        at = Flow((channels, 1, 1), "select", comb.pos)
+        made = []
+        for i, layer in enumerate(attention):
+            made.append((str(i), walker.apply(layer, at, comb.pos)))
+            at = Flow(made[-1][1].out_shape, layer.op, comb.pos)
+        owned = (("attention", group("seq", "attention", (channels, 1, 1), made, comb.pos)),)
+        return node(comb, flow.shape, found, out, owned)
+
+    @classmethod
+    def shaped_by_input(cls, node: Node) -> bool:
+        return True  # the attention's sizes follow the branches' channels
+
+    @classmethod
+    def constructor(cls, branches, owned, options, channels) -> ModuleCall:
+        return ModuleCall(cls.module, (branches, owned["attention"]))
+
+    @classmethod
+    def channels(cls, start: str, ends: list[str]) -> str:
+        return ends[0]
