@@ -29,8 +29,10 @@ TORCH_FILES = (".pt", ".pth")
 if TYPE_CHECKING:
     import torch
 
+    from .backends.notebook import View
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class Spec:
     """A validated, shape-inferred network: everything known before torch is involved."""
 
@@ -82,6 +84,39 @@ class Spec:
 
         return table(self.graph, self.source.name, depth or DEFAULT_DEPTH)
 
+    def display(
+        self, depth: int | None = None, picture_depth: int | None = None, picture: bool = True
+    ) -> View:
+        """What a notebook shows: the headline, the table `depth` levels deep and the
+        picture with blocks open `picture_depth` levels deep (or none)."""
+        from .backends import dot
+        from .backends.notebook import View
+        from .backends.summary import DEFAULT_DEPTH
+
+        return View(
+            self.graph,
+            self.source.name,
+            depth or DEFAULT_DEPTH,
+            dot.DEFAULT_DEPTH if picture_depth is None else picture_depth,
+            picture,
+        )
+
+    def __repr__(self) -> str:
+        from .backends.summary import shape_text
+
+        return (
+            f"<Spec {self.name}: {shape_text(self.input_shape)} -> "
+            f"{shape_text(self.output_shape)}, "
+            f"{self.params:,} parameters ({self.source.name})>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.display()._repr_html_()
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """IPython's plain-text display: the summary table."""
+        printer.text(self.summary())
+
     def to_dict(self) -> dict:
         from .backends.summary import as_dict
 
@@ -99,6 +134,18 @@ class Spec:
         if classes == self.ir.network.classes:
             return self
         return self._with_network(classes=classes)
+
+    def variant(self, **values) -> Spec:
+        """The same spec with network options, network parameters or train options set, as
+        `--set` sets them: `variant(width=0.5, input="1x96x96", lr=0.05)`. A value is a
+        number, a shape as a tuple, or text written as in a spec."""
+        doc = self.ir
+        for name, value in values.items():
+            doc = override(doc, name, _written(value))
+        try:
+            return Spec(self.source, doc, infer(doc))
+        except CnnspecError as err:
+            raise err.with_source(self.source) from None
 
     def _with_network(self, **changes) -> Spec:
         network = self.ir.network.model_copy(update=changes)
@@ -136,6 +183,15 @@ class Spec:
             raise err.with_source(self.source) from None
 
 
+def _written(value) -> str:
+    """A Python value as a spec writes it: (1, 96, 96) as 1x96x96, True as true."""
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
 def parse(source: Source, fmt: str, limits: Limits = DEFAULT) -> ir.Document:
     """Source text -> validated IR (no shapes yet), with the blocks of the files it uses."""
     try:
@@ -160,11 +216,13 @@ def load(
     format: str | None = None,
     limits: Limits = DEFAULT,
     overrides: Mapping[str, str] | None = None,
+    name: str | None = None,
 ) -> Spec:
     """Parse, validate and infer a spec given as a path or as text. `overrides` sets network
     options (`classes`, `input`), network parameters and train options by name, each value
-    written as in a spec (`{"width": "0.5", "optimizer": "adam"}`)."""
-    src, fmt = read(source, format, limits)
+    written as in a spec (`{"width": "0.5", "optimizer": "adam"}`). With `name`, `source` is
+    spec text (never a path) that errors call by that name, as a notebook names a cell."""
+    src, fmt = read(source, format, limits, name)
     doc = parse(src, fmt, limits)
     for name, text in (overrides or {}).items():
         doc = override(doc, name, text)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import prod
 
 from ..analysis.graph import Graph, Node, Output
 from ..analysis.ops import fmt
 from ..language.expressions import describe
+
+# Rows shown by default: stages (depth 0) and what they hold (depth 1).
+DEFAULT_DEPTH = 2
 
 
 def shape_text(shape: Output) -> str:
@@ -111,32 +115,45 @@ def _plain(value):
     return [_plain(v) for v in value] if isinstance(value, tuple) else value
 
 
-# Rows shown by default: stages (depth 0) and what they hold (depth 1).
-DEFAULT_DEPTH = 2
+@dataclass(frozen=True)
+class Row:
+    """One row of the layer table: a node `level` blocks deep, its figures as text."""
+
+    level: int
+    path: str
+    op: str
+    input: str
+    output: str
+    params: int
+    macs: int
 
 
-def table(graph: Graph, source_name: str = "", depth: int = DEFAULT_DEPTH) -> str:
-    """One row per node down to `depth` levels (stages are level 1), with its totals; then
-    the network's totals and what training it takes in memory."""
-    rows = [("path", "op", "input", "output", "params", "MACs")]
+def table_rows(graph: Graph, depth: int = DEFAULT_DEPTH) -> list[Row]:
+    """One row per node down to `depth` levels (stages are level 1), in forward order."""
+    rows = []
     parents: dict[int, Node] = {}  # by id: nodes are values, and equal ones may repeat
     for path, level, node in graph.walk():
         for _, child in node.children:
             parents[id(child)] = node
         for _, owned in node.owned:
             parents[id(owned)] = node
-        if level >= depth:
-            continue
-        rows.append(
-            (
-                "  " * level + path,
-                sources_text(node) + node_text(node, parents.get(id(node))),
-                shape_text(node.in_shape),
-                shape_text(node.out_shape),
-                f"{node.params:,}",
-                f"{node.macs:,}",
-            )
-        )
+        if level < depth:
+            op = sources_text(node) + node_text(node, parents.get(id(node)))
+            rows.append(
+                Row(level, path, op, shape_text(node.in_shape), shape_text(node.out_shape),
+                    node.params, node.macs)
+            )  # fmt: skip
+    return rows
+
+
+def table(graph: Graph, source_name: str = "", depth: int = DEFAULT_DEPTH) -> str:
+    """`table_rows` as aligned text with the network's totals; then what training it takes
+    in memory."""
+    rows = [("path", "op", "input", "output", "params", "MACs")]
+    rows += [
+        ("  " * r.level + r.path, r.op, r.input, r.output, f"{r.params:,}", f"{r.macs:,}")
+        for r in table_rows(graph, depth)
+    ]
     rows.append(
         (
             "total",
@@ -175,23 +192,41 @@ def activations(graph: Graph) -> int:
 OPTIMIZER_STATE = {"sgd": 0, "adam": 2, "adamw": 2}
 
 
-def memory_lines(graph: Graph) -> list[str]:
-    """Memory in fp32: activations per example, and an estimate for training a batch of
-    the recipe's size (activations kept for backward, weights, gradients, optimizer)."""
+@dataclass(frozen=True)
+class Memory:
+    """Bytes in fp32: one example's forward activations, and training a batch of the
+    recipe's size (activations kept for backward, weights, gradients, optimizer state)."""
+
+    per_example: int
+    batch: int
+    activations: int
+    weights: int
+    optimizer: str
+
+    @property
+    def training(self) -> int:
+        return self.activations + self.weights
+
+
+def memory(graph: Graph) -> Memory:
     recipe = graph.recipe
     per_example = activations(graph) * 4
     state = OPTIMIZER_STATE[recipe.optimizer] + (recipe.optimizer == "sgd" and recipe.momentum > 0)
     weights = graph.params * 4 * (2 + state)
-    training = per_example * recipe.batch + weights
+    return Memory(per_example, recipe.batch, per_example * recipe.batch, weights, recipe.optimizer)
+
+
+def memory_lines(graph: Graph) -> list[str]:
+    m = memory(graph)
     return [
-        f"activations: {_bytes(per_example)} per example (forward, fp32)",
-        f"training at batch {recipe.batch}: about {_bytes(training)} "
-        f"({_bytes(per_example * recipe.batch)} of activations kept for backward, "
-        f"{_bytes(weights)} of weights, gradients and {recipe.optimizer} state)",
+        f"activations: {byte_text(m.per_example)} per example (forward, fp32)",
+        f"training at batch {m.batch}: about {byte_text(m.training)} "
+        f"({byte_text(m.activations)} of activations kept for backward, "
+        f"{byte_text(m.weights)} of weights, gradients and {m.optimizer} state)",
     ]
 
 
-def _bytes(n: int) -> str:
+def byte_text(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"

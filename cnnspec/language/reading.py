@@ -19,16 +19,20 @@ SUFFIXES = {".cnn": "cnn", ".yaml": "yaml", ".yml": "yaml"}
 
 
 def read(
-    source: str | os.PathLike, format: str | None = None, limits: Limits = DEFAULT
+    source: str | os.PathLike,
+    format: str | None = None,
+    limits: Limits = DEFAULT,
+    name: str | None = None,
 ) -> tuple[Source, str]:
-    """A spec path or spec text, and its format ("cnn" or "yaml").
+    """A spec path or spec text, and its format ("cnn" or "yaml"). With `name`, `source` is
+    spec text, never a path, and errors call it by that name.
 
     A path that cannot be read raises the OSError that says why (FileNotFoundError,
     IsADirectoryError, PermissionError, or an OSError for a FIFO or device): the command line
     reports those as usage errors. A single line with no spec in it that names no file is
     taken for a mistyped path, not for spec text.
     """
-    if isinstance(source, os.PathLike) or _looks_like_path(source):
+    if name is None and (isinstance(source, os.PathLike) or _looks_like_path(source)):
         path = Path(source)
         data = _read_file(path, limits)
         fmt = format or SUFFIXES.get(path.suffix.lower())
@@ -37,9 +41,9 @@ def read(
         name = str(source)
         text = _decode(data, name)
     else:
-        name = "<string>"
-        _check_unicode(source, name)
-        text = source
+        name = name or "<string>"
+        text = str(source)
+        _check_unicode(text, name)
         fmt = format or _guess_format(normalize(text))
     return Source(name, normalize(text, fmt)), fmt
 
