@@ -181,7 +181,7 @@ def test_the_example_notebook_runs_and_shows_its_networks(data_dir):
 
     lenet = by_start["%%cnnspec lenet --build net"]
     html = lenet.outputs[0]["data"]["text/html"]
-    assert "61,706 parameters" in html and "<table>" in html
+    assert "61,706 parameters" in html and "<table class=cnnspec>" in html
     if shutil.which("dot"):
         assert "<svg" in html
     assert "(10,) (10,) 61706 61706" in outputs_text(by_start["import torch"])

@@ -15,13 +15,16 @@ from . import dot
 from .summary import DEFAULT_DEPTH, byte_text, memory, shape_text, table, table_rows
 
 STYLE = """<style>
-.cnnspec-view table { border-collapse: collapse; font-size: 12px; }
-.cnnspec-view th, .cnnspec-view td { padding: 2px 10px; text-align: left; white-space: nowrap; }
-.cnnspec-view td.n, .cnnspec-view th.n { text-align: right; font-variant-numeric: tabular-nums; }
-.cnnspec-view tr.total td { border-top: 1px solid #999; font-weight: bold; }
-.cnnspec-view thead th { border-bottom: 1px solid #999; }
-.cnnspec-view .picture { max-height: 640px; overflow: auto; border: 1px solid #ddd; }
-.cnnspec-view .note { color: #777; }
+div.cnnspec-view table.cnnspec { border-collapse: collapse; font-size: 12px; margin: 0.5em 0; }
+div.cnnspec-view table.cnnspec th, div.cnnspec-view table.cnnspec td {
+  padding: 2px 10px; text-align: left; white-space: nowrap; }
+div.cnnspec-view table.cnnspec .n { text-align: right; font-variant-numeric: tabular-nums; }
+div.cnnspec-view table.cnnspec tr.total td { border-top: 1px solid #999; font-weight: bold; }
+div.cnnspec-view table.cnnspec thead th { border-bottom: 1px solid #999; }
+div.cnnspec-view .picture { flex: 1 1 280px; max-height: 640px;
+  overflow: auto; border: 1px solid #ddd; }
+div.cnnspec-view .note { color: #777; }
+div.cnnspec-view .side { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
 </style>"""
 
 
@@ -61,11 +64,12 @@ def render(view: View) -> str:
         "<div class='cnnspec-view'>",
         f"<p><b>{html.escape(graph.name)}</b>{source if view.source_name else ''}<br>"
         f"{html.escape(headline(graph))}</p>",
+        "<div class='side'>",  # the picture beside the table where the page is wide enough
         _table(view),
     ]
     if view.picture:
         parts.append(_picture(view))
-    parts.append("</div>")
+    parts.append("</div></div>")
     return "\n".join(parts)
 
 
@@ -74,7 +78,7 @@ def _table(view: View) -> str:
         f"<th{' class=n' if name in ('params', 'MACs') else ''}>{name}</th>"
         for name in ("path", "op", "input", "output", "params", "MACs")
     )
-    lines = ["<table>", f"<thead><tr>{head}</tr></thead>", "<tbody>"]
+    lines = ["<table class=cnnspec>", f"<thead><tr>{head}</tr></thead>", "<tbody>"]
     for row in table_rows(view.graph, view.depth):
         indent = f" style='padding-left:{10 + 16 * row.level}px'" if row.level else ""
         lines.append(
