@@ -196,10 +196,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     from .atomic import write_atomic
-    from .backends import dot
+    from .backends import dot, page
 
     spec = _load(args.spec, args)
-    text = dot.to_dot(spec.graph, args.depth)
+    depth = dot.DEFAULT_DEPTH if args.depth is None else args.depth
+    text = dot.to_dot(spec.graph, depth, args.layout)
     target = Path(args.output) if args.output else None
     kind = target.suffix.lower().lstrip(".") if target else "dot"
     try:
@@ -207,8 +208,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
             data: str | bytes = text
         elif kind in ("svg", "png"):
             data = dot.render(text, kind)
-        else:  # html, checked by the parser
-            data = dot.html_page(spec.graph, dot.render(text, "svg").decode(), spec.summary())
+        else:  # html, checked by the parser: laid out by the browser, no Graphviz
+            depth = page.DEFAULT_DEPTH if args.depth is None else args.depth
+            data = page.page(spec.graph, spec.source.name, depth, args.layout)
     except dot.GraphvizMissing as err:
         print(f"cnnspec: {err}", file=sys.stderr)
         return USAGE_ERROR
@@ -402,9 +404,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--depth",
         type=int,
-        default=1,
         metavar="N",
-        help="levels of blocks drawn open (default 1; 0: all boxes)",
+        help="levels of blocks drawn open (default 1; in a page 0, where a click opens them)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=("tb", "lr"),
+        default="tb",
+        help="top to bottom (default) or left to right; a page switches with a button",
     )
     _spec_flags(p)
 

@@ -11,7 +11,6 @@ parameters.
 
 from __future__ import annotations
 
-import html
 import shutil
 import subprocess
 
@@ -24,8 +23,9 @@ from .summary import node_text, op_text, shape_text
 DEFAULT_DEPTH = 1
 
 
-def to_dot(graph: Graph, depth: int = DEFAULT_DEPTH) -> str:
-    return _Picture(graph, depth).dot()
+def to_dot(graph: Graph, depth: int = DEFAULT_DEPTH, layout: str = "tb") -> str:
+    """`layout` "tb" draws top to bottom, "lr" left to right."""
+    return _Picture(graph, depth, "LR" if layout == "lr" else "TB").dot()
 
 
 def _quote(text: str) -> str:
@@ -41,9 +41,10 @@ def _params(count: int) -> str:
 
 
 class _Picture:
-    def __init__(self, graph: Graph, depth: int):
+    def __init__(self, graph: Graph, depth: int, rankdir: str):
         self.graph = graph
         self.depth = depth
+        self.rankdir = rankdir
         self.lines: list[str] = []
         self.edges: list[str] = []
         self.count = 0
@@ -52,7 +53,7 @@ class _Picture:
 
     def dot(self) -> str:
         graph = self.graph
-        self.line("rankdir=TB;")
+        self.line(f"rankdir={self.rankdir};")
         self.line(
             'node [shape=box, style="rounded,filled", fillcolor="#f5f5f5", '
             'fontname="Helvetica", fontsize=10];'
@@ -249,35 +250,3 @@ def render(dot: str, fmt: str) -> bytes:
     if done.returncode != 0:
         raise GraphvizMissing(f"Graphviz failed: {done.stderr.decode(errors='replace').strip()}")
     return done.stdout
-
-
-def html_page(graph: Graph, svg: str, summary: str) -> str:
-    """One self-contained page: the network's picture and its summary table."""
-    title = html.escape(graph.name)
-    facts = html.escape(
-        f"input {shape_text(graph.input_shape)} → output {shape_text(graph.output_shape)}, "
-        f"{graph.params:,} parameters, {graph.macs:,} multiply-accumulates"
-    )
-    svg = svg[svg.index("<svg") :]  # drop the XML prologue: the page is the document
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: Helvetica, Arial, sans-serif; margin: 2em; color: #222; }}
-.picture {{ overflow: auto; border: 1px solid #ddd; padding: 1em; }}
-pre {{ font-size: 12px; background: #f7f7f7; padding: 1em; overflow: auto; }}
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-<p>{facts}</p>
-<div class="picture">
-{svg}
-</div>
-<h2>Layers</h2>
-<pre>{html.escape(summary)}</pre>
-</body>
-</html>
-"""
