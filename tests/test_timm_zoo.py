@@ -40,7 +40,13 @@ class TimmModel:
         return TIMM / f"{self.name}.cnn"
 
 
-MODELS: dict[str, TimmModel] = {m.name: m for m in (TimmModel("skresnet18"),)}
+MODELS: dict[str, TimmModel] = {
+    m.name: m
+    for m in (
+        TimmModel("skresnet18"),
+        TimmModel("rexnet_100"),
+    )
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
