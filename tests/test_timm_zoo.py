@@ -45,6 +45,7 @@ MODELS: dict[str, TimmModel] = {
     for m in (
         TimmModel("skresnet18"),
         TimmModel("rexnet_100"),
+        TimmModel("dpn68"),
     )
 }
 
