@@ -46,6 +46,7 @@ MODELS: dict[str, TimmModel] = {
         TimmModel("skresnet18"),
         TimmModel("rexnet_100"),
         TimmModel("dpn68"),
+        TimmModel("dla34"),
     )
 }
 
