@@ -47,6 +47,7 @@ MODELS: dict[str, TimmModel] = {
         TimmModel("rexnet_100"),
         TimmModel("dpn68"),
         TimmModel("dla34"),
+        TimmModel("hrnet_w18_small"),
     )
 }
 
