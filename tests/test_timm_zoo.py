@@ -3,9 +3,9 @@ tensor for tensor in state_dict order, and the same outputs once timm's weights 
 across by position. Their generated code is the compiled module again.
 
 Each model is built as `timm.create_model(name, pretrained=False)`. The forward
-comparisons run at a small size each network takes (every one ends in global pooling),
-given per model below, with batch-norm statistics and affine parameters drawn at random
-so that normalisation is not the identity it is after init.
+comparisons run at a small size each network takes (64x64: every one ends in global
+pooling, and HRNet's fusion needs a multiple of 32), with batch-norm statistics and affine
+parameters drawn at random so that normalisation is not the identity it is after init.
 
 Tests are grouped by model (a module-scoped fixture per model), so each timm model is
 built once and dropped before the next.
@@ -22,8 +22,6 @@ from conftest import assert_equivalent, module_from_source
 
 import cnnspec
 from cnnspec.backends.transfer import load_by_position
-
-timm = pytest.importorskip("timm")
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMM = ROOT / "specs" / "timm"
@@ -74,7 +72,8 @@ def model(request) -> TimmModel:
 @pytest.fixture(scope="module")
 def reference(model: TimmModel) -> torch.nn.Module:
     """timm's model in eval mode, with batch-norm statistics and affine parameters drawn at
-    random."""
+    random. (timm is imported here, not when the suite is collected: it takes seconds.)"""
+    timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     net = timm.create_model(model.name, pretrained=False).eval()
     with torch.no_grad():

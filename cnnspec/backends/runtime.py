@@ -130,12 +130,14 @@ class SelectiveKernel(nn.Module):
         self.split = split
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inputs = x.chunk(len(self.branches), dim=1) if self.split else [x] * len(self.branches)
+        count = len(self.branches)
+        inputs = x.chunk(count, dim=1) if self.split else [x] * count
         paths = torch.stack(
-            [branch(part) for branch, part in zip(self.branches.values(), inputs)], dim=1
+            [branch(part) for branch, part in zip(self.branches.values(), inputs)],
+            dim=1,
         )
         pooled = paths.sum(dim=1).mean(dim=(2, 3), keepdim=True)
-        n, count, channels = paths.shape[:3]
+        n, _, channels = paths.shape[:3]
         weights = self.attention(pooled).view(n, count, channels, 1, 1)
         return (paths * weights.softmax(dim=1)).sum(dim=1)
 
