@@ -12,15 +12,15 @@ timm_layers = pytest.importorskip("timm.layers")
 SPEC = """\
 network SK(input=16x8x8, classes=10):
     s:
-        select(width={width}):
+        select(width={width}{split}):
             conv(32, k=3, p=1, bias=false) batchnorm relu
             conv(32, k=3, p=2, d=2, bias=false) batchnorm relu
 """
 
 
-def reference(width):
+def reference(width, split=False):
     torch.manual_seed(0)
-    ref = timm_layers.SelectiveKernel(16, 32, rd_channels=width, split_input=False).eval()
+    ref = timm_layers.SelectiveKernel(16, 32, rd_channels=width, split_input=split).eval()
     with torch.no_grad():  # batch norm statistics other than the initial ones
         for tensor in ref.state_dict().values():
             if tensor.is_floating_point():
@@ -28,10 +28,12 @@ def reference(width):
     return ref
 
 
-@pytest.mark.parametrize("width", [8, 32])
-def test_select_is_timms_selective_kernel(width):
-    spec = cnnspec.load(SPEC.format(width=width))
-    ref = reference(width)
+@pytest.mark.parametrize("width, split", [(8, False), (32, False), (8, True)])
+def test_select_is_timms_selective_kernel(width, split):
+    """With split=true each branch takes its half of the input's channels, as timm's
+    split_input does (SKNet-18, -34 and -50)."""
+    spec = cnnspec.load(SPEC.format(width=width, split=", split=true" if split else ""))
+    ref = reference(width, split)
     net = spec.build().eval()
     ours, theirs = net.state_dict(), ref.state_dict()
     assert [tuple(t.shape) for t in ours.values()] == [tuple(t.shape) for t in theirs.values()]
@@ -44,7 +46,7 @@ def test_select_is_timms_selective_kernel(width):
 
 def test_select_width_defaults_to_the_papers_rule():
     """max(C // 16, 32): 32 for these 32 channels."""
-    spec = cnnspec.load(SPEC.replace("select(width={width}):", "select:"))
+    spec = cnnspec.load(SPEC.replace("select(width={width}{split}):", "select:"))
     layers = dict(spec.graph.layers())
     assert layers["s.attention.0"].out_shape == (32, 1, 1)
     assert layers["s.attention.3"].out_shape == (64, 1, 1)  # a weight per branch and channel
@@ -60,6 +62,10 @@ def test_select_width_defaults_to_the_papers_rule():
         ),
         (["select(width=0):", "    conv(4, k=1)"], "select: width must be a whole number >= 1"),
         (["select(width=2.5):", "    conv(4, k=1)"], "select: width must be a whole number"),
+        (
+            ["select(split=true):", "    conv(4, k=1)", "    conv(4, k=1)"],
+            "select into 2 branches needs channels divisible by 2, got 3x8x8",
+        ),
     ],
 )
 def test_select_refuses_what_it_cannot_weigh(body, message):

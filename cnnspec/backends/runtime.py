@@ -118,19 +118,26 @@ class Split(nn.Module):
 
 
 class SelectiveKernel(nn.Module):
-    """SKNet's selective kernel: run every branch; from their sum, pooled, `attention`
-    gives a weight per branch and channel, softmax across the branches; return the
-    branches' sum weighed by them."""
+    """SKNet's selective kernel: run every branch (on the whole input, or with `split` on
+    its own equal chunk of the channels); from their sum, pooled, `attention` gives a
+    weight per branch and channel, softmax across the branches; return the branches' sum
+    weighed by them."""
 
-    def __init__(self, branches: Branches, attention: nn.Module):
+    def __init__(self, branches: Branches, attention: nn.Module, split: bool = False):
         super().__init__()
         self.branches = nn.ModuleDict(named(branches))
         self.attention = attention
+        self.split = split
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        paths = torch.stack([branch(x) for branch in self.branches.values()], dim=1)
+        count = len(self.branches)
+        inputs = x.chunk(count, dim=1) if self.split else [x] * count
+        paths = torch.stack(
+            [branch(part) for branch, part in zip(self.branches.values(), inputs)],
+            dim=1,
+        )
         pooled = paths.sum(dim=1).mean(dim=(2, 3), keepdim=True)
-        n, count, channels = paths.shape[:3]
+        n, _, channels = paths.shape[:3]
         weights = self.attention(pooled).view(n, count, channels, 1, 1)
         return (paths * weights.softmax(dim=1)).sum(dim=1)
 

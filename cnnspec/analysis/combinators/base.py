@@ -28,7 +28,7 @@ from ...errors import Pos, ShapeError, SpecError
 from ...language import ir
 from ...language.expressions import Value, describe, evaluate
 from ..graph import Flow, Node, describe_output
-from ..ops import Layer, ModuleCall, Shape, Window, pair
+from ..ops import Layer, ModuleCall, Shape, Window, fmt, pair
 
 T = TypeVar("T")  # a module or an argument: built (the live build) or source text (codegen)
 Stride = tuple[int, int] | None
@@ -200,6 +200,24 @@ def branches(walker: Walker, comb: ir.Combinator, flow: Flow, env) -> list[tuple
     if len({name for name, _ in found}) < len(found):
         raise SpecError(f"{comb.kind} has two branches with the same name", comb.pos)
     return found
+
+
+def chunk(comb: ir.Combinator, flow: Flow) -> Flow:
+    """What each branch of `comb` receives when the input's channels are cut into equal
+    chunks, one per branch (`split`, `select(split=true)`)."""
+    n, shape = len(comb.branches), flow.shape
+    if n < 2:
+        raise SpecError(
+            f"{comb.kind} needs two or more branches to split the channels among",
+            comb.pos,
+        )
+    if shape[0] % n:
+        raise ShapeError(
+            f"{comb.kind} into {n} branches needs channels divisible by {n}, got {fmt(shape)} "
+            f"(from {flow.origin()})",
+            comb.pos,
+        )
+    return Flow((shape[0] // n, *shape[1:]), flow.made_by, flow.pos)
 
 
 def conditional(branch: ir.Branch) -> bool:

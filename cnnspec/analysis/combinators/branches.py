@@ -13,6 +13,7 @@ from .base import (
     T,
     branches,
     broadcast,
+    chunk,
     conditional,
     gate_shapes,
     given,
@@ -315,25 +316,12 @@ class Split(Combinator, kind="split"):
 
     @classmethod
     def infer(cls, walker, comb, flow, env, options) -> Node:
-        n, shape = len(comb.branches), flow.shape
-        if n < 2:
-            raise SpecError(
-                "split needs two or more branches (each takes its share of the channels)",
-                comb.pos,
-            )
-        if shape[0] % n:
-            raise ShapeError(
-                f"split into {n} branches needs channels divisible by {n}, got {fmt(shape)} "
-                f"(from {flow.origin()})",
-                comb.pos,
-            )
-        chunk = Flow((shape[0] // n, *shape[1:]), flow.made_by, flow.pos)
-        found = branches(walker, comb, chunk, env)
+        found = branches(walker, comb, chunk(comb, flow), env)
         same_shapes(
             comb, found, lambda a, b: on_channels([a, b]) is not None,
             "concatenated branches must agree in everything but channels",
         )  # fmt: skip
-        return node(comb, shape, found, on_channels([n.out_shape for _, n in found]))
+        return node(comb, flow.shape, found, on_channels([n.out_shape for _, n in found]))
 
     @classmethod
     def branch_channels(cls, start: str, count: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...errors import ShapeError
 from ..graph import Flow, Node, group
 from ..ops import LAYERS, ModuleCall, fmt
-from .base import Combinator, branches, given, node, same_shapes
+from .base import Combinator, branches, chunk, given, node, same_shapes
 
 
 class Select(Combinator, kind="select", module="SelectiveKernel"):
@@ -13,19 +13,28 @@ class Select(Combinator, kind="select", module="SelectiveKernel"):
     sum, pooled to C x 1 x 1, goes through an attention the combinator owns (a 1x1
     convolution to `width` channels, batch norm, ReLU, a 1x1 convolution to C per branch);
     the output is the branches' sum weighed by it. `width` defaults to the paper's
-    max(C // 16, 32)."""
+    max(C // 16, 32). `split=true` gives branch i the i-th equal chunk of the input's
+    channels instead of all of them (timm's `split_input`)."""
 
-    options = {"width": "number"}
+    options = {"width": "number", "split": "flag"}
     examples = (
         ("select:", "    conv(4, k=3, p=1) relu", "    conv(4, k=3, p=2, d=2) relu"),
         ("select(width=3):", "    a: conv(3, k=3, s=2, p=1)", "    b: conv(3, k=5, s=2, p=2)"),
+        # each of three branches on one of the input's three channels
+        (
+            "select(split=true):",
+            "    conv(2, k=1)",
+            "    conv(2, k=3, p=1)",
+            "    conv(2, k=3, p=2, d=2)",
+        ),
     )
     symbol = "select"
     block_class = False  # its attention's sizes are known only where the shapes are
 
     @classmethod
     def infer(cls, walker, comb, flow, env, options) -> Node:
-        found = branches(walker, comb, flow, env)
+        in_shape = flow.shape
+        found = branches(walker, comb, chunk(comb, flow) if options.get("split") else flow, env)
         same_shapes(comb, found, lambda a, b: a == b, "selected branches must have the same shape")
         out = found[0][1].out_shape
         if len(out) != 3:
@@ -53,7 +62,8 @@ class Select(Combinator, kind="select", module="SelectiveKernel"):
             made.append((str(i), walker.apply(layer, at, comb.pos)))
             at = Flow(made[-1][1].out_shape, layer.op, comb.pos)
         owned = (("attention", group("seq", "attention", (channels, 1, 1), made, comb.pos)),)
-        return node(comb, flow.shape, found, out, owned)
+        kept = (("split", True),) if options.get("split") else ()
+        return node(comb, in_shape, found, out, owned, kept)
 
     @classmethod
     def shaped_by_input(cls, node: Node) -> bool:
@@ -61,7 +71,8 @@ class Select(Combinator, kind="select", module="SelectiveKernel"):
 
     @classmethod
     def constructor(cls, branches, owned, options, channels) -> ModuleCall:
-        return ModuleCall(cls.module, (branches, owned["attention"]))
+        split = (("split", options["split"]),) if "split" in options else ()
+        return ModuleCall(cls.module, (branches, owned["attention"]), split)
 
     @classmethod
     def channels(cls, start: str, ends: list[str]) -> str:
