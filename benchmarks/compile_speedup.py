@@ -2,14 +2,15 @@
 without --compile, in turn, each in a process of its own.
 
     python benchmarks/compile_speedup.py [--specs lenet resnet18] [--epochs 4]
-        [--limit-train lenet=20000 resnet18=5000] [--runs 1] [--device cpu]
+        [--limit-train lenet=20000 resnet18=5000] [--runs 1] [--device cpu] [--warm-cache]
 
 Per run, from the run folder's metrics.jsonl: the steady examples/s (the median of the
 epochs after the first, which holds the compiling steps), the first step's time (what the
 trainer prints as "torch.compile: first step took"), the first epoch's training seconds
 after that step (with the recompile a last, smaller batch brings) and the process's wall
-time. The load
-average beside each run says how busy the machine was.
+time. The load average beside each run says how busy the machine was. Each compiled run
+gets an empty inductor cache (`TORCHINDUCTOR_CACHE_DIR`), so that its first step is what a
+first run pays; `--warm-cache` lets later runs reuse what earlier ones compiled.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def train(spec: str, compiled: bool, args, limit: int | None, folder: Path) -> d
     start = time.perf_counter()
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}  # this checkout's cnnspec
+    if not args.warm_cache:  # compile from nothing, as a first run does
+        env["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(dir=folder)
     subprocess.run(command, check=True, capture_output=True, env=env)
     wall = time.perf_counter() - start
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -65,6 +68,9 @@ def main() -> None:
     parser.add_argument("--limit-test", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=1, help="pairs of runs per spec")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="let inductor reuse its on-disk cache (default: each compiled run "
+                        "starts from an empty one)")  # fmt: skip
     parser.add_argument("--json", help="also write the runs to this file")
     args = parser.parse_args()
     if args.epochs < 2:
