@@ -10,8 +10,11 @@ time spent waiting for data, is printed too).
         [--d2l-epochs N] [--limit-train N] [--device cuda] [--compile] [--json OUT]
 
 Model FLOP utilisation counts 3 x 2 x MACs per training example (forward and backward)
-against --peak-tflops (default on CUDA: H100 SXM dense bf16, 989; on CPU, give the machine's
-figure or the column shows "-").
+against --peak-tflops (default: the GPU's dense bf16 peak, looked up by its name in
+`PEAK_TFLOPS`; elsewhere, give the machine's figure or the column shows "-").
+
+`benchmarks/gpu_suite.py` builds on the pieces here: `recipe_setup`, `d2l_loaders`,
+`d2l_train_ch6` and `peak_tflops`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,42 @@ SEED_ACCURACY = {"alexnet": 0.883, "vgg11": 0.887, "nin": 0.859, "googlenet": 0.
                  "resnet18": 0.897, "densenet": 0.904, "lenet_maxpool": 0.759}  # fmt: skip
 TARGET_RATIO = {"alexnet": 5, "vgg11": 5, "nin": 5, "lenet": 5, "googlenet": 3, "densenet": 3,
                 "resnet18": 3}  # fmt: skip
+# dense bf16 tensor-core peaks, TFLOP/s, from NVIDIA's datasheets (half the "with sparsity"
+# figure); the first name found in the device's name wins
+PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H200 NVL", 835.0),
+               ("H100", 989.0), ("H200", 989.0))  # fmt: skip
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    """The device's dense bf16 peak by its name; None where it is not known (CPUs)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_TFLOPS if key in name), None)
+
+
+def recipe_setup(name: str, epochs: int | None, device: str, compile: bool = False,
+                 size: int | None = None, batch: int | None = None):  # fmt: skip
+    """The seed spec `name` at its recipe's training size, and the trainer's settings for it
+    (the recipe's batch size and learning rate; `size` and `batch` override the recipe's)."""
+    spec = cnnspec.load(ROOT / "specs" / f"{name}.cnn")
+    recipe = spec.recipe
+    side = size or recipe.resize
+    size = (side, side) if side else tuple(spec.input_shape[1:])
+    trained = command.at_input_size(spec, 1, size)
+    config = TrainConfig(epochs=epochs or recipe.epochs, batch_size=batch or recipe.batch,
+                         lr=recipe.lr, optimizer=recipe.optimizer, size=size,
+                         device=device, compile=compile, progress=False)  # fmt: skip
+    return trained, config
+
+
+def d2l_loaders(base: data.Dataset, size: tuple[int, int], batch: int, workers: int = 4):
+    """d2l's train and test DataLoaders over `base`, resizing through PIL to `size`."""
+    resize = size if size != (28, 28) else None
+    train = DataLoader(PILImages(base.train, resize), batch_size=batch, shuffle=True,
+                       num_workers=workers)  # fmt: skip
+    test = DataLoader(PILImages(base.test, resize), batch_size=batch, num_workers=workers)
+    return train, test
 
 
 class PILImages(torch.utils.data.Dataset):
@@ -132,7 +171,7 @@ def run() -> None:
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
-    peak = args.peak_tflops or (989.0 if device.type == "cuda" else None)
+    peak = args.peak_tflops or peak_tflops(device)
     # d2l's 4 workers are part of the comparison, even where torch thinks them too many
     warnings.filterwarnings("ignore", message="This DataLoader will create")
     base = data.fashion_mnist(args.data_dir).limit(args.limit_train, args.limit_test)
@@ -141,27 +180,19 @@ def run() -> None:
               f"{'MFU':>8}{'d2l MFU':>9}{'test acc':>10}{'seed':>7}")  # fmt: skip
     print(header)
     for name in args.specs:
-        spec = cnnspec.load(ROOT / "specs" / f"{name}.cnn")
-        recipe = spec.recipe
-        size = (recipe.resize, recipe.resize) if recipe.resize else tuple(spec.input_shape[1:])
-        trained = command.at_input_size(spec, 1, size)
-        config = TrainConfig(epochs=args.epochs or recipe.epochs, batch_size=recipe.batch,
-                             lr=recipe.lr, optimizer=recipe.optimizer, size=size,
-                             device=args.device, compile=args.compile, progress=False)  # fmt: skip
+        trained, config = recipe_setup(name, args.epochs, args.device, args.compile)
+        size, batch, recipe = config.size, config.batch_size, trained.recipe
         torch.manual_seed(0)
         results = fit(trained.build(), base, config, report=lambda line: None)
         ours = statistics.median(r.examples_per_sec for r in results[1:] or results)
         torch.manual_seed(0)
-        loader = DataLoader(PILImages(base.train, size if size != (28, 28) else None),
-                            batch_size=recipe.batch, shuffle=True, num_workers=4)  # fmt: skip
-        tests = DataLoader(PILImages(base.test, size if size != (28, 28) else None),
-                           batch_size=recipe.batch, num_workers=4)  # fmt: skip
+        loader, tests = d2l_loaders(base, size, batch)
         theirs = d2l_train_ch6(trained.build(init="default"), loader, tests, args.d2l_epochs,
                                recipe.lr, device, recipe.optimizer)  # fmt: skip
         flops = 6 * trained.macs
         row = {
             "spec": name, "params": trained.params, "macs": trained.macs, "size": list(size),
-            "batch": recipe.batch, "epochs": config.epochs, "cnnspec_examples_per_sec": ours,
+            "batch": batch, "epochs": config.epochs, "cnnspec_examples_per_sec": ours,
             "d2l_examples_per_sec": theirs["examples_per_sec"],
             "d2l_timer_examples_per_sec": theirs["d2l_timer_examples_per_sec"],
             "ratio": ours / theirs["examples_per_sec"],

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
+
 import pytest
 from conftest import spec_path
 
 import cnnspec
 from cnnspec.cli import main
+from cnnspec.errors import CnnspecError
+from cnnspec.training import compare
 
 LENETS = ["lenet", "lenet_maxpool", "lenet_bn"]
 
@@ -45,6 +50,14 @@ def test_trained_columns_and_the_plot(data_dir, tmp_path, capsys):
 def test_a_plot_needs_training(tmp_path, capsys):
     assert main(["compare", str(spec_path("lenet")), "--plot", str(tmp_path / "p.png")]) == 2
     assert "--plot needs --train" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_a_plot_without_matplotlib_says_what_it_needs(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    row = replace(compare.static_row("lenet", cnnspec.load(spec_path("lenet"))), test_acc=0.5)
+    with pytest.raises(CnnspecError, match="--plot needs matplotlib, which is not installed"):
+        compare.plot([row], tmp_path / "p.png")
     assert not (tmp_path / "p.png").exists()
 
 

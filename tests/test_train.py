@@ -145,6 +145,20 @@ def test_training_learns_and_fills_the_run_folder(data_dir, tmp_path):
         "e0001-s000000", "e0002-s000000", "e0003-s000000", "latest.json"]  # fmt: skip
 
 
+def test_without_matplotlib_training_goes_on_without_the_plot(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    run = tmp_path / "run"
+    lines = []
+    base = data.fashion_mnist(data_dir).limit(64, 32)
+    results = fit(model(), base, small_config(epochs=2), run, report=lines.append)
+    assert len(results) == 2
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert not (run / "curves.png").exists()
+    notes = [line for line in lines if "matplotlib" in line]
+    assert notes == ["matplotlib is not installed, so curves.png is not drawn "
+                     "(pip install matplotlib)"]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_resume_is_bitwise_exact(data_dir, tmp_path):
     dataset = data.fashion_mnist(data_dir)

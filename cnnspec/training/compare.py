@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path
+from ..errors import CnnspecError
 from ..spec import Spec
 from .command import TrainRequest, config_for, data_source, fitted
 from .loop import fit
@@ -67,8 +68,10 @@ def table(rows: list[Row]) -> str:
 
 def plot(rows: list[Row], path: str | Path) -> None:
     """Test accuracy against MACs and against parameters, one point per variant."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise CnnspecError("--plot needs matplotlib, which is not installed") from None
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 

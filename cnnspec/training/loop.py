@@ -30,7 +30,7 @@ from ..errors import CnnspecError
 from . import checkpoints, distributed
 from .checkpoints import TrainerState
 from .data import Dataset, DeviceSplit, on_device
-from .report import progress_bar, write_metrics_and_plot
+from .report import NO_MATPLOTLIB, progress_bar, write_metrics_and_plot
 
 
 class TrainError(CnnspecError):
@@ -307,6 +307,7 @@ class _Loop:
             self.step_model = torch.compile(self.step_model)
         self.per_epoch = math.ceil(len(self.train) / cfg.batch_size)
         self.step_ids = torch.arange(self.per_epoch, device=device)  # no host copy per step
+        self.said_no_plot = False
 
     def run_epochs(self) -> list[EpochResult]:
         results = [EpochResult(**h) for h in self.state.history]
@@ -432,11 +433,14 @@ class _Loop:
         def write() -> None:
             self._checkpoint()
             try:
-                write_metrics_and_plot(self.run, results)
+                drawn = write_metrics_and_plot(self.run, results)
             except OSError as err:
                 raise TrainError(
                     f"{self.run}: cannot write metrics.jsonl or curves.png ({err.strerror or err})"
                 ) from None
+            if not drawn and not self.said_no_plot:  # once a run, not once an epoch
+                self.report(NO_MATPLOTLIB)
+                self.said_no_plot = True
 
         distributed.on_main(self.group, write)
 

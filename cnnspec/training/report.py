@@ -1,4 +1,5 @@
-"""What a user sees of a run: the progress bar, metrics.jsonl and curves.png."""
+"""What a user sees of a run: the progress bar, metrics.jsonl and curves.png (drawn where
+matplotlib is installed)."""
 
 from __future__ import annotations
 
@@ -68,17 +69,24 @@ def progress_bar(enabled: bool, epoch: int, epochs: int, total: int, done: int):
     return Progress(bar, every=max(total // 50, 1))
 
 
-def write_metrics_and_plot(run: Path, results: list) -> None:
-    """metrics.jsonl, one line per epoch, and curves.png drawn from it."""
+NO_MATPLOTLIB = "matplotlib is not installed, so curves.png is not drawn (pip install matplotlib)"
+
+
+def write_metrics_and_plot(run: Path, results: list) -> bool:
+    """metrics.jsonl, one line per epoch, and curves.png drawn from it where matplotlib is
+    installed; whether curves.png was drawn."""
     lines = "".join(json.dumps(asdict(r)) + "\n" for r in results)
     write_atomic(Path(run) / "metrics.jsonl", lines)
-    plot_curves(results, Path(run) / "curves.png")
+    return plot_curves(results, Path(run) / "curves.png")
 
 
-def plot_curves(results: list, path: Path) -> None:
-    """Loss and accuracies per epoch, as d2l's animator draws them."""
-    import matplotlib
-
+def plot_curves(results: list, path: Path) -> bool:
+    """Loss and accuracies per epoch, as d2l's animator draws them; False, drawing nothing,
+    without matplotlib (an optional dependency: training needs none of it)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -97,3 +105,4 @@ def plot_curves(results: list, path: Path) -> None:
             fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
+    return True
