@@ -19,7 +19,10 @@ SUFFIXES = {".cnn": "cnn", ".yaml": "yaml", ".yml": "yaml"}
 
 
 def read(
-    source: str | os.PathLike, format: str | None = None, limits: Limits = DEFAULT
+    source: str | os.PathLike,
+    format: str | None = None,
+    limits: Limits = DEFAULT,
+    name: str | os.PathLike | None = None,
 ) -> tuple[Source, str]:
     """A spec path or spec text, and its format ("cnn" or "yaml").
 
@@ -27,7 +30,16 @@ def read(
     IsADirectoryError, PermissionError, or an OSError for a FIFO or device): the command line
     reports those as usage errors. A single line with no spec in it that names no file is
     taken for a mistyped path, not for spec text.
+
+    With `name`, `source` is the text of the file at that path, as an editor holds it before
+    it is saved: the format follows the path's suffix, errors name the path, and the files
+    it uses are found beside it.
     """
+    if name is not None:
+        _check_unicode(str(source), str(name))
+        suffix = SUFFIXES.get(Path(name).suffix.lower())
+        fmt = format or suffix or _guess_format(normalize(str(source)))
+        return Source(str(name), normalize(str(source), fmt)), fmt
     if isinstance(source, os.PathLike) or _looks_like_path(source):
         path = Path(source)
         data = _read_file(path, limits)
