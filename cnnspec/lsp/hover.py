@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..analysis.ops import LAYERS
+from ..backends.summary import shape_text
 from ..errors import Pos
 from ..language import ir
 from ..language.expressions import unparse
@@ -24,6 +25,7 @@ from .names import (
     where,
 )
 from .scope import enclosing_block
+from .text import Text
 
 # Places listed in one hover; the rest are counted.
 MAX_ROWS = 12
@@ -48,7 +50,7 @@ def hover(analysis: Analysis, index: Index | None, pos: Pos) -> Hover | None:
                 return Hover(shown, start, end)
             found = _made(index, start)
             if found:
-                return Hover(_places(found), start, text.extent(start)[1])
+                return _hover(text, found, start)
         if doc is not None:
             shown = _definition(analysis, index, start, name)
             if shown is not None:
@@ -57,8 +59,14 @@ def hover(analysis: Analysis, index: Index | None, pos: Pos) -> Hover | None:
     if call is not None and index is not None:
         found = _made(index, call[0])
         if found:
-            return Hover(_places(found), call[0], text.extent(call[0])[1])
+            return _hover(text, found, call[0])
     return None
+
+
+def _hover(text: Text, found: list[Made], start: Pos) -> Hover:
+    end = text.extent(start)[1]
+    written = text.between(start, end) if end[0] == start[0] else text.word(start)[2]
+    return Hover(_places(found, " ".join(written.split())), start, end)
 
 
 def _made(index: Index, pos: Pos) -> list[Made]:
@@ -69,26 +77,28 @@ def _made(index: Index, pos: Pos) -> list[Made]:
     return own or found
 
 
-def _places(found: list[Made]) -> str:
+def _places(found: list[Made], written: str) -> str:
+    """The figures of what one call (or stage) made: of each place, when it made several."""
     first = found[0]
-    title = f"**{_label(first)}**"
     if len(found) == 1:
         at = f" · `{first.path}`" if first.path else ""
-        return f"{title}{at}\n\n{figures(first.node)}"
+        return f"**{_label(first)}**{at}\n\n{figures(first.node)}"
     total = sum(m.node.params for m in found)
     macs = sum(m.node.macs for m in found)
     rows = [
-        f"{title} · made in {len(found)} places: {number(total)} params, {number(macs)} MACs",
+        f"**{written}** · made in {len(found)} places: {number(total)} params, {number(macs)} MACs",
         "",
-        "| path | input → output, params, MACs |",
-        "|---|---|",
+        "| path | as | input → output | params | MACs |",
+        "|---|---|---|---:|---:|",
     ]
     for made in found[:MAX_ROWS]:
-        call = _label(made)
-        detail = f" `{call}`" if call != _label(first) else ""
-        rows.append(f"| `{made.path}`{detail} | {figures(made.node)} |")
+        node = made.node
+        rows.append(
+            f"| `{made.path}` | `{_label(made)}` | {shape_text(node.in_shape)} → "
+            f"{shape_text(node.out_shape)} | {number(node.params)} | {number(node.macs)} |"
+        )
     if len(found) > MAX_ROWS:
-        rows.append(f"| … {len(found) - MAX_ROWS} more | |")
+        rows.append(f"| … {len(found) - MAX_ROWS} more | | | | |")
     return "\n".join(rows)
 
 
