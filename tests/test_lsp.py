@@ -231,3 +231,24 @@ def test_a_yaml_spec_is_checked_and_hovered(editor, folder):
     (problem,) = editor.change(folder / "y.yaml", bad).diagnostics
     assert "did you mean 'relu'" in problem.message
     assert problem.range.start == types.Position(*place(bad, "rleu"))
+
+
+def test_hover_in_a_used_file_shows_its_blocks_at_work_in_an_open_spec(editor, folder):
+    editor.open(folder / "net.cnn")
+    editor.open(folder / "blocks.cnn")
+    text = editor.hover(folder / "blocks.cnn", *place(BLOCKS, "conv(c")).contents.value
+    assert "made in 2 places" in text
+    assert "`body.0.0`" in text and "`conv(out=32, k=3, p=1)`" in text
+    assert "16x28x28 → 32x28x28" in text
+    assert "in network Net (net.cnn)" in text
+
+
+def test_hover_keeps_the_shapes_of_lines_not_being_edited(editor, folder):
+    editor.open(folder / "net.cnn")
+    text = NET.replace("linear(classes)", "linear(classes, in_features=99)")
+    assert editor.change(folder / "net.cnn", text).diagnostics  # the head is wrong now
+    shown = editor.hover(folder / "net.cnn", *place(text, "conv(width"))
+    assert "1x28x28 → 16x28x28" in shown.contents.value
+    assert editor.hover(folder / "net.cnn", *place(text, "linear(")).contents.value.startswith(
+        "```"
+    )  # the line being edited: the layer's signature only

@@ -50,7 +50,7 @@ def hover(analysis: Analysis, index: Index | None, pos: Pos) -> Hover | None:
                 return Hover(shown, start, end)
             found = _made(index, start)
             if found:
-                return _hover(text, found, start)
+                return _hover(text, found, start, index.within)
         if doc is not None:
             shown = _definition(analysis, index, start, name)
             if shown is not None:
@@ -59,14 +59,17 @@ def hover(analysis: Analysis, index: Index | None, pos: Pos) -> Hover | None:
     if call is not None and index is not None:
         found = _made(index, call[0])
         if found:
-            return _hover(text, found, call[0])
+            return _hover(text, found, call[0], index.within)
     return None
 
 
-def _hover(text: Text, found: list[Made], start: Pos) -> Hover:
+def _hover(text: Text, found: list[Made], start: Pos, within: str | None) -> Hover:
     end = text.extent(start)[1]
     written = text.between(start, end) if end[0] == start[0] else text.word(start)[2]
-    return Hover(_places(found, " ".join(written.split())), start, end)
+    shown = _places(found, " ".join(written.split()))
+    if within is not None:
+        shown += f"\n\nin network {within}"
+    return Hover(shown, start, end)
 
 
 def _made(index: Index, pos: Pos) -> list[Made]:

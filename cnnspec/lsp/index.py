@@ -2,8 +2,9 @@
 combinator or a stage of this file made, found by the position of its name.
 
 A call written once may make many nodes (a repeat, a block called from several places);
-each is kept with its module path. Nodes that a used file or the prelude wrote are left
-out: their positions are in that file.
+each is kept with its module path. Nodes written in other files are left out: their
+positions are in those files. An index of a used file's nodes, in a network that uses it,
+shows that file's blocks at work.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ class Made:
 
 
 class Index:
-    def __init__(self, graph: Graph):
+    """`graph`'s nodes written in `file`: a used file's name, or None for the spec's own."""
+
+    def __init__(self, graph: Graph, file: str | None = None, within: str | None = None):
         self.graph = graph
+        self.within = within  # the spec whose network this is, when not the file's own
         self.at: dict[Pos, list[Made]] = defaultdict(list)
         # Each block's lines by name, in every place the block is called (its node)
         self.lines: dict[tuple[str | None, str], list[Made]] = defaultdict(list)
@@ -36,7 +40,7 @@ class Index:
         ]
         while stack:
             path, node, block = stack.pop()
-            if node.file is None:
+            if node.file == file:
                 self.at[node.pos].append(Made(path, node))
             if node.block is not None:
                 self.instances[node.block].append(Made(path, node))

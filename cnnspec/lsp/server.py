@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from pathlib import Path
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -55,6 +56,7 @@ class CnnspecServer(LanguageServer):
         self.parsed: dict[str, Analysis] = {}  # the latest that parsed: blocks, names
         self.valid: dict[str, tuple[Analysis, Index | None]] = {}  # the latest with shapes
         self.elsewhere: dict[str, set[str]] = {}  # other files' URIs shown problems
+        self.used_indexes: dict[str, tuple[Analysis, Index]] = {}  # by used file
 
     # --- analysis and diagnostics -----------------------------------------------------
     def check(self, uri: str) -> None:
@@ -125,6 +127,8 @@ class CnnspecServer(LanguageServer):
         """The latest analysis with shapes, and its index: the current one, or an earlier
         one where the line at `pos` has not changed since."""
         now = self.analyses.get(uri)
+        if now is not None and now.library:
+            return now, self.used_index(now)
         entry = self.valid.get(uri)
         if entry is None:
             return now, None
@@ -137,6 +141,21 @@ class CnnspecServer(LanguageServer):
             index = Index(found.spec.graph)
             self.valid[uri] = (found, index)
         return found, index
+
+    def used_index(self, library: Analysis) -> Index | None:
+        """The nodes a file of blocks makes in an open spec that uses it (as saved)."""
+        name = str(Path(library.path).resolve())
+        for found, _ in self.valid.values():
+            for source, _ in found.doc.origins.values():
+                if str(Path(source.name).resolve()) != name or source.text != library.text:
+                    continue
+                cached = self.used_indexes.get(name)
+                if cached is None or cached[0] is not found:
+                    within = f"{found.spec.name} ({Path(found.path).name})"
+                    cached = (found, Index(found.spec.graph, source.name, within))
+                    self.used_indexes[name] = cached
+                return cached[1]
+        return None
 
 
 def to_range(start: Pos, end: Pos, document: TextDocument | None) -> types.Range:
