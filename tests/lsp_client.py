@@ -87,6 +87,24 @@ class Editor:
         )
         return self._then_diagnostics(uri, lambda: self.client.text_document_did_change(params))
 
+    def edit(
+        self, path: Path | str, start: tuple[int, int], end: tuple[int, int], text: str
+    ) -> types.PublishDiagnosticsParams:
+        """Replace the text between two (line, character) places, as editors send a
+        keystroke."""
+        uri = uri_of(path)
+        self.versions[uri] += 1
+        change = types.TextDocumentContentChangePartial(
+            range=types.Range(types.Position(*start), types.Position(*end)), text=text
+        )
+        params = types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(
+                uri=uri, version=self.versions[uri]
+            ),
+            content_changes=[change],
+        )
+        return self._then_diagnostics(uri, lambda: self.client.text_document_did_change(params))
+
     def _then_diagnostics(self, uri: str, send) -> types.PublishDiagnosticsParams:
         version = self.versions[uri]
 

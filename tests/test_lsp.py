@@ -69,6 +69,18 @@ def test_a_misspelt_layer_is_marked_where_it_is_written(editor, folder):
     assert editor.change(folder / "net.cnn", NET).diagnostics == ()
 
 
+def test_keystrokes_sent_as_ranges_are_applied(editor, folder):
+    editor.open(folder / "net.cnn")
+    line, character = place(NET, "maxpool", 3)
+    (problem,) = editor.edit(
+        folder / "net.cnn", (line, character), (line, character + 1), ""
+    ).diagnostics
+    assert "'maxool'" in problem.message
+    assert (
+        editor.edit(folder / "net.cnn", (line, character), (line, character), "p").diagnostics == ()
+    )
+
+
 def test_a_shape_error_is_marked_at_its_layer(editor, folder):
     text = NET.replace("linear(classes)", "linear(classes, in_features=99)")
     found = editor.open(folder / "net.cnn", text).diagnostics
