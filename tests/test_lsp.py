@@ -264,3 +264,26 @@ def test_hover_keeps_the_shapes_of_lines_not_being_edited(editor, folder):
     assert editor.hover(folder / "net.cnn", *place(text, "linear(")).contents.value.startswith(
         "```"
     )  # the line being edited: the layer's signature only
+
+
+def test_completion_in_yaml_offers_the_arguments_left(editor, folder):
+    text = (
+        "network:\n"
+        "  name: Y\n"
+        "  input: 1x28x28\n"
+        "  stages:\n"
+        "    s: [{conv: 8, k: 3, }, relu, flatten, {linear: 10}]\n"
+    )
+    editor.open(folder / "y.yaml", text)
+    line, character = place(text, "k: 3, ", len("k: 3, "))
+    items = {i.label: i for i in editor.complete(folder / "y.yaml", line, character)}
+    assert "s:" in items and items["s:"].insert_text == "s: "
+    assert "k:" not in items and "out:" not in items
+
+
+def test_completion_of_the_recipes_words(editor, folder):
+    text = NET + "train(optimizer=)\n"
+    editor.open(folder / "net.cnn", text)
+    line, character = place(text, "optimizer=", len("optimizer="))
+    labels = {i.label for i in editor.complete(folder / "net.cnn", line, character)}
+    assert labels == {"sgd", "adam", "adamw"}

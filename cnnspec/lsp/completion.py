@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args, get_origin
 
 from ..analysis.ops import LAYERS
 from ..errors import Pos
@@ -22,6 +23,7 @@ from .names import (
     SHAPE_NAMES,
     block_arguments,
     block_signature,
+    default_text,
     function_signature,
     layer_arguments,
     layer_signature,
@@ -31,6 +33,12 @@ from .scope import enclosing_block
 from .text import Text
 
 _RECIPE = [f for f in ir.Recipe.model_fields if f not in ir.METADATA_KEYS]
+# The recipe's options that take words: `optimizer=adamw`, `init=default`.
+_RECIPE_WORDS = {
+    f: get_args(ir.Recipe.model_fields[f].annotation)
+    for f in _RECIPE
+    if get_origin(ir.Recipe.model_fields[f].annotation) is Literal
+}
 # The separator of an argument's name from its value: `k=3` in .cnn, `k: 3` in YAML.
 _SEPARATOR = {"cnn": "=", "yaml": ":"}
 
@@ -73,7 +81,7 @@ def _in_call(analysis: Analysis, now: Text, start: Pos, name: str, typed: str, p
         arguments = block_arguments(block)
         doc = block_signature(block)
     elif name == "train":
-        arguments = [(f, str(ir.Recipe.model_fields[f].default)) for f in _RECIPE]
+        arguments = [(f, default_text(ir.Recipe.model_fields[f].default)) for f in _RECIPE]
         doc = "the training recipe"
     elif analysis.doc is not None and name == analysis.doc.network.name:
         arguments = [("input", None), ("classes", "10")]
@@ -102,22 +110,35 @@ def _given(now: Text, start: Pos, pos: Pos, separator: str) -> tuple[int, set[st
     those it gives by name."""
     written = now.between(start, pos)
     code = written.split("(", 1)[1] if separator == "=" else written.split(":", 1)[1]
-    arguments, depth, current = [], 0, ""
+    arguments = _top_level(code)[:-1]  # those before the one at the cursor
+    named = [re.match(rf"\s*([A-Za-z_]\w*)\s*{separator}", a) for a in arguments]
+    by_name = {m.group(1) for m in named if m}
+    if separator == "=":
+        return sum(1 for m in named if not m), by_name
+    # YAML: the layer's key holds its positional arguments, one value or a list of them
+    first = arguments[0].strip() if arguments else ""
+    if first.startswith("["):
+        return len([a for a in _top_level(first[1:].rstrip("]")) if a.strip()]), by_name
+    return int(bool(first)), by_name
+
+
+def _top_level(code: str) -> list[str]:
+    """`code` split at the commas outside brackets."""
+    parts, depth, current = [], 0, ""
     for char in code:
         depth += char in "([{"
         depth -= char in ")]}"
         if char == "," and depth == 0:
-            arguments.append(current)
+            parts.append(current)
             current = ""
         else:
             current += char
-    named = [re.match(rf"\s*([A-Za-z_]\w*)\s*{separator}", a) for a in arguments]
-    by_name = {m.group(1) for m in named if m}
-    by_position = 0 if separator == ":" else sum(1 for m in named if not m)
-    return by_position, by_name
+    return [*parts, current]
 
 
 def _values(analysis: Analysis, op: str, argument: str, pos: Pos) -> list[Item]:
+    if op == "train" and argument in _RECIPE_WORDS:
+        return [Item(w, "word", f"train {argument}") for w in _RECIPE_WORDS[argument]]
     layer = LAYERS.get(op)
     if layer is not None and argument in layer.words():
         return [Item(w, "word", f"{op} {argument}") for w in layer.words()[argument]]
