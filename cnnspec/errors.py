@@ -41,6 +41,9 @@ class CnnspecError(Exception):
         # holds it and each `use` that brought in its file, as (file, position), the file
         # None for the spec's own text. Editors show an error in a used file at the last.
         self.via: list[tuple[str | None, Pos]] = []
+        # Further errors the same check found, in the order they are written (names are
+        # checked block by block and stage by stage); the message is this one's alone.
+        self.more: list[CnnspecError] = []
 
     def with_source(self, source: Source) -> CnnspecError:
         if self.source is None:

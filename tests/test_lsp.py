@@ -287,3 +287,22 @@ def test_completion_of_the_recipes_words(editor, folder):
     line, character = place(text, "optimizer=", len("optimizer="))
     labels = {i.label for i in editor.complete(folder / "net.cnn", line, character)}
     assert labels == {"sgd", "adam", "adamw"}
+
+
+def test_each_stage_and_block_with_a_wrong_name_has_its_diagnostic(editor, folder):
+    text = (
+        NET.replace("maxpool(2)", "maxpol(2)")
+        .replace("linear(classes)", "linear(clases)")
+        .replace('use "blocks.cnn"\n', BLOCKS.replace("relu", "rlu"))
+    )
+    found = editor.open(folder / "net.cnn", text).diagnostics
+    assert [d.message.split(" (")[0] for d in found] == [
+        "unknown layer or block 'rlu'",
+        "unknown layer or block 'maxpol'",
+        "unknown name 'clases'",
+    ]
+    assert [d.range.start for d in found] == [
+        types.Position(*place(text, "rlu")),
+        types.Position(*place(text, "maxpol")),
+        types.Position(*place(text, "clases")),
+    ]

@@ -100,7 +100,10 @@ class UsedFiles:
 
 def _in_used(err: CnnspecError, source: Source | None, context: str | None) -> CnnspecError:
     """An error in a used file: placed in that file, saying which `use` brought it in."""
-    if context is not None and context not in err.message:
-        err.message = f"{err.message} ({context})"
-        err.args = (err.message,)
-    return err.with_source(source) if source is not None else err
+    for found in (err, *err.more):
+        if context is not None and context not in found.message:
+            found.message = f"{found.message} ({context})"
+            found.args = (found.message,)
+        if source is not None:
+            found.with_source(source)
+    return err

@@ -1,9 +1,11 @@
-"""The compiler's error as editor diagnostics, one per file it concerns.
+"""The compiler's errors as editor diagnostics, by the file each is in.
 
-The compiler stops at the first error and says where it is: (line, column) in the file
-that holds it, which may be a used file. The diagnostic spans the token there (a call's
-name and arguments, a name, a number). An error in a used file is shown in that file and,
-in the spec, at the `use` line or the block call that led to it.
+The compiler says where an error is: (line, column) in the file that holds it, which may
+be a used file. It stops at the first, except that names are checked block by block and
+stage by stage, so each block or stage with a wrong name has its own. A diagnostic spans
+the token at the error (a call's name and arguments, a name, a number). An error in a
+used file is shown in that file and, in the spec, at the `use` line or the block call that
+led to it.
 """
 
 from __future__ import annotations
@@ -33,35 +35,43 @@ class Problem:
 
 
 def problems(analysis: Analysis) -> dict[str, list[Problem]]:
-    """The analysis's error as problems, by the name of the file each is in."""
+    """The analysis's errors as problems, by the name of the file each is in."""
     err = analysis.error
     if err is None:
         return {}
-    kind = type(err).__name__
-    here = analysis.path
-    file = err.source.name if err.source is not None else here
-    if file == here:
-        start, end = analysis.lines.extent(err.pos)
-        related = tuple(
-            Related(here, *analysis.lines.extent(pos), "from the call here")
-            for name, pos in err.via
-            if name is None and pos != err.pos
+    found: dict[str, list[Problem]] = {}
+    first = err.source.name if err.source is not None else analysis.path
+    for each in (err, *err.more):
+        file = each.source.name if each.source is not None else first
+        text = analysis.lines if file == analysis.path else _text_of(each, file)
+        start, end = text.extent(each.pos)
+        related = ()
+        if file == analysis.path:
+            related = tuple(
+                Related(file, *text.extent(pos), "from the call here")
+                for name, pos in each.via
+                if name is None and pos != each.pos
+            )
+        problem = Problem(start, end, each.message, type(each).__name__, related)
+        found.setdefault(file, []).append(problem)
+    if first != analysis.path:  # in a used file: shown at the way this spec leads there
+        (inside, *_) = found[first]
+        where = f"{first}:{err.pos[0]}:{err.pos[1]}" if err.pos[0] else first
+        start, end = analysis.lines.extent(_way_in(err))
+        mirror = Problem(
+            start,
+            end,
+            f"in {where}: {err.message}",
+            type(err).__name__,
+            (Related(first, inside.start, inside.end, err.message),),
         )
-        return {here: [Problem(start, end, err.message, kind, related)]}
-    text = Text(err.source.text if err.source else "", format_of(file))
-    start, end = text.extent(err.pos)
-    inside = Problem(start, end, err.message, kind)
-    where = f"{file}:{err.pos[0]}:{err.pos[1]}" if err.pos[0] else file
-    at = _way_in(err)
-    line_start, line_end = analysis.lines.extent(at)
-    shown = Problem(
-        line_start,
-        line_end,
-        f"in {where}: {err.message}",
-        kind,
-        (Related(file, start, end, err.message),),
-    )
-    return {here: [shown], file: [inside]}
+        found.setdefault(analysis.path, []).insert(0, mirror)
+    return found
+
+
+def _text_of(err: CnnspecError, file: str) -> Text:
+    source = err.source
+    return Text(source.text if source is not None else "", format_of(file))
 
 
 def _way_in(err: CnnspecError) -> Pos:
