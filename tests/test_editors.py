@@ -40,3 +40,15 @@ def test_the_extension_starts_the_server_for_cnn_files_and_yaml():
     assert command["default"] == ["cnnspec", "lsp"]
     source = (EXTENSION / "extension.js").read_text()
     assert 'language: "cnnspec"' in source and 'language: "yaml"' in source
+
+
+def test_lsp_without_pygls_says_what_to_install(monkeypatch, capsys):
+    import sys
+
+    from cnnspec.cli import main
+
+    for name in [m for m in sys.modules if m == "pygls" or m.startswith(("pygls.", "cnnspec.lsp"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pygls", None)  # as if it were not installed
+    assert main(["lsp"]) == 2
+    assert "pip install 'cnnspec[lsp]'" in capsys.readouterr().err

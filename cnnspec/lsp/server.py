@@ -63,6 +63,9 @@ class CnnspecServer(LanguageServer):
         document = self.workspace.get_text_document(uri)
         path = document.path or uri
         if not is_spec(document.source, path):
+            if uri in self.analyses:  # it was a spec a moment ago
+                self.forget(uri)
+                self.send(uri, [], document.version)
             return
         try:
             found = analyse(document.source, path)
