@@ -18,11 +18,11 @@ from ..language import ir
 from ..language.expressions import FUNCTIONS, unparse
 from .documents import Analysis
 from .names import (
-    COMBINATORS,
     KEYWORDS,
     SHAPE_NAMES,
     block_arguments,
     block_signature,
+    combinators,
     default_text,
     function_signature,
     layer_arguments,
@@ -189,7 +189,7 @@ def _items(analysis: Analysis, pos: Pos, at_line_start: bool) -> list[Item]:
     for name, site in sorted(analysis.blocks.items()):
         detail = f"block {block_signature(site.definition)}"
         items.append(Item(name, "block", detail, f"defined in {where(site.file)}"))
-    items += [Item(kind, "combinator", COMBINATORS[kind]) for kind in COMBINATORS]
+    items += [Item(kind, "combinator", doc) for kind, doc in combinators().items()]
     items += _tensors(analysis, pos)
     if at_line_start:
         items += [Item(word, "keyword") for word in KEYWORDS]

@@ -7,21 +7,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..analysis.ops import LAYERS
-from ..backends.summary import shape_text
+from ..backends.summary import node_text, shape_text
 from ..errors import Pos
 from ..language import ir
-from ..language.expressions import unparse
+from ..language.expressions import describe, unparse
 from .documents import Analysis, BlockSite
 from .index import Index, Made
 from .names import (
-    COMBINATORS,
     SHAPE_NAMES,
     block_signature,
+    combinators,
     figures,
     layer_signature,
     number,
-    value_text,
-    what,
     where,
 )
 from .scope import enclosing_block
@@ -109,7 +107,7 @@ def _label(made: Made) -> str:
     node = made.node
     if node.block is None and node.kind in ("seq", "graph"):
         return node.label  # a stage, a named line or branch, or "branch"
-    return what(node)
+    return node_text(node, None)
 
 
 def _named_line(analysis: Analysis, index: Index, start: Pos, name: str) -> str | None:
@@ -154,8 +152,8 @@ def _definition(analysis: Analysis, index: Index | None, start: Pos, name: str) 
         return _block(analysis, site, index)
     if name in LAYERS:
         return f"```\n{layer_signature(name)}\n```\n{LAYERS[name].doc()}"
-    if name in COMBINATORS:
-        return f"**{name}**: {COMBINATORS[name]}"
+    if name in combinators():
+        return f"**{name}**: {combinators()[name]}"
     if name == "classes":
         return f"**classes** = {doc.network.classes}: {SHAPE_NAMES[name]}"
     if name in SHAPE_NAMES:
@@ -170,7 +168,7 @@ def _parameter(block: ir.BlockDef, param: ir.Param, index: Index | None) -> str:
         values = []
         for made in index.instances.get(block.name, []):
             value = dict(made.node.args).get(param.name)
-            text = value_text(value)
+            text = describe(value)
             if text not in values:
                 values.append(text)
         if values:

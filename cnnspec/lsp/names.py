@@ -1,25 +1,27 @@
 """What the language's names are, as hover and completion show them: layers with their
 arguments and defaults, blocks with their parameters, combinators, the names every
-expression may read, and the figures of a node of the network."""
+expression may read, and the figures of a node of the network. Layers and combinators
+say what they do in their own classes' docstrings."""
 
 from __future__ import annotations
 
+from ..analysis.combinators import RULES
 from ..analysis.graph import Node
 from ..analysis.ops import LAYERS
-from ..backends.summary import node_text, shape_text
+from ..backends.summary import shape_text
 from ..language import ir
-from ..language.expressions import FUNCTIONS, describe, unparse
+from ..language.expressions import FUNCTIONS, unparse
 from ..language.parse_cnn import PRELUDE
 
-COMBINATORS = {
-    "concat": "branches joined on channels",
-    "add": "branches summed; one branch is added back onto the input (a residual)",
-    "dense": "each unit's output concatenated onto its input (DenseNet)",
-    "heads": "several outputs, one per branch (a tuple)",
-    "mul": "a gate: the input times its one branch's output",
-    "split": "branch i takes the i-th equal share of the channels; the outputs concatenated",
-    "select": "SKNet's selective kernel: branches weighed per channel by a learned attention",
-}
+
+def combinators() -> dict[str, str]:
+    """Each combinator with what it does: the first paragraph of its class's docstring."""
+    return {kind: _first_paragraph(rule.__doc__ or "") for kind, rule in RULES.items()}
+
+
+def _first_paragraph(doc: str) -> str:
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
 
 SHAPE_NAMES = {
     "C": "the channels of the tensor this layer receives",
@@ -85,12 +87,3 @@ def figures(node: Node) -> str:
         f"{shape_text(node.in_shape)} → {shape_text(node.out_shape)} · "
         f"{number(node.params)} params · {number(node.macs)} MACs"
     )
-
-
-def what(node: Node, parent: Node | None = None) -> str:
-    """A node as the summary names it: a layer or block as its call, or its kind."""
-    return node_text(node, parent)
-
-
-def value_text(value) -> str:
-    return describe(value)
