@@ -306,3 +306,13 @@ def test_each_stage_and_block_with_a_wrong_name_has_its_diagnostic(editor, folde
         types.Position(*place(text, "maxpol")),
         types.Position(*place(text, "clases")),
     ]
+
+
+def test_hover_over_a_call_of_a_one_layer_block(editor, folder):
+    text = "block c3(c):\n    conv(c, k=3, p=1)\n" + NET.replace('use "blocks.cnn"\n', "").replace(
+        "maxpool(2)", "c3(8)"
+    ).replace("unit(32) * 2", "relu")
+    editor.open(folder / "one.cnn", text)
+    shown = editor.hover(folder / "one.cnn", *place(text, "c3(8)")).contents.value
+    assert shown.startswith("**c3(8)**: `conv(out=8, k=3, p=1)`")
+    assert "16x28x28 → 8x28x28" in shown

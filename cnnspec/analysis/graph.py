@@ -42,6 +42,9 @@ class Node:
     # at its call, so it has the caller's file; a block of one layer is that layer, in
     # the block's file.
     file: str | None = None
+    # A block whose body is one layer is that layer's node: where the block is called,
+    # (the file, as `file` names it, and the position), when the layer came so.
+    called_at: tuple[str | None, Pos] | None = None
     children: tuple[tuple[str, Node], ...] = ()
     # A combinator: the layers it owns beside its branches (add's 1x1 `shortcut`), and the
     # options its module is made with, as inference decided them (add's `scale`).

@@ -484,8 +484,8 @@ class _Inference:
         finally:
             self.block_stack.pop()
             self.call_site, self.file = outer_site, outer_file
-        if node.is_layer:
-            return node  # a one-layer block reads best as its layer
+        if node.is_layer:  # a one-layer block reads best as its layer
+            return replace(node, called_at=(outer_file, call.pos))
         args = tuple((p.name, values[p.name]) for p in block.params)
         return replace(
             node,

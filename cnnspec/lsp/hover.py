@@ -83,7 +83,10 @@ def _places(found: list[Made], written: str) -> str:
     first = found[0]
     if len(found) == 1:
         at = f" · `{first.path}`" if first.path else ""
-        return f"**{_label(first)}**{at}\n\n{figures(first.node)}"
+        title = f"**{_label(first)}**"
+        if first.node.called_at is not None:  # a block of one layer, called here
+            title = f"**{written}**: `{_label(first)}`"
+        return f"{title}{at}\n\n{figures(first.node)}"
     total = sum(m.node.params for m in found)
     macs = sum(m.node.macs for m in found)
     rows = [

@@ -42,6 +42,8 @@ class Index:
             path, node, block = stack.pop()
             if node.file == file:
                 self.at[node.pos].append(Made(path, node))
+            if node.called_at is not None and node.called_at[0] == file:  # a one-layer block
+                self.at[node.called_at[1]].append(Made(path, node))
             if node.block is not None:
                 self.instances[node.block].append(Made(path, node))
                 block = node.block
