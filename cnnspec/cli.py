@@ -271,6 +271,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lsp(args: argparse.Namespace) -> int:
+    try:
+        from .lsp.server import serve
+    except ImportError as err:  # pygls is an optional dependency
+        print(
+            f"cnnspec lsp needs pygls ({err.name} is missing): pip install 'cnnspec[lsp]'",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
+    return serve()
+
+
 def above_zero(text: str) -> float:
     try:
         value = float(text)
@@ -423,6 +435,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("convert", cmd_convert, "print a spec in the YAML form")
     p.add_argument("spec", metavar="SPEC")
+
+    p = command("lsp", cmd_lsp, "the language server, on stdin and stdout (for editors)")
+    p.add_argument("--stdio", action="store_true", help="talk over stdio (the only way; accepted)")
     return parser
 
 

@@ -37,6 +37,13 @@ class CnnspecError(Exception):
         self.message = message
         self.pos: Pos = pos or (0, 0)
         self.source = source
+        # The way from the spec to the error, innermost first: each block call whose body
+        # holds it and each `use` that brought in its file, as (file, position), the file
+        # None for the spec's own text. Editors show an error in a used file at the last.
+        self.via: list[tuple[str | None, Pos]] = []
+        # Further errors the same check found, in the order they are written (names are
+        # checked block by block and stage by stage); the message is this one's alone.
+        self.more: list[CnnspecError] = []
 
     def with_source(self, source: Source) -> CnnspecError:
         if self.source is None:

@@ -216,13 +216,14 @@ def load(
     format: str | None = None,
     limits: Limits = DEFAULT,
     overrides: Mapping[str, str] | None = None,
-    name: str | None = None,
+    name: str | os.PathLike | None = None,
 ) -> Spec:
     """Parse, validate and infer a spec given as a path or as text. `overrides` sets network
     options (`classes`, `input`), network parameters and train options by name, each value
-    written as in a spec (`{"width": "0.5", "optimizer": "adam"}`). With `name`, `source` is
-    spec text (never a path) that errors call by that name, as a notebook names a cell."""
-    src, fmt = read(source, format, limits, name)
+    written as in a spec (`{"width": "0.5", "optimizer": "adam"}`). With `name`, `source`
+    is the text of the file at that path (unsaved in an editor): errors name the path and
+    its `use` lines are read beside it; a notebook names a cell so."""
+    src, fmt = read(source, format, limits, name=name)
     doc = parse(src, fmt, limits)
     for name, text in (overrides or {}).items():
         doc = override(doc, name, text)

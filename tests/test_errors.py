@@ -421,3 +421,19 @@ def test_set_error(case):
     assert message in info.value.message, info.value.render()
     if pos is not None:
         assert info.value.pos == pos, info.value.render()
+
+
+def test_names_are_checked_block_by_block_and_stage_by_stage():
+    # The first wrong name is the error, as ever; the others the same check found come
+    # with it, in the order they are written, each at its own place (editors show them all).
+    text = (
+        "block unit(c):\n    conv(c, k=3) rleu\n"
+        "network T(input=1x28x28, classes=10):\n"
+        "    a: unit(4) maxpol(2)\n    b: conv(4, k=3) relu\n    c: flatten linear(clases)\n"
+    )
+    err = error_of(text)
+    assert "'rleu'" in err.message and err.pos == (2, 18)
+    assert [(e.message.split(" (")[0], e.pos) for e in err.more] == [
+        ("unknown layer or block 'maxpol'", (4, 16)),
+        ("unknown name 'clases'", (6, 23)),
+    ]

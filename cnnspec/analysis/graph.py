@@ -37,6 +37,14 @@ class Node:
     macs: int
     pos: Pos
     layer: Layer | None = None  # set for kind == "layer"
+    # The file `pos` is in when it is not the spec's own text: a used file's name, or the
+    # prelude's, for what the body of a block written there makes. A block's node stands
+    # at its call, so it has the caller's file; a block of one layer is that layer, in
+    # the block's file.
+    file: str | None = None
+    # A block whose body is one layer is that layer's node: where the block is called,
+    # (the file, as `file` names it, and the position), when the layer came so.
+    called_at: tuple[str | None, Pos] | None = None
     children: tuple[tuple[str, Node], ...] = ()
     # A combinator: the layers it owns beside its branches (add's 1x1 `shortcut`), and the
     # options its module is made with, as inference decided them (add's `scale`).

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ..errors import CnnspecError, LimitError, Pos, ShapeError, SpecError, did_you_mean
 from ..language import ir
 from ..language.expressions import OpRef, Value, describe, evaluate, truth
+from ..language.parse_cnn import PRELUDE
 from ..limits import DEFAULT, Limits
 from .binding import match_arguments
 from .combinators import RULES, combine
@@ -58,6 +59,9 @@ class _Inference:
         # The user's call of the built-in block being walked: positions inside it are
         # prelude.cnn's, so messages point at the call instead.
         self.call_site: tuple[str, Pos] | None = None
+        # The file of the body being walked when it is not the spec's own: a used file's
+        # name or the prelude's. The nodes made there carry it, with their positions.
+        self.file: str | None = None
         # The network's named tensors made so far, and where each stage is written; a layer
         # may read them (`like=`) only at a stage's own level, where `nested` is 0.
         self.tensors: dict[str, _Tensor] = {}
@@ -115,7 +119,7 @@ class _Inference:
         finally:
             self.tensors, self.line_at, self.read, self.nested, self.what = saved
         node = group("graph", label, start, children, pos, out_shape=out_shape)
-        return replace(node, outputs=returned)
+        return replace(node, outputs=returned, file=self.file)
 
     def line_start(self, body, previous: str, flow: Flow, env):
         """The body left after what the line starts from, the names it starts from (none
@@ -248,7 +252,7 @@ class _Inference:
         if len(items) == 1 and not ir.splices(items[0]):
             return nodes[0], flow
         node = group("seq", label, start, list(enumerate(nodes)), pos)
-        return replace(node, decided=decided), flow
+        return replace(node, decided=decided, file=self.file), flow
 
     def item(self, item, flow: Flow, env, out: list[Node]) -> Flow:
         """Append the node(s) `item` expands to onto `out`; return the flow after them."""
@@ -294,6 +298,8 @@ class _Inference:
             try:
                 if isinstance(item, ir.Combinator):
                     node = combine(self, item, flow, env)
+                    if self.file is not None:
+                        node = replace(node, file=self.file)
                 else:
                     node = self.block(item, flow, env)
             finally:
@@ -412,7 +418,9 @@ class _Inference:
             layer.op,
             pos,
         )
-        return Node("layer", layer.op, flow.shape, out_shape, params, macs, pos, layer=layer)
+        return Node(
+            "layer", layer.op, flow.shape, out_shape, params, macs, pos, layer=layer, file=self.file
+        )
 
     def _within(self, bound: str, count: int, what: str, here: int, op: str, pos: Pos) -> None:
         """Refuse a network past one of the budgets a flag may raise (`--max-macs`...)."""
@@ -443,9 +451,14 @@ class _Inference:
         given = tuple((name, i >= len(call.args)) for i, name in enumerate(values))
         self.block_stack.append(call.op)
         builtin = block is builtin_blocks().get(call.op)
-        outer_site = self.call_site
+        outer_site, outer_file = self.call_site, self.file
         if builtin and outer_site is None:
             self.call_site = (call.op, call.pos)
+        origin = self.origins.get(call.op)
+        if builtin:
+            self.file = PRELUDE
+        elif origin is not None:
+            self.file = origin[0].name
         try:
             outer = {"classes": env["classes"], **_input_names(flow.shape)}
             for param in block.params:  # defaults are evaluated in the block's own scope
@@ -462,7 +475,7 @@ class _Inference:
         except CnnspecError as err:
             if builtin and err.source is None:
                 raise _at_call_site(err, call) from None
-            origin = self.origins.get(call.op)
+            err.via.append((outer_file, call.pos))
             if origin is not None and err.source is None:  # inside a block of a used file
                 source, context = origin
                 err.message = f"{err.message} ({context})"
@@ -470,11 +483,19 @@ class _Inference:
             raise
         finally:
             self.block_stack.pop()
-            self.call_site = outer_site
-        if node.is_layer:
-            return node  # a one-layer block reads best as its layer
+            self.call_site, self.file = outer_site, outer_file
+        if node.is_layer:  # a one-layer block reads best as its layer
+            return replace(node, called_at=(outer_file, call.pos))
         args = tuple((p.name, values[p.name]) for p in block.params)
-        return replace(node, label=call.op, pos=call.pos, block=call.op, args=args, given=given)
+        return replace(
+            node,
+            label=call.op,
+            pos=call.pos,
+            block=call.op,
+            args=args,
+            given=given,
+            file=outer_file,
+        )
 
     # --- arguments ----------------------------------------------------------------------
     def bind(self, call: ir.Call, names: list[str], required, scope) -> tuple[dict, dict]:

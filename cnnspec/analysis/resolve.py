@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import keyword
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 
 from ..errors import CnnspecError, SpecError, did_you_mean
@@ -140,65 +141,106 @@ def resolve(doc: ir.Document) -> dict[str, ir.BlockDef]:
     return _resolve(doc, {**builtin_blocks(), **{b.name: b for b in doc.used}})
 
 
+class _Errors:
+    """The errors of a check that goes on past them: each block and each stage is checked
+    on its own, so a spec with several wrong ones has each reported. The first is raised,
+    as it always was, with the others in its `more`."""
+
+    def __init__(self) -> None:
+        self.found: list[CnnspecError] = []
+
+    @contextmanager
+    def each(self) -> Iterator[None]:
+        try:
+            yield
+        except CnnspecError as err:
+            self.found.append(err)
+
+    def raise_first(self) -> None:
+        if self.found:
+            first, *more = self.found
+            first.more = [*first.more, *more]
+            raise first
+
+
 def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, ir.BlockDef]:
+    errors = _Errors()
     own: dict[str, ir.BlockDef] = {}
     for block in doc.blocks:
-        if block.name in LAYERS or block.name in ir.COMBINATORS:
-            raise SpecError(f"block '{block.name}' has the name of a built-in layer", block.pos)
-        check_identifier(block.name, "block", block.pos)
-        origin = doc.origins.get(block.name)
-        if origin is not None:
-            raise SpecError(
-                f"block '{block.name}' is also defined in {origin[0].name}; choose another name",
-                block.pos,
-            )
-        if block.name in own:
-            first = own[block.name].pos
-            raise SpecError(
-                f"block '{block.name}' is defined twice (first at {first[0]}:{first[1]})",
-                block.pos,
-            )
-        seen: set[str] = set()
-        for param in block.params:
-            check_identifier(param.name, "parameter", param.pos)
-            if param.name in RESERVED_PARAMS:
-                raise SpecError(f"'{param.name}' is reserved and cannot be a parameter", param.pos)
-            if param.name in seen:
-                raise SpecError(f"parameter '{param.name}' is listed twice", param.pos)
-            seen.add(param.name)
-        own[block.name] = block
+        with errors.each():
+            _check_definition(block, doc, own)
+        own.setdefault(block.name, block)  # a wrong one too, so its calls are not unknown
 
-    check_identifier(doc.network.name, "network", doc.network.pos)
-    network_params = _network_params(doc.network)
+    with errors.each():
+        check_identifier(doc.network.name, "network", doc.network.pos)
+    network_params = {kw.name for kw in doc.network.params}
+    with errors.each():
+        network_params = _network_params(doc.network)
     visible = {**prelude, **own}
     for block in doc.blocks:
-        params = {p.name for p in block.params}
-        tensors, starts = _block_tensors(block, visible, params)
-        _check_calls(block.body, block.pos, visible, own, block.name, params, tensors, starts)
-        _check_names(block, {p.name for p in block.params})
+        with errors.each():
+            params = {p.name for p in block.params}
+            tensors, starts = _block_tensors(block, visible, params)
+            _check_calls(block.body, block.pos, visible, own, block.name, params, tensors, starts)
+            _check_names(block, {p.name for p in block.params})
     stages: dict[str, ir.Stage] = {}
     tensors = {ir.INPUT, *(stage.name for stage in doc.network.stages)}
     for stage in doc.network.stages:
-        check_child_name(stage.name, "stage", stage.pos)
-        if stage.name == ir.INPUT:
-            raise SpecError(f"'{ir.INPUT}' names the network's input; choose another", stage.pos)
-        if stage.name in stages:
-            first = stages[stage.name].pos
-            raise SpecError(
-                f"duplicate stage name '{stage.name}' (first at {first[0]}:{first[1]})", stage.pos
-            )
-        stages[stage.name] = stage
-        body = stage.body
-        if body and _names_tensor(body[0], tensors, visible):
-            body = body[1:]  # what the stage starts from: inference checks it was made above
-        _check_calls(body, doc.network.pos, visible, own, None, tensors=tensors)
-        _check_names(stage, network_params)
+        with errors.each():
+            _check_stage(stage, stages, doc.network.pos, visible, own, tensors, network_params)
+        stages.setdefault(stage.name, stage)
     for body in [b.body for b in doc.blocks] + [s.body for s in doc.network.stages]:
-        for comb in _combinators(body):
-            for branch in comb.branches:
-                if branch.name is not None:
-                    check_child_name(branch.name, "branch", branch.pos)
+        with errors.each():
+            for comb in _combinators(body):
+                for branch in comb.branches:
+                    if branch.name is not None:
+                        check_child_name(branch.name, "branch", branch.pos)
+    errors.raise_first()
     return visible
+
+
+def _check_definition(block: ir.BlockDef, doc: ir.Document, own) -> None:
+    """A block's name and parameters."""
+    if block.name in LAYERS or block.name in ir.COMBINATORS:
+        raise SpecError(f"block '{block.name}' has the name of a built-in layer", block.pos)
+    check_identifier(block.name, "block", block.pos)
+    origin = doc.origins.get(block.name)
+    if origin is not None:
+        raise SpecError(
+            f"block '{block.name}' is also defined in {origin[0].name}; choose another name",
+            block.pos,
+        )
+    if block.name in own:
+        first = own[block.name].pos
+        raise SpecError(
+            f"block '{block.name}' is defined twice (first at {first[0]}:{first[1]})",
+            block.pos,
+        )
+    seen: set[str] = set()
+    for param in block.params:
+        check_identifier(param.name, "parameter", param.pos)
+        if param.name in RESERVED_PARAMS:
+            raise SpecError(f"'{param.name}' is reserved and cannot be a parameter", param.pos)
+        if param.name in seen:
+            raise SpecError(f"parameter '{param.name}' is listed twice", param.pos)
+        seen.add(param.name)
+
+
+def _check_stage(stage: ir.Stage, stages, user_pos, visible, own, tensors, params) -> None:
+    """A stage's name, the calls in it and the names its expressions read."""
+    check_child_name(stage.name, "stage", stage.pos)
+    if stage.name == ir.INPUT:
+        raise SpecError(f"'{ir.INPUT}' names the network's input; choose another", stage.pos)
+    if stage.name in stages:
+        first = stages[stage.name].pos
+        raise SpecError(
+            f"duplicate stage name '{stage.name}' (first at {first[0]}:{first[1]})", stage.pos
+        )
+    body = stage.body
+    if body and _names_tensor(body[0], tensors, visible):
+        body = body[1:]  # what the stage starts from: inference checks it was made above
+    _check_calls(body, user_pos, visible, own, None, tensors=tensors)
+    _check_names(stage, params)
 
 
 # Recipe fields: a network parameter may not take one's name, so `--set NAME=...` is clear.

@@ -46,7 +46,11 @@ class UsedFiles:
                     use.pos,
                 ).with_source(by)
             self.read.add(path)
-            self.file(path, use, by, [*chain, path])
+            try:
+                self.file(path, use, by, [*chain, path])
+            except CnnspecError as err:
+                err.via.append((by.name if chain else None, use.pos))
+                raise
 
     def file(self, path: Path, use: ir.Use, by: Source, chain: list[Path]) -> None:
         context = f"used at {by.name}:{use.pos[0]}:{use.pos[1]}"
@@ -58,6 +62,13 @@ class UsedFiles:
             ) from None
         except CnnspecError as err:
             raise _in_used(err, source=None, context=context) from None
+        self.library(source, fmt, chain, context)
+
+    def library(
+        self, source: Source, fmt: str, chain: list[Path], context: str | None = None
+    ) -> ir.Document:
+        """A file of blocks (and uses) read and checked, its blocks added to those found: a
+        used file, or such a file on its own (an editor's). Errors are placed in it."""
         try:
             text = source.text
             plain = parse_cnn(text, self.limits) if fmt == "cnn" else parse_yaml(text, self.limits)
@@ -80,14 +91,19 @@ class UsedFiles:
                     raise SpecError(f"block '{block.name}' is also defined in {other}", block.pos)
         except CnnspecError as err:
             raise _in_used(err, source, context) from None
-        for block in doc.blocks:
-            self.blocks.append(block)
-            self.origins[block.name] = (source, context)
+        if context is not None:  # a used file's: callable from the file that uses it
+            for block in doc.blocks:
+                self.blocks.append(block)
+                self.origins[block.name] = (source, context)
+        return doc
 
 
-def _in_used(err: CnnspecError, source: Source | None, context: str) -> CnnspecError:
+def _in_used(err: CnnspecError, source: Source | None, context: str | None) -> CnnspecError:
     """An error in a used file: placed in that file, saying which `use` brought it in."""
-    if context not in err.message:
-        err.message = f"{err.message} ({context})"
-        err.args = (err.message,)
-    return err.with_source(source) if source is not None else err
+    for found in (err, *err.more):
+        if context is not None and context not in found.message:
+            found.message = f"{found.message} ({context})"
+            found.args = (found.message,)
+        if source is not None:
+            found.with_source(source)
+    return err

@@ -538,11 +538,15 @@ def _shift_pos(pos: Pos, origin: Pos) -> Pos:
     return (origin[0] + line - 1, origin[1] + col - 1 if line == 1 else col)
 
 
+# The name errors and graph nodes give the file of the built-in blocks.
+PRELUDE = "cnnspec/language/prelude.cnn"
+
+
 @cache
 def parse_prelude() -> tuple[dict, Source]:
     """The built-in blocks, `prelude.cnn`, as plain data (blocks only, no network)."""
     text = files(__package__).joinpath("prelude.cnn").read_text(encoding="utf-8")
-    source = Source("cnnspec/language/prelude.cnn", text)
+    source = Source(PRELUDE, text)
     try:
         return parse_cnn(text), source
     except SpecError as err:

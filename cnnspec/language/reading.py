@@ -22,17 +22,26 @@ def read(
     source: str | os.PathLike,
     format: str | None = None,
     limits: Limits = DEFAULT,
-    name: str | None = None,
+    name: str | os.PathLike | None = None,
 ) -> tuple[Source, str]:
-    """A spec path or spec text, and its format ("cnn" or "yaml"). With `name`, `source` is
-    spec text, never a path, and errors call it by that name.
+    """A spec path or spec text, and its format ("cnn" or "yaml").
 
     A path that cannot be read raises the OSError that says why (FileNotFoundError,
     IsADirectoryError, PermissionError, or an OSError for a FIFO or device): the command line
     reports those as usage errors. A single line with no spec in it that names no file is
     taken for a mistyped path, not for spec text.
+
+    With `name`, `source` is spec text, never a path: the text of the file at that path, as
+    an editor holds it before it is saved, or a notebook's cell. The format follows the
+    name's suffix (or the text), errors call it by that name, and the files it uses are
+    found beside it.
     """
-    if name is None and (isinstance(source, os.PathLike) or _looks_like_path(source)):
+    if name is not None:
+        _check_unicode(str(source), str(name))
+        suffix = SUFFIXES.get(Path(name).suffix.lower())
+        fmt = format or suffix or _guess_format(normalize(str(source)))
+        return Source(str(name), normalize(str(source), fmt)), fmt
+    if isinstance(source, os.PathLike) or _looks_like_path(source):
         path = Path(source)
         data = _read_file(path, limits)
         fmt = format or SUFFIXES.get(path.suffix.lower())
@@ -41,7 +50,7 @@ def read(
         name = str(source)
         text = _decode(data, name)
     else:
-        name = name or "<string>"
+        name = "<string>"
         text = str(source)
         _check_unicode(text, name)
         fmt = format or _guess_format(normalize(text))
