@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import CnnspecError
+from .errors import CnnspecError, EscapedStream, shown
 from .version import __version__
 
 USAGE_ERROR = 2
@@ -149,7 +149,7 @@ def cmd_codegen(args: argparse.Namespace) -> int:
         else:
             target = Path(args.output) / f"{Path(path).stem}.py"
             write_atomic(target, source)
-            print(f"wrote {target}", file=sys.stderr)
+            print(f"wrote {shown(str(target))}", file=sys.stderr)
     return 0
 
 
@@ -216,7 +216,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
         print(text, end="")
     else:
         write_atomic(target, data)
-        print(f"wrote {target}", file=sys.stderr)
+        print(f"wrote {shown(str(target))}", file=sys.stderr)
     return 0
 
 
@@ -231,7 +231,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     spec = _load(args.spec, args)
     to_onnx(spec.build(weights=args.weights), spec.input_shape, args.onnx)
-    print(f"wrote {args.onnx}", file=sys.stderr)
+    print(f"wrote {shown(args.onnx)}", file=sys.stderr)
     return 0
 
 
@@ -258,7 +258,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print("cnnspec: --plot needs --train (it plots test accuracy)", file=sys.stderr)
             return USAGE_ERROR
         compare.plot(rows, args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
+        print(f"wrote {shown(args.plot)}", file=sys.stderr)
     return 0
 
 
@@ -420,6 +420,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the command prints, its own messages, argparse's and any library's, goes
+    # out with control characters escaped: a name or a path can carry terminal sequences.
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapedStream(sys.stdout), EscapedStream(sys.stderr)
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -438,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         if err.filename is None:  # not about a path the user named
             raise
-        print(f"cnnspec: {err.filename}: {err.strerror}", file=sys.stderr)
+        print(f"cnnspec: {shown(str(err.filename))}: {err.strerror}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:  # before training began (the trainer stops cleanly itself)
         print("cnnspec: interrupted", file=sys.stderr)
