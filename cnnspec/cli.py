@@ -140,16 +140,32 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_codegen(args: argparse.Namespace) -> int:
     from .atomic import write_atomic
+    from .backends.codegen.names import module_name
 
+    # One module per spec, named so Python can import it and it hides no module it imports
+    # (`my-net.cnn` -> my_net.py, `torch.cnn` -> torch_.py); two specs may not share one.
+    targets = {
+        path: Path(args.output) / f"{module_name(Path(path).stem)}.py" for path in args.specs
+    }
+    if not args.stdout:
+        first: dict[str, str] = {}
+        for path, target in targets.items():
+            other = first.setdefault(str(target).casefold(), path)
+            if other != path:
+                print(
+                    f"cnnspec: {shown(other)} and {shown(path)} would both be written to "
+                    f"{shown(str(target))}: generate them into separate folders (-o DIR)",
+                    file=sys.stderr,
+                )
+                return USAGE_ERROR
     # Generate everything before writing anything: a bad spec leaves no file behind.
     sources = {path: _load(path, args).codegen() for path in args.specs}
     for path, source in sources.items():
         if args.stdout:
             print(source, end="")
         else:
-            target = Path(args.output) / f"{Path(path).stem}.py"
-            write_atomic(target, source)
-            print(f"wrote {shown(str(target))}", file=sys.stderr)
+            write_atomic(targets[path], source)
+            print(f"wrote {shown(str(targets[path]))}", file=sys.stderr)
     return 0
 
 

@@ -198,3 +198,43 @@ def test_installed_wheel_finds_its_templates(tmp_path):
     installed_at, source = result.stdout.split("\n", 1)
     assert installed_at.startswith(str(installed))  # the wheel's copy, not this checkout
     assert "class Inception(Concat):" in source
+
+
+# Spec file names whose stem is no module name Python can import, or one that would hide a
+# module generated code imports (`torch`, and what importing torch imports).
+ODD_STEMS = ["torch", "my-net", "2net", "class", "ａｂ", "x.y", "random", "Numpy", "typing"]
+
+
+def test_each_generated_module_imports_and_hides_no_module(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for stem in ODD_STEMS:
+        (specs / f"{stem}.cnn").write_text(net("relu"))
+    out = tmp_path / "out"
+    assert main(["codegen", *(str(specs / f"{s}.cnn") for s in ODD_STEMS), "-o", str(out)]) == 0
+    modules = sorted(p.stem for p in out.glob("*.py"))
+    assert len(modules) == len(ODD_STEMS)
+    check = (
+        f"import importlib, torch, typing, numpy, random\n"
+        f"assert 'out' not in torch.__file__ and hasattr(typing, 'Any')\n"
+        f"for name in {modules!r}:\n"
+        f"    importlib.import_module(name).T()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], cwd=out, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_two_specs_for_one_module_are_refused_before_anything_is_written(tmp_path, capsys):
+    for path in ("a/net.cnn", "b/net.yaml", "c/Net.cnn", "d/net-.cnn", "d/net_.cnn"):
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text(net("relu") if path.endswith(".cnn") else "{}")
+    out = tmp_path / "out"
+    for pair in (
+        ("a/net.cnn", "b/net.yaml"),
+        ("a/net.cnn", "c/Net.cnn"),
+        ("d/net-.cnn", "d/net_.cnn"),
+    ):
+        assert main(["codegen", *(str(tmp_path / p) for p in pair), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "would both be written to" in err, err
+        assert not out.exists()

@@ -128,6 +128,7 @@ def test_a_file_name_that_is_not_utf8_works_in_every_command(tmp_path, capsys):
         ["build", str(spec)],
         ["graph", str(spec), "-o", f"{out}.html"],
         ["graph", str(spec), "-o", f"{out}.svg"],
+        ["codegen", str(spec), "-o", str(out)],
         ["compare", str(spec)],
     ):
         assert main(argv) == 0, argv
@@ -135,3 +136,4 @@ def test_a_file_name_that_is_not_utf8_works_in_every_command(tmp_path, capsys):
         assert "\\xf" in printed and not CONTROL.search(printed), argv
     page = (tmp_path / os.fsdecode(b"out\xfe.html")).read_bytes().decode("utf-8")
     assert "net\\xff" in page
+    (out / "net_.py").read_bytes().decode("utf-8")
