@@ -31,13 +31,31 @@ def _load(path: str, args: argparse.Namespace, sets: list[tuple[str, str]] | Non
     return load(path, limits=_limits(args), overrides=overrides)
 
 
-def _sweep(sets: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+# The variants one `compare` may put side by side: the specs times every combination of
+# the values each `--set NAME=A,B,C` lists, counted before any is made.
+MAX_VARIANTS = 256
+
+
+def _sweep(sets: list[tuple[str, str]], specs: int = 1) -> list[list[tuple[str, str]]]:
     """Every combination of the values `--set NAME=A,B,C` lists (commas inside brackets
-    belong to one value, like a tuple's)."""
+    belong to one value, like a tuple's), for `specs` specs; a usage error past
+    MAX_VARIANTS, before the combinations are made."""
     from itertools import product
+    from math import prod
 
     choices = [[(name, v) for v in _top_level_values(value)] for name, value in sets]
+    count = specs * prod(len(c) for c in choices)
+    if count > MAX_VARIANTS:
+        sizes = " x ".join(str(n) for n in [specs, *(len(c) for c in choices)] if n > 1)
+        raise _Usage(
+            f"compare: {sizes} is {count:,} variants, more than the {MAX_VARIANTS} "
+            "compared at once; list fewer values"
+        )
     return [list(combo) for combo in product(*choices)]
+
+
+class _Usage(Exception):
+    """A usage error found by a command (exit 2): its message is printed as it is."""
 
 
 def _top_level_values(text: str) -> list[str]:
@@ -254,10 +272,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .training import compare
 
+    if args.plot and not args.train:
+        print("cnnspec: --plot needs --train (it plots test accuracy)", file=sys.stderr)
+        return USAGE_ERROR
+    sweep = _sweep(getattr(args, "set", None) or [], len(args.specs))
     specs = [
         (f"{Path(path).stem}{_label(sets)}", _load(path, args, sets))
         for path in args.specs
-        for sets in _sweep(getattr(args, "set", None) or [])
+        for sets in sweep
     ]
     rows = [compare.static_row(label, spec) for label, spec in specs]
     if args.train:
@@ -270,9 +292,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
             rows[i] = compare.trained_row(rows[i], spec, request)
     print(compare.table(rows), end="")
     if args.plot:
-        if not args.train:
-            print("cnnspec: --plot needs --train (it plots test accuracy)", file=sys.stderr)
-            return USAGE_ERROR
         compare.plot(rows, args.plot)
         print(f"wrote {shown(args.plot)}", file=sys.stderr)
     return 0
@@ -466,6 +485,9 @@ def _run(argv: Sequence[str] | None) -> int:
         if err.filename is None:  # not about a path the user named
             raise
         print(f"cnnspec: {shown(str(err.filename))}: {err.strerror}", file=sys.stderr)
+        return USAGE_ERROR
+    except _Usage as err:
+        print(f"cnnspec: {err}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:  # before training began (the trainer stops cleanly itself)
         print("cnnspec: interrupted", file=sys.stderr)
