@@ -1,9 +1,10 @@
 """The `cnnspec` command.
 
 Exit codes: 0 success, 1 a spec is wrong (the error is printed, one line plus a caret),
-2 a usage error (bad flags, a file that does not exist), 130 interrupted by Ctrl-C, 141 the
-reader of the output went away (as for `cnnspec build SPEC | head`), the code a shell gives
-a command ended by SIGPIPE.
+2 a usage error (bad flags, a file that does not exist), 130 interrupted by Ctrl-C and 143
+by SIGTERM (no file is left half written; a training run checkpoints and says how to
+resume), 141 the reader of the output went away (as for `cnnspec build SPEC | head`): the
+codes a shell gives a command ended by SIGINT, SIGTERM or SIGPIPE.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +24,7 @@ from .version import __version__
 
 USAGE_ERROR = 2
 INTERRUPTED = 128 + 2  # what a shell reports for a command ended by Ctrl-C (SIGINT)
+TERMINATED = 128 + 15  # ... and by SIGTERM
 BROKEN_PIPE = 128 + 13  # what a shell reports for a command ended by SIGPIPE
 
 
@@ -454,14 +458,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is, as Ctrl-C raises KeyboardInterrupt: whatever
+    it was writing is cleaned up on the way out (see atomic.py) instead of left half done."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Everything the command prints, its own messages, argparse's and any library's, goes
     # out with control characters escaped: a name or a path can carry terminal sequences.
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = EscapedStream(sys.stdout), EscapedStream(sys.stderr)
+    handling = threading.current_thread() is threading.main_thread()  # where signals arrive
+    previous = signal.signal(signal.SIGTERM, _terminate) if handling else None
     try:
         return _run(argv)
     finally:
+        if handling:
+            signal.signal(signal.SIGTERM, previous)
         sys.stdout, sys.stderr = streams
 
 
@@ -489,9 +506,12 @@ def _run(argv: Sequence[str] | None) -> int:
     except _Usage as err:
         print(f"cnnspec: {err}", file=sys.stderr)
         return USAGE_ERROR
-    except KeyboardInterrupt:  # before training began (the trainer stops cleanly itself)
+    except KeyboardInterrupt:  # outside training (the trainer stops at a step, and says so)
         print("cnnspec: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except _Terminated:
+        print("cnnspec: terminated", file=sys.stderr)
+        return TERMINATED
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The command line: exit codes, output formats, and errors without tracebacks."""
 
 import json
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, SPEC_NAMES, net, spec_path
@@ -179,3 +181,49 @@ def test_schema_keeps_names_open_for_a_spec_that_uses_other_files():
     doc = {"use": ["blocks.cnn"], "network": {"name": "T", "input": "1x8x8",
                                                 "stages": {"s": ["mine"]}}}  # fmt: skip
     assert list(jsonschema.Draft202012Validator(yaml_schema()).iter_errors(doc)) == []
+
+
+def _refuse_default_sigterm(signum, frame):
+    raise AssertionError("SIGTERM reached the default action, which leaves files half written")
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "command",
+    [["codegen", "{spec}", "{spec2}", "-o", "{out}"], ["graph", "{spec}", "-o", "{out}/p.svg"],
+     ["graph", "{spec}", "-o", "{out}/p.html"], ["export", "{spec}", "--onnx", "{out}/n.onnx"]],
+    ids=["codegen", "graph-svg", "graph-html", "export"],
+)  # fmt: skip
+def test_a_signal_while_writing_leaves_no_file_and_the_shells_code(
+    command, how, tmp_path, monkeypatch, capsys
+):
+    """Ctrl-C or SIGTERM at the moment a file is written: exit 130 or 143, one line, and
+    neither the file nor a temporary one left behind."""
+    import os
+
+    import torch
+
+    import cnnspec.atomic
+
+    spec = tmp_path / "net.cnn"
+    spec.write_text(net("conv(2, k=3) relu flatten linear(10)"))
+    (tmp_path / "net2.cnn").write_text(spec.read_text())
+    out = tmp_path / "out"
+    fsync = cnnspec.atomic._fsync_file
+
+    def signalled(path):
+        assert path.stat().st_size > 0  # the content is there, not yet in place
+        os.kill(os.getpid(), how)
+        fsync(path)
+
+    monkeypatch.setattr(cnnspec.atomic, "_fsync_file", signalled)
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: Path(a[2]).write_bytes(b"onnx"))
+    previous = signal.signal(signal.SIGTERM, _refuse_default_sigterm)
+    try:
+        args = [a.format(spec=spec, spec2=tmp_path / "net2.cnn", out=out) for a in command]
+        assert main(args) == 128 + how
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    word = "interrupted" if how == signal.SIGINT else "terminated"
+    assert capsys.readouterr().err == f"cnnspec: {word}\n"
+    assert not out.exists() or list(out.iterdir()) == []

@@ -12,6 +12,8 @@ RUN/trainer.lock          locked while a trainer runs there (see lock.py)
 from __future__ import annotations
 
 import json
+import shlex
+import signal
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,7 +25,7 @@ from ..errors import CnnspecError
 from ..limits import DEFAULT, Limits
 from ..spec import Spec, load, transfer
 from . import checkpoints, data, distributed, lock, run_files
-from .loop import TrainConfig, TrainError, fit, modern
+from .loop import Interrupted, TrainConfig, TrainError, fit, modern
 
 
 @dataclass(frozen=True)
@@ -290,7 +292,16 @@ def _train_in(
         f"on {config.device}{ranks}; run folder {run}"
     )
     start = time.perf_counter()
-    results = fit(model, dataset, config, run, resume=bool(request.resume), group=group)
+    try:
+        results = fit(model, dataset, config, run, resume=bool(request.resume), group=group)
+    except Interrupted as stop:
+        # Not a finished run: no closing figures, the shell's code for the signal, and the
+        # command that goes on from the checkpoint just written.
+        resume = f"cnnspec train --resume {shlex.quote(str(run))}"
+        if group is not None:
+            resume += f" --nproc {group.world}"
+        say(f"{stop}; a checkpoint holds it: resume with  {resume}")
+        return 128 + (stop.signum or signal.SIGTERM)
     if results:
         last = results[-1]
         train_seconds = sum(r.train_seconds for r in results)
