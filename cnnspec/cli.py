@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from .errors import CnnspecError, EscapedStream, shown
 from .version import __version__
@@ -455,7 +456,31 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("convert", cmd_convert, "print a spec in the YAML form")
     p.add_argument("spec", metavar="SPEC")
+
+    for p in sub.choices.values():  # every argument that names a file or a folder
+        for action in p._actions:
+            if action.dest in PATH_ARGUMENTS:
+                action.type = _path_then(action.type)
     return parser
+
+
+# The arguments that name a file or a folder, in every command: none may be empty (an
+# empty --data-dir or --out would otherwise be ignored, -o "" would write in the current
+# folder, and an empty SPEC would be read as empty spec text).
+PATH_ARGUMENTS = {"spec", "specs", "output", "data_dir", "images", "out", "resume", "weights"}
+PATH_ARGUMENTS |= {"onnx", "plot"}
+
+
+def _path_then(then: Callable[[str], Any] | None) -> Callable[[str], Any]:
+    def path(text: str):
+        if not text:
+            raise argparse.ArgumentTypeError("an empty path names no file or folder")
+        if "\0" in text:
+            raise argparse.ArgumentTypeError("a path cannot hold a NUL character")
+        return then(text) if then else text
+
+    path.__name__ = "path"  # argparse names the type in its messages
+    return path
 
 
 class _Terminated(BaseException):

@@ -227,3 +227,28 @@ def test_a_signal_while_writing_leaves_no_file_and_the_shells_code(
     word = "interrupted" if how == signal.SIGINT else "terminated"
     assert capsys.readouterr().err == f"cnnspec: {word}\n"
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_no_argument_that_names_a_file_or_folder_may_be_empty(capsys):
+    """Found from the parser itself: every path argument of every command refuses "" as a
+    usage error naming the argument (not ignored, nor the current folder, nor spec text)."""
+    from cnnspec.cli import PATH_ARGUMENTS, _parser
+
+    commands = _parser()._subparsers._group_actions[0].choices
+    checked = 0
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if action.dest not in PATH_ARGUMENTS:
+                continue
+            flag = action.option_strings[:1]
+            argv = [name, *flag, ""] if flag or name != "compare" else [name, ""]
+            if flag and action.dest not in ("spec", "specs"):
+                argv += [str(spec_path("lenet"))] * bool(
+                    any(a.dest in ("spec", "specs") for a in parser._actions))
+            with pytest.raises(SystemExit) as info:
+                main(argv)
+            err = capsys.readouterr().err
+            assert info.value.code == 2, argv
+            assert "an empty path names no file or folder" in err.splitlines()[-1], (argv, err)
+            checked += 1
+    assert checked >= 18

@@ -70,11 +70,17 @@ def test_a_named_data_folder_is_the_only_place_looked(data_dir, tmp_path, monkey
     partial = tmp_path / "partial"
     partial.mkdir()
     shutil.copy(data_dir / data.FILES["train_images"], partial)
-    for named in (partial, tmp_path / "absent"):  # never falls through to another place
+    file = tmp_path / "file"
+    file.write_text("")
+    states = {partial: "not found in {} (--data-dir): it lacks train-labels",
+              tmp_path / "absent": ": {} (--data-dir) does not exist;",
+              file: ": {} (--data-dir) is not a folder;"}  # fmt: skip
+    for named, state in states.items():  # never falls through to another place
         with pytest.raises(data.DataError) as info:
             data.find_fashion_mnist(named)
-        assert info.value.message.startswith(f"Fashion-MNIST not found in {named} (--data-dir)")
-        assert "t10k-labels-idx1-ubyte.gz" in info.value.message
+        message = info.value.message
+        assert state.format(named) in message and "\n" not in message, message
+        assert message.endswith(data.GET_IT)  # and how to get the data
     monkeypatch.setenv("CNNSPEC_DATA", str(partial))
     with pytest.raises(data.DataError, match=r"\(CNNSPEC_DATA\): it lacks train-labels"):
         data.find_fashion_mnist(None)
@@ -298,8 +304,22 @@ def test_missing_data_is_one_clean_message_from_the_command(tmp_path, monkeypatc
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["train", str(small_spec), "--data-dir", str(tmp_path / "flag")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"Fashion-MNIST not found in {tmp_path / 'flag'} (--data-dir)")
-    assert len(err.splitlines()) == 1
+    assert err.startswith(f"Fashion-MNIST: {tmp_path / 'flag'} (--data-dir) does not exist")
+    assert len(err.splitlines()) == 1 and "apt-get install dataset-fashion-mnist" in err
+
+
+def test_an_images_folder_that_cannot_serve_says_what_it_is_and_wants(tmp_path):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    states = {"absent": "does not exist", "file": "is not a folder",
+              "flat": "holds no sub-folder", "empty": "no images found"}  # fmt: skip
+    for name, state in states.items():
+        with pytest.raises(data.DataError) as info:
+            data.image_folder(tmp_path / name, (8, 8), 1)
+        message = info.value.message
+        assert message.startswith(f"{tmp_path / name} (--images)") and state in message
+        assert message.endswith(data.IMAGES_LAYOUT) and "\n" not in message
 
 
 @pytest.mark.slow
