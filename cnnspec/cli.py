@@ -33,7 +33,7 @@ def _load(path: str, args: argparse.Namespace, sets: list[tuple[str, str]] | Non
     from .spec import load
 
     overrides = dict(getattr(args, "set", None) or [] if sets is None else sets)
-    return load(path, limits=_limits(args), overrides=overrides)
+    return load(path, limits=_limits(args), overrides=overrides, use_root=args.use_root)
 
 
 # The variants one `compare` may put side by side: the specs times every combination of
@@ -114,6 +114,7 @@ def _spec_flags(p: argparse.ArgumentParser) -> None:
         "option for this run, as the spec would write it",
     )
 
+    _use_root_flag(p)
     for bound in BUDGETS:
         default = getattr(DEFAULT, bound)
         p.add_argument(
@@ -122,6 +123,14 @@ def _spec_flags(p: argparse.ArgumentParser) -> None:
             metavar="N",
             help=f"budget of {_BUDGET_HELP[bound]} (default {default:.3g})",
         )
+
+
+def _use_root_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--use-root",
+        metavar="DIR",
+        help="the folder files the spec uses must be in (default: the spec's own folder)",
+    )
 
 
 def _positive(text: str) -> int:
@@ -456,6 +465,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("convert", cmd_convert, "print a spec in the YAML form")
     p.add_argument("spec", metavar="SPEC")
+    _use_root_flag(p)
 
     for p in sub.choices.values():  # every argument that names a file or a folder
         for action in p._actions:
@@ -468,7 +478,7 @@ def _parser() -> argparse.ArgumentParser:
 # empty --data-dir or --out would otherwise be ignored, -o "" would write in the current
 # folder, and an empty SPEC would be read as empty spec text).
 PATH_ARGUMENTS = {"spec", "specs", "output", "data_dir", "images", "out", "resume", "weights"}
-PATH_ARGUMENTS |= {"onnx", "plot"}
+PATH_ARGUMENTS |= {"onnx", "plot", "use_root"}
 
 
 def _path_then(then: Callable[[str], Any] | None) -> Callable[[str], Any]:

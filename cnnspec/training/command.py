@@ -54,6 +54,7 @@ class TrainRequest:
     limits: Limits = DEFAULT  # the spec's budgets (--max-params and the like)
     weights: str | None = None  # another model's state_dict to start from (by structure)
     overrides: tuple[tuple[str, str], ...] = ()  # --set NAME=VALUE, in order
+    use_root: str | None = None  # the folder the spec's used files must be in
 
 
 def _first(*values):
@@ -213,7 +214,12 @@ def spec_for(request: TrainRequest) -> Spec:
     if not request.resume:
         if request.spec is None:
             raise TrainError("which network? give a SPEC, or --resume RUN")
-        return load(request.spec, limits=request.limits, overrides=dict(request.overrides))
+        return load(
+            request.spec,
+            limits=request.limits,
+            overrides=dict(request.overrides),
+            use_root=request.use_root,
+        )
     if request.overrides:
         raise TrainError("--set cannot change a run being resumed: it goes on as it began")
     run = Path(request.resume)
