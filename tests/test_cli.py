@@ -252,3 +252,32 @@ def test_no_argument_that_names_a_file_or_folder_may_be_empty(capsys):
             assert "an empty path names no file or folder" in err.splitlines()[-1], (argv, err)
             checked += 1
     assert checked >= 18
+
+
+DOCUMENTS = ["README.md", "BENCHMARKS.md", *(p.relative_to(ROOT).as_posix()
+             for p in sorted(ROOT.glob("specs/*/README.md")))]  # fmt: skip
+CITED = r"\b(?:specs|docs|generated|scripts|benchmarks|tests|cnnspec)/[\w./-]+\.\w+"
+
+
+def test_every_file_the_documents_cite_is_shipped():
+    import re
+
+    for document in DOCUMENTS:
+        for cited in re.findall(CITED, (ROOT / document).read_text()):
+            assert (ROOT / cited).exists(), f"{document} cites {cited}, which is not shipped"
+
+
+def test_the_readmes_error_example_is_what_check_prints():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    shown = re.search(r"`cnnspec check (docs/\S+)`\):\n\n```\n(.*?)```", readme, re.S)
+    result = run("check", shown.group(1))
+    assert result.returncode == 1 and result.stderr == shown.group(2)
+
+
+def test_the_readme_offers_the_cpu_build_before_any_install():
+    """A reader without a GPU must meet the CPU build before a command that pulls CUDA's."""
+    installs = [line for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("pip install")]  # fmt: skip
+    assert "--index-url https://download.pytorch.org/whl/cpu" in installs[0]
