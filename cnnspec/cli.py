@@ -276,10 +276,25 @@ def _picture_path(text: str) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .backends.export import to_onnx
+    from .spec import TORCH_FILES, transfer
 
     spec = _load(args.spec, args)
-    to_onnx(spec.build(weights=args.weights), spec.input_shape, args.onnx)
-    print(f"wrote {shown(args.onnx)}", file=sys.stderr)
+    weights = args.weights
+    if weights is None:  # say so: an export of fresh weights is easily taken for a trained one
+        net = spec.build()
+        held = (
+            f"untrained weights (the recipe's {spec.recipe.init} init); "
+            "--weights RUN exports a trained run's"
+        )
+    elif Path(weights).suffix in TORCH_FILES:
+        net = spec.build()
+        held = f"weights from {transfer(net, weights)}"
+    else:
+        net = spec.build(weights=weights)
+        kind = "run's latest checkpoint" if Path(weights).is_dir() else "file"
+        held = f"the trained weights of {shown(weights)} (the {kind})"
+    to_onnx(net, spec.input_shape, args.onnx)
+    print(f"wrote {shown(args.onnx)}, holding {held}", file=sys.stderr)
     return 0
 
 
@@ -460,7 +475,12 @@ def _parser() -> argparse.ArgumentParser:
     p = command("export", cmd_export, "write the network as ONNX (batch size left free)")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
-    p.add_argument("--weights", metavar="RUN", help="a run folder or .safetensors file")
+    p.add_argument(
+        "--weights",
+        metavar="RUN",
+        help="a run folder or .safetensors file (or another model's .pt/.pth, matched by "
+        "structure); without it, untrained weights",
+    )
     _spec_flags(p)
 
     p = command("convert", cmd_convert, "print a spec in the YAML form")

@@ -281,3 +281,30 @@ def test_the_readme_offers_the_cpu_build_before_any_install():
     installs = [line for line in (ROOT / "README.md").read_text().splitlines()
                 if line.startswith("pip install")]  # fmt: skip
     assert "--index-url https://download.pytorch.org/whl/cpu" in installs[0]
+
+
+def test_export_says_which_weights_it_wrote(tmp_path, monkeypatch, capsys):
+    """Untrained weights are said to be so, with how to export trained ones; weights given
+    are named, and another model's say how far they loaded."""
+    import torch
+    from safetensors.torch import save_file
+
+    import cnnspec
+    import cnnspec.backends.export
+
+    monkeypatch.setattr(cnnspec.backends.export, "to_onnx", lambda net, shape, path: None)
+    lenet = str(spec_path("lenet"))
+    state = {k: v.contiguous() for k, v in cnnspec.compile(lenet).state_dict().items()}
+    save_file(state, tmp_path / "w.safetensors")
+    torch.save(state, tmp_path / "w.pth")
+    onnx = str(tmp_path / "n.onnx")
+    expected = {
+        None: "holding untrained weights (the recipe's xavier init); --weights RUN exports",
+        "w.safetensors": f"holding the trained weights of {tmp_path / 'w.safetensors'} (the file)",
+        "w.pth": f"holding weights from {tmp_path / 'w.pth'}: loaded 10 of the network's 10",
+    }
+    for weights, words in expected.items():
+        given = ["--weights", str(tmp_path / weights)] if weights else []
+        assert main(["export", lenet, "--onnx", onnx, *given]) == 0
+        err = capsys.readouterr().err
+        assert err.startswith(f"wrote {onnx}, ") and words in err and err.count("\n") == 1, err
