@@ -1,9 +1,10 @@
 """The `cnnspec` command.
 
 Exit codes: 0 success, 1 a spec is wrong (the error is printed, one line plus a caret),
-2 a usage error (bad flags, a file that does not exist), 130 interrupted by Ctrl-C, 141 the
-reader of the output went away (as for `cnnspec build SPEC | head`), the code a shell gives
-a command ended by SIGPIPE.
+2 a usage error (bad flags, a file that does not exist), 130 interrupted by Ctrl-C and 143
+by SIGTERM (no file is left half written; a training run checkpoints and says how to
+resume), 141 the reader of the output went away (as for `cnnspec build SPEC | head`): the
+codes a shell gives a command ended by SIGINT, SIGTERM or SIGPIPE.
 """
 
 from __future__ import annotations
@@ -11,16 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from .errors import CnnspecError
+from .errors import CnnspecError, EscapedStream, shown
 from .version import __version__
 
 USAGE_ERROR = 2
 INTERRUPTED = 128 + 2  # what a shell reports for a command ended by Ctrl-C (SIGINT)
+TERMINATED = 128 + 15  # ... and by SIGTERM
 BROKEN_PIPE = 128 + 13  # what a shell reports for a command ended by SIGPIPE
 
 
@@ -28,16 +33,34 @@ def _load(path: str, args: argparse.Namespace, sets: list[tuple[str, str]] | Non
     from .spec import load
 
     overrides = dict(getattr(args, "set", None) or [] if sets is None else sets)
-    return load(path, limits=_limits(args), overrides=overrides)
+    return load(path, limits=_limits(args), overrides=overrides, use_root=args.use_root)
 
 
-def _sweep(sets: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+# The variants one `compare` may put side by side: the specs times every combination of
+# the values each `--set NAME=A,B,C` lists, counted before any is made.
+MAX_VARIANTS = 256
+
+
+def _sweep(sets: list[tuple[str, str]], specs: int = 1) -> list[list[tuple[str, str]]]:
     """Every combination of the values `--set NAME=A,B,C` lists (commas inside brackets
-    belong to one value, like a tuple's)."""
+    belong to one value, like a tuple's), for `specs` specs; a usage error past
+    MAX_VARIANTS, before the combinations are made."""
     from itertools import product
+    from math import prod
 
     choices = [[(name, v) for v in _top_level_values(value)] for name, value in sets]
+    count = specs * prod(len(c) for c in choices)
+    if count > MAX_VARIANTS:
+        sizes = " x ".join(str(n) for n in [specs, *(len(c) for c in choices)] if n > 1)
+        raise _Usage(
+            f"compare: {sizes} is {count:,} variants, more than the {MAX_VARIANTS} "
+            "compared at once; list fewer values"
+        )
     return [list(combo) for combo in product(*choices)]
+
+
+class _Usage(Exception):
+    """A usage error found by a command (exit 2): its message is printed as it is."""
 
 
 def _top_level_values(text: str) -> list[str]:
@@ -91,6 +114,7 @@ def _spec_flags(p: argparse.ArgumentParser) -> None:
         "option for this run, as the spec would write it",
     )
 
+    _use_root_flag(p)
     for bound in BUDGETS:
         default = getattr(DEFAULT, bound)
         p.add_argument(
@@ -99,6 +123,14 @@ def _spec_flags(p: argparse.ArgumentParser) -> None:
             metavar="N",
             help=f"budget of {_BUDGET_HELP[bound]} (default {default:.3g})",
         )
+
+
+def _use_root_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--use-root",
+        metavar="DIR",
+        help="the folder files the spec uses must be in (default: the spec's own folder)",
+    )
 
 
 def _positive(text: str) -> int:
@@ -140,16 +172,32 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_codegen(args: argparse.Namespace) -> int:
     from .atomic import write_atomic
+    from .backends.codegen.names import module_name
 
+    # One module per spec, named so Python can import it and it hides no module it imports
+    # (`my-net.cnn` -> my_net.py, `torch.cnn` -> torch_.py); two specs may not share one.
+    targets = {
+        path: Path(args.output) / f"{module_name(Path(path).stem)}.py" for path in args.specs
+    }
+    if not args.stdout:
+        first: dict[str, str] = {}
+        for path, target in targets.items():
+            other = first.setdefault(str(target).casefold(), path)
+            if other != path:
+                print(
+                    f"cnnspec: {shown(other)} and {shown(path)} would both be written to "
+                    f"{shown(str(target))}: generate them into separate folders (-o DIR)",
+                    file=sys.stderr,
+                )
+                return USAGE_ERROR
     # Generate everything before writing anything: a bad spec leaves no file behind.
     sources = {path: _load(path, args).codegen() for path in args.specs}
     for path, source in sources.items():
         if args.stdout:
             print(source, end="")
         else:
-            target = Path(args.output) / f"{Path(path).stem}.py"
-            write_atomic(target, source)
-            print(f"wrote {target}", file=sys.stderr)
+            write_atomic(targets[path], source)
+            print(f"wrote {shown(str(targets[path]))}", file=sys.stderr)
     return 0
 
 
@@ -218,7 +266,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
         print(text, end="")
     else:
         write_atomic(target, data)
-        print(f"wrote {target}", file=sys.stderr)
+        print(f"wrote {shown(str(target))}", file=sys.stderr)
     return 0
 
 
@@ -230,20 +278,39 @@ def _picture_path(text: str) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .backends.export import to_onnx
+    from .spec import TORCH_FILES, transfer
 
     spec = _load(args.spec, args)
-    to_onnx(spec.build(weights=args.weights), spec.input_shape, args.onnx)
-    print(f"wrote {args.onnx}", file=sys.stderr)
+    weights = args.weights
+    if weights is None:  # say so: an export of fresh weights is easily taken for a trained one
+        net = spec.build()
+        held = (
+            f"untrained weights (the recipe's {spec.recipe.init} init); "
+            "--weights RUN exports a trained run's"
+        )
+    elif Path(weights).suffix in TORCH_FILES:
+        net = spec.build()
+        held = f"weights from {transfer(net, weights)}"
+    else:
+        net = spec.build(weights=weights)
+        kind = "run's latest checkpoint" if Path(weights).is_dir() else "file"
+        held = f"the trained weights of {shown(weights)} (the {kind})"
+    to_onnx(net, spec.input_shape, args.onnx)
+    print(f"wrote {shown(args.onnx)}, holding {held}", file=sys.stderr)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .training import compare
 
+    if args.plot and not args.train:
+        print("cnnspec: --plot needs --train (it plots test accuracy)", file=sys.stderr)
+        return USAGE_ERROR
+    sweep = _sweep(getattr(args, "set", None) or [], len(args.specs))
     specs = [
         (f"{Path(path).stem}{_label(sets)}", _load(path, args, sets))
         for path in args.specs
-        for sets in _sweep(getattr(args, "set", None) or [])
+        for sets in sweep
     ]
     rows = [compare.static_row(label, spec) for label, spec in specs]
     if args.train:
@@ -256,11 +323,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             rows[i] = compare.trained_row(rows[i], spec, request)
     print(compare.table(rows), end="")
     if args.plot:
-        if not args.train:
-            print("cnnspec: --plot needs --train (it plots test accuracy)", file=sys.stderr)
-            return USAGE_ERROR
         compare.plot(rows, args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
+        print(f"wrote {shown(args.plot)}", file=sys.stderr)
     return 0
 
 
@@ -430,18 +494,72 @@ def _parser() -> argparse.ArgumentParser:
     p = command("export", cmd_export, "write the network as ONNX (batch size left free)")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
-    p.add_argument("--weights", metavar="RUN", help="a run folder or .safetensors file")
+    p.add_argument(
+        "--weights",
+        metavar="RUN",
+        help="a run folder or .safetensors file (or another model's .pt/.pth, matched by "
+        "structure); without it, untrained weights",
+    )
     _spec_flags(p)
 
     p = command("convert", cmd_convert, "print a spec in the YAML form")
     p.add_argument("spec", metavar="SPEC")
+    _use_root_flag(p)
 
     p = command("lsp", cmd_lsp, "the language server, on stdin and stdout (for editors)")
     p.add_argument("--stdio", action="store_true", help="talk over stdio (the only way; accepted)")
+
+    for p in sub.choices.values():  # every argument that names a file or a folder
+        for action in p._actions:
+            if action.dest in PATH_ARGUMENTS:
+                action.type = _path_then(action.type)
     return parser
 
 
+# The arguments that name a file or a folder, in every command: none may be empty (an
+# empty --data-dir or --out would otherwise be ignored, -o "" would write in the current
+# folder, and an empty SPEC would be read as empty spec text).
+PATH_ARGUMENTS = {"spec", "specs", "output", "data_dir", "images", "out", "resume", "weights"}
+PATH_ARGUMENTS |= {"onnx", "plot", "use_root"}
+
+
+def _path_then(then: Callable[[str], Any] | None) -> Callable[[str], Any]:
+    def path(text: str):
+        if not text:
+            raise argparse.ArgumentTypeError("an empty path names no file or folder")
+        if "\0" in text:
+            raise argparse.ArgumentTypeError("a path cannot hold a NUL character")
+        return then(text) if then else text
+
+    path.__name__ = "path"  # argparse names the type in its messages
+    return path
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is, as Ctrl-C raises KeyboardInterrupt: whatever
+    it was writing is cleaned up on the way out (see atomic.py) instead of left half done."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the command prints, its own messages, argparse's and any library's, goes
+    # out with control characters escaped: a name or a path can carry terminal sequences.
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapedStream(sys.stdout), EscapedStream(sys.stderr)
+    handling = threading.current_thread() is threading.main_thread()  # where signals arrive
+    previous = signal.signal(signal.SIGTERM, _terminate) if handling else None
+    try:
+        return _run(argv)
+    finally:
+        if handling:
+            signal.signal(signal.SIGTERM, previous)
+        sys.stdout, sys.stderr = streams
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -460,11 +578,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         if err.filename is None:  # not about a path the user named
             raise
-        print(f"cnnspec: {err.filename}: {err.strerror}", file=sys.stderr)
+        print(f"cnnspec: {shown(str(err.filename))}: {err.strerror}", file=sys.stderr)
         return USAGE_ERROR
-    except KeyboardInterrupt:  # before training began (the trainer stops cleanly itself)
+    except _Usage as err:
+        print(f"cnnspec: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:  # outside training (the trainer stops at a step, and says so)
         print("cnnspec: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except _Terminated:
+        print("cnnspec: terminated", file=sys.stderr)
+        return TERMINATED
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ so the rendered message is always `path:line:col: message`, the line, and a care
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -52,7 +53,7 @@ class CnnspecError(Exception):
 
     @property
     def location(self) -> str:
-        name = self.source.name if self.source else "<spec>"
+        name = shown(self.source.name) if self.source else "<spec>"
         line, col = self.pos
         return f"{name}:{line}:{col}" if line else name
 
@@ -80,10 +81,56 @@ class CnnspecError(Exception):
         return self.render() if self.source else self.message
 
 
+# What a terminal acts on rather than shows: C0 controls (ESC, BEL, CR, backspace ...), DEL
+# and C1 controls (CSI and OSC are single characters there), the marks and overrides that
+# reorder text, the line and paragraph separators, and lone surrogates (a file name that is
+# not UTF-8 decodes to those; no stream can encode them).
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+_CONTROL = re.compile(f"[{_CONTROLS}]")
+_CONTROL_OR_BREAK = re.compile(f"[{_CONTROLS}\t\n]")
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, as os.fsdecode keeps it
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
 def printable(text: str) -> str:
-    """`text` safe to write to any UTF-8 stream: lone surrogates (which a YAML escape such as
-    "\\ud800" can produce) are spelled as escapes instead of failing the write."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """`text` safe to write to a terminal, or to any UTF-8 stream: every control character
+    (see `_CONTROLS`) is spelled as an escape (`\\x1b`, `\\u202e`), so nothing a spec or a
+    file name holds can move the cursor, set the window title or write the clipboard; line
+    breaks and tabs stay."""
+    return _CONTROL.sub(_escape, text)
+
+
+def shown(text: str) -> str:
+    """A name or path as one line of a message: `printable`, with tabs and line breaks
+    escaped too."""
+    return _CONTROL_OR_BREAK.sub(_escape, text)
+
+
+class EscapedStream:
+    """A text stream that writes what it is given through `printable`: the command line
+    puts its stdout and stderr behind one, so no message, table or name it prints can
+    reach a terminal with a control character in it, whoever wrote the message."""
+
+    def __init__(self, stream):
+        self.raw = stream
+
+    def write(self, text: str) -> int:
+        self.raw.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name: str):  # flush, fileno, isatty, encoding, ...
+        return getattr(self.raw, name)
+
+
+def unescaped(stream):
+    """The stream behind an `EscapedStream`, for a writer whose control characters are
+    its own (a progress bar redrawing its line)."""
+    return stream.raw if isinstance(stream, EscapedStream) else stream
 
 
 class SpecSyntaxError(CnnspecError):

@@ -192,8 +192,11 @@ def _written(value) -> str:
     return str(value)
 
 
-def parse(source: Source, fmt: str, limits: Limits = DEFAULT) -> ir.Document:
-    """Source text -> validated IR (no shapes yet), with the blocks of the files it uses."""
+def parse(
+    source: Source, fmt: str, limits: Limits = DEFAULT, use_root: str | os.PathLike | None = None
+) -> ir.Document:
+    """Source text -> validated IR (no shapes yet), with the blocks of the files it uses
+    (inside `use_root`: by default the spec's own folder, see `analysis/uses.py`)."""
     try:
         plain = parse_cnn(source.text, limits) if fmt == "cnn" else parse_yaml(source.text, limits)
         if plain.get("network") is None:
@@ -205,7 +208,7 @@ def parse(source: Source, fmt: str, limits: Limits = DEFAULT) -> ir.Document:
         raise err.with_source(source) from None
     if not doc.uses:
         return doc
-    used = UsedFiles(limits)
+    used = UsedFiles(limits, source, use_root)
     used.load(doc.uses, source, [])
     return doc.model_copy(update={"used": tuple(used.blocks), "origins": used.origins})
 
@@ -217,14 +220,16 @@ def load(
     limits: Limits = DEFAULT,
     overrides: Mapping[str, str] | None = None,
     name: str | os.PathLike | None = None,
+    use_root: str | os.PathLike | None = None,
 ) -> Spec:
     """Parse, validate and infer a spec given as a path or as text. `overrides` sets network
     options (`classes`, `input`), network parameters and train options by name, each value
     written as in a spec (`{"width": "0.5", "optimizer": "adam"}`). With `name`, `source`
     is the text of the file at that path (unsaved in an editor): errors name the path and
-    its `use` lines are read beside it; a notebook names a cell so."""
+    its `use` lines are read beside it; a notebook names a cell so. Files it uses must be
+    inside `use_root`, by default the spec's own folder (the current one for text)."""
     src, fmt = read(source, format, limits, name=name)
-    doc = parse(src, fmt, limits)
+    doc = parse(src, fmt, limits, use_root)
     for name, text in (overrides or {}).items():
         doc = override(doc, name, text)
     try:

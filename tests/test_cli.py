@@ -1,8 +1,10 @@
 """The command line: exit codes, output formats, and errors without tracebacks."""
 
 import json
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, SPEC_NAMES, net, spec_path
@@ -179,3 +181,130 @@ def test_schema_keeps_names_open_for_a_spec_that_uses_other_files():
     doc = {"use": ["blocks.cnn"], "network": {"name": "T", "input": "1x8x8",
                                                 "stages": {"s": ["mine"]}}}  # fmt: skip
     assert list(jsonschema.Draft202012Validator(yaml_schema()).iter_errors(doc)) == []
+
+
+def _refuse_default_sigterm(signum, frame):
+    raise AssertionError("SIGTERM reached the default action, which leaves files half written")
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "command",
+    [["codegen", "{spec}", "{spec2}", "-o", "{out}"], ["graph", "{spec}", "-o", "{out}/p.svg"],
+     ["graph", "{spec}", "-o", "{out}/p.html"], ["export", "{spec}", "--onnx", "{out}/n.onnx"]],
+    ids=["codegen", "graph-svg", "graph-html", "export"],
+)  # fmt: skip
+def test_a_signal_while_writing_leaves_no_file_and_the_shells_code(
+    command, how, tmp_path, monkeypatch, capsys
+):
+    """Ctrl-C or SIGTERM at the moment a file is written: exit 130 or 143, one line, and
+    neither the file nor a temporary one left behind."""
+    import os
+
+    import torch
+
+    import cnnspec.atomic
+
+    spec = tmp_path / "net.cnn"
+    spec.write_text(net("conv(2, k=3) relu flatten linear(10)"))
+    (tmp_path / "net2.cnn").write_text(spec.read_text())
+    out = tmp_path / "out"
+    fsync = cnnspec.atomic._fsync_file
+
+    def signalled(path):
+        assert path.stat().st_size > 0  # the content is there, not yet in place
+        os.kill(os.getpid(), how)
+        fsync(path)
+
+    monkeypatch.setattr(cnnspec.atomic, "_fsync_file", signalled)
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: Path(a[2]).write_bytes(b"onnx"))
+    previous = signal.signal(signal.SIGTERM, _refuse_default_sigterm)
+    try:
+        args = [a.format(spec=spec, spec2=tmp_path / "net2.cnn", out=out) for a in command]
+        assert main(args) == 128 + how
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    word = "interrupted" if how == signal.SIGINT else "terminated"
+    assert capsys.readouterr().err == f"cnnspec: {word}\n"
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_no_argument_that_names_a_file_or_folder_may_be_empty(capsys):
+    """Found from the parser itself: every path argument of every command refuses "" as a
+    usage error naming the argument (not ignored, nor the current folder, nor spec text)."""
+    from cnnspec.cli import PATH_ARGUMENTS, _parser
+
+    commands = _parser()._subparsers._group_actions[0].choices
+    checked = 0
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if action.dest not in PATH_ARGUMENTS:
+                continue
+            flag = action.option_strings[:1]
+            argv = [name, *flag, ""] if flag or name != "compare" else [name, ""]
+            if flag and action.dest not in ("spec", "specs"):
+                argv += [str(spec_path("lenet"))] * bool(
+                    any(a.dest in ("spec", "specs") for a in parser._actions))
+            with pytest.raises(SystemExit) as info:
+                main(argv)
+            err = capsys.readouterr().err
+            assert info.value.code == 2, argv
+            assert "an empty path names no file or folder" in err.splitlines()[-1], (argv, err)
+            checked += 1
+    assert checked >= 18
+
+
+DOCUMENTS = ["README.md", "BENCHMARKS.md", *(p.relative_to(ROOT).as_posix()
+             for p in sorted(ROOT.glob("specs/*/README.md")))]  # fmt: skip
+CITED = r"\b(?:specs|docs|generated|scripts|benchmarks|tests|cnnspec)/[\w./-]+\.\w+"
+
+
+def test_every_file_the_documents_cite_is_shipped():
+    import re
+
+    for document in DOCUMENTS:
+        for cited in re.findall(CITED, (ROOT / document).read_text()):
+            assert (ROOT / cited).exists(), f"{document} cites {cited}, which is not shipped"
+
+
+def test_the_readmes_error_example_is_what_check_prints():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    shown = re.search(r"`cnnspec check (docs/\S+)`\):\n\n```\n(.*?)```", readme, re.S)
+    result = run("check", shown.group(1))
+    assert result.returncode == 1 and result.stderr == shown.group(2)
+
+
+def test_the_readme_offers_the_cpu_build_before_any_install():
+    """A reader without a GPU must meet the CPU build before a command that pulls CUDA's."""
+    installs = [line for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("pip install")]  # fmt: skip
+    assert "--index-url https://download.pytorch.org/whl/cpu" in installs[0]
+
+
+def test_export_says_which_weights_it_wrote(tmp_path, monkeypatch, capsys):
+    """Untrained weights are said to be so, with how to export trained ones; weights given
+    are named, and another model's say how far they loaded."""
+    import torch
+    from safetensors.torch import save_file
+
+    import cnnspec
+    import cnnspec.backends.export
+
+    monkeypatch.setattr(cnnspec.backends.export, "to_onnx", lambda net, shape, path: None)
+    lenet = str(spec_path("lenet"))
+    state = {k: v.contiguous() for k, v in cnnspec.compile(lenet).state_dict().items()}
+    save_file(state, tmp_path / "w.safetensors")
+    torch.save(state, tmp_path / "w.pth")
+    onnx = str(tmp_path / "n.onnx")
+    expected = {
+        None: "holding untrained weights (the recipe's xavier init); --weights RUN exports",
+        "w.safetensors": f"holding the trained weights of {tmp_path / 'w.safetensors'} (the file)",
+        "w.pth": f"holding weights from {tmp_path / 'w.pth'}: loaded 10 of the network's 10",
+    }
+    for weights, words in expected.items():
+        given = ["--weights", str(tmp_path / weights)] if weights else []
+        assert main(["export", lenet, "--onnx", onnx, *given]) == 0
+        err = capsys.readouterr().err
+        assert err.startswith(f"wrote {onnx}, ") and words in err and err.count("\n") == 1, err

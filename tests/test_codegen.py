@@ -62,17 +62,30 @@ def test_generated_source_parses_and_imports_torch_only(name):
                    ("eval", "exec", "__import__") for n in ast.walk(tree))  # fmt: skip
 
 
+def ruff_command() -> list[str]:
+    """The ruff the test extra pins, run from this interpreter's environment (not whatever
+    is on PATH); its absence fails the test rather than skipping the check unseen."""
+    import re
+
+    pinned = re.search(r'"ruff==([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    ruff = [sys.executable, "-m", "ruff"]
+    found = subprocess.run([*ruff, "--version"], capture_output=True, text=True)
+    assert found.returncode == 0, "ruff is a test dependency: pip install -e '.[test]'"
+    assert found.stdout.split() == ["ruff", pinned], (
+        f"generated code is laid out as ruff {pinned} formats it, not {found.stdout.strip()}"
+    )
+    return ruff
+
+
 def test_generated_source_is_formatted_and_lint_clean():
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff is not installed")
+    ruff = ruff_command()
     # runtime.py too: generated code copies its definitions as they are written.
     runtime = ROOT / "cnnspec" / "backends" / "runtime.py"
     files = [str(p) for p in [*sorted(GENERATED.rglob("*.py")), runtime]]
-    fmt = subprocess.run([ruff, "format", "--isolated", "--check", *files],
+    fmt = subprocess.run([*ruff, "format", "--isolated", "--check", *files],
                          capture_output=True, text=True)  # fmt: skip
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
-    lint = subprocess.run([ruff, "check", "--isolated", "--extend-select", "W", *files],
+    lint = subprocess.run([*ruff, "check", "--isolated", "--extend-select", "W", *files],
                           capture_output=True, text=True)  # fmt: skip
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
@@ -198,3 +211,43 @@ def test_installed_wheel_finds_its_templates(tmp_path):
     installed_at, source = result.stdout.split("\n", 1)
     assert installed_at.startswith(str(installed))  # the wheel's copy, not this checkout
     assert "class Inception(Concat):" in source
+
+
+# Spec file names whose stem is no module name Python can import, or one that would hide a
+# module generated code imports (`torch`, and what importing torch imports).
+ODD_STEMS = ["torch", "my-net", "2net", "class", "ａｂ", "x.y", "random", "Numpy", "typing"]
+
+
+def test_each_generated_module_imports_and_hides_no_module(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for stem in ODD_STEMS:
+        (specs / f"{stem}.cnn").write_text(net("relu"))
+    out = tmp_path / "out"
+    assert main(["codegen", *(str(specs / f"{s}.cnn") for s in ODD_STEMS), "-o", str(out)]) == 0
+    modules = sorted(p.stem for p in out.glob("*.py"))
+    assert len(modules) == len(ODD_STEMS)
+    check = (
+        f"import importlib, torch, typing, numpy, random\n"
+        f"assert 'out' not in torch.__file__ and hasattr(typing, 'Any')\n"
+        f"for name in {modules!r}:\n"
+        f"    importlib.import_module(name).T()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], cwd=out, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_two_specs_for_one_module_are_refused_before_anything_is_written(tmp_path, capsys):
+    for path in ("a/net.cnn", "b/net.yaml", "c/Net.cnn", "d/net-.cnn", "d/net_.cnn"):
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text(net("relu") if path.endswith(".cnn") else "{}")
+    out = tmp_path / "out"
+    for pair in (
+        ("a/net.cnn", "b/net.yaml"),
+        ("a/net.cnn", "c/Net.cnn"),
+        ("d/net-.cnn", "d/net_.cnn"),
+    ):
+        assert main(["codegen", *(str(tmp_path / p) for p in pair), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "would both be written to" in err, err
+        assert not out.exists()

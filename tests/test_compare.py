@@ -47,7 +47,12 @@ def test_trained_columns_and_the_plot(data_dir, tmp_path, capsys):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_plot_needs_training(tmp_path, capsys):
+def must_not_load(*args, **kwargs):
+    raise AssertionError("a usage error must be found before any variant is made")
+
+
+def test_a_plot_needs_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("cnnspec.cli._load", must_not_load)
     assert main(["compare", str(spec_path("lenet")), "--plot", str(tmp_path / "p.png")]) == 2
     assert "--plot needs --train" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()
@@ -59,6 +64,34 @@ def test_a_plot_without_matplotlib_says_what_it_needs(tmp_path, monkeypatch):
     with pytest.raises(CnnspecError, match="--plot needs matplotlib, which is not installed"):
         compare.plot([row], tmp_path / "p.png")
     assert not (tmp_path / "p.png").exists()
+
+
+def test_a_sweep_past_the_bound_is_refused_before_any_variant_is_made(
+    tmp_path, capsys, monkeypatch
+):
+    """The count of variants is known from the flags: a billion is refused at once, not
+    after the product is built."""
+    import time
+
+    from cnnspec.cli import MAX_VARIANTS
+
+    monkeypatch.setattr("cnnspec.cli._load", must_not_load)
+    values = ",".join(str(i) for i in range(1, 1001))
+    start = time.monotonic()
+    args = ["compare", str(spec_path("lenet")), *(["--set", f"c={values}"] * 3)]
+    assert main(args) == 2
+    assert time.monotonic() - start < 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"cnnspec: compare: 1000 x 1000 x 1000 is 1,000,000,000 variants, more than the "
+        f"{MAX_VARIANTS} compared at once; list fewer values\n"
+    )
+    monkeypatch.undo()  # the bound itself is allowed
+    tiny = tmp_path / "tiny.cnn"
+    tiny.write_text("network T(input=1x2x2, classes=10):\n    s: flatten linear(classes)\n")
+    classes = ",".join(str(i) for i in range(2, 2 + MAX_VARIANTS))
+    assert main(["compare", str(tiny), "--set", f"classes={classes}"]) == 0
+    assert len(cells(capsys.readouterr().out)) == MAX_VARIANTS
 
 
 def test_set_with_several_values_sweeps_them(tmp_path, capsys):

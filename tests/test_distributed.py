@@ -153,3 +153,29 @@ def test_sync_bn_on_cpu_is_refused_clearly(data_dir, tmp_path):
     result, _ = torchrun(tmp_path, "syncbn", data_dir, 1)
     assert result.returncode != 0
     assert "--sync-bn needs GPUs: torch's SyncBatchNorm runs on CUDA only" in result.stderr
+
+
+def test_ctrl_c_under_nproc_stops_every_rank_at_a_checkpoint_with_code_130(data_dir, tmp_path):
+    """Ctrl-C reaches torchrun and each rank (the terminal signals the whole group): the
+    ranks checkpoint, rank 0 says how to resume, and the command ends as a shell expects."""
+    import signal
+
+    spec = tmp_path / "plain.cnn"
+    spec.write_text(PLAIN)
+    run = tmp_path / "run"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "cnnspec", "train", str(spec), "--nproc", "2", "--device", "cpu",
+         "--data-dir", str(data_dir), "--epochs", "100", "--batch-size", "8", "--no-progress",
+         "--out", str(run)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not list((run / "checkpoints").glob("*/model.safetensors")):
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.1)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-3000:]
+    assert out.splitlines()[-1].endswith(f"resume with  cnnspec train --resume {run} --nproc 2")
+    assert "SignalException" not in err and "Traceback" not in err

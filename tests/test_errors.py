@@ -1,5 +1,7 @@
 """Every error path: one clear message at the right line and column, with a caret."""
 
+import os
+
 import pytest
 from conftest import error_of, net
 
@@ -437,3 +439,110 @@ def test_names_are_checked_block_by_block_and_stage_by_stage():
         ("unknown layer or block 'maxpol'", (4, 16)),
         ("unknown name 'clases'", (6, 23)),
     ]
+
+
+# --- what `use` may read: the spec's own folder, files that begin as specs do -------------
+
+SECRET = "password: hunter2\n"
+
+
+def _use_setup(tmp_path):
+    """A root holding the spec, an outside folder holding a secret, and odd paths inside."""
+    import os
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret.yaml").write_text(SECRET)
+    (outside / "blocks.cnn").write_text("block u(c):\n    conv(c, k=1)\n")
+    (root / "secrets.yaml").write_text(SECRET)
+    (root / "notes.cnn").write_text("api_key = hunter2\nblock u(c):\n    relu\n")
+    (root / "link.yaml").symlink_to(outside / "secret.yaml")
+    (root / "loop.cnn").symlink_to(root / "loop.cnn")
+    os.mkfifo(root / "pipe.cnn")
+    return root, outside
+
+
+USE_REFUSALS = {
+    "absolute, outside": ("{outside}/secret.yaml", "is outside"),
+    "absolute, outside, missing": ("{outside}/missing.yaml", "is outside"),
+    "relative, outside": ("../outside/secret.yaml", "is outside"),
+    "a link out": ("link.yaml", "a symbolic link leads outside"),
+    "a link loop": ("loop.cnn", "cannot use 'loop.cnn'"),
+    "a fifo": ("pipe.cnn", "not a regular file"),
+    "no spec (yaml)": ("secrets.yaml", "does not begin as a file of blocks does"),
+    "no spec (cnn)": ("notes.cnn", "does not begin as a file of blocks does"),
+    "a lone surrogate": ("\\ud800.cnn", "that is no file name"),
+    "a NUL": ("a\\0.cnn", "that is no file name"),
+}
+
+
+@pytest.mark.parametrize("case", USE_REFUSALS)
+def test_use_reads_nothing_outside_the_root_nor_shows_a_file_that_is_no_spec(case, tmp_path):
+    """Every way a `use` can reach what it should not is one positioned line at the `use`,
+    quoting nothing of the file; outside the root, the same words whether or not the file
+    exists (so the message tells nothing of what is there)."""
+    import cnnspec
+
+    root, outside = _use_setup(tmp_path)
+    path, words = USE_REFUSALS[case]
+    spec = root / "net.yaml"
+    spec.write_text(
+        f'use: ["{path.format(outside=outside)}"]\n'
+        "network: {name: T, input: 1x8x8, classes: 10, stages: {s: [relu]}}\n"
+    )
+    with pytest.raises(cnnspec.CnnspecError) as info:
+        cnnspec.load(spec)
+    err = info.value
+    assert words in err.message and err.pos == (1, 7) and err.source.name == str(spec)
+    shown = err.render()
+    assert "hunter2" not in shown and "\n" not in err.message
+    if "outside" in case and "link" not in case:
+        assert err.message == (
+            f"cannot use '{path.format(outside=outside)}': it is outside {root}, the folder "
+            "used files must be in (--use-root names another)"
+        )
+
+
+def test_use_root_names_another_folder(tmp_path, capsys):
+    from cnnspec.cli import main
+
+    root, outside = _use_setup(tmp_path)
+    spec = root / "net.cnn"
+    network = "network T(input=1x8x8, classes=10):\n    s: u(2)\n"
+    spec.write_text(f'use "{outside}/blocks.cnn"\n{network}')
+    assert main(["check", str(spec)]) == 1
+    assert "is outside" in capsys.readouterr().err
+    assert main(["check", str(spec), "--use-root", str(tmp_path)]) == 0
+
+
+def test_the_spec_and_its_used_files_share_one_bound_on_text(tmp_path):
+    """64 files of 1 MiB each would be 64 MiB to parse: the bound on text is for all of them
+    together, checked as each file is read and before it is parsed."""
+    import cnnspec
+
+    comments = ("# " + "x" * 77 + "\n") * 7000  # 560 kB
+    (tmp_path / "a.cnn").write_text(comments)
+    spec = tmp_path / "net.cnn"
+    spec.write_text(f'use "a.cnn"\n{comments}network T(input=1x8x8, classes=10):\n    s: relu\n')
+    with pytest.raises(LimitError) as info:
+        cnnspec.load(spec)
+    assert info.value.message == (
+        "the spec and the files it uses hold more than 1,048,576 bytes of text together"
+    )
+    assert info.value.pos == (1, 5)
+
+
+@pytest.mark.skipif(not os.access("/proc/kmsg", os.R_OK), reason="needs a readable /proc/kmsg")
+def test_a_regular_file_that_waits_for_data_is_not_waited_for():
+    """/proc/kmsg is a regular file of size 0 whose read waits for the kernel's next message:
+    it is opened without blocking and refused, not read for ever."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = "import cnnspec; cnnspec.load('/proc/kmsg', format='cnn')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)  # fmt: skip
+    assert "a file that waits for data to read" in done.stderr.splitlines()[-1]

@@ -89,6 +89,35 @@ def test_without_graphviz_only_dot_works_and_the_message_says_how(tmp_path, monk
     assert main(["graph", str(spec_path("lenet")), "-o", str(tmp_path / "net.html")]) == 0
 
 
+@needs_graphviz
+def test_every_picture_ends_within_seconds_or_is_refused(tmp_path, monkeypatch, capsys):
+    """Graphviz's layout grows faster than the picture: one past the bound on boxes is
+    refused before Graphviz starts, and Graphviz is stopped past its time, either way with
+    one line and no file; the DOT text is always written, and so is the page, which the
+    browser lays out."""
+    import time
+
+    spec = tmp_path / "long.cnn"
+    spec.write_text("network T(input=1x8x8, classes=10):\n    s: (conv(2, k=1) relu) * 600\n")
+    for suffix in (".svg", ".png"):
+        target = tmp_path / f"long{suffix}"
+        start = time.monotonic()
+        assert main(["graph", str(spec), "-o", str(target)]) == 2
+        assert time.monotonic() - start < 10
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "1,203 boxes, more than the 1,000" in err, err
+        assert not target.exists()
+    assert main(["graph", str(spec), "-o", str(tmp_path / "long.dot")]) == 0
+    assert main(["graph", str(spec), "-o", str(tmp_path / "long.html")]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(dot, "MAX_SECONDS", 0.01)  # a picture Graphviz cannot finish in time
+    target = tmp_path / "googlenet.svg"
+    assert main(["graph", str(spec_path("googlenet")), "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Graphviz was stopped after 0.01 s" in err, err
+    assert not target.exists()
+
+
 def test_other_suffixes_are_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["graph", str(spec_path("lenet")), "-o", str(tmp_path / "net.pdf")])

@@ -6,7 +6,7 @@ import pytest
 from conftest import error_of, net
 
 import cnnspec
-from cnnspec.errors import LimitError
+from cnnspec.errors import CnnspecError, LimitError
 from cnnspec.limits import DEFAULT
 
 
@@ -80,7 +80,7 @@ def test_exponential_blocks_are_bounded():
     assert isinstance(err, LimitError)
 
 
-def test_parameter_budget_refuses_a_billion_channel_conv_before_allocating(monkeypatch):
+def test_parameter_budget_refuses_a_billion_parameter_conv_before_allocating(monkeypatch):
     import cnnspec.backends.build
 
     def must_not_build(*args, **kwargs):
@@ -88,9 +88,9 @@ def test_parameter_budget_refuses_a_billion_channel_conv_before_allocating(monke
 
     monkeypatch.setattr(cnnspec.backends.build, "build", must_not_build)
     with pytest.raises(LimitError) as info:
-        cnnspec.compile(net("conv(1000000000, k=3)"))
+        cnnspec.compile(net("conv(1000000, k=28)", input="2x28x28"))
     assert "more than 1,000,000,000 parameters" in info.value.message
-    assert "conv here alone has 10,000,000,000" in info.value.message
+    assert "conv here alone has 1,569,000,000" in info.value.message
     assert info.value.pos == (3, 8)
 
 
@@ -167,3 +167,46 @@ def test_ten_thousand_layer_yaml_spec():
 def test_huge_input_shape_is_refused():
     err = error_of("network T(input=1x100000000x100000000):\n    s: relu\n")
     assert isinstance(err, LimitError) and "over the limit" in err.message
+
+
+def _spelled(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "(" + ", ".join(_spelled(v) for v in value) + ")"
+    return "none" if value is None else str(value)
+
+
+def _huge_argument_cases():
+    """Each op's example with one numeric argument (or one side of a pair) made huge."""
+    from cnnspec.analysis.ops import LAYERS
+
+    for op, model in LAYERS.items():
+        call, input = model.example
+        example = cnnspec.load(f"network T(input={input}, classes=10):\n    s: {call}\n")
+        given = example.layers[0]["args"]
+        for name, field in model.model_fields.items():
+            kind = str(field.annotation)
+            if field.annotation is bool or not ("int" in kind or "float" in kind):
+                continue
+            for huge in (2**31, 2**40, 10**18, 1e18, (1, 2**31)):
+                if isinstance(huge, tuple) and "tuple" not in kind:
+                    continue
+                args = {**given, name: huge}
+                text = ", ".join(f"{k}={_spelled(v)}" for k, v in args.items())
+                yield pytest.param(f"{op}({text})", input, id=f"{op}-{name}-{huge}")
+
+
+@pytest.mark.parametrize(("call", "input"), list(_huge_argument_cases()))
+def test_a_huge_argument_is_refused_at_its_place_or_builds(call, input):
+    """No number an op takes, however large, passes `check` and then crashes torch: it is
+    refused at its position, or the network builds and runs."""
+    from cnnspec.backends.build import check_forward
+
+    text = f"network T(input={input}, classes=10):\n    s: {call}\n"
+    try:
+        spec = cnnspec.load(text)
+    except CnnspecError as err:
+        assert err.pos[0] == 2 and "\n" not in err.message, err.message
+        return
+    check_forward(spec)

@@ -3,6 +3,7 @@ folders, exact resume, and every fault path (kill, SIGTERM, NaN, OOM, corrupt fi
 
 import gzip
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -69,11 +70,17 @@ def test_a_named_data_folder_is_the_only_place_looked(data_dir, tmp_path, monkey
     partial = tmp_path / "partial"
     partial.mkdir()
     shutil.copy(data_dir / data.FILES["train_images"], partial)
-    for named in (partial, tmp_path / "absent"):  # never falls through to another place
+    file = tmp_path / "file"
+    file.write_text("")
+    states = {partial: "not found in {} (--data-dir): it lacks train-labels",
+              tmp_path / "absent": ": {} (--data-dir) does not exist;",
+              file: ": {} (--data-dir) is not a folder;"}  # fmt: skip
+    for named, state in states.items():  # never falls through to another place
         with pytest.raises(data.DataError) as info:
             data.find_fashion_mnist(named)
-        assert info.value.message.startswith(f"Fashion-MNIST not found in {named} (--data-dir)")
-        assert "t10k-labels-idx1-ubyte.gz" in info.value.message
+        message = info.value.message
+        assert state.format(named) in message and "\n" not in message, message
+        assert message.endswith(data.GET_IT)  # and how to get the data
     monkeypatch.setenv("CNNSPEC_DATA", str(partial))
     with pytest.raises(data.DataError, match=r"\(CNNSPEC_DATA\): it lacks train-labels"):
         data.find_fashion_mnist(None)
@@ -285,9 +292,15 @@ def test_stopped_run_resumes_to_the_same_weights(how, small_spec, data_dir, tmp_
     out, err = p.communicate(timeout=120)
     if how == signal.SIGKILL:
         assert p.returncode == -signal.SIGKILL
-    else:  # a clean stop, with a checkpoint at the step it reached
-        assert p.returncode == 0, err
-        assert "stopped by signal" in out
+    else:  # a clean stop, with a checkpoint at the step it reached, and no closing figures
+        assert p.returncode == 128 + how, err
+        last = out.splitlines()[-1]
+        assert re.fullmatch(
+            rf"stopped by {how.name} at epoch \d, step \d+; a checkpoint holds it: "
+            rf"resume with  cnnspec train --resume {re.escape(str(run))}",
+            last,
+        ), last
+        assert "examples/sec" not in out
     assert "Traceback" not in err
     checkpoints.load(run)  # whatever the moment, the latest checkpoint loads
     p = cli(*args, "--resume", str(run))
@@ -305,8 +318,22 @@ def test_missing_data_is_one_clean_message_from_the_command(tmp_path, monkeypatc
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["train", str(small_spec), "--data-dir", str(tmp_path / "flag")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"Fashion-MNIST not found in {tmp_path / 'flag'} (--data-dir)")
-    assert len(err.splitlines()) == 1
+    assert err.startswith(f"Fashion-MNIST: {tmp_path / 'flag'} (--data-dir) does not exist")
+    assert len(err.splitlines()) == 1 and "apt-get install dataset-fashion-mnist" in err
+
+
+def test_an_images_folder_that_cannot_serve_says_what_it_is_and_wants(tmp_path):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    states = {"absent": "does not exist", "file": "is not a folder",
+              "flat": "holds no sub-folder", "empty": "no images found"}  # fmt: skip
+    for name, state in states.items():
+        with pytest.raises(data.DataError) as info:
+            data.image_folder(tmp_path / name, (8, 8), 1)
+        message = info.value.message
+        assert message.startswith(f"{tmp_path / name} (--images)") and state in message
+        assert message.endswith(data.IMAGES_LAYOUT) and "\n" not in message
 
 
 @pytest.mark.slow

@@ -93,3 +93,89 @@ def test_train_starts_from_weights_and_says_how_far_they_went(data_dir, tmp_path
     assert f"{path}: loaded 10 of the network's 10 tensors" in out
     trained = cnnspec.compile(spec_path("lenet"), weights=tmp_path / "run")
     assert torch.allclose(trained[0][1].weight, source[0][1].weight, atol=1e-6)  # tiny lr
+
+
+class _Code:  # pickled by reference: loading it would import and call this module's code
+    def __reduce__(self):
+        return (print, ("ran",))
+
+
+def _deflated(path):
+    """A state_dict saved by torch, then its entries deflated: 1 MiB of zeros in 4 KiB."""
+    import zipfile
+
+    plain = path.with_suffix(".plain")
+    torch.save({"0.weight": torch.zeros(4, 16, 64, 64)}, plain)
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w") as out:
+        for entry in source.infolist():
+            out.writestr(entry.filename, source.read(entry), zipfile.ZIP_DEFLATED)
+
+
+# What a .pth may hold that is no plain weights, each with the words its error says; the
+# network's first tensor is a 4x1x3x3 float weight, the shape each tensor here has.
+W = (4, 1, 3, 3)
+TRICKS = {
+    "sparse": (lambda p: torch.save({"w": torch.ones(W).to_sparse()}, p), "sparse_coo tensor"),
+    "sparse-csr": (lambda p: torch.save({"w": torch.ones(4, 9).to_sparse_csr()}, p), "sparse_csr"),
+    "quantized": (
+        lambda p: torch.save({"w": torch.quantize_per_tensor(torch.ones(W), 1, 0, torch.qint8)}, p),
+        "quantized tensor",
+    ),
+    "complex": (lambda p: torch.save({"w": torch.ones(W, dtype=torch.complex64)}, p), "complex64"),
+    "bool": (lambda p: torch.save({"w": torch.ones(W, dtype=torch.bool)}, p), "is bool"),
+    "whole numbers": (
+        lambda p: torch.save({"w": torch.ones(W, dtype=torch.int32)}, p),
+        "holds float32 in the network, 'w' holds int32 in the weights",
+    ),
+    "meta": (lambda p: torch.save({"w": torch.empty(W, device="meta")}, p), "meta device"),
+    "code": (lambda p: torch.save({"w": _Code()}, p), "could run code when read; refused"),
+    "deflated": (_deflated, "is compressed"),
+}
+
+
+@pytest.mark.parametrize("trick", TRICKS)
+def test_weights_that_are_not_plain_tensors_are_refused_everywhere(trick, tmp_path, capsys):
+    """Every way in (transfer, compile's weights=, export --weights) refuses the file with
+    one line, never a traceback, a silent cast, or torch's advice to allow code to run."""
+    from cnnspec.cli import main
+
+    write, words = TRICKS[trick]
+    path = tmp_path / "w.pth"
+    write(path)
+    text = "network T(input=1x8x8, classes=10):\n    s: conv(4, k=3) relu flatten linear(classes)\n"
+    spec = tmp_path / "net.cnn"
+    spec.write_text(text)
+    for attempt in (
+        lambda: cnnspec.transfer(cnnspec.compile(text), path),
+        lambda: cnnspec.compile(text, weights=path),
+    ):
+        with pytest.raises(TransferError) as info:
+            attempt()
+        message = info.value.message
+        assert words in message and "\n" not in message, message
+        assert "weights_only" not in message
+    onnx = tmp_path / "net.onnx"
+    assert main(["export", str(spec), "--weights", str(path), "--onnx", str(onnx)]) == 1
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and not onnx.exists()
+    assert "ran" not in capsys.readouterr().out
+
+
+def test_safetensors_of_another_kind_are_refused_not_cast(tmp_path):
+    from safetensors.torch import save_file
+
+    net = cnnspec.compile(spec_path("lenet"))
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    first = next(iter(weights))
+    weights[first] = weights[first] > 0
+    save_file(weights, tmp_path / "w.safetensors")
+    with pytest.raises(cnnspec.errors.CnnspecError) as info:
+        cnnspec.compile(spec_path("lenet"), weights=tmp_path / "w.safetensors")
+    assert f"'{first}' holds bool in the weights, float32 in the network" in info.value.message
+
+
+def test_the_older_torch_save_form_still_loads(tmp_path):
+    net = cnnspec.compile(spec_path("lenet"))
+    torch.save(net.state_dict(), tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    report = cnnspec.transfer(cnnspec.compile(spec_path("lenet")), tmp_path / "old.pth")
+    assert report.loaded == report.total

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cache
 from math import prod
 
 from pydantic import ValidationError
@@ -390,9 +391,12 @@ class _Inference:
             layer = model(**values)
         except ValidationError as err:
             raise _argument_error(call, err, positions) from None
-        return self.apply(layer, flow, call.pos)
+        return self.apply(layer, flow, call.pos, positions)
 
-    def apply(self, layer: Layer, flow: Flow, pos: Pos) -> Node:
+    def apply(
+        self, layer: Layer, flow: Flow, pos: Pos, positions: Mapping[str, Pos] | None = None
+    ) -> Node:
+        self._check_arguments(layer, positions or {}, pos)
         try:
             reads = {name: self.tensors[name].shape for name in layer.reads()}
             inferred = layer.infer_reading(flow.shape, reads)
@@ -431,6 +435,20 @@ class _Inference:
                 f"nothing was allocated (--{bound.replace('_', '-')} raises the bound)",
                 pos,
             )
+
+    def _check_arguments(self, layer: Layer, positions: Mapping[str, Pos], pos: Pos) -> None:
+        """Every whole number a layer is given (a kernel, stride, padding, dilation, group or
+        factor) is bounded as sizes are, wherever it came from: shape inference computes in
+        Python's unbounded ints, but torch holds a stride of 2**31 in no int it has."""
+        for name in _whole_number_fields(type(layer)):
+            value = getattr(layer, name)
+            for number in value if isinstance(value, tuple) else (value,):
+                if isinstance(number, int) and number > self.limits.max_dim:
+                    raise LimitError(
+                        f"{layer.op} argument '{name}' is {number:,}, over the limit of "
+                        f"{self.limits.max_dim:,} on any size",
+                        positions.get(name, pos),
+                    )
 
     def _check_dims(self, shape: Shape, pos: Pos) -> None:
         if max(shape) > self.limits.max_dim:
@@ -549,6 +567,16 @@ def _at_call_site(err: CnnspecError, call: ir.Call) -> CnnspecError:
     line, col = err.pos
     inside = f"prelude.cnn:{line}:{col}" if line else "prelude.cnn"
     return type(err)(f"{err.message} (in {call.op}, {inside})", call.pos)
+
+
+@cache
+def _whole_number_fields(layer: type[Layer]) -> tuple[str, ...]:
+    """The fields of an op that may hold whole numbers (not those of flags only)."""
+    return tuple(
+        name
+        for name, field in layer.model_fields.items()
+        if field.annotation is not bool and "int" in str(field.annotation)
+    )
 
 
 def _argument_error(call: ir.Call, err: ValidationError, positions) -> CnnspecError:

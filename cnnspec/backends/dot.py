@@ -11,6 +11,7 @@ parameters.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -233,20 +234,47 @@ def _concat(a: Output, b: Output) -> Output:
 
 
 class GraphvizMissing(Exception):
-    """Rendering needs Graphviz's `dot` program, which is not installed."""
+    """Graphviz cannot draw the picture: its `dot` program is not installed, it failed,
+    or the picture is larger than it lays out in seconds."""
+
+
+# Graphviz's layout grows faster than the picture: 1,000 boxes in a chain take it about 2 s,
+# 2,000 about 11 s, 4,000 minutes. A picture past MAX_BOXES (boxes and clusters) is refused
+# before it starts, and one that still runs past MAX_SECONDS is stopped.
+MAX_BOXES = 1_000
+MAX_SECONDS = 60
+
+
+def boxes(dot: str) -> int:
+    """The boxes and clusters a DOT text of `to_dot` draws (each is one line there)."""
+    return len(re.findall(r"^\s*(?:n\d+ \[|subgraph cluster_)", dot, re.MULTILINE))
 
 
 def render(dot: str, fmt: str) -> bytes:
-    """`dot` drawn by Graphviz as `fmt` ("svg" or "png")."""
+    """`dot` drawn by Graphviz as `fmt` ("svg" or "png"), within the bounds above."""
+    max_boxes, seconds = MAX_BOXES, MAX_SECONDS
     program = shutil.which("dot")
     if program is None:
         raise GraphvizMissing(
             "drawing .svg or .png needs Graphviz's `dot` program: install it with "
             "`apt-get install graphviz` (or `brew install graphviz`), or write a .dot file"
         )
-    done = subprocess.run(
-        [program, f"-T{fmt}"], input=dot.encode(), capture_output=True, check=False
-    )
+    count = boxes(dot)
+    if count > max_boxes:
+        raise GraphvizMissing(
+            f"the picture has {count:,} boxes, more than the {max_boxes:,} Graphviz lays out "
+            "in seconds: draw blocks as boxes (--depth 0) or write a .dot file"
+        )
+    try:
+        done = subprocess.run(
+            [program, f"-T{fmt}"], input=dot.encode(), capture_output=True, timeout=seconds
+        )
+    except subprocess.TimeoutExpired:  # the child is killed before this is raised
+        raise GraphvizMissing(
+            f"Graphviz was stopped after {seconds:g} s without a picture: draw blocks as "
+            "boxes (--depth 0) or write a .dot file"
+        ) from None
     if done.returncode != 0:
-        raise GraphvizMissing(f"Graphviz failed: {done.stderr.decode(errors='replace').strip()}")
+        lines = done.stderr.decode(errors="replace").strip().splitlines() or ["no reason given"]
+        raise GraphvizMissing(f"Graphviz failed: {lines[0]}")
     return done.stdout

@@ -7,6 +7,7 @@ from math import prod
 
 from ..analysis.graph import Graph, Node, Output
 from ..analysis.ops import fmt
+from ..errors import shown
 from ..language.expressions import describe
 
 # Rows shown by default: stages (depth 0) and what they hold (depth 1).
@@ -168,7 +169,7 @@ def table(graph: Graph, source_name: str = "", depth: int = DEFAULT_DEPTH) -> st
     widths[1] = min(widths[1], 48)
     lines = [
         f"{graph.name}  input {fmt(graph.input_shape)}"
-        + (f"  ({source_name})" if source_name else "")
+        + (f"  ({shown(source_name)})" if source_name else "")
     ]
     for i, row in enumerate(rows):
         op = row[1] if len(row[1]) <= widths[1] else row[1][: widths[1] - 1] + "…"

@@ -58,16 +58,26 @@ def read(
 
 
 def _read_file(path: Path, limits: Limits) -> bytes:
-    info = path.stat()  # FileNotFoundError and PermissionError are the caller's usage errors
-    if stat.S_ISDIR(info.st_mode):
+    # Opened without blocking (a FIFO, or a file such as /proc/kmsg that waits for data
+    # rather than ending, would hang the read), then checked to be a regular file, on what
+    # was opened rather than on the name, which may change in between.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    if stat.S_ISDIR(path.stat().st_mode):  # FileNotFoundError and the like: usage errors
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
-    if info.st_size > limits.max_file_bytes:  # refused before reading it
-        err = LimitError(f"spec is larger than {limits.max_file_bytes} bytes", (1, 1))
-        raise err.with_source(Source(str(path), ""))
-    with path.open("rb") as f:
-        data = f.read(limits.max_file_bytes + 1)  # it may have grown since
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limits.max_file_bytes:  # refused before reading it
+            err = LimitError(f"spec is larger than {limits.max_file_bytes} bytes", (1, 1))
+            raise err.with_source(Source(str(path), ""))
+        try:
+            data = f.read(limits.max_file_bytes + 1)  # it may have grown since
+        except BlockingIOError:
+            raise OSError(errno.EAGAIN, "a file that waits for data to read", str(path)) from None
+        if data is None:  # no data yet, from a file that would have blocked
+            raise OSError(errno.EAGAIN, "a file that waits for data to read", str(path))
     if len(data) > limits.max_file_bytes:
         err = LimitError(f"spec is larger than {limits.max_file_bytes} bytes", (1, 1))
         raise err.with_source(Source(str(path), ""))

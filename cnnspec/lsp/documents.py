@@ -111,7 +111,7 @@ def analyse(text: str, path: str, limits: Limits = DEFAULT) -> Analysis:
     found.library = not network.search(source.text)
     try:
         if found.library:
-            used = UsedFiles(limits)
+            used = UsedFiles(limits, source)
             doc = used.library(source, fmt, [])
             found.doc = doc.model_copy(update={"used": tuple(used.blocks), "origins": used.origins})
         else:

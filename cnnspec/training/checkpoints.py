@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, write_atomic
 from ..errors import CnnspecError
+from ..tensors import same_kind
 from .run_files import TRAINER, check, check_pointer
 
 LATEST = "latest.json"
@@ -111,11 +112,18 @@ def first_difference(saved: dict[str, torch.Tensor], expected: dict[str, torch.T
     def shape(t: torch.Tensor) -> str:
         return "x".join(map(str, t.shape)) or "a scalar"
 
+    def dtype(t: torch.Tensor) -> str:
+        return str(t.dtype).removeprefix("torch.")
+
     for key, tensor in expected.items():
         if key not in saved:
             return f"'{key}' is in the network, not in the weights"
         if saved[key].shape != tensor.shape:
             return f"'{key}' is {shape(saved[key])} in the weights, {shape(tensor)} in the network"
+        if not same_kind(tensor, saved[key]):
+            return (
+                f"'{key}' holds {dtype(saved[key])} in the weights, {dtype(tensor)} in the network"
+            )
     extra = [key for key in saved if key not in expected]
     return f"the weights have '{extra[0]}', which the network lacks" if extra else ""
 

@@ -12,6 +12,8 @@ RUN/trainer.lock          locked while a trainer runs there (see lock.py)
 from __future__ import annotations
 
 import json
+import shlex
+import signal
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,7 +25,7 @@ from ..errors import CnnspecError
 from ..limits import DEFAULT, Limits
 from ..spec import Spec, load, transfer
 from . import checkpoints, data, distributed, lock, run_files
-from .loop import TrainConfig, TrainError, fit, modern
+from .loop import Interrupted, TrainConfig, TrainError, fit, modern
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class TrainRequest:
     limits: Limits = DEFAULT  # the spec's budgets (--max-params and the like)
     weights: str | None = None  # another model's state_dict to start from (by structure)
     overrides: tuple[tuple[str, str], ...] = ()  # --set NAME=VALUE, in order
+    use_root: str | None = None  # the folder the spec's used files must be in
 
 
 def _first(*values):
@@ -211,7 +214,12 @@ def spec_for(request: TrainRequest) -> Spec:
     if not request.resume:
         if request.spec is None:
             raise TrainError("which network? give a SPEC, or --resume RUN")
-        return load(request.spec, limits=request.limits, overrides=dict(request.overrides))
+        return load(
+            request.spec,
+            limits=request.limits,
+            overrides=dict(request.overrides),
+            use_root=request.use_root,
+        )
     if request.overrides:
         raise TrainError("--set cannot change a run being resumed: it goes on as it began")
     run = Path(request.resume)
@@ -290,7 +298,16 @@ def _train_in(
         f"on {config.device}{ranks}; run folder {run}"
     )
     start = time.perf_counter()
-    results = fit(model, dataset, config, run, resume=bool(request.resume), group=group)
+    try:
+        results = fit(model, dataset, config, run, resume=bool(request.resume), group=group)
+    except Interrupted as stop:
+        # Not a finished run: no closing figures, the shell's code for the signal, and the
+        # command that goes on from the checkpoint just written.
+        resume = f"cnnspec train --resume {shlex.quote(str(run))}"
+        if group is not None:
+            resume += f" --nproc {group.world}"
+        say(f"{stop}; a checkpoint holds it: resume with  {resume}")
+        return 128 + (stop.signum or signal.SIGTERM)
     if results:
         last = results[-1]
         train_seconds = sum(r.train_seconds for r in results)

@@ -92,24 +92,32 @@ def search_path(data_dir: str | os.PathLike | None = None) -> list[Path]:
     return [DEBIAN_DIR, cache / "cnnspec" / "fashion-mnist"]
 
 
+# How to get the data, said whenever it is not found.
+GET_IT = (
+    "install it with `apt-get install dataset-fashion-mnist` (Debian, Ubuntu), or put its four "
+    f"IDX files ({', '.join(FILES.values())}) in one folder and name it with --data-dir or "
+    "CNNSPEC_DATA"
+)
+
+
 def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path:
     places = search_path(data_dir)
     for place in places:
         if all((place / name).is_file() for name in FILES.values()):
             return place
-    if data_dir or os.environ.get("CNNSPEC_DATA"):  # named by the user: say what it lacks
+    if data_dir or os.environ.get("CNNSPEC_DATA"):  # named by the user: say what is wrong
         place = places[0]
+        named = f"{place} ({'--data-dir' if data_dir else 'CNNSPEC_DATA'})"
+        if not place.exists():
+            raise DataError(f"Fashion-MNIST: {named} does not exist; {GET_IT}")
+        if not place.is_dir():
+            raise DataError(f"Fashion-MNIST: {named} is not a folder; {GET_IT}")
         missing = [name for name in FILES.values() if not (place / name).is_file()]
-        source = "--data-dir" if data_dir else "CNNSPEC_DATA"
         raise DataError(
-            f"Fashion-MNIST not found in {place} ({source}): it lacks {', '.join(missing)}"
+            f"Fashion-MNIST not found in {named}: it lacks {', '.join(missing)}; {GET_IT}"
         )
     looked = ", ".join(str(p) for p in places)
-    raise DataError(
-        f"Fashion-MNIST not found (looked in {looked}); install it with "
-        "`apt-get install dataset-fashion-mnist`, or put the four IDX .gz files in a folder "
-        "and pass --data-dir or set CNNSPEC_DATA"
-    )
+    raise DataError(f"Fashion-MNIST not found (looked in {looked}); {GET_IT}")
 
 
 # deflate cannot shrink data more than 1032:1, so a header declaring more than this many
@@ -188,6 +196,13 @@ def _check_split(
         )
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGES_LAYOUT = (
+    "--images wants one sub-folder per class, named as the class, holding its images "
+    f"({', '.join(IMAGE_SUFFIXES)})"
+)
+
+
 def image_folder(
     root: str | os.PathLike,
     size: tuple[int, int],
@@ -201,14 +216,18 @@ def image_folder(
     from torchvision.transforms.v2.functional import resize
 
     root = Path(root)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if not root.exists():
+        raise DataError(f"{root} (--images) does not exist; {IMAGES_LAYOUT}")
+    if not root.is_dir():
+        raise DataError(f"{root} (--images) is not a folder; {IMAGES_LAYOUT}")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not classes:
-        raise DataError(f"{root}: expected one sub-folder of images per class")
+        raise DataError(f"{root} (--images) holds no sub-folder; {IMAGES_LAYOUT}")
     mode = "RGB" if channels == 3 else "L"
     images, labels = [], []
     for label, name in enumerate(classes):
         for path in sorted((root / name).iterdir()):
-            if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
                 with Image.open(path) as file:
@@ -219,7 +238,7 @@ def image_folder(
             images.append(resize(image, list(size), antialias=True))
             labels.append(label)
     if not images:
-        raise DataError(f"{root}: no images found")
+        raise DataError(f"{root} (--images): no images found; {IMAGES_LAYOUT}")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     x, y = torch.stack(images)[order], torch.tensor(labels)[order]
     n_test = max(1, int(len(images) * test_fraction))

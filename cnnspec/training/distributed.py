@@ -87,6 +87,7 @@ def max_(tensor: torch.Tensor, group: Group | None) -> torch.Tensor:
 
 def relaunch(nproc: int, argv: list[str]) -> int:
     """`cnnspec ... --nproc N` -> the same command under torchrun with N processes."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.run import main as torchrun
 
     args = ["--nproc-per-node", str(nproc), "--max-restarts", "0", "-m", "cnnspec", *argv]
@@ -94,6 +95,8 @@ def relaunch(nproc: int, argv: list[str]) -> int:
         torchrun(args)
     except SystemExit as exit:  # torchrun reports failures itself
         return int(exit.code or 0)
+    except SignalException as stop:  # Ctrl-C or SIGTERM: torchrun passed it to the ranks,
+        return 128 + int(stop.sigval)  # which checkpointed, and rank 0 said how to resume
     except Exception as err:  # ChildFailedError: a rank failed; its error is printed above
         print(f"cnnspec: {type(err).__name__}: training failed on a rank", file=sys.stderr)
         return 1

@@ -95,6 +95,17 @@ class Stopped:
     signal: int | None  # None: the signal reached another rank
 
 
+class Interrupted(Exception):
+    """Training was stopped by Ctrl-C or SIGTERM before its last epoch ended; with a run
+    folder, after a checkpoint of the step it reached. Not a finished run: `fit` raises it
+    rather than return the epochs it completed."""
+
+    def __init__(self, signum: int | None, epoch: int, step: int, saved: bool):
+        name = signal.Signals(signum).name if signum else "a signal to another process"
+        super().__init__(f"stopped by {name} at epoch {epoch}, step {step}")
+        self.signum, self.epoch, self.step, self.saved = signum, epoch, step, saved
+
+
 # --- optimisation -------------------------------------------------------------------------
 
 
@@ -316,7 +327,8 @@ class _Loop:
             for epoch in range(self.state.epoch, self.cfg.epochs):
                 outcome = self._epoch(epoch, stop)
                 if isinstance(outcome, Stopped):
-                    break
+                    saved = self.run is not None
+                    raise Interrupted(outcome.signal, epoch + 1, self.state.step, saved)
                 results.append(outcome)
                 self._report_epoch(outcome)
                 self.state = TrainerState(epoch + 1, 0, [asdict(r) for r in results])
@@ -392,10 +404,6 @@ class _Loop:
         self.state.train_seconds += clock.elapsed()
         if self.run is not None:
             distributed.on_main(self.group, self._checkpoint)
-            self.report(
-                f"stopped by signal {signum or 'on another rank'}; "
-                f"saved a checkpoint to resume from ({self.run})"
-            )
         return Stopped(signum)
 
     def _finish(self, epoch: int, tally: _Tally, clock: _Clock) -> EpochResult:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path, write_atomic
+from ..errors import unescaped
 
 
 class Progress:
@@ -65,6 +66,7 @@ def progress_bar(enabled: bool, epoch: int, epochs: int, total: int, done: int):
         leave=False,
         unit="step",
         dynamic_ncols=True,
+        file=unescaped(sys.stderr),  # its own carriage returns and cursor moves
     )
     return Progress(bar, every=max(total // 50, 1))
 

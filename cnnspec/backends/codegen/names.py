@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import sys
+import unicodedata
 from collections.abc import Mapping
 
 from ...language import ir
@@ -20,6 +22,31 @@ from .values import class_name
 MODULE_NAMES = frozenset(dir(builtins)) | {"torch", "nn", "self", "__all__"} | runtime_names()
 # Locals of generated block constructors.
 CONSTRUCTOR_LOCALS = frozenset({"in_channels", "channels", "layers", "units", "shortcut"})
+
+
+# Top-level modules a generated module's own folder must not hide: the standard library,
+# torch and what `import torch` imports, and cnnspec. A `torch.py` beside generated code
+# would be imported by every module there in place of PyTorch.
+IMPORTED_MODULES = frozenset(sys.stdlib_module_names) | {
+    *("torch", "torchvision", "torchgen", "triton", "numpy", "typing_extensions", "sympy"),
+    *("mpmath", "networkx", "jinja2", "markupsafe", "fsspec", "filelock", "tqdm", "cuda"),
+    *("nvidia", "setuptools", "pkg_resources", "cnnspec"),
+}
+_IMPORTED_FOLDED = frozenset(m.casefold() for m in IMPORTED_MODULES)
+
+
+def module_name(stem: str) -> str:
+    """The name of the module generated from a spec file named `stem`: one Python can
+    import (`my-net` -> `my_net`, `2net` -> `_2net`; NFKC-folded, as `import` folds the
+    name it looks for), and that hides no module the code imports, on a file system that
+    ignores case too (`torch` -> `torch_`, `Random` -> `Random_`)."""
+    stem = unicodedata.normalize("NFKC", stem)
+    name = "".join(c if ("a" + c).isidentifier() else "_" for c in stem) or "net"
+    if not name.isidentifier():  # it starts with a digit
+        name = "_" + name
+    while keyword.iskeyword(name) or name.casefold() in _IMPORTED_FOLDED:
+        name += "_"
+    return name
 
 
 def _safe(name: str, taken) -> str:
