@@ -16,13 +16,15 @@ from pydantic import ValidationError
 
 from ..errors import CnnspecError, LimitError, Pos, ShapeError, SpecError, did_you_mean
 from ..language import ir
-from ..language.expressions import OpRef, Value, describe, evaluate, truth
-from ..limits import DEFAULT, Limits
+from ..language.expressions import OpRef, Value, counting, describe, evaluate, truth
+from ..limits import DEFAULT, Limits, Steps
 from .binding import match_arguments
 from .combinators import RULES, combine
 from .graph import Flow, Graph, Node, Output, Shape, describe_output, group, stage_readers
 from .ops import LAYERS, Layer, fmt
 from .resolve import INPUT_NAMES, OP_VALUES, SHAPE_NAMES, builtin_blocks, names_in, resolve
+
+BLOCK_STEPS = 10  # the steps a block call or a combinator counts (see `Limits.max_steps`)
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ def infer(doc: ir.Document, limits: Limits = DEFAULT) -> Graph:
     blocks = resolve(doc)
     inference = _Inference(blocks, limits)
     inference.origins = doc.origins
-    return inference.network(doc)
+    with counting(inference.steps):
+        return inference.network(doc)
 
 
 class _Inference:
@@ -49,6 +52,7 @@ class _Inference:
         self.blocks = blocks
         self.limits = limits
         self.layer_count = 0
+        self.steps = Steps(limits.max_steps)  # all the work, whether it gives layers or not
         self.param_count = 0
         self.mac_count = 0
         self.activation_count = 0
@@ -252,14 +256,17 @@ class _Inference:
 
     def item(self, item, flow: Flow, env, out: list[Node]) -> Flow:
         """Append the node(s) `item` expands to onto `out`; return the flow after them."""
+        self.steps.spend(item.pos)
         if isinstance(item, ir.Repeat):
             for k in range(self.repeat_count(item, env)):
+                self.steps.spend(item.pos, 1 + len(env) // 64)  # a turn, and its scope
                 scope = {**env, item.index: k} if item.index is not None else env
                 for inner in item.body:
                     flow = self.item(inner, flow, scope, out)
             return flow
         if isinstance(item, ir.For):
             for row in self.table_rows(item, env):
+                self.steps.spend(item.pos, 1 + len(env) // 64)
                 scope = {**env, **row}
                 for inner in item.body:
                     flow = self.item(inner, flow, scope, out)
@@ -290,6 +297,9 @@ class _Inference:
         if isinstance(item, ir.Call) and item.op in LAYERS:
             node = self.layer(item, flow, env)
         else:
+            # A block call or a combinator makes a node and scopes whatever it gives: it
+            # costs about as much as ten items, and counts so.
+            self.steps.spend(item.pos, BLOCK_STEPS)
             self.nested += 1
             try:
                 if isinstance(item, ir.Combinator):
@@ -484,6 +494,7 @@ class _Inference:
         return values, {name: expr.pos for name, expr in exprs.items()}
 
     def _shape_scope(self, env, shape: Output) -> dict[str, Value]:
+        self.steps.spend(n=len(env) // 64)  # copying a scope of many names is work too
         scope = {**OP_VALUES, **env}
         if shape and not isinstance(shape[0], tuple):
             scope.update(zip(SHAPE_NAMES, shape))  # C, H, W (just C for features)
