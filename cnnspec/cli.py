@@ -31,12 +31,28 @@ def _load(path: str, args: argparse.Namespace, sets: list[tuple[str, str]] | Non
     return load(path, limits=_limits(args), overrides=overrides)
 
 
-def _sweep(sets: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+MAX_VARIANTS = 100  # variants `compare` makes of its specs and --set lists, all told
+
+
+class TooManyVariants(Exception):
+    """`compare` was asked for more variants than it makes: a usage error."""
+
+
+def _sweep(sets: list[tuple[str, str]], specs: int = 1) -> list[list[tuple[str, str]]]:
     """Every combination of the values `--set NAME=A,B,C` lists (commas inside brackets
-    belong to one value, like a tuple's)."""
+    belong to one value, like a tuple's), counted before any is made: `specs` specs times
+    the combinations is at most MAX_VARIANTS."""
     from itertools import product
+    from math import prod
 
     choices = [[(name, v) for v in _top_level_values(value)] for name, value in sets]
+    count = specs * prod(len(c) for c in choices)
+    if count > MAX_VARIANTS:
+        factors = " x ".join(str(n) for n in [specs] * (specs > 1) + [len(c) for c in choices])
+        raise TooManyVariants(
+            f"compare makes at most {MAX_VARIANTS} variants, and these specs and --set values "
+            f"make {count:,} ({factors})"
+        )
     return [list(combo) for combo in product(*choices)]
 
 
@@ -240,10 +256,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .training import compare
 
+    try:
+        sweep = _sweep(getattr(args, "set", None) or [], len(args.specs))
+    except TooManyVariants as err:
+        print(f"cnnspec: {err}", file=sys.stderr)
+        return USAGE_ERROR
     specs = [
         (f"{Path(path).stem}{_label(sets)}", _load(path, args, sets))
         for path in args.specs
-        for sets in _sweep(getattr(args, "set", None) or [])
+        for sets in sweep
     ]
     rows = [compare.static_row(label, spec) for label, spec in specs]
     if args.train:
