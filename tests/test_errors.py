@@ -1,5 +1,7 @@
 """Every error path: one clear message at the right line and column, with a caret."""
 
+from pathlib import Path
+
 import pytest
 from conftest import error_of, net
 
@@ -421,3 +423,50 @@ def test_set_error(case):
     assert message in info.value.message, info.value.render()
     if pos is not None:
         assert info.value.pos == pos, info.value.render()
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.lists(st.integers(0, 6_000), min_size=1, max_size=40), st.booleans())
+@settings(max_examples=25, deadline=None, derandomize=True)
+def test_used_text_is_bounded_in_all_not_per_file(sizes, chained):
+    """The spec and the files it uses hold at most max_file_bytes of text together: no more
+    is ever parsed, whatever their number, sizes and nesting (64 files of 1 MiB each took
+    hours), and a set within the bound loads."""
+    import tempfile
+
+    import cnnspec
+    from cnnspec.analysis import uses
+
+    limits = cnnspec.Limits(max_file_bytes=20_000, max_use_depth=64)
+    parsed = []
+    parse_cnn = uses.parse_cnn
+
+    def counting(text, limits):
+        parsed.append(len(text.encode()))
+        return parse_cnn(text, limits)
+
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(uses, "parse_cnn", counting)
+        root = Path(folder)
+        texts = []
+        for i, size in enumerate(sizes):
+            nxt = f'use "f{i + 1}.cnn"\n' if chained and i + 1 < len(sizes) else ""
+            head = f"{nxt}block b{i}():\n    relu\n"
+            texts.append(head + "#" * max(size - len(head) - 1, 0) + "\n")
+            (root / f"f{i}.cnn").write_text(texts[-1])
+        named = ["f0"] if chained else [f"f{i}" for i in range(len(sizes))]
+        main = "".join(f'use "{n}.cnn"\n' for n in named) + net("b0")
+        (root / "main.cnn").write_text(main)
+        total = len(main) + sum(len(t) for t in texts)
+        try:
+            cnnspec.load(root / "main.cnn", limits=limits)
+            assert total <= limits.max_file_bytes
+        except LimitError as err:
+            assert total > limits.max_file_bytes
+            assert "larger than 20000 bytes in all" in err.message
+            assert err.pos[0] >= 1 and err.source is not None
+        assert len(main) + sum(parsed) <= limits.max_file_bytes

@@ -1,8 +1,8 @@
 """The files a spec uses (`use "blocks.cnn"`): read, parsed and name-checked, each once.
 
-Paths are relative to the file that names them; the number of files and the depth are
-bounded, cycles are refused, and an error inside a used file is shown in that file with
-the `use` that brought it in.
+Paths are relative to the file that names them; the number of files, the depth and the
+text of the spec and its files all told are bounded, cycles are refused, and an error
+inside a used file is shown in that file with the `use` that brought it in.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ class UsedFiles:
         self.blocks: list[ir.BlockDef] = []
         self.origins: dict[str, tuple[Source, str]] = {}
         self.read: set[Path] = set()
+        self.text_bytes = 0  # of the spec and every file read so far: at most max_file_bytes
 
     def load(self, uses, by: Source, chain: list[Path]) -> None:
+        if not chain:  # the spec itself: its text counts toward the bound too
+            self.text_bytes += _size(by.text)
         base = Path(by.name).parent if by.name != "<string>" else Path.cwd()
         for use in uses:
             path = (base / use.path).resolve()
@@ -58,6 +61,15 @@ class UsedFiles:
             ) from None
         except CnnspecError as err:
             raise _in_used(err, source=None, context=context) from None
+        # Each file is bounded alone, and so are all of them together: 64 files of 1 MiB
+        # each would take hours to parse.
+        self.text_bytes += _size(source.text)
+        if self.text_bytes > self.limits.max_file_bytes:
+            raise LimitError(
+                f"the spec and the files it uses are larger than {self.limits.max_file_bytes} "
+                f"bytes in all, with '{use.path}'",
+                use.pos,
+            ).with_source(by)
         try:
             text = source.text
             plain = parse_cnn(text, self.limits) if fmt == "cnn" else parse_yaml(text, self.limits)
@@ -83,6 +95,10 @@ class UsedFiles:
         for block in doc.blocks:
             self.blocks.append(block)
             self.origins[block.name] = (source, context)
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _in_used(err: CnnspecError, source: Source | None, context: str) -> CnnspecError:
