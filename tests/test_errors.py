@@ -6,6 +6,7 @@ import pytest
 from conftest import error_of, net
 
 from cnnspec.errors import LimitError, ShapeError, SpecError, SpecSyntaxError
+from cnnspec.language.ir import _UNION_TAGS
 
 BRANCHES = "network T(input=1x28x28, classes=10):\n    s:\n        {kind}:\n{branches}"
 
@@ -470,3 +471,35 @@ def test_used_text_is_bounded_in_all_not_per_file(sizes, chained):
             assert "larger than 20000 bytes in all" in err.message
             assert err.pos[0] >= 1 and err.source is not None
         assert len(main) + sum(parsed) <= limits.max_file_bytes
+
+
+# --- an unknown key is named as written, whatever it is called ------------------------------
+
+# Names the IR also uses as the kinds of its nodes (`mul`, `call`, `repeat`...), which once
+# hid the key they spelled, and misspellings of the real options.
+KEY_NAMES = sorted({*_UNION_TAGS, "lrr", "epoch"})
+CNN_WORDS = {"if", "for", "not", "and", "or", "in", "as", "else", "true", "false", "none"}
+YAML_NET = "network:\n  name: T\n  input: 1x8x8\n  stages:\n    s: [relu]\n"
+
+
+@pytest.mark.parametrize("name", KEY_NAMES)
+def test_an_unknown_key_is_named_where_it_is_written(name):
+    from cnnspec.language import ir
+
+    cases = [(YAML_NET + f"train: {{lr: 0.1, {name}: 1}}\n", "yaml", "the train recipe", (6, 18))]
+    if name not in ir.BlockDef.model_fields:
+        block = f"blocks:\n  b:\n    params: []\n    body: [relu]\n    {name}: 1\n"
+        cases.append((block + YAML_NET, "yaml", "a block", (5, 5)))
+    if name not in ir.Network.model_fields:
+        cases.append((YAML_NET + f"  {name}: 1\n", "yaml", "the network", (6, 3)))
+    if name not in CNN_WORDS:
+        text = f"network T(input=1x8x8):\n    s: relu\ntrain(lr=0.1, {name}=1)\n"
+        cases.append((text, "cnn", "the train recipe", (3, 15)))
+    for text, format, where, pos in cases:
+        err = error_of(text, format)
+        assert err.message.startswith(f"unknown key '{name}' in {where}"), err.message
+        assert f"did you mean '{name}'" not in err.message
+        assert err.pos == pos, err.render()
+    hint = {"lrr": "lr", "epoch": "epochs"}.get(name)
+    if hint:
+        assert f"(did you mean '{hint}'?)" in error_of(cases[0][0], "yaml").message
