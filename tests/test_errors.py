@@ -503,3 +503,60 @@ def test_an_unknown_key_is_named_where_it_is_written(name):
     hint = {"lrr": "lr", "epoch": "epochs"}.get(name)
     if hint:
         assert f"(did you mean '{hint}'?)" in error_of(cases[0][0], "yaml").message
+
+
+# --- a hint fits the argument it is about -----------------------------------------------------
+
+
+def _numeric_fields():
+    """(op, field, whole numbers only) for every argument of every op that takes numbers."""
+    from typing import Annotated, get_args, get_origin
+
+    from cnnspec.analysis.ops import LAYERS
+
+    for op, model in sorted(LAYERS.items()):
+        for name, field in model.model_fields.items():
+            found, stack = set(), [field.annotation]
+            while stack:
+                kind = stack.pop()
+                if get_origin(kind) is Annotated:
+                    stack.append(get_args(kind)[0])
+                elif get_args(kind):
+                    stack.extend(get_args(kind))
+                elif isinstance(kind, type):
+                    found.add(kind)
+            if found & {int, float}:
+                yield op, name, float not in found
+
+
+def _example_call(op: str, **changed: str) -> str:
+    """The op's registry example with its arguments given by name, some of them changed."""
+    import cnnspec
+    from cnnspec.analysis.ops import LAYERS
+    from cnnspec.language.expressions import unparse
+
+    model = LAYERS[op]
+    call, shape = model.example
+    spec = cnnspec.load(f"network T(input={shape}):\n    s: {call}\n")
+    written = spec.ir.network.stages[0].body[0]
+    args = dict(zip(model.signature(), (unparse(a) for a in written.args)))
+    args |= {kw.name: unparse(kw.value) for kw in written.kwargs} | changed
+    written = ", ".join(f"{k}={v}" for k, v in args.items())
+    return f"network T(input={shape}):\n    s: {op}({written})\n"
+
+
+@pytest.mark.parametrize("op, name, whole", list(_numeric_fields()))
+def test_the_whole_number_hint_is_given_only_where_sizes_are_taken(op, name, whole):
+    """A fraction given to a size or a count is best made whole with int() or round(); a
+    rate or a probability out of its range (batchnorm(momentum=1.5)) is no such case."""
+    import cnnspec
+
+    errors = 0
+    for value in ("2.5", "-1.5", "(1, 2.5)"):
+        try:
+            cnnspec.load(_example_call(op, **{name: value}))
+        except cnnspec.CnnspecError as err:
+            errors += 1
+            hinted = "int(...) or round(...)" in err.message
+            assert hinted == (whole and f"argument '{name}'" in err.message), err.message
+    assert errors or not whole  # a fraction is never a size

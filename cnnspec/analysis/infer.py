@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from math import prod
+from typing import Annotated, get_args, get_origin
 
 from pydantic import ValidationError
 
@@ -546,12 +547,36 @@ def _argument_error(call: ir.Call, err: ValidationError, positions) -> CnnspecEr
     name = str(first["loc"][0]) if first["loc"] else ""
     got = describe(first["input"]) if not isinstance(first["input"], dict) else ""
     message = first["msg"][0].lower() + first["msg"][1:]
+    hint = _whole_hint(first["input"]) if _takes_whole_numbers(call.op, name) else ""
     return SpecError(
-        f"{call.op} argument '{name}': {message}, got {got}{_whole_hint(first['input'])}",
+        f"{call.op} argument '{name}': {message}, got {got}{hint}",
         positions.get(name, call.pos),
     )
 
 
+def _takes_whole_numbers(op: str, name: str) -> bool:
+    """Whether the argument holds whole numbers only (a size, a count), so that a fraction
+    given to it is best made whole; a rate or a probability takes fractions itself."""
+    field = LAYERS[op].model_fields.get(name)
+    if field is None:
+        return False
+    found: set[type] = set()
+    stack = [field.annotation]
+    while stack:
+        kind = stack.pop()
+        args = get_args(kind)
+        if get_origin(kind) is Annotated:
+            stack.append(args[0])
+        elif args:
+            stack.extend(args)
+        elif isinstance(kind, type):
+            found.add(kind)
+    return int in found and float not in found
+
+
 def _whole_hint(value) -> str:
     """Width rules give fractions (`c * 0.75`): say how a fraction becomes a size."""
-    return "; use int(...) or round(...) to make a whole number" if isinstance(value, float) else ""
+    fraction = isinstance(value, float) or (
+        isinstance(value, tuple) and any(isinstance(v, float) for v in value)
+    )
+    return "; use int(...) or round(...) to make a whole number" if fraction else ""
