@@ -18,6 +18,10 @@ from .errors import LimitError, Pos
 class Limits:
     max_file_bytes: int = 1 << 20  # 1 MiB of spec text
     max_nesting: int = 32  # brackets, indentation levels, and block-in-block calls
+    # Operators inside one another in one expression: `1 + 1 + ... + 1` of n terms is n - 1
+    # deep. The IR's validation follows nodes at most about 255 deep, and with every level of
+    # nesting around an expression, 100 leaves room.
+    max_expression_depth: int = 100
     max_repeat: int = 10_000  # one `* n`
     max_layers: int = 200_000  # layers after every block and repeat is expanded
     # Steps of expansion, whether or not they give a layer: each item walked, each turn of

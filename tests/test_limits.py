@@ -6,6 +6,8 @@ from contextlib import contextmanager
 
 import pytest
 from conftest import SPECS, error_of, net
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cnnspec
 from cnnspec.errors import LimitError
@@ -36,7 +38,51 @@ def test_deep_expression_is_refused():
 
 def test_long_operator_chain_is_refused_not_crashed():
     err = error_of(net("conv(" + " + ".join(["1"] * 20_000) + ", k=1)"))
-    assert isinstance(err, LimitError) and "nested too deeply" in err.message
+    assert isinstance(err, LimitError) and "expression nests more than 100" in err.message
+    assert err.pos == (3, 13)
+
+
+# Chains of each kind of operator, n long: sizes (`1 + 1 + ...`) and conditions
+# (`true and true ...`, `not not ... true`).
+SIZES = {
+    "sum": lambda n: " + ".join(["1"] * n),
+    "difference": lambda n: f"{n}" + " - 1" * (n - 1),
+    "product": lambda n: " * ".join(["1"] * n),
+    "negations": lambda n: "-" * (2 * (n // 2)) + "1",
+}
+CONDITIONS = {
+    "conjunction": lambda n: " and ".join(["true"] * n),
+    "comparisons": lambda n: " or ".join(["1 < 2"] * n),
+    "nots": lambda n: "not " * (2 * (n // 2)) + "true",
+}
+
+
+@given(st.sampled_from(sorted({**SIZES, **CONDITIONS})), st.integers(1, 400), st.booleans())
+@settings(max_examples=60, deadline=None, derandomize=True)
+def test_a_long_expression_loads_or_is_refused_where_it_starts(kind, n, as_yaml):
+    """Up to the bound an expression of any length checks; past it the error says what
+    is bounded and points where the expression starts, in either form, never at 1:1 nor
+    as a recursion."""
+    if kind in SIZES:
+        expr = SIZES[kind](n)
+        cnn, yaml = f"conv({expr}, k=1)", f'{{conv: "{expr}", k: 1}}'
+        starts = (3, 13), (5, 17)
+    else:
+        expr = CONDITIONS[kind](n)
+        cnn, yaml = f"relu if {expr}", f'{{if: "{expr}", body: [relu]}}'
+        starts = (3, 16), (5, 15)
+    head = "network:\n  name: T\n  input: 1x8x8\n  stages:\n"
+    text, start = (head + f"    s: [{yaml}]\n", starts[1]) if as_yaml else (net(cnn), starts[0])
+    format = "yaml" if as_yaml else "cnn"
+    try:
+        spec = cnnspec.load(text, format=format)
+    except cnnspec.CnnspecError as err:
+        assert isinstance(err, LimitError), err.render()
+        assert "expression nests more than 100 operations" in err.message
+        assert err.pos[0] == start[0] and err.pos[1] >= start[1], err.render()
+        assert n > 40  # well inside the bound, every expression loads
+    else:
+        assert spec.output_shape[0] >= 1
 
 
 def test_deep_indentation_is_refused():
@@ -229,11 +275,6 @@ def idle_spec(kinds: list[str], counts: list[int]) -> str:
         else:
             body = f"({body}) * {n}"
     return net(f"{body} relu", input="1x4x4", blocks=blocks)
-
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @given(st.lists(st.sampled_from(["cond", "repeat", "block", "for"]), min_size=1, max_size=5),
