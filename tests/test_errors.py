@@ -358,7 +358,7 @@ USE_CASES = {
         "unknown layer or block 'rleu' (did you mean 'relu'?) (used at ", "a.cnn", (2, 18)),
     "shape error inside a used block": (
         {"a.cnn": "block u(c):\n    conv(c, k=3) conv(c, k=9)\n"},
-        "(used at ", "a.cnn", (2, 18)),
+        "main.cnn:3:8, used at ", "a.cnn", (2, 18)),
     "network in a used file": (
         {"a.cnn": "network U(input=1x2x2):\n    s: relu\n"},
         "a used file holds blocks only", "a.cnn", (1, 9)),
@@ -560,3 +560,71 @@ def test_the_whole_number_hint_is_given_only_where_sizes_are_taken(op, name, who
             hinted = "int(...) or round(...)" in err.message
             assert hinted == (whole and f"argument '{name}'" in err.message), err.message
     assert errors or not whole  # a fraction is never a size
+
+
+# --- an error inside a block names the calls that led to it -----------------------------------
+
+
+@given(
+    depth=st.integers(1, 5),
+    calls=st.integers(1, 4),
+    bad=st.integers(0, 3),
+    pads=st.lists(st.integers(0, 3), min_size=6, max_size=6),
+    used=st.booleans(),
+)
+@settings(max_examples=30, deadline=None, derandomize=True)
+def test_an_error_in_a_block_names_each_call_that_led_to_it(depth, calls, bad, pads, used):
+    """Blocks calling blocks, the outermost called several times and one call wrong: the
+    error stays where it is raised and names every call on the way, innermost first, each
+    with its position (in the spec's own file, or qualified when the blocks are used from
+    another), on one line."""
+    import tempfile
+
+    import cnnspec
+
+    bad %= calls
+    lines = ["block b0(c, k):", "    conv(c, k=k)"]
+    chain = []  # (block, line, column) of each call, innermost first
+    for level in range(1, depth + 1):
+        prefix = "relu " * pads[level]
+        lines += [f"block b{level}(c, k):", f"    {prefix}b{level - 1}(c, k)"]
+        chain.append((f"b{level - 1}", len(lines), 5 + len(prefix)))
+    top = [f"b{depth}(4, {9 if i == bad else 1})" for i in range(calls)]
+    stage = "    s: " + "relu " * pads[0] + " ".join(top)
+    column = len(stage) - len(" ".join(top[bad:])) + 1
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        if used:
+            (root / "blocks.cnn").write_text("\n".join(lines) + "\n")
+            main = ['use "blocks.cnn"', "network T(input=1x8x8):", stage]
+            chain.append((f"b{depth}", 3, column))
+        else:
+            main = [*lines, "network T(input=1x8x8):", stage]
+            chain.append((f"b{depth}", len(lines) + 2, column))
+        (root / "net.cnn").write_text("\n".join(main) + "\n")
+        with pytest.raises(cnnspec.CnnspecError) as info:
+            cnnspec.load(root / "net.cnn")
+        err = info.value
+        spec = str(root / "net.cnn")
+        places = []
+        for block, line, col in chain:
+            in_spec = used and block == f"b{depth}"
+            places.append(f"in {block} called at {spec + ':' if in_spec else ''}{line}:{col}")
+        expected = ", ".join(places) + (f", used at {spec}:1:5" if used else "")
+        assert err.message.endswith(f"({expected})"), err.message
+        assert err.pos == (2, 5) and err.source.name.endswith("blocks.cnn" if used else "net.cnn")
+        assert "\n" not in err.headline()
+
+
+def test_an_error_in_a_builtin_block_names_its_call_and_the_calls_around_it():
+    import cnnspec
+
+    blocks = "block pair(c):\n    relu vgg_block(1, c)\n"
+    text = net("pair(4) pair(4) pair(4)", input="1x2x2", blocks=blocks)
+    with pytest.raises(cnnspec.CnnspecError) as info:
+        cnnspec.load(text)
+    err = info.value
+    assert err.pos == (2, 10)  # the call of the built-in block: prelude.cnn is not the user's
+    assert err.message.endswith(
+        "(at prelude.cnn:7:5 in vgg_block called at 2:10, in pair called at 5:16)"
+    )

@@ -15,9 +15,10 @@ from typing import Annotated, get_args, get_origin
 
 from pydantic import ValidationError
 
-from ..errors import CnnspecError, LimitError, Pos, ShapeError, SpecError, did_you_mean
+from ..errors import CnnspecError, LimitError, Pos, ShapeError, Source, SpecError, did_you_mean
 from ..language import ir
 from ..language.expressions import OpRef, Value, counting, describe, evaluate, truth
+from ..language.parse_cnn import parse_prelude
 from ..limits import DEFAULT, Limits, Steps
 from .binding import match_arguments
 from .combinators import RULES, combine
@@ -40,10 +41,13 @@ class _Tensor:
         return f"{self.made_by} at {self.pos[0]}:{self.pos[1]}" if self.pos[0] else self.made_by
 
 
-def infer(doc: ir.Document, limits: Limits = DEFAULT) -> Graph:
+def infer(doc: ir.Document, limits: Limits = DEFAULT, name: str | None = None) -> Graph:
+    """The typed graph of `doc`; `name` is what errors call the spec's own file when they
+    name it beside another (an error in a used file, inside a block called from the spec)."""
     blocks = resolve(doc)
     inference = _Inference(blocks, limits)
     inference.origins = doc.origins
+    inference.spec_name = name or "the spec"
     with counting(inference.steps):
         return inference.network(doc)
 
@@ -60,6 +64,10 @@ class _Inference:
         self.block_stack: list[str] = []
         self.decisions: list[str] = []  # the conditions decided in the body being walked
         self.origins: Mapping[str, tuple] = {}  # blocks of used files: (Source, context)
+        # The file of the body being walked: None for the spec itself, else a used file's
+        # Source or prelude.cnn's; positions in that body are in that file.
+        self.body_file: Source | None = None
+        self.spec_name = "the spec"
         # The user's call of the built-in block being walked: positions inside it are
         # prelude.cnn's, so messages point at the call instead.
         self.call_site: tuple[str, Pos] | None = None
@@ -457,6 +465,12 @@ class _Inference:
         outer_site = self.call_site
         if builtin and outer_site is None:
             self.call_site = (call.op, call.pos)
+        caller_file = self.body_file
+        origin = self.origins.get(call.op)
+        if builtin:
+            self.body_file = parse_prelude()[1]
+        elif origin is not None:
+            self.body_file = origin[0]
         try:
             outer = {"classes": env["classes"], **_input_names(flow.shape)}
             for param in block.params:  # defaults are evaluated in the block's own scope
@@ -471,21 +485,47 @@ class _Inference:
             else:
                 node, _ = self.sequence(block.body, flow, inner, call.op, call.pos)
         except CnnspecError as err:
-            if builtin and err.source is None:
-                raise _at_call_site(err, call) from None
-            origin = self.origins.get(call.op)
-            if origin is not None and err.source is None:  # inside a block of a used file
-                source, context = origin
-                err.message = f"{err.message} ({context})"
-                raise err.with_source(source) from None
-            raise
+            raise self._in_call(err, call, builtin, caller_file) from None
         finally:
             self.block_stack.pop()
             self.call_site = outer_site
+            self.body_file = caller_file
         if node.is_layer:
             return node  # a one-layer block reads best as its layer
         args = tuple((p.name, values[p.name]) for p in block.params)
         return replace(node, label=call.op, pos=call.pos, block=call.op, args=args, given=given)
+
+    def _in_call(
+        self, err: CnnspecError, call: ir.Call, builtin: bool, caller: Source | None
+    ) -> CnnspecError:
+        """An error raised inside the block `call` calls, on its way out: it names the call
+        and where it is, so that of several calls of a block the one at fault is known.
+
+        An error inside a built-in block moves to the call (prelude.cnn is no file of the
+        user's) and names its place in prelude.cnn; one inside a block of a used file is
+        shown in that file, naming the `use` that brought it in."""
+        own, calls, context = getattr(err, "_in_calls", (err.message, [], ""))
+        inside = ""
+        if err.source is None and builtin:
+            inside = f"at {_prelude_place(err.pos)} "
+            err = type(err)(own, call.pos)
+        elif err.source is None and call.op in self.origins:
+            source, context = self.origins[call.op]
+            err.with_source(source)
+        shown = err.source if err.source is not None else caller
+        calls.append(f"{inside}in {call.op} called at {self._place(call.pos, caller, shown)}")
+        err._in_calls = (own, calls, context)  # the message as raised, the calls so far
+        err.message = f"{own} ({', '.join(calls)}{', ' + context if context else ''})"
+        err.args = (err.message,)
+        return err
+
+    def _place(self, pos: Pos, file: Source | None, shown: Source | None) -> str:
+        """`line:col` of a position in `file`, with the file's name when the error is
+        shown in another."""
+        line, col = pos
+        if file is shown or (file is not None and shown is not None and file.name == shown.name):
+            return f"{line}:{col}"
+        return f"{file.name if file is not None else self.spec_name}:{line}:{col}"
 
     # --- arguments ----------------------------------------------------------------------
     def bind(self, call: ir.Call, names: list[str], required, scope) -> tuple[dict, dict]:
@@ -534,12 +574,11 @@ def _word(call: ir.Call, name: str, expr: ir.Node, words: tuple[str, ...], scope
     )
 
 
-def _at_call_site(err: CnnspecError, call: ir.Call) -> CnnspecError:
-    """An error inside a built-in block, moved to the user's call: its own position is in
-    prelude.cnn, which the user's file name and caret would misplace."""
-    line, col = err.pos
-    inside = f"prelude.cnn:{line}:{col}" if line else "prelude.cnn"
-    return type(err)(f"{err.message} (in {call.op}, {inside})", call.pos)
+def _prelude_place(pos: Pos) -> str:
+    """Where in prelude.cnn an error of a built-in block is: its own position there, which
+    the user's file name and caret would misplace."""
+    line, col = pos
+    return f"prelude.cnn:{line}:{col}" if line else "prelude.cnn"
 
 
 def _argument_error(call: ir.Call, err: ValidationError, positions) -> CnnspecError:
