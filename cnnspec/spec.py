@@ -143,7 +143,7 @@ class Spec:
         for name, value in values.items():
             doc = override(doc, name, _written(value))
         try:
-            return Spec(self.source, doc, infer(doc))
+            return Spec(self.source, doc, infer(doc, name=self.source.name))
         except CnnspecError as err:
             raise err.with_source(self.source) from None
 
@@ -151,7 +151,7 @@ class Spec:
         network = self.ir.network.model_copy(update=changes)
         doc = self.ir.model_copy(update={"network": network})
         try:
-            return Spec(self.source, doc, infer(doc))
+            return Spec(self.source, doc, infer(doc, name=self.source.name))
         except CnnspecError as err:
             raise err.with_source(self.source) from None
 
@@ -233,7 +233,7 @@ def load(
     for name, text in (overrides or {}).items():
         doc = override(doc, name, text)
     try:
-        return Spec(src, doc, infer(doc, limits))
+        return Spec(src, doc, infer(doc, limits, src.name))
     except CnnspecError as err:
         raise err.with_source(src) from None
 

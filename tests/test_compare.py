@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from dataclasses import replace
 
@@ -115,3 +117,49 @@ def test_set_with_several_values_sweeps_them(tmp_path, capsys):
 def test_every_variant_spec_checks(capsys):
     variants = sorted((spec_path("lenet").parent / "variants").glob("*.cnn"))
     assert variants and main(["compare", *map(str, variants)]) == 0
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+LENET = cnnspec.load(spec_path("lenet"))
+
+
+@given(st.lists(st.integers(1, 100), min_size=1, max_size=3), st.integers(1, 3))
+@settings(max_examples=25, deadline=None, derandomize=True)
+def test_variants_are_counted_before_any_is_made(counts, n_specs):
+    """However many values each --set lists, compare makes every variant when they are at
+    most MAX_VARIANTS, and otherwise none: a usage error of one line, found before the
+    combinations are built (1000 values of three names were 10^9 of them)."""
+    from cnnspec import cli
+
+    made = []
+
+    def load(path, args, sets=None):
+        made.append(sets)
+        assert len(made) <= cli.MAX_VARIANTS, "more variants made than the bound"
+        return LENET
+
+    sets = [f"p{i}=" + ",".join(str(v) for v in range(n)) for i, n in enumerate(counts)]
+    argv = ["compare", *[str(spec_path("lenet"))] * n_specs]
+    for assignment in sets:
+        argv += ["--set", assignment]
+    total = n_specs
+    for n in counts:
+        total *= n
+    err = io.StringIO()
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        contextlib.redirect_stderr(err),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        patch.setattr(cli, "_load", load)
+        code = main(argv)
+    if total <= cli.MAX_VARIANTS:
+        assert code == 0 and len(made) == total
+    else:
+        assert code == 2 and not made
+        message = err.getvalue()
+        assert message.count("\n") == 1 and f" is {total:,} variants" in message
+

@@ -1,11 +1,13 @@
 """Every error path: one clear message at the right line and column, with a caret."""
 
 import os
+from pathlib import Path
 
 import pytest
 from conftest import error_of, net
 
 from cnnspec.errors import LimitError, ShapeError, SpecError, SpecSyntaxError
+from cnnspec.language.ir import _UNION_TAGS
 
 BRANCHES = "network T(input=1x28x28, classes=10):\n    s:\n        {kind}:\n{branches}"
 
@@ -357,7 +359,7 @@ USE_CASES = {
         "unknown layer or block 'rleu' (did you mean 'relu'?) (used at ", "a.cnn", (2, 18)),
     "shape error inside a used block": (
         {"a.cnn": "block u(c):\n    conv(c, k=3) conv(c, k=9)\n"},
-        "(used at ", "a.cnn", (2, 18)),
+        "main.cnn:3:8, used at ", "a.cnn", (2, 18)),
     "network in a used file": (
         {"a.cnn": "network U(input=1x2x2):\n    s: relu\n"},
         "a used file holds blocks only", "a.cnn", (1, 9)),
@@ -546,3 +548,207 @@ def test_a_regular_file_that_waits_for_data_is_not_waited_for():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)  # fmt: skip
     assert "a file that waits for data to read" in done.stderr.splitlines()[-1]
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.lists(st.integers(0, 6_000), min_size=1, max_size=40), st.booleans())
+@settings(max_examples=25, deadline=None, derandomize=True)
+def test_used_text_is_bounded_in_all_not_per_file(sizes, chained):
+    """The spec and the files it uses hold at most max_file_bytes of text together: no more
+    is ever parsed, whatever their number, sizes and nesting (64 files of 1 MiB each took
+    hours), and a set within the bound loads."""
+    import tempfile
+
+    import cnnspec
+    from cnnspec.analysis import uses
+
+    limits = cnnspec.Limits(max_file_bytes=20_000, max_use_depth=64)
+    parsed = []
+    parse_cnn = uses.parse_cnn
+
+    def counting(text, limits):
+        parsed.append(len(text.encode()))
+        return parse_cnn(text, limits)
+
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(uses, "parse_cnn", counting)
+        root = Path(folder)
+        texts = []
+        for i, size in enumerate(sizes):
+            nxt = f'use "f{i + 1}.cnn"\n' if chained and i + 1 < len(sizes) else ""
+            head = f"{nxt}block b{i}():\n    relu\n"
+            texts.append(head + "#" * max(size - len(head) - 1, 0) + "\n")
+            (root / f"f{i}.cnn").write_text(texts[-1])
+        named = ["f0"] if chained else [f"f{i}" for i in range(len(sizes))]
+        main = "".join(f'use "{n}.cnn"\n' for n in named) + net("b0")
+        (root / "main.cnn").write_text(main)
+        total = len(main) + sum(len(t) for t in texts)
+        try:
+            cnnspec.load(root / "main.cnn", limits=limits)
+            assert total <= limits.max_file_bytes
+        except LimitError as err:
+            assert total > limits.max_file_bytes
+            assert "hold more than 20,000 bytes of text together" in err.message
+            assert err.pos[0] >= 1 and err.source is not None
+        assert len(main) + sum(parsed) <= limits.max_file_bytes
+
+
+# --- an unknown key is named as written, whatever it is called ------------------------------
+
+# Names the IR also uses as the kinds of its nodes (`mul`, `call`, `repeat`...), which once
+# hid the key they spelled, and misspellings of the real options.
+KEY_NAMES = sorted({*_UNION_TAGS, "lrr", "epoch"})
+CNN_WORDS = {"if", "for", "not", "and", "or", "in", "as", "else", "true", "false", "none"}
+YAML_NET = "network:\n  name: T\n  input: 1x8x8\n  stages:\n    s: [relu]\n"
+
+
+@pytest.mark.parametrize("name", KEY_NAMES)
+def test_an_unknown_key_is_named_where_it_is_written(name):
+    from cnnspec.language import ir
+
+    cases = [(YAML_NET + f"train: {{lr: 0.1, {name}: 1}}\n", "yaml", "the train recipe", (6, 18))]
+    if name not in ir.BlockDef.model_fields:
+        block = f"blocks:\n  b:\n    params: []\n    body: [relu]\n    {name}: 1\n"
+        cases.append((block + YAML_NET, "yaml", "a block", (5, 5)))
+    if name not in ir.Network.model_fields:
+        cases.append((YAML_NET + f"  {name}: 1\n", "yaml", "the network", (6, 3)))
+    if name not in CNN_WORDS:
+        text = f"network T(input=1x8x8):\n    s: relu\ntrain(lr=0.1, {name}=1)\n"
+        cases.append((text, "cnn", "the train recipe", (3, 15)))
+    for text, format, where, pos in cases:
+        err = error_of(text, format)
+        assert err.message.startswith(f"unknown key '{name}' in {where}"), err.message
+        assert f"did you mean '{name}'" not in err.message
+        assert err.pos == pos, err.render()
+    hint = {"lrr": "lr", "epoch": "epochs"}.get(name)
+    if hint:
+        assert f"(did you mean '{hint}'?)" in error_of(cases[0][0], "yaml").message
+
+
+# --- a hint fits the argument it is about -----------------------------------------------------
+
+
+def _numeric_fields():
+    """(op, field, whole numbers only) for every argument of every op that takes numbers."""
+    from typing import Annotated, get_args, get_origin
+
+    from cnnspec.analysis.ops import LAYERS
+
+    for op, model in sorted(LAYERS.items()):
+        for name, field in model.model_fields.items():
+            found, stack = set(), [field.annotation]
+            while stack:
+                kind = stack.pop()
+                if get_origin(kind) is Annotated:
+                    stack.append(get_args(kind)[0])
+                elif get_args(kind):
+                    stack.extend(get_args(kind))
+                elif isinstance(kind, type):
+                    found.add(kind)
+            if found & {int, float}:
+                yield op, name, float not in found
+
+
+def _example_call(op: str, **changed: str) -> str:
+    """The op's registry example with its arguments given by name, some of them changed."""
+    import cnnspec
+    from cnnspec.analysis.ops import LAYERS
+    from cnnspec.language.expressions import unparse
+
+    model = LAYERS[op]
+    call, shape = model.example
+    spec = cnnspec.load(f"network T(input={shape}):\n    s: {call}\n")
+    written = spec.ir.network.stages[0].body[0]
+    args = dict(zip(model.signature(), (unparse(a) for a in written.args)))
+    args |= {kw.name: unparse(kw.value) for kw in written.kwargs} | changed
+    written = ", ".join(f"{k}={v}" for k, v in args.items())
+    return f"network T(input={shape}):\n    s: {op}({written})\n"
+
+
+@pytest.mark.parametrize("op, name, whole", list(_numeric_fields()))
+def test_the_whole_number_hint_is_given_only_where_sizes_are_taken(op, name, whole):
+    """A fraction given to a size or a count is best made whole with int() or round(); a
+    rate or a probability out of its range (batchnorm(momentum=1.5)) is no such case."""
+    import cnnspec
+
+    errors = 0
+    for value in ("2.5", "-1.5", "(1, 2.5)"):
+        try:
+            cnnspec.load(_example_call(op, **{name: value}))
+        except cnnspec.CnnspecError as err:
+            errors += 1
+            hinted = "int(...) or round(...)" in err.message
+            assert hinted == (whole and f"argument '{name}'" in err.message), err.message
+    assert errors or not whole  # a fraction is never a size
+
+
+# --- an error inside a block names the calls that led to it -----------------------------------
+
+
+@given(
+    depth=st.integers(1, 5),
+    calls=st.integers(1, 4),
+    bad=st.integers(0, 3),
+    pads=st.lists(st.integers(0, 3), min_size=6, max_size=6),
+    used=st.booleans(),
+)
+@settings(max_examples=30, deadline=None, derandomize=True)
+def test_an_error_in_a_block_names_each_call_that_led_to_it(depth, calls, bad, pads, used):
+    """Blocks calling blocks, the outermost called several times and one call wrong: the
+    error stays where it is raised and names every call on the way, innermost first, each
+    with its position (in the spec's own file, or qualified when the blocks are used from
+    another), on one line."""
+    import tempfile
+
+    import cnnspec
+
+    bad %= calls
+    lines = ["block b0(c, k):", "    conv(c, k=k)"]
+    chain = []  # (block, line, column) of each call, innermost first
+    for level in range(1, depth + 1):
+        prefix = "relu " * pads[level]
+        lines += [f"block b{level}(c, k):", f"    {prefix}b{level - 1}(c, k)"]
+        chain.append((f"b{level - 1}", len(lines), 5 + len(prefix)))
+    top = [f"b{depth}(4, {9 if i == bad else 1})" for i in range(calls)]
+    stage = "    s: " + "relu " * pads[0] + " ".join(top)
+    column = len(stage) - len(" ".join(top[bad:])) + 1
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        if used:
+            (root / "blocks.cnn").write_text("\n".join(lines) + "\n")
+            main = ['use "blocks.cnn"', "network T(input=1x8x8):", stage]
+            chain.append((f"b{depth}", 3, column))
+        else:
+            main = [*lines, "network T(input=1x8x8):", stage]
+            chain.append((f"b{depth}", len(lines) + 2, column))
+        (root / "net.cnn").write_text("\n".join(main) + "\n")
+        with pytest.raises(cnnspec.CnnspecError) as info:
+            cnnspec.load(root / "net.cnn")
+        err = info.value
+        spec = str(root / "net.cnn")
+        places = []
+        for block, line, col in chain:
+            in_spec = used and block == f"b{depth}"
+            places.append(f"in {block} called at {spec + ':' if in_spec else ''}{line}:{col}")
+        expected = ", ".join(places) + (f", used at {spec}:1:5" if used else "")
+        assert err.message.endswith(f"({expected})"), err.message
+        assert err.pos == (2, 5) and err.source.name.endswith("blocks.cnn" if used else "net.cnn")
+        assert "\n" not in err.headline()
+
+
+def test_an_error_in_a_builtin_block_names_its_call_and_the_calls_around_it():
+    import cnnspec
+
+    blocks = "block pair(c):\n    relu vgg_block(1, c)\n"
+    text = net("pair(4) pair(4) pair(4)", input="1x2x2", blocks=blocks)
+    with pytest.raises(cnnspec.CnnspecError) as info:
+        cnnspec.load(text)
+    err = info.value
+    assert err.pos == (2, 10)  # the call of the built-in block: prelude.cnn is not the user's
+    assert err.message.endswith(
+        "(at prelude.cnn:7:5 in vgg_block called at 2:10, in pair called at 5:16)"
+    )

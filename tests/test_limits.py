@@ -1,9 +1,13 @@
 """Hostile input cannot exhaust the machine: every bound is checked before the work."""
 
+import signal
 import time
+from contextlib import contextmanager
 
 import pytest
-from conftest import error_of, net
+from conftest import SPECS, error_of, net
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cnnspec
 from cnnspec.errors import CnnspecError, LimitError
@@ -34,7 +38,51 @@ def test_deep_expression_is_refused():
 
 def test_long_operator_chain_is_refused_not_crashed():
     err = error_of(net("conv(" + " + ".join(["1"] * 20_000) + ", k=1)"))
-    assert isinstance(err, LimitError) and "nested too deeply" in err.message
+    assert isinstance(err, LimitError) and "expression nests more than 100" in err.message
+    assert err.pos == (3, 13)
+
+
+# Chains of each kind of operator, n long: sizes (`1 + 1 + ...`) and conditions
+# (`true and true ...`, `not not ... true`).
+SIZES = {
+    "sum": lambda n: " + ".join(["1"] * n),
+    "difference": lambda n: f"{n}" + " - 1" * (n - 1),
+    "product": lambda n: " * ".join(["1"] * n),
+    "negations": lambda n: "-" * (2 * (n // 2)) + "1",
+}
+CONDITIONS = {
+    "conjunction": lambda n: " and ".join(["true"] * n),
+    "comparisons": lambda n: " or ".join(["1 < 2"] * n),
+    "nots": lambda n: "not " * (2 * (n // 2)) + "true",
+}
+
+
+@given(st.sampled_from(sorted({**SIZES, **CONDITIONS})), st.integers(1, 400), st.booleans())
+@settings(max_examples=60, deadline=None, derandomize=True)
+def test_a_long_expression_loads_or_is_refused_where_it_starts(kind, n, as_yaml):
+    """Up to the bound an expression of any length checks; past it the error says what
+    is bounded and points where the expression starts, in either form, never at 1:1 nor
+    as a recursion."""
+    if kind in SIZES:
+        expr = SIZES[kind](n)
+        cnn, yaml = f"conv({expr}, k=1)", f'{{conv: "{expr}", k: 1}}'
+        starts = (3, 13), (5, 17)
+    else:
+        expr = CONDITIONS[kind](n)
+        cnn, yaml = f"relu if {expr}", f'{{if: "{expr}", body: [relu]}}'
+        starts = (3, 16), (5, 15)
+    head = "network:\n  name: T\n  input: 1x8x8\n  stages:\n"
+    text, start = (head + f"    s: [{yaml}]\n", starts[1]) if as_yaml else (net(cnn), starts[0])
+    format = "yaml" if as_yaml else "cnn"
+    try:
+        spec = cnnspec.load(text, format=format)
+    except cnnspec.CnnspecError as err:
+        assert isinstance(err, LimitError), err.render()
+        assert "expression nests more than 100 operations" in err.message
+        assert err.pos[0] == start[0] and err.pos[1] >= start[1], err.render()
+        assert n > 40  # well inside the bound, every expression loads
+    else:
+        assert spec.output_shape[0] >= 1
 
 
 def test_deep_indentation_is_refused():
@@ -210,3 +258,131 @@ def test_a_huge_argument_is_refused_at_its_place_or_builds(call, input):
         assert err.pos[0] == 2 and "\n" not in err.message, err.message
         return
     check_forward(spec)
+
+
+# --- work that gives no layer is still work ---------------------------------------------------
+
+SMALL_WORK = cnnspec.Limits(max_steps=3_000)
+
+
+@contextmanager
+def deadline(seconds: int):
+    """Fail, rather than hang, when the work is not bounded."""
+
+    def expired(signum, frame):
+        raise AssertionError(f"still expanding after {seconds} s: the work is not bounded")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def counted_items(most: int):
+    """Every item the expansion walks, counted: each is a step, so at most `most`."""
+    from cnnspec.analysis.infer import _Inference
+
+    walked = [0]
+    item = _Inference.item
+
+    def counting(self, *args, **kwargs):
+        walked[0] += 1
+        if walked[0] > most:
+            raise AssertionError(f"walked {walked[0]} items with a bound of {most} steps")
+        return item(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_Inference, "item", counting)
+        yield walked
+
+
+def idle_spec(kinds: list[str], counts: list[int]) -> str:
+    """A network whose stage repeats, calls and decides much and gives one layer: each
+    level wraps the one inside it in a repeat, a block called in a repeat, a for over a
+    table, or a condition that holds."""
+    body, blocks = "relu if false", ""
+    for level, (kind, n) in enumerate(zip(kinds, counts)):
+        if kind == "cond":
+            body = f"({body}) if true"
+        elif kind == "block":
+            blocks += f"block idle{level}(c):\n    {body}\n"
+            body = f"idle{level}({level}) * {n}"
+        elif kind == "for":
+            rows = ", ".join(str(k) for k in range(min(n, 300)))
+            blocks += f"block idle{level}(c):\n    for r in [{rows}]:\n        {body}\n"
+            body = f"idle{level}({level})"
+        else:
+            body = f"({body}) * {n}"
+    return net(f"{body} relu", input="1x4x4", blocks=blocks)
+
+
+@given(st.lists(st.sampled_from(["cond", "repeat", "block", "for"]), min_size=1, max_size=5),
+       st.lists(st.integers(0, 10_000), min_size=5, max_size=5))  # fmt: skip
+@settings(max_examples=30, deadline=None, derandomize=True)
+def test_expansion_work_is_bounded_whether_or_not_it_gives_layers(kinds, counts):
+    """Repeats of conditions that fail, blocks that give nothing called in repeats, for
+    loops over tables: each stops at the bound on steps, at a place in the spec, within
+    seconds, having walked no more items than the bound."""
+    with deadline(20), counted_items(SMALL_WORK.max_steps + 1):
+        try:
+            cnnspec.load(idle_spec(kinds, counts), limits=SMALL_WORK)
+        except LimitError as err:
+            assert "steps to expand" in err.message and err.pos[0] > 0
+
+
+def test_the_examples_of_unbounded_work_stop_with_a_positioned_error():
+    texts = [
+        net("(((relu if false) * 10000) * 10000) * 10000"),
+        "block nothing():\n    relu if false\nblock many():\n    nothing * 10000\n"
+        + net("many * 10000"),
+    ]
+    for text in texts:
+        with deadline(20), counted_items(SMALL_WORK.max_steps + 1):
+            err = error_of_with(text, SMALL_WORK)
+        assert isinstance(err, LimitError) and "more than 3,000 steps" in err.message
+        assert err.pos[0] > 0
+
+
+def test_repeats_of_empty_yaml_bodies_count_their_turns():
+    empty = "{repeat: 10000, body: []}"
+    for _ in range(2):
+        empty = f"{{repeat: 10000, body: [{empty}]}}"
+    text = f"network:\n  name: T\n  input: 1x8x8\n  stages:\n    s: [relu, {empty}]\n"
+    with deadline(20):
+        err = error_of_with(text, SMALL_WORK, format="yaml")
+    assert isinstance(err, LimitError) and err.pos == (5, 62)
+
+
+def test_memory_of_idle_work_stays_bounded():
+    """Ten times the steps of the tests above: the expansion holds a few MB, not a node per
+    call of a block that gives nothing (10^8 calls ended in a MemoryError)."""
+    import tracemalloc
+
+    text = "block nothing():\n    relu if false\n" + net("(nothing * 10000) * 10000")
+    tracemalloc.start()
+    try:
+        with deadline(30):
+            err = error_of_with(text, cnnspec.Limits(max_steps=30_000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(err, LimitError)
+    assert peak < 64 << 20
+
+
+def test_the_default_step_bound_admits_every_shipped_spec():
+    """The bound is far above what real networks take: every spec under specs/ expands in
+    under a tenth of it."""
+    tenth = cnnspec.Limits(max_steps=DEFAULT.max_steps // 10, max_activations=1 << 40)
+    for path in sorted(SPECS.rglob("*.cnn")):
+        cnnspec.load(path, limits=tenth)
+
+
+def error_of_with(text: str, limits, format: str = "cnn"):
+    with pytest.raises(cnnspec.CnnspecError) as info:
+        cnnspec.load(text, format=format, limits=limits)
+    return info.value

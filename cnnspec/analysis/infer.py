@@ -12,19 +12,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from math import prod
+from typing import Annotated, get_args, get_origin
 
 from pydantic import ValidationError
 
-from ..errors import CnnspecError, LimitError, Pos, ShapeError, SpecError, did_you_mean
+from ..errors import CnnspecError, LimitError, Pos, ShapeError, Source, SpecError, did_you_mean
 from ..language import ir
-from ..language.expressions import OpRef, Value, describe, evaluate, truth
-from ..language.parse_cnn import PRELUDE
-from ..limits import DEFAULT, Limits
+from ..language.expressions import OpRef, Value, counting, describe, evaluate, truth
+from ..language.parse_cnn import PRELUDE, parse_prelude
+from ..limits import DEFAULT, Limits, Steps
 from .binding import match_arguments
 from .combinators import RULES, combine
 from .graph import Flow, Graph, Node, Output, Shape, describe_output, group, stage_readers
 from .ops import LAYERS, Layer, fmt
 from .resolve import INPUT_NAMES, OP_VALUES, SHAPE_NAMES, builtin_blocks, names_in, resolve
+
+BLOCK_STEPS = 10  # the steps a block call or a combinator counts (see `Limits.max_steps`)
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,15 @@ class _Tensor:
         return f"{self.made_by} at {self.pos[0]}:{self.pos[1]}" if self.pos[0] else self.made_by
 
 
-def infer(doc: ir.Document, limits: Limits = DEFAULT) -> Graph:
+def infer(doc: ir.Document, limits: Limits = DEFAULT, name: str | None = None) -> Graph:
+    """The typed graph of `doc`; `name` is what errors call the spec's own file when they
+    name it beside another (an error in a used file, inside a block called from the spec)."""
     blocks = resolve(doc)
     inference = _Inference(blocks, limits)
     inference.origins = doc.origins
-    return inference.network(doc)
+    inference.spec_name = name or "the spec"
+    with counting(inference.steps):
+        return inference.network(doc)
 
 
 class _Inference:
@@ -51,12 +58,17 @@ class _Inference:
         self.blocks = blocks
         self.limits = limits
         self.layer_count = 0
+        self.steps = Steps(limits.max_steps)  # all the work, whether it gives layers or not
         self.param_count = 0
         self.mac_count = 0
         self.activation_count = 0
         self.block_stack: list[str] = []
         self.decisions: list[str] = []  # the conditions decided in the body being walked
         self.origins: Mapping[str, tuple] = {}  # blocks of used files: (Source, context)
+        # The file of the body being walked: None for the spec itself, else a used file's
+        # Source or prelude.cnn's; positions in that body are in that file.
+        self.body_file: Source | None = None
+        self.spec_name = "the spec"
         # The user's call of the built-in block being walked: positions inside it are
         # prelude.cnn's, so messages point at the call instead.
         self.call_site: tuple[str, Pos] | None = None
@@ -257,14 +269,17 @@ class _Inference:
 
     def item(self, item, flow: Flow, env, out: list[Node]) -> Flow:
         """Append the node(s) `item` expands to onto `out`; return the flow after them."""
+        self.steps.spend(item.pos)
         if isinstance(item, ir.Repeat):
             for k in range(self.repeat_count(item, env)):
+                self.steps.spend(item.pos, 1 + len(env) // 64)  # a turn, and its scope
                 scope = {**env, item.index: k} if item.index is not None else env
                 for inner in item.body:
                     flow = self.item(inner, flow, scope, out)
             return flow
         if isinstance(item, ir.For):
             for row in self.table_rows(item, env):
+                self.steps.spend(item.pos, 1 + len(env) // 64)
                 scope = {**env, **row}
                 for inner in item.body:
                     flow = self.item(inner, flow, scope, out)
@@ -295,6 +310,9 @@ class _Inference:
         if isinstance(item, ir.Call) and item.op in LAYERS:
             node = self.layer(item, flow, env)
         else:
+            # A block call or a combinator makes a node and scopes whatever it gives: it
+            # costs about as much as ten items, and counts so.
+            self.steps.spend(item.pos, BLOCK_STEPS)
             self.nested += 1
             try:
                 if isinstance(item, ir.Combinator):
@@ -472,11 +490,12 @@ class _Inference:
         outer_site, outer_file = self.call_site, self.file
         if builtin and outer_site is None:
             self.call_site = (call.op, call.pos)
+        caller_file = self.body_file
         origin = self.origins.get(call.op)
         if builtin:
-            self.file = PRELUDE
+            self.file, self.body_file = PRELUDE, parse_prelude()[1]
         elif origin is not None:
-            self.file = origin[0].name
+            self.file, self.body_file = origin[0].name, origin[0]
         try:
             outer = {"classes": env["classes"], **_input_names(flow.shape)}
             for param in block.params:  # defaults are evaluated in the block's own scope
@@ -491,17 +510,11 @@ class _Inference:
             else:
                 node, _ = self.sequence(block.body, flow, inner, call.op, call.pos)
         except CnnspecError as err:
-            if builtin and err.source is None:
-                raise _at_call_site(err, call) from None
             err.via.append((outer_file, call.pos))
-            if origin is not None and err.source is None:  # inside a block of a used file
-                source, context = origin
-                err.message = f"{err.message} ({context})"
-                raise err.with_source(source) from None
-            raise
+            raise self._in_call(err, call, builtin, caller_file) from None
         finally:
             self.block_stack.pop()
-            self.call_site, self.file = outer_site, outer_file
+            self.call_site, self.file, self.body_file = outer_site, outer_file, caller_file
         if node.is_layer:  # a one-layer block reads best as its layer
             return replace(node, called_at=(outer_file, call.pos))
         args = tuple((p.name, values[p.name]) for p in block.params)
@@ -515,6 +528,40 @@ class _Inference:
             file=outer_file,
         )
 
+    def _in_call(
+        self, err: CnnspecError, call: ir.Call, builtin: bool, caller: Source | None
+    ) -> CnnspecError:
+        """An error raised inside the block `call` calls, on its way out: it names the call
+        and where it is, so that of several calls of a block the one at fault is known.
+
+        An error inside a built-in block moves to the call (prelude.cnn is no file of the
+        user's) and names its place in prelude.cnn; one inside a block of a used file is
+        shown in that file, naming the `use` that brought it in."""
+        own, calls, context = getattr(err, "_in_calls", (err.message, [], ""))
+        inside = ""
+        if err.source is None and builtin:
+            inside = f"at {_prelude_place(err.pos)} "
+            moved = type(err)(own, call.pos)
+            moved.via, moved.more = err.via, err.more
+            err = moved
+        elif err.source is None and call.op in self.origins:
+            source, context = self.origins[call.op]
+            err.with_source(source)
+        shown = err.source if err.source is not None else caller
+        calls.append(f"{inside}in {call.op} called at {self._place(call.pos, caller, shown)}")
+        err._in_calls = (own, calls, context)  # the message as raised, the calls so far
+        err.message = f"{own} ({', '.join(calls)}{', ' + context if context else ''})"
+        err.args = (err.message,)
+        return err
+
+    def _place(self, pos: Pos, file: Source | None, shown: Source | None) -> str:
+        """`line:col` of a position in `file`, with the file's name when the error is
+        shown in another."""
+        line, col = pos
+        if file is shown or (file is not None and shown is not None and file.name == shown.name):
+            return f"{line}:{col}"
+        return f"{file.name if file is not None else self.spec_name}:{line}:{col}"
+
     # --- arguments ----------------------------------------------------------------------
     def bind(self, call: ir.Call, names: list[str], required, scope) -> tuple[dict, dict]:
         """Match the call's arguments to `names`, then evaluate them in `scope`."""
@@ -523,6 +570,7 @@ class _Inference:
         return values, {name: expr.pos for name, expr in exprs.items()}
 
     def _shape_scope(self, env, shape: Output) -> dict[str, Value]:
+        self.steps.spend(n=len(env) // 64)  # copying a scope of many names is work too
         scope = {**OP_VALUES, **env}
         if shape and not isinstance(shape[0], tuple):
             scope.update(zip(SHAPE_NAMES, shape))  # C, H, W (just C for features)
@@ -561,12 +609,11 @@ def _word(call: ir.Call, name: str, expr: ir.Node, words: tuple[str, ...], scope
     )
 
 
-def _at_call_site(err: CnnspecError, call: ir.Call) -> CnnspecError:
-    """An error inside a built-in block, moved to the user's call: its own position is in
-    prelude.cnn, which the user's file name and caret would misplace."""
-    line, col = err.pos
-    inside = f"prelude.cnn:{line}:{col}" if line else "prelude.cnn"
-    return type(err)(f"{err.message} (in {call.op}, {inside})", call.pos)
+def _prelude_place(pos: Pos) -> str:
+    """Where in prelude.cnn an error of a built-in block is: its own position there, which
+    the user's file name and caret would misplace."""
+    line, col = pos
+    return f"prelude.cnn:{line}:{col}" if line else "prelude.cnn"
 
 
 @cache
@@ -584,12 +631,36 @@ def _argument_error(call: ir.Call, err: ValidationError, positions) -> CnnspecEr
     name = str(first["loc"][0]) if first["loc"] else ""
     got = describe(first["input"]) if not isinstance(first["input"], dict) else ""
     message = first["msg"][0].lower() + first["msg"][1:]
+    hint = _whole_hint(first["input"]) if _takes_whole_numbers(call.op, name) else ""
     return SpecError(
-        f"{call.op} argument '{name}': {message}, got {got}{_whole_hint(first['input'])}",
+        f"{call.op} argument '{name}': {message}, got {got}{hint}",
         positions.get(name, call.pos),
     )
 
 
+def _takes_whole_numbers(op: str, name: str) -> bool:
+    """Whether the argument holds whole numbers only (a size, a count), so that a fraction
+    given to it is best made whole; a rate or a probability takes fractions itself."""
+    field = LAYERS[op].model_fields.get(name)
+    if field is None:
+        return False
+    found: set[type] = set()
+    stack = [field.annotation]
+    while stack:
+        kind = stack.pop()
+        args = get_args(kind)
+        if get_origin(kind) is Annotated:
+            stack.append(args[0])
+        elif args:
+            stack.extend(args)
+        elif isinstance(kind, type):
+            found.add(kind)
+    return int in found and float not in found
+
+
 def _whole_hint(value) -> str:
     """Width rules give fractions (`c * 0.75`): say how a fraction becomes a size."""
-    return "; use int(...) or round(...) to make a whole number" if isinstance(value, float) else ""
+    fraction = isinstance(value, float) or (
+        isinstance(value, tuple) and any(isinstance(v, float) for v in value)
+    )
+    return "; use int(...) or round(...) to make a whole number" if fraction else ""

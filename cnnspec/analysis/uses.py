@@ -103,7 +103,7 @@ class UsedFiles:
             raise refuse(err.strerror or str(err)) from None
         except CnnspecError as err:
             raise _in_used(err, source=None, context=context) from None
-        self.text += len(source.text.encode("utf-8"))
+        self.text += len(source.text.encode("utf-8", "surrogatepass"))
         if self.text > self.limits.max_file_bytes:
             raise LimitError(
                 f"the spec and the files it uses hold more than {self.limits.max_file_bytes:,} "

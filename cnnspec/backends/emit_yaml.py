@@ -10,6 +10,7 @@ from ..analysis.ops import LAYERS, fmt
 from ..analysis.resolve import builtin_blocks
 from ..language import ir
 from ..language.expressions import unparse as expr_text
+from ..language.parse_yaml import SpecLoader
 
 _WIDTH = 96
 
@@ -20,15 +21,46 @@ def _scalar(text: str) -> str:
     Scalars are mostly written inside flow collections (`{conv: t[0]}`), where brackets,
     braces and commas end a plain scalar, so plainness is judged there."""
     try:
-        plain = yaml.safe_load(f"[{text}]") == [text] and ":" not in text and "#" not in text
+        read = yaml.load(f"[{text}]", Loader=SpecLoader)  # noqa: S506 (a safe loader)
+        plain = read == [text] and ":" not in text and "#" not in text
     except yaml.YAMLError:
         plain = False
     return text if plain else json.dumps(text)
 
 
+def _key(name: str) -> str:
+    """A name as a mapping key that reads back as that name: `on`, `no` or `null` would
+    read as true, false or null bare, so those are quoted."""
+    return _scalar(name)
+
+
+def _number(value: int | float) -> str:
+    """A number as YAML 1.1 reads it back (`1e-05` alone reads as a string there)."""
+    if isinstance(value, int):
+        return repr(value)
+    if value != value:
+        return ".nan"
+    if value in (float("inf"), float("-inf")):
+        return "-.inf" if value < 0 else ".inf"
+    text = repr(value)
+    mantissa, e, exponent = text.partition("e")
+    if e and "." not in mantissa:
+        text = f"{mantissa}.0e{exponent}"
+    return text
+
+
+def _plain(value) -> str:
+    """A recipe's value: a number, a word, true, false or null."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return _number(value)
+    return json.dumps(value)
+
+
 def _value(expr: ir.Node) -> str:
     if isinstance(expr, ir.Num):
-        return repr(expr.value)
+        return _number(expr.value)
     if isinstance(expr, ir.Const):
         return {True: "true", False: "false", None: "null"}[expr.value]
     if isinstance(expr, ir.TupleExpr):
@@ -45,7 +77,7 @@ def _call(call: ir.Call) -> str:
         head = _value(call.args[0])
     else:
         head = "[" + ", ".join(_value(a) for a in call.args) + "]"
-    kwargs = "".join(f", {kw.name}: {_value(kw.value)}" for kw in call.kwargs)
+    kwargs = "".join(f", {_key(kw.name)}: {_value(kw.value)}" for kw in call.kwargs)
     return f"{{{_scalar(call.op)}: {head}{kwargs}}}"
 
 
@@ -160,11 +192,11 @@ def _combinator(comb: ir.Combinator, indent: int) -> list[str]:
     named = any(branch.name is not None for branch in comb.branches)
     for i, branch in enumerate(comb.branches):
         if named:  # a mapping; unnamed branches keep their position as key
-            key = branch.name if branch.name is not None else f'"{i}"'
+            key = _key(branch.name) if branch.name is not None else f'"{i}"'
             lines.append(f"{pad}    {key}:" + _joined(_body(branch.body, indent + 6)))
         else:
             lines.append(f"{pad}    -" + _joined(_body(branch.body, indent + 6)))
-    lines.extend(f"{pad}  {kw.name}: {_value(kw.value)}" for kw in comb.kwargs)
+    lines.extend(f"{pad}  {_key(kw.name)}: {_value(kw.value)}" for kw in comb.kwargs)
     return lines
 
 
@@ -179,7 +211,7 @@ def to_yaml(doc: ir.Document) -> str:
             for p in block.params:
                 text = p.name if p.default is None else f"{p.name}={expr_text(p.default)}"
                 params.append(_scalar(text))
-            out.append(f"  {block.name}:")
+            out.append(f"  {_key(block.name)}:")
             out.append(f"    params: [{', '.join(params)}]")
             out.append("    body:" + _joined(_body(_with_sources(block, doc), 6)))
     net = doc.network
@@ -187,7 +219,9 @@ def to_yaml(doc: ir.Document) -> str:
     out.append(f"  classes: {net.classes}")
     if net.params:
         out.append(
-            "  params: {" + ", ".join(f"{kw.name}: {_value(kw.value)}" for kw in net.params) + "}"
+            "  params: {"
+            + ", ".join(f"{_key(kw.name)}: {_value(kw.value)}" for kw in net.params)
+            + "}"
         )
     out.append("  stages:")
     tensors = _tensors(doc)
@@ -195,11 +229,11 @@ def to_yaml(doc: ir.Document) -> str:
         body = stage.body
         if body and _reads(body[0], tensors):  # `{from: c4}`: what the stage starts from
             body = (_Source(body[0].op), *body[1:])
-        out.append(f"    {stage.name}:" + _joined(_body(body, 6)))
+        out.append(f"    {_key(stage.name)}:" + _joined(_body(body, 6)))
     if net.outputs:
         out.append(f"  outputs: [{', '.join(_scalar(n.id) for n in net.outputs)}]")
     recipe = doc.train.model_dump(exclude_unset=True)
     if recipe:
-        fields = ", ".join(f"{k}: {json.dumps(v)}" for k, v in recipe.items())
+        fields = ", ".join(f"{_key(k)}: {_plain(v)}" for k, v in recipe.items())
         out.append(f"train: {{{fields}}}")
     return "\n".join(out) + "\n"

@@ -4,12 +4,27 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from ..errors import LimitError, Pos, SpecError, did_you_mean
-from ..limits import NUMBER_LIMIT
+from ..limits import NUMBER_LIMIT, Steps
 from . import ir
+
+# The work counter of the expansion under way: each expression node it evaluates is a step.
+_STEPS: ContextVar[Steps | None] = ContextVar("steps", default=None)
+
+
+@contextmanager
+def counting(steps: Steps) -> Iterator[Steps]:
+    """Count every expression node evaluated inside the `with` as one of `steps`."""
+    token = _STEPS.set(steps)
+    try:
+        yield steps
+    finally:
+        _STEPS.reset(token)
 
 
 @dataclass(frozen=True)
@@ -178,6 +193,9 @@ def _function(func: ir.Func, env: Mapping[str, Value]) -> Value:
 
 def evaluate(expr: ir.Node, env: Mapping[str, Value]) -> Value:
     """The value of `expr` where names are looked up in `env`."""
+    steps = _STEPS.get()
+    if steps is not None:
+        steps.spend(expr.pos)
     if isinstance(expr, ir.Const):
         return expr.value
     if isinstance(expr, ir.Num):

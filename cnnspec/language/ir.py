@@ -315,7 +315,7 @@ def _explain(err: ValidationError, data: dict) -> SpecError:
     # A misspelt key also makes a required one "missing": name the misspelling first.
     errors = err.errors(include_url=False)
     first = min(errors, key=lambda e: e["type"] != "extra_forbidden")
-    loc = [part for part in first["loc"] if not _is_union_tag(part)]
+    loc = _located(first["loc"], data)
     node, pos, key = data, data.get("pos", (0, 0)), None
     parents: list[Any] = []
     for part in loc:
@@ -333,7 +333,10 @@ def _explain(err: ValidationError, data: dict) -> SpecError:
     kind, where = first["type"], _where(loc)
     if kind == "extra_forbidden":
         allowed = _fields_for(loc[:-1])
-        return SpecError(f"unknown key '{key}' in {where}{did_you_mean(str(key), allowed)}", pos)
+        hint = did_you_mean(str(key), allowed)
+        if not hint and where == "the train recipe":
+            hint = f"; the options are {', '.join(allowed)}"
+        return SpecError(f"unknown key '{key}' in {where}{hint}", pos)
     if kind == "missing":
         return SpecError(f"{where} is missing '{key}'", pos)
     got = first.get("input")
@@ -372,8 +375,25 @@ def _brief(value: Any) -> str:
     return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
 
 
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in _UNION_TAGS
+def _located(loc: tuple, data: Any) -> list:
+    """pydantic's location of an error with the tags of discriminated unions left out. A
+    part is such a tag where the data there is a node of that kind and has no such key: a
+    combinator `mul` puts its kind in the location, a recipe's `mul=128` is a key."""
+    parts, node = [], data
+    for part in loc:
+        if (
+            isinstance(node, dict)
+            and part in _UNION_TAGS
+            and part not in node
+            and node.get("kind") == part
+        ):
+            continue
+        parts.append(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return parts
 
 
 def _where(loc: list) -> str:

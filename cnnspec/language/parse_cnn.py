@@ -10,7 +10,7 @@ import re
 from functools import cache
 from importlib.resources import files
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
 from lark.indenter import DedentError, Indenter
 
@@ -432,6 +432,7 @@ def parse_cnn(text: str, limits: Limits = DEFAULT) -> dict:
     parser.options.postlex.max_nesting = limits.max_nesting
     try:
         tree = parser.parse(text)
+        _check_expression_depth(tree, limits)
         return _ToPlain().transform(tree)
     except UnexpectedInput as err:
         raise _syntax_error(err, text=text) from None
@@ -447,6 +448,36 @@ def parse_cnn(text: str, limits: Limits = DEFAULT) -> dict:
         if isinstance(inner, RecursionError):
             raise LimitError("spec is nested too deeply to read", (1, 1)) from None
         raise
+
+
+# The parse tree's nodes that become nodes of an expression (the grammar's aliases).
+_EXPRESSION_NODES = frozenset(
+    """or_ and_ not_ compare add sub mul floordiv mod truediv neg index func kwarg int float
+    shape name true false none tuple""".split()
+)
+
+
+def _check_expression_depth(tree: Tree, limits: Limits) -> None:
+    """Refuse an expression whose operators lie more than `max_expression_depth` inside one
+    another, at the expression's start, before anything recurses through it. A long flat
+    chain (`1 + 1 + ... + 1`) is such an expression: each operator holds the ones before."""
+    heights: dict[int, int] = {}
+    order, stack = [], [tree]
+    while stack:  # the nodes, each after those above it
+        node = stack.pop()
+        order.append(node)
+        stack.extend(child for child in node.children if isinstance(child, Tree))
+    for node in reversed(order):  # heights from the leaves up
+        below = max((heights[id(c)] for c in node.children if isinstance(c, Tree)), default=0)
+        heights[id(node)] = below + (node.data in _EXPRESSION_NODES)
+    for node in order:  # the outermost expression too deep: where it starts
+        if node.data in _EXPRESSION_NODES and heights[id(node)] > limits.max_expression_depth:
+            raise LimitError(
+                f"expression nests more than {limits.max_expression_depth} operations (in a "
+                "chain such as 1 + 2 + 3, each operator holds the ones before it); compute "
+                "parts of it as block or network parameters",
+                _pos(node.meta),
+            )
 
 
 def _next_code_line(text: str, after: int) -> Pos | None:
@@ -490,7 +521,16 @@ def parse_param(text: str, pos: Pos = (1, 1), limits: Limits = DEFAULT) -> dict:
 def _parse_snippet(start: str, text: str, pos: Pos, limits: Limits) -> dict:
     _check_brackets(text, pos, limits)
     try:
-        return _shift(_ToPlain().transform(_parser(start).parse(text)), pos)
+        tree = _parser(start).parse(text)
+    except UnexpectedInput as err:
+        raise _syntax_error(err, pos) from None
+    try:
+        _check_expression_depth(tree, limits)
+    except LimitError as err:
+        err.pos = _shift_pos(err.pos, pos)
+        raise
+    try:
+        return _shift(_ToPlain().transform(tree), pos)
     except UnexpectedInput as err:
         raise _syntax_error(err, pos) from None
     except RecursionError:  # a very long chain of operators

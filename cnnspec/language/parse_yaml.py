@@ -47,6 +47,16 @@ _LONGEST_INT = 64  # characters; longer is out of range in any base YAML writes
 _SHAPE = re.compile(r"\d+(x\d+)+")
 
 
+class SpecLoader(yaml.SafeLoader):
+    """Safe YAML that also reads `5e-5` as the number it means: YAML 1.1 wants a dot in
+    a float (`5.0e-5`), and would read the usual spelling of a rate as a string."""
+
+
+SpecLoader.add_implicit_resolver(
+    f"{_YAML}float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
 def _pos(node: Node) -> Pos:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -345,7 +355,7 @@ def parse_yaml(text: str, limits: Limits = DEFAULT) -> dict:
         raise LimitError(f"spec is larger than {limits.max_file_bytes} bytes", (1, 1))
     try:
         _check_plain(text, limits)
-        loader = yaml.SafeLoader(text)
+        loader = SpecLoader(text)
         try:
             root = loader.get_single_node()
         finally:
