@@ -179,7 +179,9 @@ CNN_CASES = {
     "a chained comparison": (
         net("relu if 1 < 2 < 3"), SpecSyntaxError, "unexpected '<'", 3, 22),
     "else without if": (
-        net("relu\n    else: relu"), SpecSyntaxError, "unexpected 'else'", 4, 5),
+        net("relu\n    else: relu"), SpecSyntaxError,
+        "'else' is a reserved word (a keyword of the language, which follows the lines of an "
+        "if)", 4, 5),
     "a parameter called as a layer that holds a number": (
         net("u(4)", blocks="block u(c, act=3):\n    conv(c, k=1) act\n"), SpecError,
         "'act' is called as a layer but holds 3; pass a layer that needs no arguments", 2, 18),
@@ -752,3 +754,72 @@ def test_an_error_in_a_builtin_block_names_its_call_and_the_calls_around_it():
     assert err.message.endswith(
         "(at prelude.cnn:7:5 in vgg_block called at 2:10, in pair called at 5:16)"
     )
+
+
+# --- reserved words as names -------------------------------------------------------------------
+
+# Every place a spec names something, with {w} where the name stands.
+NAMING = {
+    "first stage": "network N(input=3x8x8, classes=2):\n    {w}: conv(4, k=3)\n    b: flatten\n",
+    "indented stage": "network N(input=3x8x8, classes=2):\n    a: conv(4, k=3)\n    {w}:\n"
+                      "        conv(4, k=1)\n    b: flatten\n",
+    "stage after an indented one": "network N(input=3x8x8, classes=2):\n    a:\n        relu\n"
+                                   "    {w}: conv(4, k=1)\n    b: flatten\n",
+    "named line": "block blk(c):\n    {w}: conv(c, k=1)\n    out: input relu\n"
+                  "network N(input=3x8x8, classes=2):\n    a: blk(4)\n",
+    "block": "block blk(c):\n    relu\nblock {w}(c):\n    relu\n"
+             "network N(input=3x8x8):\n    a: relu\n",
+    "parameter": "block blk(c, {w}=1):\n    relu\nnetwork N(input=3x8x8):\n    a: blk(4)\n",
+    "repeat index": "network N(input=3x8x8, classes=2):\n    a: relu * 2 as {w}\n",
+    "for name": "block blk(c):\n    for {w} in [1, 2]:\n        relu\n"
+                "network N(input=3x8x8):\n    a: blk(4)\n",
+    "network parameter": "network N(input=3x8x8, classes=2, {w}=1):\n    a: conv(4, k=1)\n",
+    "YAML stage": "network:\n  name: N\n  input: 3x8x8\n  stages:\n    {w}: [relu]\n",
+    "YAML block": "blocks:\n  {w}:\n    params: [c]\n    body: [relu]\n"
+                  "network:\n  name: N\n  input: 3x8x8\n  stages:\n    a: [relu]\n",
+}  # fmt: skip
+
+
+def test_the_reserved_words_are_the_grammars_keywords_and_the_combinators():
+    from importlib.resources import files
+
+    from cnnspec.language import ir
+
+    grammar = files("cnnspec.language").joinpath("grammar.lark").read_text()
+    quoted = set(__import__("re").findall(r'"([a-z]+)"', grammar))
+    assert set(ir.KEYWORDS) == quoted
+    assert set(ir.RESERVED_WORDS) == quoted | set(ir.COMBINATORS)
+
+
+@pytest.mark.parametrize("place", NAMING)
+def test_a_reserved_word_as_a_name_is_refused_naming_the_word(place):
+    """Wherever a spec names something, a keyword of the language or a combinator is
+    refused with a message that names it, at the name, whichever way the parser first
+    read it (`block:` and `heads:` were syntax errors about other things, or accepted)."""
+    from cnnspec.language import ir
+
+    template = NAMING[place]
+    format = "yaml" if place.startswith("YAML") else "cnn"
+    for word in ir.RESERVED_WORDS:
+        text = template.format(w=word)
+        before = text[: text.index(word, template.index("{w}"))]
+        where = (before.count("\n") + 1, len(before) - before.rfind("\n"))
+        if word == "outputs" and place == "network parameter":
+            continue  # an option of the network, `outputs=` is no parameter
+        err = error_of(text, format)
+        if format == "yaml" and word in ("true", "false"):  # YAML reads them as no name
+            assert f"must be names, got {word}, which YAML" in err.message
+        else:
+            assert f"'{word}' is a reserved word" in err.message, (word, err.render())
+        assert err.pos == where, (word, err.render())
+        assert "\n" not in err.headline()
+
+
+@pytest.mark.parametrize("kind", ["concat", "add", "mul", "split", "select", "heads"])
+def test_a_branch_that_gives_several_outputs_is_refused_not_crashed(kind):
+    body = "            h:\n                heads:\n                    a: conv(4, k=1)\n"
+    text = f"network N(input=4x8x8):\n    s:\n        {kind}:\n{body}"
+    if kind not in ("mul",):
+        text += "            o: conv(4, k=1)\n"
+    err = error_of(text)
+    assert "heads" in err.message and err.pos[0] in (3, 4), err.render()

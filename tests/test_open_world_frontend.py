@@ -311,6 +311,17 @@ def test_byte_order_mark_is_ignored(tmp_path):
         ("conv(in_channels=1, out=6, k=3)", "conv has no argument 'in_channels' (cnnspec "
          "takes it from the input's shape: leave it out)", 13),
         ("conv(6, kk=3)", "conv has no argument 'kk' (did you mean 'k'?)", 16),
+        ("conv(6, kernal=3)", "conv has no argument 'kernal' (did you mean 'k', for "
+         "kernel?)", 16),
+        ("conv(6, 3, strid=2)", "conv has no argument 'strid' (did you mean 's', for "
+         "stride?)", 19),
+        ("maxpool(2, paddin=1)", "maxpool has no argument 'paddin' (did you mean 'p', for "
+         "padding?)", 19),
+        ("conv(6, 3, dilaton=2)", "conv has no argument 'dilaton' (did you mean 'd', for "
+         "dilation?)", 19),
+        ("nin_block(4, 3, stide=2)", "nin_block has no argument 'stide' (did you mean 's', "
+         "for stride?)", 24),
+        ("gap(kernal=2)", "gap has no argument 'kernal'", 12),
         ("concatt", "unknown layer or block 'concatt' (did you mean 'concat'?)", 8),
     ],
 )  # fmt: skip

@@ -6,6 +6,7 @@ the arguments as expressions rather than values.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection
 
 from ..errors import SpecError, did_you_mean
@@ -48,6 +49,9 @@ _TORCH_NAMES = {
     theirs: ours for layer in LAYERS.values() for ours, theirs in layer.torch_names.items()
 } | {"strides": "s", "out_channels": "out", "out_features": "out"}
 _FROM_THE_INPUT = ("in_channels", "num_features")  # read off the input's shape
+# The words the short names stand for, so that a misspelt long one (`strid`, `kernal`) finds
+# its short name, which no spelling check of the short names alone would.
+_LONG_NAMES = _TORCH_NAMES | {"kernel": "k", "stride": "s", "padding": "p", "dilation": "d"}
 
 
 def _unknown_argument_hint(name: str, names: list[str]) -> str:
@@ -56,4 +60,9 @@ def _unknown_argument_hint(name: str, names: list[str]) -> str:
         return f" (that is torch's name: cnnspec calls it '{ours}')"
     if name in _FROM_THE_INPUT:
         return " (cnnspec takes it from the input's shape: leave it out)"
-    return did_you_mean(name, names)
+    hint = did_you_mean(name, names)
+    if hint:
+        return hint
+    longer = {long: short for long, short in _LONG_NAMES.items() if short in names}
+    close = difflib.get_close_matches(name, sorted(longer), n=1, cutoff=0.6)
+    return f" (did you mean '{longer[close[0]]}', for {close[0]}?)" if close else ""

@@ -589,9 +589,16 @@ def _named_lines(block: ir.BlockDef) -> list[tuple[str, tuple, Pos]]:
     lines = []
     for item in block.body:
         if not isinstance(item, ir.Line):
+            meant = (  # `add: conv(...)` written as a line named add
+                isinstance(item, ir.Combinator)
+                and len(item.branches) == 1
+                and item.branches[0].name is None
+                and item.branches[0].pos[0] == item.pos[0]
+            )
+            first = f"'{item.kind}' is a reserved word (a combinator) and names no line; " * meant
             raise SpecError(
-                f"name this line (name: ...): in block '{block.name}', whose lines name their "
-                "outputs, every line does",
+                f"{first}name this line (name: ...): in block '{block.name}', whose lines name "
+                "their outputs, every line does",
                 item.pos,
             )
         lines.append((item.name, item.body, item.pos))

@@ -89,12 +89,27 @@ def check_child_name(name: str, what: str, pos) -> None:
 
 
 def check_identifier(name: str, what: str, pos) -> None:
+    if name in ir.RESERVED_WORDS:
+        kind = "a combinator" if name in ir.COMBINATORS else "a keyword of the language"
+        raise SpecError(f"{what} name '{name}' is a reserved word ({kind}); choose another", pos)
     if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
         raise SpecError(
             f"{what} name {name!r} must be an ASCII identifier and not a Python keyword", pos
         )
     if name.startswith("_") or name in MODULE_ATTRIBUTES:
-        raise SpecError(f"{what} name '{name}' is reserved; choose another", pos)
+        why = _RESERVED_WHY.get(name, "an attribute of torch.nn.Module")
+        if name.startswith("_"):
+            why = "a name starting with _"
+        raise SpecError(f"{what} name '{name}' is reserved ({why}); choose another", pos)
+
+
+_RESERVED_WHY = {
+    "shortcut": "add keeps its projection under it",
+    "branches": "combinators keep their branches under it",
+    "torch": "generated code imports it",
+    "nn": "generated code imports it",
+    "self": "generated code's own name",
+}
 
 
 def _items(items: tuple) -> Iterator:
@@ -201,7 +216,9 @@ def _resolve(doc: ir.Document, prelude: Mapping[str, ir.BlockDef]) -> dict[str, 
 
 def _check_definition(block: ir.BlockDef, doc: ir.Document, own) -> None:
     """A block's name and parameters."""
-    if block.name in LAYERS or block.name in ir.COMBINATORS:
+    if block.name in ir.RESERVED_WORDS:
+        check_identifier(block.name, "block", block.pos)  # says which reserved word
+    if block.name in LAYERS:
         raise SpecError(f"block '{block.name}' has the name of a built-in layer", block.pos)
     check_identifier(block.name, "block", block.pos)
     origin = doc.origins.get(block.name)

@@ -18,6 +18,13 @@ from ..errors import SpecError, did_you_mean
 # The combinators' names: the grammar, the IR and both front ends read them here, and the
 # analysis and backends key their per-kind rules by them.
 COMBINATORS = ("concat", "add", "dense", "heads", "mul", "split", "select")
+# The words of the text form (grammar.lark's keywords) and the combinators: no stage,
+# line, branch, block, parameter or index may take one as its name.
+KEYWORDS = (
+    "use", "block", "network", "train", "outputs", "for", "in", "if", "else", "as",
+    "true", "false", "none", "not", "and", "or",
+)  # fmt: skip
+RESERVED_WORDS = (*KEYWORDS, *COMBINATORS)
 # The combinators that also join named tensors: `add(lat4, up5)`.
 JOINS = ("concat", "add", "mul")
 # The name of the network's input tensor.

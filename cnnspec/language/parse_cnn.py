@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..limits import DEFAULT, Limits
 from .expressions import bounded, int_literal
-from .ir import COMBINATORS, JOINS, METADATA_KEYS, NETWORK_OPTIONS
+from .ir import COMBINATORS, JOINS, METADATA_KEYS, NETWORK_OPTIONS, RESERVED_WORDS
 
 # Readable names for the terminals a syntax error can expect.
 _TERMINALS = {
@@ -116,6 +116,10 @@ def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0), text: str = "") ->
     if isinstance(err, UnexpectedEOF) or getattr(err, "token", None) in (None, ""):
         return SpecSyntaxError("unexpected end of input" + _expected(err.expected), (line, col))
     token = err.token
+    if text and token.type not in ("_INDENT", "_DEDENT"):
+        reserved = _reserved_as_name(text.split("\n")[line - 1], token, line, col, err)
+        if reserved:
+            return reserved
     if token.type == "COLON" and text:
         hint = _not_a_combinator(text.split("\n")[line - 1][: col - 1], line)
         if hint:
@@ -129,6 +133,50 @@ def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0), text: str = "") ->
     else:
         what = f"'{token}'"
     return SpecSyntaxError(f"unexpected {what}" + _expected(err.expected), (line, col))
+
+
+def _reserved_as_name(
+    text: str, token: Token, line: int, col: int, err: UnexpectedInput
+) -> SpecSyntaxError | None:
+    """A reserved word where the spec has a name (a stage `block:`, a parameter `true=1`), or
+    a combinator with neither ':' nor '(' after it, which can only be a tensor's name."""
+    before = text[: col - 1]
+    expected = getattr(err, "expected", ())
+    outputs = re.match(r"([ \t\f]*)outputs[ \t\f]*:", text)
+    if outputs and not re.fullmatch(r"[ \t\f]*outputs[ \t\f]*:[ \t\f]*\w[ \t\f,\w]*(#.*)?", text):
+        return SpecSyntaxError(  # `outputs: conv(...)`, meant as a stage
+            "'outputs' is a reserved word: 'outputs: a, b', the network's last line, lists "
+            "the tensors it returns, and names no stage",
+            (line, len(outputs.group(1)) + 1),
+        )
+    word, where = None, col
+    if token.type != "NAME" and str(token) in RESERVED_WORDS and "NAME" in expected:
+        word = str(token)  # read as a keyword where a name stands
+    elif token.type == "COLON" and "NAME" in expected:  # `block:`, the word taken as keyword
+        match = re.search(r"\b([a-z]+)[ \t\f]*$", before)
+        if match and match.group(1) in RESERVED_WORDS:
+            word, where = match.group(1), match.start(1) + 1
+    if word is not None:
+        return SpecSyntaxError(
+            f"'{word}' is a reserved word ({_reserved_kind(word)}) and cannot be a name; "
+            "choose another",
+            (line, where),
+        )
+    match = re.search(rf"\b({'|'.join(COMBINATORS)})[ \t\f]*$", before)
+    if match and "LPAR" in expected:
+        word = match.group(1)
+        return SpecSyntaxError(
+            f"'{word}' is a reserved word (a combinator: '{word}:' over branches, or "
+            f"'{word}(a, b)' joining tensors) and cannot name a tensor",
+            (line, match.start(1) + 1),
+        )
+    return None
+
+
+def _reserved_kind(word: str) -> str:
+    if word == "else":  # most often an else with no if before it
+        return "a keyword of the language, which follows the lines of an if"
+    return "a combinator" if word in COMBINATORS else "a keyword of the language"
 
 
 _BEFORE_COLON = re.compile(r"([ \t\f]*)([A-Za-z_]\w*)[ \t\f]*(\(.*\))?[ \t\f]*")

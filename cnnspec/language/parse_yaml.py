@@ -91,7 +91,13 @@ class _Reader:
         for key, value in node.value:
             name = self.scalar(key)
             if not isinstance(name, str):
-                raise SpecError(f"keys in {what} must be names, got {name!r}", _pos(key))
+                read = "true or false" if isinstance(name, bool) else repr(name)
+                if name is None:
+                    read = "null"
+                raise SpecError(
+                    f"keys in {what} must be names, got {key.value}, which YAML reads as {read}",
+                    _pos(key),
+                )
             if name in METADATA_KEYS:
                 raise SpecError(f"unknown key '{name}' in {what}", _pos(key))
             if name in seen:

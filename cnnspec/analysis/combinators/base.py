@@ -185,6 +185,16 @@ def branches(walker: Walker, comb: ir.Combinator, flow: Flow, env) -> list[tuple
     found: list[tuple[str, Node]] = []
     for i, branch in enumerate(comb.branches):
         node, _ = walker.sequence(branch.body, flow, env, branch.name or "branch", branch.pos)
+        out = node.out_shape
+        if out and isinstance(out[0], tuple):  # a heads inside the branch
+            if comb.kind == "heads":
+                raise SpecError("heads cannot be nested in heads", comb.pos)
+            raise SpecError(
+                f"this branch of {comb.kind} gives several outputs "
+                f"({', '.join(describe_output(o) for o in out)}), made by heads; heads must "
+                "come last in the network",
+                branch.pos,
+            )
         if conditional(branch):
             if not REGISTRY[comb.kind].optional_branches:
                 raise SpecError(

@@ -244,11 +244,8 @@ class Heads(Combinator, kind="heads"):
 
     @classmethod
     def infer(cls, walker, comb, flow, env, options) -> Node:
-        found = branches(walker, comb, flow, env)
-        outs = tuple(n.out_shape for _, n in found)
-        if any(out and isinstance(out[0], tuple) for out in outs):
-            raise SpecError("heads cannot be nested in heads", comb.pos)
-        return node(comb, flow.shape, found, outs)
+        found = branches(walker, comb, flow, env)  # none gives several outputs itself
+        return node(comb, flow.shape, found, tuple(n.out_shape for _, n in found))
 
     @classmethod
     def channels(cls, start: str, ends: list[str]) -> None:
