@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,7 @@ class Spec:
     source: Source
     ir: ir.Document
     graph: Graph
+    used: tuple[Source, ...] = ()  # the files it uses, each read once (their paths resolved)
 
     @property
     def name(self) -> str:
@@ -104,7 +105,7 @@ class Spec:
         network = self.ir.network.model_copy(update=changes)
         doc = self.ir.model_copy(update={"network": network})
         try:
-            return Spec(self.source, doc, infer(doc))
+            return replace(self, ir=doc, graph=infer(doc))
         except CnnspecError as err:
             raise err.with_source(self.source) from None
 
@@ -141,6 +142,13 @@ def parse(
 ) -> ir.Document:
     """Source text -> validated IR (no shapes yet), with the blocks of the files it uses
     (inside `use_root`: by default the spec's own folder, see `analysis/uses.py`)."""
+    return _parse(source, fmt, limits, use_root)[0]
+
+
+def _parse(
+    source: Source, fmt: str, limits: Limits, use_root: str | os.PathLike | None
+) -> tuple[ir.Document, tuple[Source, ...]]:
+    """`parse`, and the files the spec uses."""
     try:
         plain = parse_cnn(source.text, limits) if fmt == "cnn" else parse_yaml(source.text, limits)
         if plain.get("network") is None:
@@ -151,10 +159,11 @@ def parse(
     except CnnspecError as err:
         raise err.with_source(source) from None
     if not doc.uses:
-        return doc
+        return doc, ()
     used = UsedFiles(limits, source, use_root)
     used.load(doc.uses, source, [])
-    return doc.model_copy(update={"used": tuple(used.blocks), "origins": used.origins})
+    doc = doc.model_copy(update={"used": tuple(used.blocks), "origins": used.origins})
+    return doc, tuple(used.sources)
 
 
 def load(
@@ -170,11 +179,11 @@ def load(
     written as in a spec (`{"width": "0.5", "optimizer": "adam"}`). Files it uses must be
     inside `use_root`, by default the spec's own folder (the current one for text)."""
     src, fmt = read(source, format, limits)
-    doc = parse(src, fmt, limits, use_root)
+    doc, used = _parse(src, fmt, limits, use_root)
     for name, text in (overrides or {}).items():
         doc = override(doc, name, text)
     try:
-        return Spec(src, doc, infer(doc, limits))
+        return Spec(src, doc, infer(doc, limits), used)
     except CnnspecError as err:
         raise err.with_source(src) from None
 
