@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,7 @@ class Spec:
     source: Source
     ir: ir.Document
     graph: Graph
+    used: tuple[Source, ...] = ()  # the files it uses, each read once (their paths resolved)
 
     @property
     def name(self) -> str:
@@ -151,7 +152,7 @@ class Spec:
         network = self.ir.network.model_copy(update=changes)
         doc = self.ir.model_copy(update={"network": network})
         try:
-            return Spec(self.source, doc, infer(doc, name=self.source.name))
+            return replace(self, ir=doc, graph=infer(doc, name=self.source.name))
         except CnnspecError as err:
             raise err.with_source(self.source) from None
 
@@ -197,6 +198,13 @@ def parse(
 ) -> ir.Document:
     """Source text -> validated IR (no shapes yet), with the blocks of the files it uses
     (inside `use_root`: by default the spec's own folder, see `analysis/uses.py`)."""
+    return _parse(source, fmt, limits, use_root)[0]
+
+
+def _parse(
+    source: Source, fmt: str, limits: Limits, use_root: str | os.PathLike | None
+) -> tuple[ir.Document, tuple[Source, ...]]:
+    """`parse`, and the files the spec uses."""
     try:
         plain = parse_cnn(source.text, limits) if fmt == "cnn" else parse_yaml(source.text, limits)
         if plain.get("network") is None:
@@ -207,10 +215,11 @@ def parse(
     except CnnspecError as err:
         raise err.with_source(source) from None
     if not doc.uses:
-        return doc
+        return doc, ()
     used = UsedFiles(limits, source, use_root)
     used.load(doc.uses, source, [])
-    return doc.model_copy(update={"used": tuple(used.blocks), "origins": used.origins})
+    doc = doc.model_copy(update={"used": tuple(used.blocks), "origins": used.origins})
+    return doc, tuple(used.sources)
 
 
 def load(
@@ -229,11 +238,11 @@ def load(
     its `use` lines are read beside it; a notebook names a cell so. Files it uses must be
     inside `use_root`, by default the spec's own folder (the current one for text)."""
     src, fmt = read(source, format, limits, name=name)
-    doc = parse(src, fmt, limits, use_root)
-    for name, text in (overrides or {}).items():
-        doc = override(doc, name, text)
+    doc, used = _parse(src, fmt, limits, use_root)
+    for key, text in (overrides or {}).items():
+        doc = override(doc, key, text)
     try:
-        return Spec(src, doc, infer(doc, limits, src.name))
+        return Spec(src, doc, infer(doc, limits, src.name), used)
     except CnnspecError as err:
         raise err.with_source(src) from None
 

@@ -492,3 +492,38 @@ def test_train_honours_the_budget_flags(data_dir, small_spec, tmp_path, capsys):
     assert cli_train(str(small_spec), "--max-params", "100", "--out", str(out)) == 1
     assert "network has more than 100 parameters" in capsys.readouterr().err
     assert not out.exists()  # refused before a run folder was made
+
+
+@pytest.mark.slow
+def test_a_run_keeps_the_files_its_spec_uses_and_resumes_with_them(data_dir, tmp_path, capsys):
+    """The run folder holds a copy of the spec: the files it uses are kept beside that copy
+    at their places, so a resume reads the same blocks even once the originals are gone."""
+    import shutil
+
+    source = tmp_path / "src"
+    (source / "lib").mkdir(parents=True)
+    blocks = "block unit(c):\n    conv(c, k=3, p=1) relu\n"
+    (source / "lib" / "blocks.cnn").write_text(blocks)
+    (source / "all.cnn").write_text('use "lib/blocks.cnn"\n')  # a file that only uses others
+    body = SMALL.strip().split("\n", 1)[1]  # the network's stages, under another header
+    (source / "net.cnn").write_text(
+        f'use "all.cnn"\nnetwork Small(input=1x28x28, classes=10):\n    u: unit(2)\n{body}\n'
+    )
+    run = tmp_path / "run"
+    common = ("--data-dir", str(data_dir), "--no-progress", "--limit-train", "64")
+    assert cli_train(str(source / "net.cnn"), *common, "--epochs", "1", "--out", str(run)) == 0
+    assert (run / "lib" / "blocks.cnn").read_text() == blocks
+    shutil.rmtree(source)
+    assert cli_train(*common, "--epochs", "2", "--resume", str(run)) == 0, capsys.readouterr()
+    assert latest_folder(run).name.startswith("e0002")
+    # A used file outside the spec's folder (allowed by --use-root) has no place in the run.
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "b.cnn").write_text("block unit(c):\n    relu\n")
+    (tmp_path / "net").mkdir()
+    header = "network Small(input=1x28x28, classes=10):\n    u: unit(2)"
+    (tmp_path / "net" / "net.cnn").write_text(f'use "../shared/b.cnn"\n{header}\n{body}\n')
+    capsys.readouterr()
+    args = [str(tmp_path / "net" / "net.cnn"), *common, "--use-root", str(tmp_path)]
+    assert cli_train(*args, "--out", str(tmp_path / "run2")) == 1
+    assert "from outside its folder" in capsys.readouterr().err
+    assert not (tmp_path / "run2").exists()

@@ -35,6 +35,7 @@ class UsedFiles:
         self.blocks: list[ir.BlockDef] = []
         self.origins: dict[str, tuple[Source, str]] = {}
         self.read: set[Path] = set()
+        self.sources: list[Source] = []  # every file read, in order
         if root is None:
             root = Path(top.name).parent if top.name != "<string>" else Path.cwd()
         self.root = _absolute(Path(root))
@@ -110,6 +111,7 @@ class UsedFiles:
                 "bytes of text together",
                 use.pos,
             ).with_source(by)
+        self.sources.append(source)
         if not _begins_as_a_spec(source.text, fmt):
             raise refuse(
                 "it does not begin as a file of blocks does (`block` or `use`), so none of "

@@ -187,6 +187,7 @@ def claim_run(spec: Spec, request: TrainRequest) -> Path:
 
 
 def new_run(spec: Spec, out: str | None) -> Path:
+    used = used_files(spec)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     stem = Path(spec.source.name).stem if spec.source.name != "<string>" else spec.name
     run = Path(out) if out else Path("runs") / f"{stem}-{stamp}"
@@ -196,7 +197,25 @@ def new_run(spec: Spec, out: str | None) -> Path:
         raise TrainError(f"{run} already holds a run; use --resume {run} or another --out")
     suffix = Path(spec.source.name).suffix or ".cnn"
     write_atomic(run / f"spec{suffix}", spec.source.text)
+    for path, text in used.items():  # beside the copy, as beside the spec
+        write_atomic(run / path, text)
     return run
+
+
+def used_files(spec: Spec) -> dict[Path, str]:
+    """The files the spec uses, by their paths from its folder: a run folder keeps them
+    there beside its copy of the spec, so that a resume reads the same blocks."""
+    folder = Path(spec.source.name).resolve().parent
+    files = {}
+    for source in spec.used:
+        path = Path(source.name)
+        if not path.is_relative_to(folder):
+            raise TrainError(
+                f"{path} is used by {spec.source.name} from outside its folder; a run folder "
+                "keeps the files a spec uses beside it: move the file under the spec's folder"
+            )
+        files[path.relative_to(folder)] = source.text
+    return files
 
 
 def write_settings(run: Path, source: DataSource, config: TrainConfig) -> None:
