@@ -37,6 +37,13 @@ def test_every_stage_is_a_cluster_and_every_layer_is_drawn(name):
     assert f'label=" {"x".join(map(str, spec.input_shape))}"' in text  # the first edge
 
 
+def test_a_residuals_own_scale_is_drawn_on_its_branch():
+    spec = cnnspec.load(spec_path("zoo/convnext_tiny"))
+    text = dot.to_dot(spec.graph, depth=99)
+    boxes = re.findall(r'^\s*n\d+ \[label="([^"]+)"\];$', text, re.MULTILINE)
+    assert len(boxes) == len(spec.layers) and sum("layer_scale" in b for b in boxes) == 18
+
+
 def test_merges_are_drawn_as_what_they_do():
     googlenet = picture("googlenet")
     assert merges(googlenet, "concat") == 9  # one per inception block

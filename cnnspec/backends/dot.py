@@ -211,8 +211,12 @@ class _Picture:
                 at, shape = merge, _concat(shape, unit.out_shape)
             return at
         merge = self.node(kind.symbol, shape="circle", fontsize="9")
-        for name, branch in node.children:
+        for i, (name, branch) in enumerate(node.children):
             end = self.item(branch, f"{path}.{name}", level, at, shape)
+            for own, count in node.own_params if i == 0 else ():  # scaling the branch
+                box = self.node(f"{own}\n{_params(count)}")
+                self.edge(end, box, branch.out_shape)
+                end = box
             self.edge(end, merge, branch.out_shape)
         owned = dict(node.owned)
         if kind.skips(node):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from ..analysis.graph import Graph, Node, Output
+from ..analysis.graph import Graph, Node, Output, owned_path
 from ..analysis.ops import fmt
 from ..language.expressions import describe
 
@@ -69,19 +69,36 @@ def block_arguments(node: Node) -> list[str]:
 
 
 def layer_rows(graph: Graph) -> list[dict]:
-    """Leaf layers in forward order; their params and MACs add up to the network's."""
-    return [
-        {
-            "path": path,
-            "op": node.label,
-            "input_shape": shape_data(node.in_shape),
-            "output_shape": shape_data(node.out_shape),
-            "params": node.params,
-            "macs": node.macs,
-            "args": {k: _plain(v) for k, v in node.layer.arguments().items()},
-        }
-        for path, node in graph.layers()
-    ]
+    """Leaf layers in forward order, and each parameter a combinator holds itself (add's
+    `layer_scale`, ahead of its branches as in the state_dict); their params and MACs add
+    up to the network's."""
+    rows = []
+    for path, _, node in graph.walk():
+        if node.is_layer:
+            rows.append(
+                {
+                    "path": path,
+                    "op": node.label,
+                    "input_shape": shape_data(node.in_shape),
+                    "output_shape": shape_data(node.out_shape),
+                    "params": node.params,
+                    "macs": node.macs,
+                    "args": {k: _plain(v) for k, v in node.layer.arguments().items()},
+                }
+            )
+        for name, count in node.own_params:
+            rows.append(
+                {
+                    "path": owned_path(path, name),
+                    "op": name,
+                    "input_shape": shape_data(node.out_shape),
+                    "output_shape": shape_data(node.out_shape),
+                    "params": count,
+                    "macs": 0,
+                    "args": {},
+                }
+            )
+    return rows
 
 
 def as_dict(graph: Graph) -> dict:
@@ -129,7 +146,8 @@ class Row:
 
 
 def table_rows(graph: Graph, depth: int = DEFAULT_DEPTH) -> list[Row]:
-    """One row per node down to `depth` levels (stages are level 1), in forward order."""
+    """One row per node down to `depth` levels (stages are level 1), in forward order, and
+    one per parameter a combinator holds itself: each row's figures are its rows' below."""
     rows = []
     parents: dict[int, Node] = {}  # by id: nodes are values, and equal ones may repeat
     for path, level, node in graph.walk():
@@ -143,6 +161,12 @@ def table_rows(graph: Graph, depth: int = DEFAULT_DEPTH) -> list[Row]:
                 Row(level, path, op, shape_text(node.in_shape), shape_text(node.out_shape),
                     node.params, node.macs)
             )  # fmt: skip
+        if level + 1 < depth:  # a combinator's own parameters, each a row below it
+            shape = shape_text(node.out_shape)
+            rows.extend(
+                Row(level + 1, owned_path(path, name), name, shape, shape, count, 0)
+                for name, count in node.own_params
+            )
     return rows
 
 
