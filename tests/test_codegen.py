@@ -62,17 +62,25 @@ def test_generated_source_parses_and_imports_torch_only(name):
                    ("eval", "exec", "__import__") for n in ast.walk(tree))  # fmt: skip
 
 
+def ruff_command() -> list[str]:
+    """ruff as this Python's module (the test extra pins it), never whatever is on PATH;
+    missing, the test fails saying so rather than skipping."""
+    ruff = [sys.executable, "-m", "ruff"]
+    found = subprocess.run([*ruff, "--version"], capture_output=True, text=True)
+    if found.returncode != 0:
+        pytest.fail(f"ruff is not installed for {sys.executable}: pip install -e '.[test]'")
+    return ruff
+
+
 def test_generated_source_is_formatted_and_lint_clean():
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff is not installed")
+    ruff = ruff_command()
     # runtime.py too: generated code copies its definitions as they are written.
     runtime = ROOT / "cnnspec" / "backends" / "runtime.py"
     files = [str(p) for p in [*sorted(GENERATED.rglob("*.py")), runtime]]
-    fmt = subprocess.run([ruff, "format", "--isolated", "--check", *files],
+    fmt = subprocess.run([*ruff, "format", "--isolated", "--check", *files],
                          capture_output=True, text=True)  # fmt: skip
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
-    lint = subprocess.run([ruff, "check", "--isolated", "--extend-select", "W", *files],
+    lint = subprocess.run([*ruff, "check", "--isolated", "--extend-select", "W", *files],
                           capture_output=True, text=True)  # fmt: skip
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
