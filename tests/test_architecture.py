@@ -77,6 +77,31 @@ def imports(module: str) -> set[str]:
     return {name for name in found if name == "cnnspec" or name.startswith("cnnspec.")}
 
 
+# Within the backends, what each may import of the others (README, "How it is built"):
+# summary is the shared text of shapes and rows; codegen's modules are one backend.
+BACKENDS_MAY_IMPORT = {
+    "build": {"runtime", "summary"},
+    "dot": {"summary"},
+    "page": {"summary"},
+    "notebook": {"dot", "summary"},
+    "codegen": {"runtime_source"},
+}
+
+
+def test_backends_import_each_other_only_as_the_readme_says():
+    for module in MODULES:
+        if not module.startswith("cnnspec.backends."):
+            continue
+        own = module.split(".")[2]
+        allowed = BACKENDS_MAY_IMPORT.get(own, set())
+        others = {
+            target.split(".")[2]
+            for target in imports(module)
+            if target.startswith("cnnspec.backends.") and target.split(".")[2] != own
+        }
+        assert others <= allowed, f"{module} imports {sorted(others - allowed)}"
+
+
 def test_every_module_belongs_to_a_part():
     assert all(part_of(m) in MAY_IMPORT for m in MODULES)
     assert {"cnnspec.language.ir", "cnnspec.analysis.infer", "cnnspec.backends.build"} <= set(

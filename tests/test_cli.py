@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT, SPEC_NAMES, net, spec_path
 
+import cnnspec
 from cnnspec.cli import main
 
 
@@ -122,6 +124,29 @@ def test_build_table_and_forward_check(capsys):
     out = capsys.readouterr().out
     assert "classifier.5" in out and "61,706" in out
     assert "a forward pass gives the inferred output shape" in out
+
+
+class TwoHeads(torch.nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10], x.flatten(1)[:, :10]
+
+
+@pytest.mark.parametrize(
+    "module, says",
+    [(torch.nn.Flatten, "gives 784, but inference says 10"),
+     (TwoHeads, "gives 10, 10, but inference says 10")],
+)  # fmt: skip
+def test_the_forward_check_fails_when_the_module_disagrees_with_inference(
+    module, says, monkeypatch, capsys
+):
+    """`build` runs the module it built: one whose output is not the inferred shape (a
+    stand-in dropping the classifier, or giving two heads) fails, naming both shapes."""
+    monkeypatch.setattr(cnnspec.Spec, "build", lambda self, *a, **k: module())
+    path = str(spec_path("lenet"))
+    assert main(["build", path]) == 1
+    assert f"LeNet: a forward pass {says}" in capsys.readouterr().err
+    assert main(["build", path, "--no-forward"]) == 0
+    assert "forward pass" not in capsys.readouterr().out
 
 
 def test_build_error_is_one_clean_message(tmp_path):

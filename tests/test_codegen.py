@@ -111,6 +111,57 @@ def test_generic_block_classes_match_the_live_build(tmp_path):
     assert block(torch.zeros(1, 3, 16, 16)).shape[1] == block.out_channels == 5
 
 
+# Blocks beside EVERY_CONSTRUCT's: a residual whose shortcut strides with a parameter, and
+# one whose windows a parameter sizes around its shortcut (a class could not say for which
+# arguments its projection fits, so each use is written out in place instead).
+FREE_BLOCKS = """
+block down(c, s=1):
+    add:
+        conv(c, k=3, s=s, p=1) batchnorm relu conv(c, k=3, p=1)
+block sized(c, k):
+    add:
+        conv(c, k=k, p=k // 2)
+"""
+# (class, call, its arguments after in_channels, input): none of them the spec's own.
+NEW_CALLS = [
+    ("Unit", "unit(5, k=5)", (5,), {"k": 5}, (2, 9, 9)),
+    ("Unit", "unit(3, k=1)", (3,), {"k": 1}, (4, 7, 7)),
+    ("Pair", "pair(3, k=5)", (3,), {"k": 5}, (1, 9, 9)),
+    ("Mix", "mix(6, growth=3)", (6,), {"growth": 3}, (5, 6, 6)),
+    ("Proj", "proj(7)", (7,), {}, (3, 5, 5)),
+    ("Stack", "stack(3, 6)", (3, 6), {}, (2, 16, 16)),
+    ("Residual", "residual(6, s=2)", (6,), {"s": 2}, (6, 9, 9)),
+    ("Residual", "residual(6, project=true)", (6,), {"project": True}, (6, 5, 5)),
+    ("Down", "down(4, s=2)", (4,), {"s": 2}, (4, 11, 11)),
+    ("Down", "down(6)", (6,), {}, (3, 8, 8)),
+    ("VggBlock", "vgg_block(3, 5)", (3, 5), {}, (2, 16, 16)),
+]
+
+
+def test_block_classes_hold_for_arguments_the_spec_never_passes(tmp_path):
+    """A generated block class is the block for any arguments: called with sizes, kernels,
+    strides and input channels its spec never used, it equals the live build of that call.
+    A block that could not be so is written out in place, and has no class."""
+    text = FREE_BLOCKS + EVERY_CONSTRUCT.replace(
+        "    b: stack(2, 16)", "    b: down(C) sized(C, 3) sized(C * 2, 5) stack(2, 16)"
+    )
+    module = module_from_source(cnnspec.load(text).codegen(), tmp_path, "free")
+    assert "Sized" not in module.__all__
+    for cls, call, args, kwargs, shape in NEW_CALLS:
+        channels = "x".join(map(str, shape))
+        live = cnnspec.load(
+            f"{FREE_BLOCKS}{EVERY_CONSTRUCT.split('network')[0]}"
+            f"network T(input={channels}, classes=10):\n    a: {call}\n"
+        )
+        expected = live.build(init="default").eval().a
+        block = getattr(module, cls)(shape[0], *args, **kwargs).eval()
+        block.load_state_dict(expected.state_dict())  # the same keys, in the same order
+        x = torch.randn(2, *shape)
+        with torch.no_grad():
+            torch.testing.assert_close(block(x), expected(x), msg=call)
+        assert block.out_channels == live.output_shape[0], call
+
+
 def test_yaml_and_cnn_give_the_same_source(tmp_path):
     for name in ("resnet18", "densenet"):
         cnn = cnnspec.load(spec_path(name)).codegen()

@@ -7,10 +7,11 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import SPEC_NAMES, spec_path
+from conftest import SPEC_NAMES, SPECS, spec_path
 
 import cnnspec
 from cnnspec.backends import dot
+from cnnspec.backends.summary import shape_text
 from cnnspec.cli import main
 
 needs_graphviz = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")
@@ -35,6 +36,57 @@ def test_every_stage_is_a_cluster_and_every_layer_is_drawn(name):
     boxes = re.findall(r'^\s*n\d+ \[label="([^"]+)"\];$', text, re.MULTILINE)
     assert len(boxes) == len(spec.layers)  # shortcut projections are layers too
     assert f'label=" {"x".join(map(str, spec.input_shape))}"' in text  # the first edge
+
+
+EVERY_SPEC = sorted(
+    p.relative_to(SPECS).with_suffix("").as_posix()
+    for folder in ("", "zoo", "dense", "papers")
+    for p in (SPECS / folder).glob("*.cnn")
+)
+BOX = re.compile(r'^\s*(n\d+) \[label="([^"]+)"\];$', re.MULTILINE)
+EDGE = re.compile(r'^\s*(n\d+) -> (n\d+) \[label=" ([^"]*)"(.*)\];$', re.MULTILINE)
+
+
+@pytest.mark.parametrize("name", EVERY_SPEC)
+def test_every_edge_carries_the_shape_its_layer_gives_or_takes(name):
+    """With every block open, each layer is a box (in forward order, as the rows are): an
+    edge out of it is labelled with its output shape, an edge into it with its input."""
+    spec = cnnspec.load(spec_path(name), limits=cnnspec.Limits(max_activations=1 << 40))
+    text = dot.to_dot(spec.graph, depth=99)
+    boxes = [box for box, _ in BOX.findall(text)]
+    assert len(boxes) == len(spec.layers)
+    made = {box: shape_text(tuple(r["output_shape"])) for box, r in zip(boxes, spec.layers)}
+    taken = {box: shape_text(tuple(r["input_shape"])) for box, r in zip(boxes, spec.layers)}
+    edges = EDGE.findall(text)
+    assert len(edges) == text.count(" -> ")
+    for tail, head, label, attrs in edges:
+        if tail in made:
+            assert label == made[tail], (tail, head)
+        if head in taken and "dotted" not in attrs:  # dotted: a size read with like=
+            assert label == taken[head], (tail, head)
+
+
+@pytest.mark.parametrize("name", ["zoo/mobilenet_v3_small", "zoo/efficientnet_b0"])
+def test_a_gate_multiplies_its_input_drawn_as_a_skip(name):
+    """`mul`: the input (dashed, at its full size) times the gate's output (C x 1 x 1)."""
+    spec = cnnspec.load(spec_path(name))
+    text = dot.to_dot(spec.graph, depth=99)
+    gates = re.findall(r'^\s*(n\d+) \[label="×", shape="circle"', text, re.MULTILINE)
+    assert gates
+    edges = EDGE.findall(text)
+    for gate in gates:
+        into = [(label, attrs) for _, head, label, attrs in edges if head == gate]
+        assert len(into) == 2, gate
+        (skip, _), (gated, _) = sorted(into, key=lambda e: "dashed" not in e[1])
+        assert "dashed" in into[0][1] + into[1][1]
+        assert gated.endswith("x1x1") and not skip.endswith("x1x1")
+
+
+def test_a_residuals_own_scale_is_drawn_on_its_branch():
+    spec = cnnspec.load(spec_path("zoo/convnext_tiny"))
+    text = dot.to_dot(spec.graph, depth=99)
+    boxes = re.findall(r'^\s*n\d+ \[label="([^"]+)"\];$', text, re.MULTILINE)
+    assert len(boxes) == len(spec.layers) and sum("layer_scale" in b for b in boxes) == 18
 
 
 def test_merges_are_drawn_as_what_they_do():

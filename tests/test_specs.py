@@ -1,9 +1,11 @@
 """Every seed network: parameter counts, the shapes the seeds print, and .cnn == .yaml."""
 
 import pytest
-from conftest import SPEC_NAMES, spec_path
+from conftest import SPEC_NAMES, SPECS, spec_path
 
 import cnnspec
+from cnnspec.backends.summary import table_rows
+from cnnspec.limits import Limits
 
 # Total parameters of the seeds' own PyTorch code.
 SEED_PARAMS = {
@@ -91,11 +93,47 @@ def test_cnn_and_yaml_give_equal_ir(name):
     assert text.params == yaml.params and text.macs == yaml.macs
 
 
-@pytest.mark.parametrize("name", SPEC_NAMES)
+EVERY_SPEC = sorted(
+    str(p.relative_to(SPECS)) for p in [*SPECS.rglob("*.cnn"), *SPECS.rglob("*.yaml")]
+)
+
+
+@pytest.mark.parametrize("name", EVERY_SPEC)
 def test_layer_figures_add_up(name):
-    spec = cnnspec.load(spec_path(name))
+    """Every parameter and MAC of every spec in specs/ is in one layer row, and each row of
+    the table holds what the rows below it hold (a combinator's own parameters, such as
+    add(scale=)'s layer scale, have a row of their own)."""
+    spec = cnnspec.load(SPECS / name, limits=Limits(max_activations=1 << 30))  # U-Net: 2^28+
     assert sum(row["params"] for row in spec.layers) == spec.params
     assert sum(row["macs"] for row in spec.layers) == spec.macs
+    rows = table_rows(spec.graph, depth=1 << 30)
+    for i, row in enumerate(rows):
+        below = []
+        for inner in rows[i + 1 :]:
+            if inner.level <= row.level:
+                break
+            if inner.level == row.level + 1:
+                below.append(inner)
+        if below:
+            assert sum(r.params for r in below) == row.params, row.path
+            assert sum(r.macs for r in below) == row.macs, row.path
+    stages = [r for r in rows if r.level == 0]
+    assert sum(r.params for r in stages) == spec.params
+
+
+def test_a_residuals_own_scale_is_a_row_named_as_its_state_dict_key():
+    spec = cnnspec.load(SPECS / "zoo" / "convnext_tiny.cnn")
+    scales = [row for row in spec.layers if row["op"] == "layer_scale"]
+    assert len(scales) == 18 and sum(row["params"] for row in scales) == 6_624
+    text = (
+        "network T(input=4x8x8, classes=10):\n"
+        "    s:\n        add(scale=0.5):\n            conv(4, k=3, p=1)\n"
+    )
+    spec, net = cnnspec.load(text), cnnspec.compile(text)
+    keys = {k: v.numel() for k, v in net.state_dict().items()}
+    assert {r["path"]: r["params"] for r in spec.layers if r["op"] == "layer_scale"} == {
+        "s.layer_scale": keys["s.layer_scale"]
+    }
 
 
 def test_recipes_carry_the_seeds_settings():

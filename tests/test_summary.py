@@ -10,7 +10,7 @@ import torch
 from conftest import SPEC_NAMES, spec_path
 
 import cnnspec
-from cnnspec.backends.summary import activations
+from cnnspec.backends.summary import activations, memory
 from cnnspec.cli import main
 
 
@@ -61,6 +61,23 @@ def test_memory_lines_follow_the_recipe():
     per_example = activations(spec.graph) * 4
     assert f"activations: {per_example / 1000:,.1f} KB per example" in table
     assert "training at batch 256" in table and "sgd state" in table
+
+
+@pytest.mark.parametrize(
+    "optimizer, momentum, copies",
+    [("sgd", 0.0, 2), ("sgd", 0.9, 3), ("adam", 0.0, 4), ("adamw", 0.0, 4)],
+)
+def test_training_memory_counts_the_optimizers_state(optimizer, momentum, copies):
+    """Weights and gradients, and what the optimizer keeps per weight: nothing for plain
+    SGD, a momentum buffer, Adam's two moments; added to the activations of a batch."""
+    spec = cnnspec.load(spec_path("lenet")).variant(optimizer=optimizer, momentum=momentum)
+    m = memory(spec.graph)
+    assert m.weights == spec.params * 4 * copies
+    assert m.activations == activations(spec.graph) * 4 * spec.recipe.batch
+    assert m.training == m.activations + m.weights
+    line = spec.summary().splitlines()[-1]
+    assert f"{m.training / 1e6:,.1f} MB" in line and f"{m.weights / 1e3:,.1f} KB" in line
+    assert f"{optimizer} state" in line
 
 
 @pytest.mark.parametrize("name", SPEC_NAMES)

@@ -17,7 +17,8 @@ from conftest import ROOT, spec_path, synthetic
 from safetensors.torch import load_file
 
 import cnnspec
-from cnnspec.training import checkpoints, data
+from cnnspec.training import checkpoints, data, loop
+from cnnspec.training.command import TrainRequest, config_for
 from cnnspec.training.loop import TrainConfig, TrainError, fit, modern
 
 SMALL = """
@@ -183,6 +184,31 @@ def test_modern_recipe_and_schedules_train(data_dir, tmp_path):
     assert all(r.loss == r.loss for r in results)  # finite: no NaN
     # above chance (0.1); crops move the synthetic class bars, so it learns slowly here
     assert results[-1].train_acc > 0.15
+
+
+def test_modern_recipe_smooths_the_labels_of_every_step(data_dir, monkeypatch):
+    """`--recipe modern` asks for label smoothing 0.1, and each training step's loss uses
+    it (the spec's own recipe: none)."""
+    spec = cnnspec.load(SMALL)
+    for recipe, smoothing in (("modern", 0.1), ("spec", 0.0)):
+        config = config_for(spec, TrainRequest(recipe=recipe, device="cpu", progress=False))
+        assert config.label_smoothing == smoothing
+    # smoothing changes the loss: a confident right answer still costs something
+    out, y = torch.tensor([[9.0, 0.0, 0.0]]), torch.tensor([0])
+    plain, _ = loop._loss_and_hits(out, y, 0.0)
+    smoothed, _ = loop._loss_and_hits(out, y, 0.1)
+    assert smoothed > plain + 0.1
+    seen = []
+    cross_entropy = loop.F.cross_entropy
+
+    def recording(*args, **kwargs):
+        if torch.is_grad_enabled():  # a training step, not the test set's scoring
+            seen.append(kwargs.get("label_smoothing", 0.0))
+        return cross_entropy(*args, **kwargs)
+
+    monkeypatch.setattr(loop.F, "cross_entropy", recording)
+    fit(model(), data.fashion_mnist(data_dir), modern(small_config(epochs=1)))
+    assert len(seen) == 640 // 32 and set(seen) == {0.1}  # every step
 
 
 def test_multi_head_model_trains_on_strips(data_dir, tmp_path):

@@ -50,6 +50,9 @@ class Node:
     # options its module is made with, as inference decided them (add's `scale`).
     owned: tuple[tuple[str, Node], ...] = ()
     options: tuple[tuple[str, object], ...] = ()
+    # Parameters a combinator holds itself, not in a layer: (state_dict name, count), as
+    # add(scale=)'s `layer_scale`. Its `params` counts them; the summary gives each a row.
+    own_params: tuple[tuple[str, int], ...] = ()
     block: str | None = None  # the block this node is an instance of, if any
     args: tuple[tuple[str, object], ...] = ()  # that block's evaluated arguments
     # the arguments written at its call, each with whether by name (others: defaults)

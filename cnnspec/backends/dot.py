@@ -3,10 +3,10 @@
 Stages are clusters. A block is a cluster showing its insides while fewer than `depth`
 blocks enclose it, and one box beyond that (`depth=0`: every block a box).
 Each combinator is drawn as what it does: branches leaving one point and meeting in a
-merge node (`concat`, `+` for add, `×` for mul, `split`), a residual's shortcut as a
-dashed edge into the sum, a DenseNet unit's input joining its output, heads ending in
-one output each. Every edge is labelled with the shape it carries, every box with its
-parameters.
+merge node (`concat`, `+` for add, `×` for mul; `split` also where the input divides), a
+residual's shortcut as a dashed edge into the sum, a DenseNet unit's input joining its
+output, heads ending in one output each. Every edge is labelled with the shape it carries,
+every box with its parameters.
 """
 
 from __future__ import annotations
@@ -212,8 +212,16 @@ class _Picture:
                 at, shape = merge, _concat(shape, unit.out_shape)
             return at
         merge = self.node(kind.symbol, shape="circle", fontsize="9")
-        for name, branch in node.children:
-            end = self.item(branch, f"{path}.{name}", level, at, shape)
+        start = at
+        if any(branch.in_shape != shape for _, branch in node.children):
+            start = self.node(node.kind, shape="circle", fontsize="9")  # split: the chunks
+            self.edge(at, start, shape)
+        for i, (name, branch) in enumerate(node.children):
+            end = self.item(branch, f"{path}.{name}", level, start, branch.in_shape)
+            for own, count in node.own_params if i == 0 else ():  # scaling the branch
+                box = self.node(f"{own}\n{_params(count)}")
+                self.edge(end, box, branch.out_shape)
+                end = box
             self.edge(end, merge, branch.out_shape)
         owned = dict(node.owned)
         if kind.skips(node):

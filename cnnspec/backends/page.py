@@ -120,11 +120,15 @@ class _Boxes:
                 parts += [_edge(unit.out_shape), _merge(kind.symbol, "the unit's input joins")]
             return f"<div class=col>{''.join(parts)}</div>", True
         columns = []
-        for branch_path, branch in branches:
+        for i, (branch_path, branch) in enumerate(branches):
             item, _ = self.item(branch, branch_path, level)
             tail = ""
             if kind.layout == "outputs":
                 tail = _edge(branch.out_shape) + _io("output", branch.out_shape)
+            if i == 0:  # its own parameters scale the branch (add(scale=)'s layer_scale)
+                for name, count in node.own_params:
+                    own = owned_path(path, name)
+                    tail += _edge(branch.out_shape) + _own(own, name, count, branch.out_shape)
             columns.append(f"<div class=col>{item}{tail}</div>")
         owned = dict(node.owned)
         if kind.skips(node):
@@ -170,6 +174,16 @@ def _layer(node: Node, path: str | None) -> str:
     params = f"<span class=p>{_figures(node.params)}</span>" if node.params else ""
     data = _data(node, path, "layer") if path is not None else ""
     return f"<div class='box layer' {data}>{escape(op_text(node))}{params}</div>"
+
+
+def _own(path: str, name: str, count: int, shape) -> str:
+    """The box of a parameter a combinator holds itself, by its state_dict name."""
+    fields = {"path": path, "what": "parameter", "op": name, "in": shape_text(shape),
+              "out": shape_text(shape), "params": f"{count:,}", "macs": "0"}  # fmt: skip
+    data = " ".join(f'data-{k}="{escape(v)}"' for k, v in fields.items())
+    return (
+        f"<div class='box layer' {data}>{escape(name)}<span class=p>{_figures(count)}</span></div>"
+    )
 
 
 def _group(node: Node, path: str, title: str, inner: str, what: str, closed: bool) -> str:

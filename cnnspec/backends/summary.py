@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from math import prod
 
-from ..analysis.graph import Graph, Node, Output
+from ..analysis.graph import Graph, Node, Output, child_path, owned_path
 from ..analysis.ops import fmt
 from ..errors import shown
 from ..language.expressions import describe
@@ -69,20 +70,70 @@ def block_arguments(node: Node) -> list[str]:
     ]
 
 
-def layer_rows(graph: Graph) -> list[dict]:
-    """Leaf layers in forward order; their params and MACs add up to the network's."""
-    return [
-        {
-            "path": path,
-            "op": node.label,
-            "input_shape": shape_data(node.in_shape),
-            "output_shape": shape_data(node.out_shape),
-            "params": node.params,
-            "macs": node.macs,
-            "args": {k: _plain(v) for k, v in node.layer.arguments().items()},
-        }
-        for path, node in graph.layers()
+@dataclass(frozen=True)
+class Own:
+    """A parameter a combinator holds itself, outside any layer (add(scale=)'s
+    `layer_scale`), as a row sees it: it acts on the branches' output."""
+
+    name: str
+    params: int
+    shape: Output
+
+
+def rows_walk(graph: Graph) -> Iterator[tuple[str, int, Node | Own]]:
+    """`graph.walk()` with each combinator's own parameters in forward order: after its
+    branches, before the layers it owns beside them (a shortcut adds to the scaled
+    branch)."""
+    stack: list[tuple[str, int, Node | Own]] = [
+        (name, 0, child) for name, child in reversed(graph.root.children)
     ]
+    while stack:
+        path, depth, node = stack.pop()
+        yield path, depth, node
+        if isinstance(node, Own):
+            continue
+        below: list[tuple[str, int, Node | Own]] = [
+            (child_path(node, path, name), depth + 1, child) for name, child in node.children
+        ]
+        below.extend(
+            (owned_path(path, name), depth + 1, Own(name, count, node.out_shape))
+            for name, count in node.own_params
+        )
+        below.extend((owned_path(path, name), depth + 1, owned) for name, owned in node.owned)
+        stack.extend(reversed(below))
+
+
+def layer_rows(graph: Graph) -> list[dict]:
+    """Leaf layers in forward order, and each parameter a combinator holds itself (add's
+    `layer_scale`, by its state_dict key); their params and MACs add up to the
+    network's."""
+    rows = []
+    for path, _, node in rows_walk(graph):
+        if isinstance(node, Own):
+            rows.append(
+                {
+                    "path": path,
+                    "op": node.name,
+                    "input_shape": shape_data(node.shape),
+                    "output_shape": shape_data(node.shape),
+                    "params": node.params,
+                    "macs": 0,
+                    "args": {},
+                }
+            )
+        elif node.is_layer:
+            rows.append(
+                {
+                    "path": path,
+                    "op": node.label,
+                    "input_shape": shape_data(node.in_shape),
+                    "output_shape": shape_data(node.out_shape),
+                    "params": node.params,
+                    "macs": node.macs,
+                    "args": {k: _plain(v) for k, v in node.layer.arguments().items()},
+                }
+            )
+    return rows
 
 
 def as_dict(graph: Graph) -> dict:
@@ -130,20 +181,26 @@ class Row:
 
 
 def table_rows(graph: Graph, depth: int = DEFAULT_DEPTH) -> list[Row]:
-    """One row per node down to `depth` levels (stages are level 1), in forward order."""
+    """One row per node down to `depth` levels (stages are level 1), in forward order, and
+    one per parameter a combinator holds itself: each row's figures are its rows' below."""
     rows = []
     parents: dict[int, Node] = {}  # by id: nodes are values, and equal ones may repeat
-    for path, level, node in graph.walk():
+    for path, level, node in rows_walk(graph):
+        if level >= depth:
+            continue
+        if isinstance(node, Own):
+            shape = shape_text(node.shape)
+            rows.append(Row(level, path, node.name, shape, shape, node.params, 0))
+            continue
         for _, child in node.children:
             parents[id(child)] = node
         for _, owned in node.owned:
             parents[id(owned)] = node
-        if level < depth:
-            op = sources_text(node) + node_text(node, parents.get(id(node)))
-            rows.append(
-                Row(level, path, op, shape_text(node.in_shape), shape_text(node.out_shape),
-                    node.params, node.macs)
-            )  # fmt: skip
+        op = sources_text(node) + node_text(node, parents.get(id(node)))
+        rows.append(
+            Row(level, path, op, shape_text(node.in_shape), shape_text(node.out_shape),
+                node.params, node.macs)
+        )  # fmt: skip
     return rows
 
 

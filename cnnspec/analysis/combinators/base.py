@@ -256,21 +256,23 @@ def node(
     out_shape,
     owned: tuple[tuple[str, Node], ...] = (),
     options: tuple[tuple[str, Any], ...] = (),
-    extra_params: int = 0,
+    own_params: tuple[tuple[str, int], ...] = (),
 ) -> Node:
-    """The combinator's node: its branches' and owned layers' figures summed."""
+    """The combinator's node: its branches', owned layers' and own parameters' figures
+    summed."""
     parts = [n for _, n in children] + [n for _, n in owned]
     return Node(
         comb.kind,
         comb.kind,
         in_shape,
         out_shape,
-        sum(n.params for n in parts) + extra_params,
+        sum(n.params for n in parts) + sum(count for _, count in own_params),
         sum(n.macs for n in parts),
         comb.pos,
         children=tuple((str(name), n) for name, n in children),
         owned=owned,
         options=options,
+        own_params=own_params,
     )
 
 

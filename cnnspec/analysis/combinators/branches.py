@@ -86,7 +86,7 @@ class Add(Combinator, kind="add"):
             return node(comb, flow.shape, found, found[0][1].out_shape)
         main = found[0][1]
         project, scale = options.get("project"), options.get("scale")
-        scaled = 0
+        scaled: tuple[tuple[str, int], ...] = ()
         if scale is not None:
             if len(main.out_shape) != 3:
                 raise ShapeError(
@@ -94,7 +94,7 @@ class Add(Combinator, kind="add"):
                     f"{describe_output(main.out_shape)}",
                     given(comb, "scale").pos,
                 )
-            scaled = main.out_shape[0]
+            scaled = (("layer_scale", main.out_shape[0]),)  # the runtime's parameter
         owned: tuple[tuple[str, Node], ...] = ()
         if main.out_shape != flow.shape or project is True:
             if project is False:
@@ -106,7 +106,7 @@ class Add(Combinator, kind="add"):
             shortcut = walker.apply(_projection(flow.shape, main, comb.pos), flow, comb.pos)
             owned = (("shortcut", shortcut),)
         kept = () if scale is None else (("scale", float(scale)),)
-        return node(comb, flow.shape, found, main.out_shape, owned, kept, extra_params=scaled)
+        return node(comb, flow.shape, found, main.out_shape, owned, kept, own_params=scaled)
 
     @classmethod
     def joins(cls, shapes: list[Shape]) -> Shape | None:
