@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+import cnnspec
 from cnnspec.cli import main
 
 # ESC sequences that set the window title, write the clipboard (OSC 52) and clear the
@@ -137,3 +138,14 @@ def test_a_file_name_that_is_not_utf8_works_in_every_command(tmp_path, capsys):
     page = (tmp_path / os.fsdecode(b"out\xfe.html")).read_bytes().decode("utf-8")
     assert "net\\xff" in page
     (out / "net_.py").read_bytes().decode("utf-8")
+
+
+def test_a_notebook_view_of_such_a_file_shows_its_name_escaped(tmp_path):
+    """The HTML a notebook shows is written to the notebook file as UTF-8: a name that is
+    not (or holds a control character) is spelled as an escape there too."""
+    name = os.fsdecode(b"net\xff\x1b")
+    spec = tmp_path / f"{name}.cnn"
+    spec.write_text(NET)
+    shown = cnnspec.load(spec).display(picture=False)._repr_html_()
+    shown.encode("utf-8")
+    assert "net\\xff\\x1b" in shown and not CONTROL.search(shown)

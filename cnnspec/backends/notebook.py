@@ -11,6 +11,7 @@ import html
 from dataclasses import dataclass
 
 from ..analysis.graph import Graph
+from ..errors import printable
 from . import dot
 from .summary import DEFAULT_DEPTH, byte_text, memory, shape_text, table, table_rows
 
@@ -70,7 +71,7 @@ def render(view: View) -> str:
     if view.picture:
         parts.append(_picture(view))
     parts.append("</div></div>")
-    return "\n".join(parts)
+    return printable("\n".join(parts))  # names as the terminal shows them: escaped
 
 
 def _table(view: View) -> str:

@@ -13,6 +13,7 @@ from html import escape
 
 from ..analysis.combinators import RULES
 from ..analysis.graph import Graph, Node, child_path, owned_path
+from ..errors import printable
 from ..language.ir import INPUT
 from .summary import node_text, op_text, shape_text, sources_text, table_rows
 
@@ -29,15 +30,19 @@ def page(graph: Graph, source_name: str = "", depth: int = DEFAULT_DEPTH, layout
     )
     where = f" <span class=note>{escape(source_name)}</span>" if source_name else ""
     boxes = _Boxes(graph, depth).network()
-    return TEMPLATE.format(
-        title=escape(graph.name),
-        heading=f"{escape(graph.name)}{where}",
-        facts=escape(facts),
-        layout="lr" if layout == "lr" else "tb",
-        boxes=boxes,
-        rows=_rows(graph),
-        style=STYLE,
-        script=SCRIPT,
+    # A name may hold what no UTF-8 file can (a path that was not UTF-8) or a control
+    # character: the page spells each as an escape, as the terminal is shown them.
+    return printable(
+        TEMPLATE.format(
+            title=escape(graph.name),
+            heading=f"{escape(graph.name)}{where}",
+            facts=escape(facts),
+            layout="lr" if layout == "lr" else "tb",
+            boxes=boxes,
+            rows=_rows(graph),
+            style=STYLE,
+            script=SCRIPT,
+        )
     )
 
 
