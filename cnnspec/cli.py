@@ -150,9 +150,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         try:
             _load(path, args)
         except CnnspecError as err:
-            print(err.render(), file=sys.stderr)
+            _report(err)
             failed = 1
     return failed
+
+
+def _report(err: CnnspecError) -> None:
+    """Every error the check found, in the order they are written, each with its caret."""
+    for found in (err, *err.more):
+        print(found.render(), file=sys.stderr)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -573,7 +579,7 @@ def _run(argv: Sequence[str] | None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return BROKEN_PIPE
     except CnnspecError as err:
-        print(err.render(), file=sys.stderr)
+        _report(err)
         return 1
     except OSError as err:
         if err.filename is None:  # not about a path the user named

@@ -47,8 +47,9 @@ class CnnspecError(Exception):
         self.more: list[CnnspecError] = []
 
     def with_source(self, source: Source) -> CnnspecError:
-        if self.source is None:
-            self.source = source
+        for err in (self, *self.more):  # the others were found in the same text
+            if err.source is None:
+                err.source = source
         return self
 
     @property

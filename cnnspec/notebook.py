@@ -75,7 +75,7 @@ def cnnspec_cell(line: str, cell: str, namespace: dict):
         # notebook numbers the cell's.
         spec: Spec = load("\n" + cell, format=args.format, name=CELL)
     except CnnspecError as err:
-        raise CellError(err.render()) from None
+        raise CellError("\n".join(e.render() for e in (err, *err.more))) from None
     if args.name:
         namespace[args.name] = spec
     if args.build:

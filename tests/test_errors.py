@@ -823,3 +823,42 @@ def test_a_branch_that_gives_several_outputs_is_refused_not_crashed(kind):
         text += "            o: conv(4, k=1)\n"
     err = error_of(text)
     assert "heads" in err.message and err.pos[0] in (3, 4), err.render()
+
+
+def test_the_readme_lists_the_reserved_words_the_checks_refuse():
+    import re
+
+    from conftest import ROOT
+
+    from cnnspec.analysis.resolve import MODULE_ATTRIBUTES, RESERVED_PARAMS
+    from cnnspec.language import ir
+
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme[readme.index("**Reserved words.**") :].split("\n\n")[0]
+    keywords, combinators = (
+        re.findall(r"`(\w+)`", part)
+        for part in re.search(r"text form \((.*?)\)\s+and the combinators \((.*?)\)",
+                              paragraph, re.S).groups()
+    )  # fmt: skip
+    assert keywords == list(ir.KEYWORDS) and combinators == list(ir.COMBINATORS)
+    params = re.findall(r"`(\w+)`", paragraph[paragraph.index("may not be called") :])
+    assert sorted(params) == sorted(RESERVED_PARAMS)
+    named = paragraph[paragraph.index("own (") : paragraph.index("names starting with")]
+    attributes = set(re.findall(r"`(\w+)`", named)) - {"add"}  # add: the combinator
+    assert attributes <= MODULE_ATTRIBUTES and {"shortcut", "branches", "self"} <= attributes
+
+
+def test_check_prints_every_wrong_name_it_found(tmp_path, capsys):
+    from cnnspec.cli import main
+
+    spec = tmp_path / "net.cnn"
+    spec.write_text(
+        "block unit(c):\n    conv(c, k=3) rleu\n"
+        "network T(input=1x28x28, classes=10):\n"
+        "    a: unit(4) maxpol(2)\n    b: conv(4, k=3) relu\n    c: flatten linear(clases)\n"
+    )
+    assert main(["check", str(spec)]) == 1
+    headlines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("/")]
+    assert [h.split(": ")[0].rsplit(":", 2)[1:] for h in headlines] == [
+        ["2", "18"], ["4", "16"], ["6", "23"]
+    ]  # fmt: skip
