@@ -1,7 +1,7 @@
 """The trainer's speed on one GPU, every seed network, in one command inside a time budget.
 
     python benchmarks/gpu_suite.py [--budget-s 480] [--out DIR] [--specs lenet ...]
-        [--epochs 2] [--limit-train N] [--limit-test N] [--smoke]
+        [--compile-specs lenet ...] [--epochs 2] [--limit-train N] [--limit-test N] [--smoke]
 
 For each seed network at its recipe's size and batch, most important first:
 
@@ -26,12 +26,12 @@ suite goes on.
 The compiled run reuses its probe's model, with its initial weights put back, so that it
 is timed without compiling again (the first compiled step's time is the probe's).
 
-Results go to $OUT (else `--out`, default ./gpu-suite): gpu_suite.json and gpu_suite.md,
+Results go to `--out` (else $OUT, else ./gpu-suite): gpu_suite.json and gpu_suite.md,
 rewritten after every measurement. BENCHMARKS.md describes the columns.
 
 `--smoke` runs the same code on the CPU with tiny limits (a few small batches per network,
 each at the smallest size it accepts, torch.compile through its eager backend), so that a
-test can check the suite end to end in seconds.
+test can check the suite end to end in under a minute on 2 cores.
 """
 
 from __future__ import annotations

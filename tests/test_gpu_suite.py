@@ -28,6 +28,7 @@ def positive(value) -> bool:
     return isinstance(value, (int, float)) and value > 0
 
 
+@pytest.mark.slow  # the whole suite in a process of its own: tens of seconds on 2 cores
 def test_smoke_measures_every_network(data_dir, tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
