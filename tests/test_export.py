@@ -37,6 +37,8 @@ def test_onnxruntime_equals_the_live_build(name, tmp_path, capsys):
     torch.manual_seed(0)
     live = spec.build().eval()  # the same seed: the weights the export saw
     session = ort.InferenceSession(str(target))
+    declared = [port.shape[0] for port in (*session.get_inputs(), *session.get_outputs())]
+    assert all(isinstance(dim, str) for dim in declared), declared  # named, so not fixed
     for batch in (1, 3):  # the batch dimension stays free
         x = torch.randn(batch, *spec.input_shape)
         with torch.no_grad():
@@ -61,7 +63,6 @@ def test_what_the_tracer_cannot_export_goes_through_torch_export(tmp_path, monke
     net = spec.build().eval()
     export.to_onnx(net, spec.input_shape, tmp_path / "net.onnx")
     session = ort.InferenceSession(str(tmp_path / "net.onnx"))
-    assert [o.name for o in session.get_outputs()] == [f"output_c{i}" for i in range(1, 7)]
     x = torch.randn(3, *spec.input_shape)
     with torch.no_grad():
         expected = net(x)

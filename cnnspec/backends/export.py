@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path
-from .runtime import Heads
 
 BATCH = "batch"
 
@@ -30,22 +29,15 @@ def to_onnx(net: torch.nn.Module, input_shape: tuple[int, ...], path: str | os.P
     net = net.eval()
     # two: a batch of one would hide a size wrongly fixed at one (it broadcasts)
     example = (torch.zeros(2, *input_shape),)
-    outputs = output_names(net)
     with atomic_path(path) as tmp:
         try:
-            _traced(net, example, outputs, tmp)
+            _traced(net, example, tmp)
         except Exception:  # an op without a converter, or Python the tracer cannot follow
-            _through_torch_export(net, example, outputs, tmp)
+            _through_torch_export(net, example, tmp)
 
 
-def output_names(net: torch.nn.Module) -> list[str]:
-    """One output per head, named after it ("output_c1"), or a single "output"."""
-    heads = [module for module in net.modules() if isinstance(module, Heads)]
-    return [f"output_{name}" for name in heads[0].branches] if heads else ["output"]
-
-
-def _traced(net: torch.nn.Module, example: tuple, outputs: list[str], path: Path) -> None:
-    dynamic = {name: {0: BATCH} for name in ("input", *outputs)}
+def _traced(net: torch.nn.Module, example: tuple, path: Path) -> None:
+    # Only the input's batch is declared: ONNX's shape inference carries it to the outputs.
     with warnings.catch_warnings(), torch.no_grad():
         # The exporter's deprecation notice, and the tracer's notes that a Python number
         # taken from a size is fixed: only the batch may vary, and the tests vary it.
@@ -57,14 +49,11 @@ def _traced(net: torch.nn.Module, example: tuple, outputs: list[str], path: Path
             str(path),
             dynamo=False,
             input_names=["input"],
-            output_names=outputs,
-            dynamic_axes=dynamic,
+            dynamic_axes={"input": {0: BATCH}},
         )
 
 
-def _through_torch_export(
-    net: torch.nn.Module, example: tuple, outputs: list[str], path: Path
-) -> None:
+def _through_torch_export(net: torch.nn.Module, example: tuple, path: Path) -> None:
     torch.onnx.export(
         net,
         example,
@@ -72,7 +61,6 @@ def _through_torch_export(
         dynamo=True,
         verbose=False,
         input_names=["input"],
-        output_names=outputs,
         dynamic_shapes=({0: torch.export.Dim(BATCH, min=1)},),
         external_data=False,
     )
