@@ -37,6 +37,8 @@ def test_onnxruntime_equals_the_live_build(name, tmp_path, capsys):
     torch.manual_seed(0)
     live = spec.build().eval()  # the same seed: the weights the export saw
     session = ort.InferenceSession(str(target))
+    declared = [port.shape[0] for port in (*session.get_inputs(), *session.get_outputs())]
+    assert all(isinstance(dim, str) for dim in declared), declared  # named, so not fixed
     for batch in (1, 3):  # the batch dimension stays free
         x = torch.randn(batch, *spec.input_shape)
         with torch.no_grad():
@@ -46,3 +48,23 @@ def test_onnxruntime_equals_the_live_build(name, tmp_path, capsys):
         assert len(got) == len(expected)
         for a, b in zip(got, expected):
             torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_what_the_tracer_cannot_export_goes_through_torch_export(tmp_path, monkeypatch):
+    """The slower torch.export path, taken when tracing fails, writes the same network."""
+    import cnnspec.backends.export as export
+
+    def refuse(*args):
+        raise torch.onnx.errors.UnsupportedOperatorError("aten::x", 20, 20)
+
+    monkeypatch.setattr(export, "_traced", refuse)
+    spec = cnnspec.load(spec_path("svhn_multihead"))
+    net = spec.build().eval()
+    export.to_onnx(net, spec.input_shape, tmp_path / "net.onnx")
+    session = ort.InferenceSession(str(tmp_path / "net.onnx"))
+    x = torch.randn(3, *spec.input_shape)
+    with torch.no_grad():
+        expected = net(x)
+    for a, b in zip(outputs(session, x), expected, strict=True):
+        torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-4, atol=1e-5)

@@ -272,8 +272,9 @@ class CenterCrop(nn.Module):
 
     def forward(self, x: torch.Tensor, like: torch.Tensor | None = None):
         height, width = like.shape[-2:] if like is not None else self.size
-        top = round((x.shape[-2] - height) / 2.0)
-        left = round((x.shape[-1] - width) / 2.0)
+        # float(): traced for ONNX, a size is a tensor, which round() refuses
+        top = round(float(x.shape[-2] - height) / 2.0)
+        left = round(float(x.shape[-1] - width) / 2.0)
         return x[..., top : top + height, left : left + width]
 
 
