@@ -163,12 +163,12 @@ def check(removals: list[Removal]) -> None:
                 sys.exit(f"{r.name}: no test file {test}")
 
 
-def run(r: Removal, timeout: float) -> tuple[str, float]:
-    """Apply `r` to a fresh copy of the tree and run its tests there: (result, seconds)."""
+def run(r: Removal, source: Path, timeout: float) -> tuple[str, float]:
+    """Apply `r` to a fresh copy of `source` and run its tests there: (result, seconds)."""
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cnnspec-mutate-") as tmp:
         tree = Path(tmp) / "tree"
-        shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(*SKIP))
+        shutil.copytree(source, tree)
         if r.file:  # the baseline changes nothing
             target = tree / r.file
             text = target.read_text(encoding="utf-8")
@@ -207,21 +207,26 @@ def main(argv: list[str] | None = None) -> int:
         for r in chosen:
             print(f"{r.name:<36} {r.file}  ->  {' '.join(r.tests)}")
         return 0
-    if args.baseline:  # a test failing unchanged would count as a kill for every removal
-        tests = tuple(dict.fromkeys(t for r in chosen for t in r.tests))
-        result, seconds = run(Removal("baseline", "", "", "", tests), args.timeout)
-        passed = result.replace("SURVIVED", "passed")
-        print(f"baseline (nothing removed): {passed}, {seconds:.0f} s", flush=True)
-        if result != "SURVIVED":
-            return 1
-    print("| removal | tests run | result | seconds |\n| --- | --- | --- | ---: |", flush=True)
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        results = pool.map(lambda r: run(r, args.timeout), chosen)
+    with tempfile.TemporaryDirectory(prefix="cnnspec-mutate-") as tmp:
+        # Every removal starts from this snapshot: editing the checkout during a run
+        # (adding the test a survivor asks for) changes no result of that run.
+        source = Path(tmp) / "tree"
+        shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*SKIP))
+        if args.baseline:  # a test failing unchanged would count as a kill for every removal
+            tests = tuple(dict.fromkeys(t for r in chosen for t in r.tests))
+            result, seconds = run(Removal("baseline", "", "", "", tests), source, args.timeout)
+            passed = result.replace("SURVIVED", "passed")
+            print(f"baseline (nothing removed): {passed}, {seconds:.0f} s", flush=True)
+            if result != "SURVIVED":
+                return 1
+        print("| removal | tests run | result | seconds |\n| --- | --- | --- | ---: |", flush=True)
         outcomes = []
-        for r, (result, seconds) in zip(chosen, results):
-            tests = ", ".join(t.removeprefix("tests/") for t in r.tests)
-            print(f"| {r.name} | {tests} | {result} | {seconds:.0f} |", flush=True)
-            outcomes.append(result)
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            results = pool.map(lambda r: run(r, source, args.timeout), chosen)
+            for r, (result, seconds) in zip(chosen, results):
+                tests = ", ".join(t.removeprefix("tests/") for t in r.tests)
+                print(f"| {r.name} | {tests} | {result} | {seconds:.0f} |", flush=True)
+                outcomes.append(result)
     survivors = [r.name for r, result in zip(chosen, outcomes) if result != "killed"]
     print(f"\n{len(chosen)} removals, {outcomes.count('killed')} killed; not killed: "
           f"{', '.join(survivors) or 'none'}")  # fmt: skip
