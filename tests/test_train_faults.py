@@ -216,6 +216,24 @@ def test_a_missing_checksum_is_an_error_not_a_silent_load(finished_run, data_dir
     assert "latest.json: no checksum for model.safetensors" in err
 
 
+@pytest.mark.parametrize(
+    "name", ["model.safetensors", "optimizer.safetensors", "rng.safetensors", "trainer.json"]
+)
+def test_a_flipped_bit_in_any_checkpoint_file_is_refused_on_resume(
+    finished_run, data_dir, tmp_path, capsys, name
+):
+    """Each file of a checkpoint is checked against latest.json's checksum before it is
+    read: one flipped bit in a tensor's data would load silently otherwise."""
+
+    def damage(run):
+        target = latest_folder(run) / name
+        raw = target.read_bytes()
+        target.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+
+    err = resume_copy(finished_run, data_dir, tmp_path, capsys, damage)
+    assert f"{name}: corrupt or truncated (checksum differs)" in err, err
+
+
 def test_damaged_trainer_state_is_named_even_with_a_matching_checksum(
     finished_run, data_dir, tmp_path, capsys
 ):

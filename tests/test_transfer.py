@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torchvision
@@ -111,6 +113,18 @@ def _deflated(path):
             out.writestr(entry.filename, source.read(entry), zipfile.ZIP_DEFLATED)
 
 
+def _oversized(path):
+    """A state_dict saved by torch whose zip directory then says a tensor's entry holds
+    1 MiB: more than the whole file, which torch would trust when it reads it."""
+    torch.save({"w": torch.ones(W)}, path)
+    raw = bytearray(path.read_bytes())
+    for at in (m.start() for m in re.finditer(b"PK\x01\x02", raw)):  # directory entries
+        name = raw[at + 46 : at + 46 + int.from_bytes(raw[at + 28 : at + 30], "little")]
+        if name.endswith(b"/data/0"):
+            raw[at + 24 : at + 28] = (1 << 20).to_bytes(4, "little")  # its uncompressed size
+    path.write_bytes(raw)
+
+
 # What a .pth may hold that is no plain weights, each with the words its error says; the
 # network's first tensor is a 4x1x3x3 float weight, the shape each tensor here has.
 W = (4, 1, 3, 3)
@@ -130,6 +144,7 @@ TRICKS = {
     "meta": (lambda p: torch.save({"w": torch.empty(W, device="meta")}, p), "meta device"),
     "code": (lambda p: torch.save({"w": _Code()}, p), "could run code when read; refused"),
     "deflated": (_deflated, "is compressed"),
+    "oversized": (_oversized, "its entries claim more bytes than the file holds"),
 }
 
 
