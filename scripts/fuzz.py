@@ -251,8 +251,19 @@ def run(argv: list[str], folder: Path) -> Run:
         seconds = time.monotonic() - start
         out.seek(0)
         err.seek(0)
-        texts = [f.read().decode("utf-8", "replace") for f in (out, err)]
+        texts = [_text(f.read()) for f in (out, err)]
     return Run(argv, child.returncode, *texts, seconds, usage.ru_maxrss / 1024, bound)
+
+
+def _text(data: bytes) -> str:
+    """What a command printed; bytes that are not UTF-8 are marked, as a problem."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "backslashreplace") + "\n" + NOT_UTF8
+
+
+NOT_UTF8 = "<not UTF-8>"
 
 
 def problems(case: Case, folder: Path) -> list[str]:
@@ -275,8 +286,10 @@ def _run_problems(r: Run, folder: Path) -> list[str]:
         found.append("a traceback:\n" + r.err[-3000:])
     for name, text in (("stdout", r.out), ("stderr", r.err)):
         bad = RAW_CONTROL.search(text)
-        if bad or "\ufffd" in text:
-            found.append(f"{name} holds a raw control character or invalid UTF-8 at {bad}")
+        if bad:
+            found.append(f"{name} holds a raw control character: {bad.group()!r}")
+        if text.endswith(NOT_UTF8):
+            found.append(f"{name} is not UTF-8")
     if r.seconds > r.bound[0]:
         found.append(f"took {r.seconds:.1f} s, more than {r.bound[0]} s")
     if r.mb > r.bound[1]:

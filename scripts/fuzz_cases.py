@@ -251,7 +251,7 @@ def damaged_weights(rng: random.Random, state: dict, torch) -> tuple[str, bytes]
         kind = rng.choice([torch.float16, torch.int64, torch.bool, torch.complex64, torch.uint8])
         state[key] = state[key].to(kind)
     elif how == "shape" and state:
-        state[key] = torch.randn(*[rng.randint(0, 5) for _ in range(rng.randint(0, 4))])
+        state[key] = torch.randn([rng.randint(0, 5) for _ in range(rng.randint(0, 4))])
     elif how == "drop" and state:
         del state[key]
     elif how == "extra":

@@ -83,7 +83,7 @@ def test_generated_specs_load_or_fail_with_a_positioned_error(seed):
 
 
 @settings(max_examples=15, deadline=None, derandomize=True)
-@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["mutate", "commands", "use", "sweep"]))
+@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(sorted(fuzz.KINDS)))
 def test_every_case_names_only_files_it_writes(seed, kind, tmp_path_factory):
     case = fuzz.make(kind, seed)
     assert case == fuzz.make(kind, seed)  # a seed reproduces its case
@@ -109,10 +109,13 @@ def test_the_command_oracle_catches_what_it_looks_for(tmp_path):
     (tmp_path / "x.cnn").write_text("ab\ncd\n")
     held = run_of(rc=1, err="x.cnn:2:3: wrong\n    cd\n      ^\n")
     assert fuzz._run_problems(held, tmp_path) == []
+    shown = run_of(rc=1, err="x.cnn:1:1: wrong\n    \ufffd\n    ^\n")  # a file's own U+FFFD
+    assert fuzz._run_problems(shown, tmp_path) == []
     broken = {
         "exit code": run_of(rc=-9),
         "traceback": run_of(rc=1, err="Traceback (most recent call last):\n"),
         "control": run_of(out="\x1b[31mred"),
+        "not UTF-8": run_of(err=fuzz._text(b"\xed\xa0\x80")),
         "took": run_of(seconds=21),
         "peaked": run_of(mb=600),
         "outside": run_of(rc=1, err="x.cnn:5:1: wrong\n"),
