@@ -130,3 +130,14 @@ def test_the_command_oracle_catches_what_it_looks_for(tmp_path):
     assert any("not whole" in p for p in fuzz._run_problems(half, tmp_path))
     failed = run_of(rc=1, err="x.cnn:1:1: no\n", argv=("graph", "x.cnn", "-o", "y.html"))
     assert any("exists after a failure" in p for p in fuzz._run_problems(failed, tmp_path))
+
+
+@settings(max_examples=3, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["mutate", "use"]))
+def test_commands_on_generated_cases_keep_their_bounds(seed, kind):
+    """A few of the campaign's cases, each run in its own process under the bounds of time
+    and memory (fuzz.BOUNDS): every property holds, the bounds included."""
+    case = fuzz.make(kind, seed)
+    assert fuzz.execute(case) == []
+    for run in case.runs:
+        assert run.seconds <= run.bound[0] and run.mb <= run.bound[1], run.argv
