@@ -1,8 +1,8 @@
 """How `cnnspec check` scales: time and peak memory for specs at the layer limit.
 
 Each case runs in a fresh process so its peak RSS is its own. The sizes are the most the
-limits allow: 200,000 layers after expansion, or as many one-line layers as fit in the
-1 MiB of text a spec may hold.
+limits allow: 20,000 layers after expansion, or as many one-line layers as fit in the
+256 KiB of text a spec may hold (at most 20,000 of them).
 
     python benchmarks/check_scale.py
 """
@@ -14,24 +14,30 @@ import sys
 import tempfile
 from pathlib import Path
 
-LAYERS = 200_000  # the expansion limit
-LINES = 75_000  # one layer per line: 13-byte lines, just under 1 MiB
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cnnspec.limits import DEFAULT  # noqa: E402
+
+LAYERS = DEFAULT.max_layers  # the expansion limit
+# one layer per line: 13-byte lines, as many as the text and the layer limits allow
+LINES = min((DEFAULT.max_file_bytes - 100) // 13, LAYERS)
 
 
 def specs() -> dict[str, tuple[str, str]]:
     """Each case's text and format."""
     lines = "network T(input=1x8x8):\n    s:\n" + "        relu\n" * LINES
+    calls = LAYERS // 10_000
     return {
-        "75,000 layers, one per line (.cnn)": (lines, "cnn"),
-        "200,000 layers by repeats: (relu) * 10000 * 20": (
-            "network T(input=1x8x8):\n    s: ((relu) * 10000) * 20\n",
+        f"{LINES:,} layers, one per line (.cnn)": (lines, "cnn"),
+        f"{LAYERS:,} layers by repeats: (relu) * 10000 * {calls}": (
+            f"network T(input=1x8x8):\n    s: ((relu) * 10000) * {calls}\n",
             "cnn",
         ),
-        "200,000 layers through blocks: 20 calls x 10,000": (
-            "block b():\n    (conv(1, k=1)) * 10000\nnetwork T(input=1x8x8):\n    s: b() * 20\n",
+        f"{LAYERS:,} layers through blocks: {calls} calls x 10,000": (
+            "block b():\n    (conv(1, k=1)) * 10000\n"
+            f"network T(input=1x8x8):\n    s: b() * {calls}\n",
             "cnn",
         ),
-        "75,000 layers, one per line (.yaml)": (
+        f"{LINES:,} layers, one per line (.yaml)": (
             "network:\n  name: T\n  input: 1x8x8\n  stages:\n    s:\n" + "      - relu\n" * LINES,
             "yaml",
         ),

@@ -16,14 +16,18 @@ from .errors import LimitError, Pos
 
 @dataclass(frozen=True)
 class Limits:
-    max_file_bytes: int = 1 << 20  # 1 MiB of spec text
+    # 256 KiB of spec text (the largest spec shipped is 6 KB): reading, resolving and
+    # inferring that much takes seconds
+    max_file_bytes: int = 1 << 18
     max_nesting: int = 32  # brackets, indentation levels, and block-in-block calls
     # Operators inside one another in one expression: `1 + 1 + ... + 1` of n terms is n - 1
     # deep. The IR's validation follows nodes at most about 255 deep, and with every level of
     # nesting around an expression, 100 leaves room.
     max_expression_depth: int = 100
     max_repeat: int = 10_000  # one `* n`
-    max_layers: int = 200_000  # layers after every block and repeat is expanded
+    # Layers after every block and repeat is expanded (DenseNet-121 has under 1,000).
+    # Build and codegen take time linear in them: 20,000 is seconds.
+    max_layers: int = 20_000
     # Steps of expansion, whether or not they give a layer: each item walked, each turn of
     # a repeat or a for, each expression node evaluated (`(relu if false) * n` is work too).
     max_steps: int = 1_000_000

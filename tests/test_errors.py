@@ -524,15 +524,17 @@ def test_the_spec_and_its_used_files_share_one_bound_on_text(tmp_path):
     """64 files of 1 MiB each would be 64 MiB to parse: the bound on text is for all of them
     together, checked as each file is read and before it is parsed."""
     import cnnspec
+    from cnnspec.limits import DEFAULT
 
-    comments = ("# " + "x" * 77 + "\n") * 7000  # 560 kB
+    comments = ("# " + "x" * 77 + "\n") * (DEFAULT.max_file_bytes // 80 * 11 // 20)  # 55% each
     (tmp_path / "a.cnn").write_text(comments)
     spec = tmp_path / "net.cnn"
     spec.write_text(f'use "a.cnn"\n{comments}network T(input=1x8x8, classes=10):\n    s: relu\n')
     with pytest.raises(LimitError) as info:
         cnnspec.load(spec)
     assert info.value.message == (
-        "the spec and the files it uses hold more than 1,048,576 bytes of text together"
+        f"the spec and the files it uses hold more than {DEFAULT.max_file_bytes:,} bytes of "
+        "text together"
     )
     assert info.value.pos == (1, 5)
 

@@ -64,3 +64,80 @@ def cnnspec_error(message, pos):
     from cnnspec.errors import SpecError
 
     return SpecError(message, pos)
+
+
+# --- the command-level campaign's generators and oracle --------------------------------
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_generated_specs_load_or_fail_with_a_positioned_error(seed):
+    """The generator writes the newer constructs; what it writes loads (or is refused at a
+    place inside it, when a value past a bound was drawn) and builds."""
+    text = fuzz.fuzz_cases.spec_text(random.Random(seed))
+    assert fuzz.trial(text, "cnn", BUILD_PARAMS) is None, text
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(sorted(fuzz.KINDS)))
+def test_every_case_names_only_files_it_writes(seed, kind, tmp_path_factory):
+    case = fuzz.make(kind, seed)
+    assert case == fuzz.make(kind, seed)  # a seed reproduces its case
+    folder = tmp_path_factory.mktemp("case")
+    fuzz.write_files(case, folder)
+    for argv in case.commands:
+        spec = argv[1]
+        assert (folder / spec).is_file(), (kind, seed, argv)
+
+
+def test_generated_specs_use_the_newer_constructs():
+    texts = "\n".join(fuzz.fuzz_cases.spec_text(random.Random(s)) for s in range(60))
+    constructs = ["if ", " as i", "for (", "add(", "concat(", "mul(", "outputs:", "select(",
+                  "upsample(like=", "crop(like=", "conv_transpose(", "split:"]  # fmt: skip
+    assert [c for c in constructs if c not in texts] == []
+
+
+def run_of(rc=0, out="", err="", seconds=1.0, mb=50.0, argv=("check", "x.cnn")):
+    return fuzz.Run(list(argv), rc, out, err, seconds, mb, (20, 512))
+
+
+def test_the_command_oracle_catches_what_it_looks_for(tmp_path):
+    (tmp_path / "x.cnn").write_text("ab\ncd\n")
+    held = run_of(rc=1, err="x.cnn:2:3: wrong\n    cd\n      ^\n")
+    assert fuzz._run_problems(held, tmp_path) == []
+    shown = run_of(rc=1, err="x.cnn:1:1: wrong\n    \ufffd\n    ^\n")  # a file's own U+FFFD
+    assert fuzz._run_problems(shown, tmp_path) == []
+    broken = {
+        "exit code": run_of(rc=-9),
+        "traceback": run_of(rc=1, err="Traceback (most recent call last):\n"),
+        "control": run_of(out="\x1b[31mred"),
+        "not UTF-8": run_of(err=fuzz._text(b"\xed\xa0\x80")),
+        "took": run_of(seconds=21),
+        "peaked": run_of(mb=600),
+        "outside": run_of(rc=1, err="x.cnn:5:1: wrong\n"),
+        "caret": run_of(rc=1, err="x.cnn:1:1: wrong\n    ab\n"),
+        "one line": run_of(rc=2, err="cnnspec: a\nb\n"),
+        "missing after success": run_of(argv=("graph", "x.cnn", "-o", "y.html")),
+    }
+    for what, run in broken.items():
+        assert any(what in p for p in fuzz._run_problems(run, tmp_path)), what
+    (tmp_path / "y.html").write_text("<html>")
+    half = run_of(argv=("graph", "x.cnn", "-o", "y.html"))
+    assert any("not whole" in p for p in fuzz._run_problems(half, tmp_path))
+    failed = run_of(rc=1, err="x.cnn:1:1: no\n", argv=("graph", "x.cnn", "-o", "y.html"))
+    assert any("exists after a failure" in p for p in fuzz._run_problems(failed, tmp_path))
+
+
+@settings(max_examples=3, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["mutate", "use"]))
+def test_commands_on_generated_cases_keep_their_bounds(seed, kind):
+    """A few of the campaign's cases, each run in its own process under the bounds of time
+    and memory (fuzz.BOUNDS): every property holds, the bounds included."""
+    case = fuzz.make(kind, seed)
+    assert fuzz.execute(case) == []
+    for run in case.runs:
+        assert run.seconds <= run.bound[0] and run.mb <= run.bound[1], run.argv

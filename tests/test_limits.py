@@ -116,7 +116,8 @@ def test_repeat_count_is_bounded():
 def test_total_layers_are_bounded_across_nested_repeats():
     start = time.perf_counter()
     err = error_of(net("((relu * 10000) * 10000) * 10000"))
-    assert isinstance(err, LimitError) and "more than 200000 layers" in err.message
+    assert isinstance(err, LimitError)
+    assert f"more than {DEFAULT.max_layers} layers" in err.message
     assert time.perf_counter() - start < 30  # stops at the bound, not after 10^12 layers
 
 
@@ -386,3 +387,14 @@ def error_of_with(text: str, limits, format: str = "cnn"):
     with pytest.raises(cnnspec.CnnspecError) as info:
         cnnspec.load(text, format=format, limits=limits)
     return info.value
+
+
+def test_a_network_at_the_layer_bound_is_checked_within_seconds():
+    """The bound on layers is what keeps every command to seconds (README, "Bounds"):
+    one at the bound loads, one past it is refused, both quickly."""
+    start = time.perf_counter()
+    spec = cnnspec.load(net(f"(conv(1, k=1) * {DEFAULT.max_layers // 2}) * 2", input="1x4x4"))
+    assert len(spec.graph.layers()) == DEFAULT.max_layers
+    err = error_of(net(f"(conv(1, k=1) * {DEFAULT.max_layers // 2}) * 2 relu", input="1x4x4"))
+    assert isinstance(err, LimitError)
+    assert time.perf_counter() - start < 30
