@@ -199,6 +199,21 @@ except CnnspecError as err:
 """
 
 
+# A forked child starts its peak resident memory at its parent's size (Linux keeps the
+# high-water mark across fork and exec), so a command run straight from a process holding
+# torch would be charged for it. The command is forked from this small launcher instead,
+# which writes the command's exit code and peak (MB) to the file named first.
+LAUNCHER = """\
+import os, sys
+child = os.fork()
+if child == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(child, 0)
+with open(sys.argv[1], "w") as peak:
+    peak.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss / 1024}")
+"""
+
+
 @dataclass
 class Run:
     argv: list[str]  # after `python -m cnnspec`, or ["transfer", SPEC, WEIGHTS]
@@ -237,22 +252,25 @@ def run(argv: list[str], folder: Path) -> Run:
     else:
         command = [sys.executable, "-m", "cnnspec", *argv]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as peak:  # fmt: skip
         start = time.monotonic()
         child = subprocess.Popen(
-            command, cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-            env=env, preexec_fn=_limits,
+            [sys.executable, "-c", LAUNCHER, peak.name, *command], cwd=folder,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, preexec_fn=_limits,
         )  # fmt: skip
         timer = threading.Timer(2 * bound[0], os.killpg, (child.pid, signal.SIGKILL))
         timer.start()
         _, status, usage = os.wait4(child.pid, 0)
         timer.cancel()
-        child.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.monotonic() - start
+        # A launcher killed with its group has written nothing: its own figures stand in.
+        written = peak.read().split()
+        rc, mb = written or (os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024)
         out.seek(0)
         err.seek(0)
         texts = [_text(f.read()) for f in (out, err)]
-    return Run(argv, child.returncode, *texts, seconds, usage.ru_maxrss / 1024, bound)
+    return Run(argv, int(rc), *texts, seconds, float(mb), bound)
 
 
 def _text(data: bytes) -> str:

@@ -542,7 +542,8 @@ def test_the_spec_and_its_used_files_share_one_bound_on_text(tmp_path):
 @pytest.mark.skipif(not os.access("/proc/kmsg", os.R_OK), reason="needs a readable /proc/kmsg")
 def test_a_regular_file_that_waits_for_data_is_not_waited_for():
     """/proc/kmsg is a regular file of size 0 whose read waits for the kernel's next message:
-    it is opened without blocking and refused, not read for ever."""
+    it is opened without blocking and refused, not read for ever. (Where kernel messages
+    are pending, the read returns them at once, and they are refused as no spec.)"""
     import subprocess
     import sys
 
@@ -551,7 +552,8 @@ def test_a_regular_file_that_waits_for_data_is_not_waited_for():
     code = "import cnnspec; cnnspec.load('/proc/kmsg', format='cnn')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)  # fmt: skip
-    assert "a file that waits for data to read" in done.stderr.splitlines()[-1]
+    last = done.stderr.splitlines()[-1]
+    assert "a file that waits for data to read" in last or "SpecError: /proc/kmsg:" in last
 
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -817,11 +819,11 @@ def test_a_reserved_word_as_a_name_is_refused_naming_the_word(place):
         assert "\n" not in err.headline()
 
 
-@pytest.mark.parametrize("kind", ["concat", "add", "mul", "split", "select", "heads"])
+@pytest.mark.parametrize("kind", ["concat", "add", "mul", "split", "select", "heads", "res2"])
 def test_a_branch_that_gives_several_outputs_is_refused_not_crashed(kind):
     body = "            h:\n                heads:\n                    a: conv(4, k=1)\n"
     text = f"network N(input=4x8x8):\n    s:\n        {kind}:\n{body}"
-    if kind not in ("mul",):
+    if kind not in ("mul", "res2"):  # the kinds of one branch
         text += "            o: conv(4, k=1)\n"
     err = error_of(text)
     assert "heads" in err.message and err.pos[0] in (3, 4), err.render()

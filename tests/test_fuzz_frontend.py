@@ -132,6 +132,18 @@ def test_the_command_oracle_catches_what_it_looks_for(tmp_path):
     assert any("exists after a failure" in p for p in fuzz._run_problems(failed, tmp_path))
 
 
+def test_a_command_is_charged_its_own_peak_not_its_parents(tmp_path):
+    """Linux carries a parent's resident size into a forked child's high-water mark; a
+    test process holding torch must not push a 40 MB `check` over its bound."""
+    held = bytearray(700 << 20)
+    held[:: 1 << 12] = b"\1" * len(held[:: 1 << 12])  # touched, so resident
+    (tmp_path / "x.cnn").write_text("network N(input=1x8x8):\n    body: conv(4, k=3) relu\n")
+    run = fuzz.run(["check", "x.cnn"], tmp_path)
+    assert run.rc == 0, run.err
+    assert 10 < run.mb < 300, run.mb
+    del held
+
+
 @settings(max_examples=3, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["mutate", "use"]))
 def test_commands_on_generated_cases_keep_their_bounds(seed, kind):

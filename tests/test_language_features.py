@@ -261,14 +261,14 @@ block inc(c, wide=false):
         conv(c, k=1)
         (conv(c, k=3, p=1) relu) if wide
         conv(c, k=5, p=2)
-block outputs(n, aux=false):
+block tops(n, aux=false):
     gap flatten
     heads:
         main: linear(n)
         extra: linear(2) if aux
 network T(input=3x8x8, classes=10):
     a: inc(4) inc(4, wide=true)
-    b: outputs(classes, aux=true)
+    b: tops(classes, aux=true)
 """
 
 
