@@ -46,6 +46,7 @@ MODELS: dict[str, TimmModel] = {
         TimmModel("dpn68"),
         TimmModel("dla34"),
         TimmModel("hrnet_w18_small"),
+        TimmModel("res2net50_26w_4s"),
     )
 }
 

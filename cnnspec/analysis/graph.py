@@ -9,7 +9,9 @@ module path and the prefix of its state_dict keys:
 - a combinator keeps its branches under `branches` (numbered, or named by the spec), and
   the layers it owns beside them under their own names, after the branches (an `add`
   whose shortcut needs a 1x1 projection keeps it under `shortcut`); `add` with `scale=`
-  holds its own `layer_scale` parameter, ahead of its branches.
+  holds its own `layer_scale` parameter, ahead of its branches; `res2` holds its copies
+  of one branch layer by layer, copy i's layer j under `layers.j.i` (a copy's own path,
+  which no module has, reads `layers.*.i`).
 
 So `b3.0.branches.1.2.weight` is stage b3, its first item (an inception block), branch 1,
 layer 2 of that branch.
@@ -53,6 +55,9 @@ class Node:
     # Parameters a combinator holds itself, not in a layer: (state_dict name, count), as
     # add(scale=)'s `layer_scale`. Its `params` counts them; the summary gives each a row.
     own_params: tuple[tuple[str, int], ...] = ()
+    # A combinator whose branches are copies of one branch, held layer by layer (`res2`):
+    # copy i's layer j is at `layers.j.i`, so every copy's first layer comes first.
+    by_layer: bool = False
     block: str | None = None  # the block this node is an instance of, if any
     args: tuple[tuple[str, object], ...] = ()  # that block's evaluated arguments
     # the arguments written at its call, each with whether by name (others: defaults)
@@ -77,8 +82,17 @@ class Node:
 
 
 def child_path(parent: Node, parent_path: str, name: str) -> str:
-    """The module path of `parent`'s child called `name`."""
-    inner = name if parent.kind in ("seq", "graph") else f"branches.{name}"  # a combinator's
+    """The module path of `parent`'s child called `name`. A copy held layer by layer has
+    no module of its own: its path holds `*` where its layers' positions go."""
+    if parent.kind in ("seq", "graph"):
+        if "*" in parent_path:  # layer `name` of a copy held layer by layer
+            return parent_path.replace("*", name, 1)
+        inner = name
+    elif parent.by_layer:
+        layers = "*" if dict(parent.children)[name].kind == "seq" else "0"
+        inner = f"layers.{layers}.{name}"
+    else:
+        inner = f"branches.{name}"  # a combinator's
     return f"{parent_path}.{inner}" if parent_path else inner
 
 

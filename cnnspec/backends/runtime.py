@@ -142,6 +142,32 @@ class SelectiveKernel(nn.Module):
         return (paths * weights.softmax(dim=1)).sum(dim=1)
 
 
+class Res2(nn.Module):
+    """Res2Net's split: cut the channels into one chunk per copy of a branch, plus one;
+    copy i runs on chunk i, with copy i - 1's output added first (without `pool`), and
+    the last chunk passes through (`pool`ed where given); concatenate them all. The copies'
+    layers are held layer by layer, every copy's first layer then every copy's second, as
+    Res2Net registers its `convs` and then its `bns`."""
+
+    def __init__(self, branches: Branches, pool: nn.Module | None = None):
+        super().__init__()
+        built = named(branches).values()
+        copies = [list(b) if isinstance(b, nn.Sequential) else [b] for b in built]
+        self.layers = nn.ModuleList(nn.ModuleList(step) for step in zip(*copies))
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chunks = x.chunk(len(self.layers[0]) + 1, dim=1)
+        outputs: list[torch.Tensor] = []
+        for i, chunk in enumerate(chunks[:-1]):
+            y = chunk if i == 0 or self.pool is not None else outputs[-1] + chunk
+            for step in self.layers:
+                y = step[i](y)
+            outputs.append(y)
+        last = chunks[-1] if self.pool is None else self.pool(chunks[-1])
+        return torch.cat([*outputs, last], dim=1)
+
+
 class Heads(nn.Module):
     """Several outputs from one trunk: a tuple, one tensor per head."""
 

@@ -17,7 +17,7 @@ from ..errors import SpecError, did_you_mean
 
 # The combinators' names: the grammar, the IR and both front ends read them here, and the
 # analysis and backends key their per-kind rules by them.
-COMBINATORS = ("concat", "add", "dense", "heads", "mul", "split", "select")
+COMBINATORS = ("concat", "add", "dense", "heads", "mul", "split", "res2", "select")
 # The words of the text form (grammar.lark's keywords) and the combinators: no stage,
 # line, branch, block, parameter or index may take one as its name.
 KEYWORDS = (
