@@ -8,6 +8,7 @@ from conftest import SPECS, error_of, net
 
 import cnnspec
 from cnnspec.errors import CnnspecError, LimitError, SpecError, SpecSyntaxError
+from cnnspec.language.ir import COMBINATORS
 
 YAML_HEAD = "network:\n  name: T\n  input: 1x28x28\n  stages:\n"
 RANGE = "is out of range (at most 1e18 in magnitude)"
@@ -342,8 +343,9 @@ def test_colon_after_a_name_that_is_no_combinator_says_so():
     text = "network T(input=1x8x8):\n    s:\n        shortcut:\n            relu\n"
     message = (
         "a named line (shortcut: ...) stands only among the lines of a block's body, "
-        "and 'shortcut' is not a combinator (concat, add, dense, heads, mul, split, select)"
+        f"and 'shortcut' is not a combinator ({', '.join(COMBINATORS)})"
     )
+    assert {"concat", "add", "select"} <= set(COMBINATORS)
     check(text, "cnn", SpecError, message, 3, 9)
 
 
