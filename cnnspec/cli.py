@@ -419,6 +419,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--data-dir", help="folder holding the Fashion-MNIST .gz files")
     p.add_argument("--images", metavar="DIR", help="train on DIR/<class>/* images instead")
+    p.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="with --images DIR of images: a class per pixel, in masks of the same names",
+    )
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/SPEC-TIME)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
     p.add_argument(
@@ -525,7 +530,9 @@ def _parser() -> argparse.ArgumentParser:
 # The arguments that name a file or a folder, in every command: none may be empty (an
 # empty --data-dir or --out would otherwise be ignored, -o "" would write in the current
 # folder, and an empty SPEC would be read as empty spec text).
-PATH_ARGUMENTS = {"spec", "specs", "output", "data_dir", "images", "out", "resume", "weights"}
+PATH_ARGUMENTS = {
+    "spec", "specs", "output", "data_dir", "images", "masks", "out", "resume", "weights",
+}  # fmt: skip
 PATH_ARGUMENTS |= {"onnx", "plot", "use_root"}
 
 

@@ -26,6 +26,7 @@ from ..limits import DEFAULT, Limits
 from ..spec import Spec, load, transfer
 from . import checkpoints, data, distributed, lock, run_files
 from .loop import Interrupted, TrainConfig, TrainError, fit, modern
+from .masks import mask_folder
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class TrainRequest:
     seed: int = 0
     data_dir: str | None = None
     images: str | None = None
+    masks: str | None = None  # with images: a class per pixel, for networks giving a map
     limit_train: int | None = None
     limit_test: int | None = None
     progress: bool = True
@@ -137,24 +139,44 @@ class DataSource:
     images: str | None = None  # or a folder of class folders
     limit_train: int | None = None
     limit_test: int | None = None
+    masks: str | None = None  # with images: a folder of their masks, a class per pixel
 
 
 def data_source(request: TrainRequest) -> DataSource:
-    given = DataSource(request.data_dir, request.images, request.limit_train, request.limit_test)
+    given = DataSource(
+        request.data_dir, request.images, request.limit_train, request.limit_test, request.masks
+    )
     if request.resume:
-        path = Path(request.resume) / "data.json"
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise TrainError(f"{path}: cannot read where the run's data is ({err})") from None
-        saved = run_files.check(saved, run_files.DATA, path, TrainError)
-        return DataSource(**{k: _first(getattr(given, k), v) for k, v in saved.items()})
+        saved = saved_source(Path(request.resume))
+        return DataSource(**{k: _first(getattr(given, k), v) for k, v in asdict(saved).items()})
+    if given.masks and not given.images:
+        raise TrainError("--masks DIR goes with --images DIR: the masks of those images")
     if given.images:
-        return replace(given, images=str(Path(given.images).resolve()))
+        masks = str(Path(given.masks).resolve()) if given.masks else None
+        return replace(given, images=str(Path(given.images).resolve()), masks=masks)
     return replace(given, data_dir=str(data.find_fashion_mnist(given.data_dir).resolve()))
 
 
+def saved_source(run: Path) -> DataSource:
+    """Where a run's images came from, as its data.json keeps it."""
+    path = run / "data.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise TrainError(f"{path}: cannot read where the run's data is ({err})") from None
+    if isinstance(saved, dict):  # a run begun before --masks existed has no masks
+        saved.setdefault("masks", None)
+    return DataSource(**run_files.check(saved, run_files.DATA, path, TrainError))
+
+
 def dataset_for(spec: Spec, source: DataSource, seed: int) -> data.Dataset:
+    if source.masks:  # `spec` is at the training size already (see `fitted`)
+        c, h, w = spec.input_shape
+        classes, *out_size = spec.output_shape
+        found = mask_folder(
+            source.images, source.masks, (h, w), tuple(out_size), c, classes, seed=seed
+        )
+        return found.limit(source.limit_train, source.limit_test)
     if source.images:
         c, h, w = spec.input_shape
         return data.image_folder(source.images, (h, w), c, seed=seed)
@@ -253,28 +275,47 @@ def spec_for(request: TrainRequest) -> Spec:
     return load(saved[0], limits=request.limits)
 
 
-def check_trainable(spec: Spec) -> None:
-    """The trainer fits class scores: one output of features, or several heads of them.
-    Anything else (a map per pixel, a pyramid of feature maps) is refused before any work."""
+def check_trainable(spec: Spec, per_pixel: bool = False) -> None:
+    """The trainer fits class scores: one output of features, or several heads of them;
+    with masks (`per_pixel`), one map of them, a score per class at each pixel. Anything
+    else (a pyramid of feature maps) is refused before any work."""
     outputs = spec.output_shape
     shapes = outputs if outputs and isinstance(outputs[0], tuple) else (outputs,)
-    if all(len(shape) == 1 for shape in shapes):
-        return
     got = ", ".join("x".join(map(str, shape)) for shape in shapes)
-    raise TrainError(
-        f"{spec.name} returns {got}; cnnspec train fits class scores (an output of features, "
-        "one per class, or several heads of them) with cross-entropy, so it cannot train this "
-        "network",
-        spec.ir.network.pos,
-        spec.source,
-    )
+    if per_pixel:
+        if len(shapes) == 1 and len(shapes[0]) == 3 and shapes[0][0] >= 2:
+            return
+        why = (
+            f"{spec.name} returns {got}; with --masks, cnnspec train fits one map of class "
+            "scores (classes x H x W, two classes or more) with cross-entropy at each pixel"
+        )
+    elif all(len(shape) == 1 for shape in shapes):
+        return
+    else:
+        why = (
+            f"{spec.name} returns {got}; cnnspec train fits class scores (an output of "
+            "features, one per class, or several heads of them) with cross-entropy, or with "
+            "--images DIR --masks DIR a map of them, a class per pixel"
+        )
+    raise TrainError(f"{why}, so it cannot train this network", spec.ir.network.pos, spec.source)
 
 
 def fitted(
     spec: Spec, source: DataSource, config: TrainConfig
 ) -> tuple[Spec, data.Dataset, TrainConfig]:
     """The images to train on, and the spec and settings fitted to their size."""
-    check_trainable(spec)
+    check_trainable(spec, per_pixel=bool(source.masks))
+    if source.masks:  # masks are cut to the map the network gives at the training size
+        size = config.size or tuple(spec.input_shape[1:])
+        trained = at_input_size(spec, spec.input_shape[0], size)
+        check_trainable(trained, per_pixel=True)
+        if config.augment and tuple(trained.output_shape[1:]) != tuple(size):
+            raise TrainError(
+                f"{spec.name} gives a {'x'.join(map(str, trained.output_shape[1:]))} map of "
+                f"{'x'.join(map(str, size))} images; crops and flips (--recipe modern) move a "
+                "map only where it is the image's size"
+            )
+        return trained, dataset_for(trained, source, config.seed), replace(config, size=size)
     dataset = dataset_for(spec, source, config.seed)
     size = config.size or tuple(dataset.train.images.shape[-2:])
     trained = at_input_size(spec, dataset.train.images.shape[1], size)
@@ -283,7 +324,8 @@ def fitted(
 
 def train(request: TrainRequest) -> int:
     spec = spec_for(request)
-    check_trainable(spec)  # before the data is looked for or a process group joined
+    # before the data is looked for or a process group joined
+    check_trainable(spec, per_pixel=bool(request.masks) or _resumed_with_masks(request))
     if request.resume:
         run = Path(request.resume)
         config = resumed_config(run, request)
@@ -298,6 +340,15 @@ def train(request: TrainRequest) -> int:
         return _train_in(run, trained, dataset, config, request, group)
     finally:
         lock.release(run)
+
+
+def _resumed_with_masks(request: TrainRequest) -> bool:
+    if not request.resume:
+        return False
+    try:
+        return bool(saved_source(Path(request.resume)).masks)
+    except TrainError:
+        return False  # a data.json it cannot read is named where the data is looked for
 
 
 def _train_in(

@@ -48,6 +48,7 @@ CLASSES = (
     "ankle boot",
 )
 NO_ITEM = 10  # the "nothing here" label of a strip position
+IGNORE = 255  # a mask's value for a pixel no class is scored on (Pascal VOC's borders)
 
 
 class DataError(CnnspecError):
@@ -308,11 +309,14 @@ class DeviceSplit:
         else:
             x = x.float()
         x = x.div_(255)
+        y = self.labels[index]
+        if y.dim() == 3:  # a class per pixel, kept as uint8
+            y = y.long()
         if augment is not None:
-            x = crop_and_flip(x, augment)
+            x, y = crop_and_flip(x, augment, y)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.labels[index]
+        return x, y
 
 
 def on_device(
@@ -343,16 +347,25 @@ def resized_levels(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.round_().clamp_(0, 255)
 
 
-def crop_and_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A random crop of each image padded by 4 pixels, and a horizontal flip half the time."""
+def crop_and_flip(
+    x: torch.Tensor, gen: torch.Generator, y: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A random crop of each image padded by 4 pixels, and a horizontal flip half the time;
+    a map of labels (`y`, N x H x W) goes through the same crop and flip, its padding
+    ignored."""
     n, _, h, w = x.shape
-    padded = F.pad(x, (4, 4, 4, 4))
     dy = torch.randint(0, 9, (n,), device=x.device, generator=gen)
     dx = torch.randint(0, 9, (n,), device=x.device, generator=gen)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     batch = torch.arange(n, device=x.device)[:, None, None, None]
     chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    out = padded[batch, chans, rows, cols]
     flip = torch.rand(n, device=x.device, generator=gen) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+    def moved(t: torch.Tensor, channels, fill: int) -> torch.Tensor:
+        out = F.pad(t, (4, 4, 4, 4), value=fill)[batch, channels, rows, cols]
+        return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+    if y is not None and y.dim() == 3:
+        y = moved(y[:, None], torch.zeros_like(chans[:, :1]), IGNORE)[:, 0]
+    return moved(x, chans, 0), y

@@ -29,7 +29,7 @@ from torch import nn
 from ..errors import CnnspecError
 from . import checkpoints, distributed
 from .checkpoints import TrainerState
-from .data import Dataset, DeviceSplit, on_device
+from .data import IGNORE, Dataset, DeviceSplit, on_device
 from .report import NO_MATPLOTLIB, progress_bar, write_metrics_and_plot
 
 
@@ -151,8 +151,14 @@ def learning_rate(cfg: TrainConfig, step: int, total: int, per_epoch: int) -> fl
 
 
 def _loss_and_hits(out, y: torch.Tensor, smoothing: float):
-    """Mean cross-entropy (over heads too) and the number of correct predictions per sample
-    (a fraction, when there are several heads)."""
+    """Mean cross-entropy (over heads too, or over the scored pixels of a map) and the
+    number of correct predictions per sample (a fraction, when there are several heads or
+    pixels: the share of a sample's scored pixels classified right)."""
+    if y.dim() == 3:  # a class per pixel: y is N x H x W, out N x classes x H x W
+        loss = F.cross_entropy(out.float(), y, ignore_index=IGNORE, label_smoothing=smoothing)
+        scored = y != IGNORE
+        right = ((out.argmax(1) == y) & scored).sum((1, 2))
+        return loss, (right / scored.sum((1, 2)).clamp(min=1)).sum()
     if isinstance(out, tuple):  # several heads: y is N x heads
         losses = [
             F.cross_entropy(o.float(), y[:, i], label_smoothing=smoothing)

@@ -85,6 +85,7 @@ DATA = {
     "images": optional(lambda v: isinstance(v, str)),
     "limit_train": optional(whole_at_least(1)),
     "limit_test": optional(whole_at_least(1)),
+    "masks": optional(lambda v: isinstance(v, str)),
 }
 
 CHECKPOINT_NAME = r"e\d{4}-s\d{6}"
