@@ -244,11 +244,14 @@ def test_a_signal_while_writing_leaves_no_file_and_the_shells_code(
     monkeypatch.setattr(cnnspec.atomic, "_fsync_file", signalled)
     monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: Path(a[2]).write_bytes(b"onnx"))
     previous = signal.signal(signal.SIGTERM, _refuse_default_sigterm)
+    # as in a terminal: a shell starts background jobs with SIGINT ignored
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args = [a.format(spec=spec, spec2=tmp_path / "net2.cnn", out=out) for a in command]
         assert main(args) == 128 + how
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     word = "interrupted" if how == signal.SIGINT else "terminated"
     assert capsys.readouterr().err == f"cnnspec: {word}\n"
     assert not out.exists() or list(out.iterdir()) == []

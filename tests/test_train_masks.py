@@ -189,6 +189,15 @@ def test_what_masks_training_cannot_use_is_one_line_before_any_run(case, message
     assert not run.exists()
 
 
+def test_a_negative_class_in_a_32_bit_mask_is_refused(tmp_path):
+    images, masks = squares(tmp_path, count=2)
+    Image.fromarray(np.full((24, 24), -3, np.int32), mode="I").save(masks / "001.tiff")
+    (masks / "001.png").unlink()
+    with pytest.raises(data.DataError) as err:
+        mask_folder(images, masks, (24, 24), (24, 24), 1, 2)
+    assert "001.tiff holds class -3, but the network scores 2 classes" in err.value.message
+
+
 def test_a_network_of_more_classes_than_a_mask_can_hold_is_refused(tmp_path):
     images, masks = squares(tmp_path, count=2)
     with pytest.raises(data.DataError) as err:

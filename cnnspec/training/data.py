@@ -197,7 +197,7 @@ def _check_split(
         )
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGES_LAYOUT = (
     "--images wants one sub-folder per class, named as the class, holding its images "
     f"({', '.join(IMAGE_SUFFIXES)})"

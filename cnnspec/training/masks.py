@@ -113,7 +113,7 @@ def _mask(
             f"{shown.shape[1]}x{shown.shape[0]} (width x height); a mask covers its image"
         )
     values = np.unique(pixels)
-    wrong = [int(v) for v in values if v >= classes and v != IGNORE]
+    wrong = [int(v) for v in values if (v < 0 or v >= classes) and v != IGNORE]
     if wrong:
         raise DataError(
             f"{path} holds class {wrong[0]}, but the network scores {classes} classes per "
