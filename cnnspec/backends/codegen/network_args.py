@@ -7,8 +7,10 @@ and moves in step, becomes an expression of the parameter (`num_classes`,
 `in_channels + 32`). A parameter that some size follows otherwise (a reshape that fixes
 the channel count makes the moved spec invalid; a size that doubles) is not offered, nor
 one that a choice of structure written into the stages depends on (whether a residual
-written out in place gets a projection), so every parameter the class takes builds the
-network the spec would give for it.
+written out in place gets a projection). The expressions are then checked against the
+spec written at 1, 2, 3 and default + 5, so a size rule that bends there (`max(C, 4)`,
+`C // 2`) drops the parameter; one that bends only further out (`min(C, 64)` from 3) is
+not seen, which only sizes carried symbolically from analysis would see.
 """
 
 from __future__ import annotations
