@@ -438,25 +438,36 @@ def test_a_partial_residual_and_a_selective_kernel(tmp_path):
         torch.testing.assert_close(sk(want), (torch.stack([a, b], 1) * w).sum(1))
 
 
+SELECT = "\n        select{}:\n            conv(C * 2, k=1)\n            conv(C * 2, k=3, p=1)"
+
+
 @pytest.mark.parametrize(
-    "stage",
+    "stage, takes_in_channels",
     [
-        "conv(max(C, 4), k=1) relu",  # 4 channels below 4, else as many as come in
-        "conv(C // 2 + 3, k=1)",
-        "conv(min(classes, 5) * 2, k=1)",
-        "conv(make_divisible(C * 1.5, 4), k=1)",
-        "conv(C * C, k=1)",
+        ("conv(max(C, 4), k=1) relu", False),  # 4 channels below 4, else as many as come in
+        ("conv(C // 2 + 3, k=1)", False),
+        ("conv(min(classes, 5) * 2, k=1)", True),
+        ("conv(make_divisible(C * 1.5, 4), k=1)", False),
+        ("conv(C * C, k=1)", False),
+        ("conv(min(C, 64), k=1)", False),  # in step from 8 up to 64, where it bends
+        ("conv(C * 2 + max(3, 5), k=1) conv(int(C / 2), k=1)", False),
+        ("conv(C * 2 + max(3, 5), k=1) conv(C - 3, k=1)", True),  # no bend moves with C
+        ("(conv(16, k=1) if C > 100) conv(8, k=1)", False),  # a choice made on C
+        # a shape rule that bends: select's attention is max(C // 16, 32) wide
+        (SELECT.format(""), False),
+        (SELECT.format("(width=8)"), True),
     ],
 )
-def test_the_network_class_takes_only_parameters_its_sizes_follow_exactly(stage, tmp_path):
-    """A size that is no straight line of in_channels or num_classes near the default
-    makes the class leave the parameter out; the conftest check builds the class over a
-    range of values against the spec (a rule that bends only far out is beyond it: see
-    network_args)."""
+def test_the_network_class_takes_only_parameters_its_sizes_follow_exactly(
+    stage, takes_in_channels, tmp_path
+):
+    """A size or a choice that bends with in_channels or num_classes, anywhere, makes the
+    class leave the parameter out; the conftest check builds the class over a range of
+    values against the spec."""
     text = (
         f"network T(input=8x8x8, classes=10):\n    s: {stage}\n"
         "    head: gap flatten linear(classes)\n"
     )
     spec = check_all_backends(text, tmp_path, "nonlinear")
-    if "max(C, 4)" in stage or "C * C" in stage:
-        assert "in_channels: int" not in spec.codegen()
+    assert ("in_channels: int" in spec.codegen()) is takes_in_channels
+    assert ("num_classes: int" in spec.codegen()) is ("min(classes" not in stage)

@@ -27,6 +27,35 @@ def counting(steps: Steps) -> Iterator[Steps]:
         _STEPS.reset(token)
 
 
+# Where `recording`, the operations evaluated that are no straight line of their operands.
+_BENDS: ContextVar[list | None] = ContextVar("bends", default=None)
+
+
+@contextmanager
+def recording_bends(into: list) -> Iterator[list]:
+    """Note in `into`, in order, each operation evaluated inside the `with` that is no
+    straight line of its operands (a function, `//`, `%`, `/`, `*`, a comparison) as
+    (position, operation, operands). Two evaluations of one spec whose sizes differ only
+    in a parameter tell by these whether a size bends with it (codegen's network_args)."""
+    token = _BENDS.set(into)
+    try:
+        yield into
+    finally:
+        _BENDS.reset(token)
+
+
+def note_bend(pos: Pos, op: str, *operands: Value) -> None:
+    """Note an operation that is no straight line of its operands, where `recording_bends`;
+    a shape rule that bends (select's default width) notes itself too."""
+    bends = _BENDS.get()
+    if bends is not None:
+        bends.append((pos, op, operands))
+
+
+def _bend(expr: ir.Node, op: str, *operands: Value) -> None:
+    note_bend(expr.pos, op, *operands)
+
+
 @dataclass(frozen=True)
 class OpRef:
     """A layer as a value: `act=hardswish` passes the op, which the block then calls."""
@@ -154,8 +183,10 @@ def _function(func: ir.Func, env: Mapping[str, Value]) -> Value:
     bound = bind_function(func)
     if isinstance(bound, list):
         values = [_number(evaluate(a, env), func, func.name) for a in bound]
+        _bend(func, func.name, *values)
         return min(values) if func.name == "min" else max(values)
     values = {name: evaluate(e, env) for name, e in bound.items()}
+    _bend(func, func.name, *values.values())
     if func.name == "make_divisible":
         v = _number(values["v"], func, func.name)
         divisor = values.get("divisor", 8)
@@ -254,6 +285,7 @@ def _logic(expr: ir.BinOp, env: Mapping[str, Value]) -> bool:
             return left
         return truth(evaluate(expr.right, env), expr.right, what)
     left, right = evaluate(expr.left, env), evaluate(expr.right, env)
+    _bend(expr, expr.op, left, right)
     if expr.op in ("==", "!="):
         return (left == right) is (expr.op == "==")
     return _ORDER[expr.op](_number(left, expr, expr.op), _number(right, expr, expr.op))
@@ -275,6 +307,7 @@ def _arithmetic(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
         return left + right
     if expr.op == "-":
         return left - right
+    _bend(expr, expr.op, left, right)
     if expr.op == "*":
         return left * right
     if right == 0:

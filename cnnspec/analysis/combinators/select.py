@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...errors import ShapeError
+from ...language.expressions import note_bend
 from ..graph import Flow, Node, group
 from ..ops import LAYERS, ModuleCall, fmt
 from .base import Combinator, branches, chunk, given, node, same_shapes
@@ -44,6 +45,7 @@ class Select(Combinator, kind="select", module="SelectiveKernel"):
             )
         channels, width = out[0], options.get("width")
         if width is None:
+            note_bend(comb.pos, "select width", channels)
             width = max(channels // 16, 32)
         elif not isinstance(width, int) or width < 1:
             raise ShapeError(
@@ -64,10 +66,6 @@ class Select(Combinator, kind="select", module="SelectiveKernel"):
         owned = (("attention", group("seq", "attention", (channels, 1, 1), made, comb.pos)),)
         kept = (("split", True),) if options.get("split") else ()
         return node(comb, in_shape, found, out, owned, kept)
-
-    @classmethod
-    def shaped_by_input(cls, node: Node) -> bool:
-        return True  # the attention's sizes follow the branches' channels
 
     @classmethod
     def constructor(cls, branches, owned, options, channels) -> ModuleCall:

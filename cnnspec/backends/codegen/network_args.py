@@ -7,10 +7,16 @@ and moves in step, becomes an expression of the parameter (`num_classes`,
 `in_channels + 32`). A parameter that some size follows otherwise (a reshape that fixes
 the channel count makes the moved spec invalid; a size that doubles) is not offered, nor
 one that a choice of structure written into the stages depends on (whether a residual
-written out in place gets a projection). The expressions are then checked against the
-spec written at 1, 2, 3 and default + 5, so a size rule that bends there (`max(C, 4)`,
-`C // 2`) drops the parameter; one that bends only further out (`min(C, 64)` from 3) is
-not seen, which only sizes carried symbolically from analysis would see.
+written out in place gets a projection).
+
+In step at +1 and +2 is not yet a straight line everywhere: `min(C, 64)` from 3 bends only
+at 64. So the spec is also inferred at the default and at +1 noting each operation of its
+expressions that is no straight line (`min`, `//`, a comparison, `C * C`: see
+`recording_bends`); where one is applied to values that differ between the two, a size
+or a choice follows the parameter along a bend, and it is not offered. Where none is,
+every expression is a straight line of the parameter or does not move with it, and so is
+every size, the layers' own shape rules being straight lines of their input's channels.
+The expressions are then checked against the spec written at 1, 2, 3 and default + 5.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from ...analysis.graph import Graph
 from ...analysis.infer import infer
 from ...errors import CnnspecError
 from ...language import ir
+from ...language.expressions import recording_bends
 from .pyformat import Call, Dict, List
 
 # A stage's constructor expression, as `pyformat` trees, by stage name.
@@ -63,13 +70,42 @@ def parameters(doc: ir.Document, write: Callable[[ir.Document, Graph], Written])
         "num_classes": (net.classes, lambda n: net.model_copy(update={"classes": n})),
     }
     found = []
+    with recording_bends([]) as bends:
+        infer(doc)
     for name, (default, moved) in candidates.items():
         try:
-            plus = tuple(write(*_with(doc, moved(default + d))) for d in (1, 2))
+            with recording_bends([]) as moved_bends:
+                one = _with(doc, moved(default + 1))
+            if _bent(bends, moved_bends):
+                continue  # some size or choice bends with it (`min(C, 64)`)
+            plus = (write(*one), write(*_with(doc, moved(default + 2))))
         except CnnspecError:
             continue  # the spec does not hold for another value (a reshape fixes it)
         found.append(Parameter(name, default, plus, _writer(doc, moved, write)))
     return found
+
+
+def _bent(base: list, moved: list) -> bool:
+    """Whether, between two inferences of a spec that differ in one parameter, an operation
+    that is no straight line was applied to values that moved with it (or the operations
+    evaluated differ: a choice followed it). A value that is a straight line of the
+    parameter and equal at two of its values is equal at all, so where nothing moved every
+    size is a straight line of it."""
+    if len(base) != len(moved):
+        return True
+    for (pos, op, before), (moved_pos, moved_op, after) in zip(base, moved):
+        if (pos, op) != (moved_pos, moved_op):
+            return True
+        changed = [a != b for a, b in zip(before, after)]
+        if op == "*":  # a straight line unless both factors move (C * C)
+            bends = all(changed)
+        elif op == "/":  # a straight line unless the divisor moves (C / 2 is one)
+            bends = changed[1]
+        else:
+            bends = any(changed)
+        if bends:
+            return True
+    return False
 
 
 def _writer(doc, moved, write) -> Callable[[int], Written | None]:
