@@ -515,7 +515,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("convert", cmd_convert, "print a spec in the YAML form")
     p.add_argument("spec", metavar="SPEC")
-    _use_root_flag(p)
+    _spec_flags(p)
 
     p = command("lsp", cmd_lsp, "the language server, on stdin and stdout (for editors)")
     p.add_argument("--stdio", action="store_true", help="talk over stdio (the only way; accepted)")

@@ -336,3 +336,13 @@ def test_export_says_which_weights_it_wrote(tmp_path, monkeypatch, capsys):
         assert main(["export", lenet, "--onnx", onnx, *given]) == 0
         err = capsys.readouterr().err
         assert err.startswith(f"wrote {onnx}, ") and words in err and err.count("\n") == 1, err
+
+
+def test_convert_takes_the_budgets_its_error_names(capsys):
+    """The paper's U-Net is over the default activation budget; convert's error says
+    --max-activations raises it, so convert takes that flag as build does."""
+    unet = str(ROOT / "specs/papers/unet.cnn")
+    assert main(["convert", unet]) == 1
+    assert "--max-activations raises the bound" in capsys.readouterr().err
+    assert main(["convert", unet, "--max-activations", "1e9"]) == 0
+    assert "double_conv" in capsys.readouterr().out

@@ -495,3 +495,58 @@ def test_expression_whose_columns_are_not_the_files_is_placed_at_its_scalar(valu
     text = YAML_HEAD + f"    s: [flatten, {{linear: {value}}}]\n"
     err = check(text, "yaml", SpecSyntaxError, "unexpected 'es'", line, 27)
     assert err.render().splitlines()[2].endswith("^")
+
+
+@pytest.mark.parametrize("name", ["steps", "reset_parameters", "out_channels"])
+@pytest.mark.parametrize("where", ["stage", "line", "branch"])
+def test_names_the_runtime_or_generated_code_keep_for_themselves_are_refused(name, where):
+    """A graph keeps its steps in `steps`, init_xavier calls every `reset_parameters`, and a
+    generated block class keeps `out_channels`: a child so named broke build or codegen."""
+    if where == "stage":
+        text = f"network T(input=3x8x8):\n    {name}: conv(3, k=1)\n    b: add({name}, input)\n"
+        pos = (2, 5)
+    elif where == "line":
+        text = (
+            f"block b(c):\n    {name}: conv(c, k=1)\n    y: add({name}, input)\n\n"
+            "network T(input=3x8x8):\n    s: b(3)\n"
+        )
+        pos = (2, 5)
+    else:
+        text = f"network T(input=3x8x8):\n    s:\n        add:\n            {name}: conv(3, k=1)\n"
+        pos = (4, 13)
+    err = error_of(text)
+    assert isinstance(err, SpecError) and err.pos == pos, err.render()
+    assert f"name '{name}' is" in err.message
+
+
+@pytest.mark.parametrize(
+    "text, format, op, count, pos",
+    [
+        ("network R(input=3x8x8):\n    skip: conv(3, k=1)\n    s: add(skip) relu\n", "cnn",
+         "add", 1, (3, 8)),
+        (YAML_HEAD + "    skip: [conv(3, k=1)]\n    s: [{from: [skip], join: mul}, relu]\n",
+         "yaml", "mul", 1, (6, 10)),
+        (YAML_HEAD + "    skip: [conv(3, k=1)]\n    s: [{from: [], join: concat}]\n", "yaml",
+         "concat", 0, (6, 10)),
+    ],
+)  # fmt: skip
+def test_a_join_of_fewer_than_two_tensors_says_so_plainly(text, format, op, count, pos):
+    err = error_of(text, format)
+    assert type(err) is SpecError and err.pos == pos, err.render()
+    assert err.message == (
+        f"{op}(...) joins two or more tensors, got {count}; to go on from one tensor, start "
+        "from its name alone"
+    )
+
+
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ("upsample(0.1) conv(4, k=1)", "upsample by 0.1 makes 3x8x8 0x0"),
+        ("upsample((1, 0.1))", "upsample by (1, 0.1) makes 3x8x8 8x0"),
+    ],
+)
+def test_an_upsample_that_shrinks_a_size_below_one_is_refused_where_it_is(layers, message):
+    err = error_of(f"network R(input=3x8x8):\n    s: {layers}\n")
+    assert err.pos == (2, 8), err.render()
+    assert err.message.startswith(f"{message}: a scale that shrinks a size below 1")

@@ -99,6 +99,7 @@ def test_masks_are_cut_to_the_centre_a_network_without_padding_scores(tmp_path):
     found = mask_folder(images, masks, (24, 24), (20, 20), 1, 2, seed=0)
     every = torch.cat([found.train.labels, found.test.labels])
     assert every.shape == (5, 20, 20) and every.dtype == torch.uint8
+    assert len(found.test.labels) == 1  # a fifth held out for testing
     whole = mask_folder(images, masks, (24, 24), (24, 24), 1, 2, seed=0)
     full = torch.cat([whole.train.labels, whole.test.labels])
     assert torch.equal(every, full[:, 2:22, 2:22])
@@ -152,6 +153,9 @@ def test_crops_and_flips_move_a_map_with_its_image():
         ("modern crops", "crops and flips (--recipe modern) move a map only where it is the "
          "image's size"),
         ("undecodable", "cannot decode image"),
+        ("one image", "holds 1 image; training needs two or more, as 1 is held out for "
+         "testing"),
+        ("two masks of one image", "are both masks of the image '002'; keep one"),
         ("map larger than image", "the network gives a 48x48 map of 24x24 images; masks are "
          "cut to the map, which must not be larger than the image"),
     ],
@@ -175,6 +179,11 @@ def test_what_masks_training_cannot_use_is_one_line_before_any_run(case, message
         spec = "network C(input=1x24x24, classes=2):\n    body: gap flatten linear(classes)\n"
     elif case == "modern crops":
         spec, flags = VALID, [*flags, "--recipe", "modern"]
+    elif case == "one image":
+        for path in sorted(images.iterdir())[1:]:
+            path.unlink()
+    elif case == "two masks of one image":
+        Image.fromarray(np.zeros((24, 24), np.uint8)).save(masks / "002.bmp")
     elif case == "map larger than image":
         spec = SEG.replace("conv(classes, k=1)", "conv(classes, k=1) upsample(2)")
     elif case == "undecodable":
@@ -225,3 +234,11 @@ def test_the_readmes_padded_unet_trains_on_images_and_masks(tmp_path):
     assert main(argv) == 0
     assert json.loads((run / "recipe.json").read_text())["size"] == [32, 32]
     assert len(metrics(run)) == 1
+
+
+def test_a_class_folder_of_one_image_is_refused_as_masks_are(tmp_path):
+    (tmp_path / "cat").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "cat" / "a.png")
+    with pytest.raises(data.DataError) as err:
+        data.image_folder(tmp_path, (8, 8), 1)
+    assert "holds 1 image; training needs two or more" in err.value.message

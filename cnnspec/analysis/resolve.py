@@ -61,8 +61,10 @@ MODULE_ATTRIBUTES = frozenset(
 # (an nn.ModuleDict), as of torch 2.x: torch refuses a child of such a name, or the child
 # hides a method the build calls. Listed here so that `check` needs no torch; a test holds
 # the list to torch's own.
-CONTAINER_ATTRIBUTES = MODULE_ATTRIBUTES | frozenset(
-    """
+CONTAINER_ATTRIBUTES = (
+    MODULE_ATTRIBUTES
+    | frozenset(
+        """
     T_destination add_module append apply bfloat16 buffers call_super_init children clear
     compile cpu cuda double dump_patches eval extend extra_repr float forward get_buffer
     get_extra_state get_parameter get_submodule half insert ipu items keys load_state_dict
@@ -74,6 +76,12 @@ CONTAINER_ATTRIBUTES = MODULE_ATTRIBUTES | frozenset(
     requires_grad_ set_extra_state set_submodule share_memory spec_name state_dict to
     to_empty train training type update values xpu zero_grad
     """.split()
+    )
+    | {
+        "steps",  # where a network or block of named lines keeps its graph (runtime.py)
+        "reset_parameters",  # what init_xavier calls on every module that has it
+        "out_channels",  # what a generated block class keeps its output channels in
+    }
 )
 
 

@@ -346,6 +346,13 @@ def _explain(err: ValidationError, data: dict) -> SpecError:
         return SpecError(f"unknown key '{key}' in {where}{hint}", pos)
     if kind == "missing":
         return SpecError(f"{where} is missing '{key}'", pos)
+    if kind == "too_short" and key == "inputs" and parents:  # a join of one tensor, or none
+        op = parents[-1].get("op", "a join")
+        return SpecError(
+            f"{op}(...) joins two or more tensors, got {len(first.get('input') or ())}; to go "
+            "on from one tensor, start from its name alone",
+            pos,
+        )
     got = first.get("input")
     got = f", got {_brief(got)}" if isinstance(got, (str, int, float, list, tuple)) else ""
     message = first["msg"][0].lower() + first["msg"][1:]

@@ -204,6 +204,18 @@ IMAGES_LAYOUT = (
 )
 
 
+def held_out(count: int, fraction: float, folder: Path, flag: str) -> int:
+    """How many of `count` images are held out for testing: a `fraction` of them, at least
+    one, and at least one left to train on."""
+    n_test = max(1, int(count * fraction))
+    if count - n_test < 1:
+        raise DataError(
+            f"{folder} ({flag}) holds {count} image{'s' * (count != 1)}; training needs two "
+            f"or more, as {n_test} {'is' if n_test == 1 else 'are'} held out for testing"
+        )
+    return n_test
+
+
 def image_folder(
     root: str | os.PathLike,
     size: tuple[int, int],
@@ -240,9 +252,9 @@ def image_folder(
             labels.append(label)
     if not images:
         raise DataError(f"{root} (--images): no images found; {IMAGES_LAYOUT}")
+    n_test = held_out(len(images), test_fraction, root, "--images")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     x, y = torch.stack(images)[order], torch.tensor(labels)[order]
-    n_test = max(1, int(len(images) * test_fraction))
     return Dataset(
         root.name, Split(x[n_test:], y[n_test:]), Split(x[:n_test], y[:n_test]), tuple(classes)
     )

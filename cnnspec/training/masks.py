@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .data import IGNORE, IMAGE_SUFFIXES, DataError, Dataset, Split
+from .data import IGNORE, IMAGE_SUFFIXES, DataError, Dataset, Split, held_out
 
 MASKS_LAYOUT = (
     "--masks wants, for each image of --images, a mask of the same name whose pixels are "
@@ -52,7 +52,14 @@ def mask_folder(
         if not folder.is_dir():
             what = "does not exist" if not folder.exists() else "is not a folder"
             raise DataError(f"{folder} ({flag}) {what}; {MASKS_LAYOUT}")
-    by_stem = {p.stem: p for p in _image_files(masks)}
+    by_stem: dict[str, Path] = {}
+    for path in _image_files(masks):
+        if path.stem in by_stem:
+            raise DataError(
+                f"{by_stem[path.stem]} and {path.name} are both masks of the image "
+                f"'{path.stem}'; keep one"
+            )
+        by_stem[path.stem] = path
     pairs = []
     for path in _image_files(images):
         if path.stem not in by_stem:
@@ -60,11 +67,11 @@ def mask_folder(
         pairs.append((path, by_stem[path.stem]))
     if not pairs:
         raise DataError(f"{images} (--images) holds no images; {MASKS_LAYOUT}")
+    n_test = held_out(len(pairs), test_fraction, images, "--images")
     x = torch.stack([_image(path, channels, size) for path, _ in pairs])
     y = torch.stack([_mask(mask, image, classes, size, out_size) for image, mask in pairs])
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))
     x, y = x[order], y[order]
-    n_test = max(1, int(len(pairs) * test_fraction))
     names = tuple(str(k) for k in range(classes))
     return Dataset(images.name, Split(x[n_test:], y[n_test:]), Split(x[:n_test], y[:n_test]), names)
 

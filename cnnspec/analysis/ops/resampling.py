@@ -167,7 +167,13 @@ class Upsample(_Resize, op="upsample", module="nn.Upsample"):
         if self.size is not None:
             return pair(self.size)
         # torch: floor(size * scale), for a scale given as a float or a whole number
-        return tuple(int(size * s) for size, s in zip(shape[1:], pair(self.scale)))  # type: ignore[return-value]
+        out = tuple(int(size * s) for size, s in zip(shape[1:], pair(self.scale)))
+        if min(out) < 1:
+            raise ShapeError(
+                f"upsample by {self.scale} makes {fmt(shape)} {out[0]}x{out[1]}: a scale that "
+                "shrinks a size below 1"
+            )
+        return out  # type: ignore[return-value]
 
     @classmethod
     def constructor(cls, args: Mapping[str, T], channels: T, image: bool) -> ModuleCall:
