@@ -40,6 +40,7 @@ class Spec:
     ir: ir.Document
     graph: Graph
     used: tuple[Source, ...] = ()  # the files it uses, each read once (their paths resolved)
+    limits: Limits = DEFAULT  # the bounds it was checked within, kept for its variants
 
     @property
     def name(self) -> str:
@@ -144,7 +145,8 @@ class Spec:
         for name, value in values.items():
             doc = override(doc, name, _written(value))
         try:
-            return Spec(self.source, doc, infer(doc, name=self.source.name))
+            graph = infer(doc, self.limits, self.source.name)
+            return Spec(self.source, doc, graph, self.used, self.limits)
         except CnnspecError as err:
             raise err.with_source(self.source) from None
 
@@ -152,7 +154,7 @@ class Spec:
         network = self.ir.network.model_copy(update=changes)
         doc = self.ir.model_copy(update={"network": network})
         try:
-            return replace(self, ir=doc, graph=infer(doc, name=self.source.name))
+            return replace(self, ir=doc, graph=infer(doc, self.limits, self.source.name))
         except CnnspecError as err:
             raise err.with_source(self.source) from None
 
@@ -179,7 +181,7 @@ class Spec:
         from .backends.codegen.generator import generate
 
         try:
-            return generate(self.ir, self.graph, self.source.name)
+            return generate(self.ir, self.graph, self.source.name, self.limits)
         except CnnspecError as err:
             raise err.with_source(self.source) from None
 
@@ -242,7 +244,7 @@ def load(
     for key, text in (overrides or {}).items():
         doc = override(doc, key, text)
     try:
-        return Spec(src, doc, infer(doc, limits, src.name), used)
+        return Spec(src, doc, infer(doc, limits, src.name), used, limits)
     except CnnspecError as err:
         raise err.with_source(src) from None
 

@@ -146,9 +146,10 @@ def assert_equivalent(spec: cnnspec.Spec, generated_cls) -> None:
 def assert_constructor_parameters(spec: cnnspec.Spec, generated_cls) -> None:
     """Each parameter the network class takes (in_channels, num_classes) builds what the
     spec gives for that value, over a range: the smallest values (where max(C, 4) or C // 2
-    part from a straight line), and values beyond those codegen sampled."""
+    part from a straight line), values beyond those codegen checks, and one far out (where
+    min(C, 64) bends)."""
     for name, param in inspect.signature(generated_cls).parameters.items():
-        for moved in sorted({1, 2, 4, param.default + 3, 2 * param.default + 7}):
+        for moved in sorted({1, 2, 4, param.default + 3, 2 * param.default + 7, 100}):
             _assert_parameter_at(spec, generated_cls, name, moved)
 
 

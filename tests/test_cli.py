@@ -347,3 +347,19 @@ def test_convert_takes_the_budgets_its_error_names(tmp_path, capsys):
     assert "--max-activations raises the bound" in capsys.readouterr().err
     assert main(["convert", str(spec), "--max-activations", "1e6"]) == 0
     assert "{conv: 8, k: 3, p: 1}" in capsys.readouterr().out
+
+
+def test_codegen_writes_the_class_within_the_budgets_given(tmp_path, capsys):
+    """A spec over the default activation budget, checked within a raised one: the network
+    class is written within it too, taking in_channels and num_classes."""
+    spec = tmp_path / "big.cnn"
+    spec.write_text(
+        "network Big(input=1x8192x8192, classes=2):\n    s: conv(4, k=1) relu conv(classes, k=1)\n"
+    )
+    out = tmp_path / "out"
+    assert main(["codegen", str(spec), "-o", str(out)]) == 1
+    assert "--max-activations raises the bound" in capsys.readouterr().err
+    assert main(["codegen", str(spec), "-o", str(out), "--max-activations", "1e9"]) == 0
+    source = (out / "big.py").read_text()
+    assert "def __init__(self, in_channels: int = 1, num_classes: int = 2)" in source
+    assert "nn.Conv2d(4, num_classes, kernel_size=1)" in source

@@ -442,32 +442,45 @@ SELECT = "\n        select{}:\n            conv(C * 2, k=1)\n            conv(C 
 
 
 @pytest.mark.parametrize(
-    "stage, takes_in_channels",
+    "stage, written",
     [
-        ("conv(max(C, 4), k=1) relu", False),  # 4 channels below 4, else as many as come in
-        ("conv(C // 2 + 3, k=1)", False),
-        ("conv(min(classes, 5) * 2, k=1)", True),
-        ("conv(make_divisible(C * 1.5, 4), k=1)", False),
-        ("conv(C * C, k=1)", False),
-        ("conv(min(C, 64), k=1)", False),  # in step from 8 up to 64, where it bends
-        ("conv(C * 2 + max(3, 5), k=1) conv(int(C / 2), k=1)", False),
-        ("conv(C * 2 + max(3, 5), k=1) conv(C - 3, k=1)", True),  # no bend moves with C
-        ("(conv(16, k=1) if C > 100) conv(8, k=1)", False),  # a choice made on C
+        # 4 channels below 4, else as many as come in
+        ("conv(max(C, 4), k=1) relu", "nn.Conv2d(in_channels, max(in_channels, 4), "),
+        ("conv(C // 2 + 3, k=1)", "nn.Conv2d(in_channels, in_channels // 2 + 3, "),
+        ("conv(min(classes, 5) * 2, k=1)", "nn.Conv2d(in_channels, min(num_classes, 5) * 2, "),
+        ("conv(make_divisible(C * 1.5, 4), k=1)", "make_divisible(1.5 * in_channels, 4)"),
+        ("conv(C * C, k=1)", "nn.Conv2d(in_channels, in_channels * in_channels, "),
+        ("conv(min(C, 64), k=1)", "min(in_channels, 64)"),  # in step from 8 up to 64
+        ("conv(C * 2 + max(3, 5), k=1) conv(int(C / 2), k=1)", "int((2 * in_channels + 5) / 2)"),
+        ("conv(C * 2 + max(3, 5), k=1) conv(C - 3, k=1)", "2 * in_channels + 2"),
+        ("(conv(16, k=1) if C > 100) conv(8, k=1)", None),  # a choice made on C
+        ("\n        add:\n            conv(16, k=1)", None),  # a residual projected as C != 16
+        ("\n        add:\n            conv(C, k=1)", "nn.Conv2d(in_channels, in_channels, "),
         # a shape rule that bends: select's attention is max(C // 16, 32) wide
-        (SELECT.format(""), False),
-        (SELECT.format("(width=8)"), True),
+        (SELECT.format(""), None),
+        (SELECT.format("(width=8)"), "nn.Conv2d(8, 4 * in_channels, kernel_size=1"),
     ],
 )
-def test_the_network_class_takes_only_parameters_its_sizes_follow_exactly(
-    stage, takes_in_channels, tmp_path
-):
-    """A size or a choice that bends with in_channels or num_classes, anywhere, makes the
-    class leave the parameter out; the conftest check builds the class over a range of
-    values against the spec."""
+def test_the_network_class_writes_sizes_as_the_spec_computes_them(stage, written, tmp_path):
+    """Each size that follows in_channels or num_classes is written as the spec computes
+    it, bends included (max, //, make_divisible); a choice of structure made on one (a
+    condition, select's default width) makes the class leave it out. The conftest check
+    builds the class over a range of values against the spec."""
     text = (
         f"network T(input=8x8x8, classes=10):\n    s: {stage}\n"
         "    head: gap flatten linear(classes)\n"
     )
     spec = check_all_backends(text, tmp_path, "nonlinear")
-    assert ("in_channels: int" in spec.codegen()) is takes_in_channels
-    assert ("num_classes: int" in spec.codegen()) is ("min(classes" not in stage)
+    source = spec.codegen()
+    assert ("in_channels: int" in source) is (written is not None)
+    assert written is None or written in source, source
+    assert "nn.Linear(" in source and "num_classes)" in source
+
+
+def test_the_network_class_leaves_out_a_parameter_a_repeat_count_reads(tmp_path):
+    text = (
+        "network T(input=8x8x8, classes=10):\n    s: conv(4, k=1) * (classes // 5)\n"
+        "    head: gap flatten linear(classes)\n"
+    )
+    source = check_all_backends(text, tmp_path, "repeat_count").codegen()
+    assert "in_channels: int = 8" in source and "num_classes" not in source

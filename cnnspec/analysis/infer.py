@@ -20,6 +20,7 @@ from ..errors import CnnspecError, LimitError, Pos, ShapeError, Source, SpecErro
 from ..language import ir
 from ..language.expressions import OpRef, Value, counting, describe, evaluate, truth
 from ..language.parse_cnn import PRELUDE, parse_prelude
+from ..language.symbols import note_choice
 from ..limits import DEFAULT, Limits, Steps
 from .binding import match_arguments
 from .combinators import RULES, combine
@@ -356,6 +357,7 @@ class _Inference:
                 f"repeat count {count} is more than the limit of {self.limits.max_repeat}",
                 item.count.pos,
             )
+        note_choice(item.count.pos, "a repeat count", count)
         return count
 
     def table_rows(self, item: ir.For, env) -> list[dict[str, Value]]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import LimitError, Pos, SpecError, did_you_mean
 from ..limits import NUMBER_LIMIT, Steps
-from . import ir
+from . import ir, symbols
 
 # The work counter of the expansion under way: each expression node it evaluates is a step.
 _STEPS: ContextVar[Steps | None] = ContextVar("steps", default=None)
@@ -25,35 +25,6 @@ def counting(steps: Steps) -> Iterator[Steps]:
         yield steps
     finally:
         _STEPS.reset(token)
-
-
-# Where `recording`, the operations evaluated that are no straight line of their operands.
-_BENDS: ContextVar[list | None] = ContextVar("bends", default=None)
-
-
-@contextmanager
-def recording_bends(into: list) -> Iterator[list]:
-    """Note in `into`, in order, each operation evaluated inside the `with` that is no
-    straight line of its operands (a function, `//`, `%`, `/`, `*`, a comparison) as
-    (position, operation, operands). Two evaluations of one spec whose sizes differ only
-    in a parameter tell by these whether a size bends with it (codegen's network_args)."""
-    token = _BENDS.set(into)
-    try:
-        yield into
-    finally:
-        _BENDS.reset(token)
-
-
-def note_bend(pos: Pos, op: str, *operands: Value) -> None:
-    """Note an operation that is no straight line of its operands, where `recording_bends`;
-    a shape rule that bends (select's default width) notes itself too."""
-    bends = _BENDS.get()
-    if bends is not None:
-        bends.append((pos, op, operands))
-
-
-def _bend(expr: ir.Node, op: str, *operands: Value) -> None:
-    note_bend(expr.pos, op, *operands)
 
 
 @dataclass(frozen=True)
@@ -73,6 +44,8 @@ def describe(value: Value) -> str:
         return {True: "true", False: "false", None: "none"}[value]
     if isinstance(value, tuple):
         return "(" + ", ".join(describe(v) for v in value) + ")"
+    if symbols.symbolic(value):
+        return repr(symbols.plain(value))  # its value: the user wrote no parameter
     if isinstance(value, str):
         return value  # a word (`mode=bilinear`) or a tensor's name (`like=lat4`)
     return repr(value)
@@ -180,13 +153,23 @@ def bind_function(func: ir.Func) -> dict[str, ir.Node] | list[ir.Node]:
 
 
 def _function(func: ir.Func, env: Mapping[str, Value]) -> Value:
+    """The function's value; where an argument carries a network parameter (`symbols`),
+    the value carries the call."""
     bound = bind_function(func)
+    named = bound if isinstance(bound, dict) else dict(enumerate(bound))
+    values = {key: evaluate(e, env) for key, e in named.items()}
+    value = _function_value(func, bound, {k: symbols.plain(v) for k, v in values.items()})
+    if not symbols.active():
+        return value
+    args = tuple(values[key] for key in list(values)[: len(func.args)])
+    kwargs = tuple((kw.name, values[kw.name]) for kw in func.kwargs)
+    return symbols.called(func.name, args, kwargs, value)
+
+
+def _function_value(func: ir.Func, bound, values: dict) -> Value:
     if isinstance(bound, list):
-        values = [_number(evaluate(a, env), func, func.name) for a in bound]
-        _bend(func, func.name, *values)
-        return min(values) if func.name == "min" else max(values)
-    values = {name: evaluate(e, env) for name, e in bound.items()}
-    _bend(func, func.name, *values.values())
+        numbers = [_number(v, func, func.name) for v in values.values()]
+        return min(numbers) if func.name == "min" else max(numbers)
     if func.name == "make_divisible":
         v = _number(values["v"], func, func.name)
         divisor = values.get("divisor", 8)
@@ -248,6 +231,7 @@ def evaluate(expr: ir.Node, env: Mapping[str, Value]) -> Value:
             raise SpecError(f"only tuples can be indexed, not {describe(target)}", expr.pos)
         if isinstance(index, bool) or not isinstance(index, int):
             raise SpecError(f"an index must be a whole number, not {describe(index)}", expr.pos)
+        symbols.note_choice(expr.pos, "an index", index)
         if not -len(target) <= index < len(target):
             raise SpecError(
                 f"index {index} is out of range for {describe(target)} of length {len(target)}",
@@ -285,7 +269,7 @@ def _logic(expr: ir.BinOp, env: Mapping[str, Value]) -> bool:
             return left
         return truth(evaluate(expr.right, env), expr.right, what)
     left, right = evaluate(expr.left, env), evaluate(expr.right, env)
-    _bend(expr, expr.op, left, right)
+    symbols.note_choice(expr.pos, f"'{expr.op}'", left, right)
     if expr.op in ("==", "!="):
         return (left == right) is (expr.op == "==")
     return _ORDER[expr.op](_number(left, expr, expr.op), _number(right, expr, expr.op))
@@ -303,15 +287,16 @@ def _binop(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
 def _arithmetic(expr: ir.BinOp, env: Mapping[str, Value]) -> Value:
     left = _number(evaluate(expr.left, env), expr, expr.op)
     right = _number(evaluate(expr.right, env), expr, expr.op)
+    if expr.op in ("/", "//", "%") and right == 0:
+        raise SpecError(f"division by zero in '{expr.op}'", expr.pos)
+    if symbols.symbolic(left) or symbols.symbolic(right):
+        return symbols.combine(expr.op, left, right)
     if expr.op == "+":
         return left + right
     if expr.op == "-":
         return left - right
-    _bend(expr, expr.op, left, right)
     if expr.op == "*":
         return left * right
-    if right == 0:
-        raise SpecError(f"division by zero in '{expr.op}'", expr.pos)
     if expr.op == "/":
         return left / right  # a float, as in Python: int() or round() makes it a size
     return left // right if expr.op == "//" else left % right

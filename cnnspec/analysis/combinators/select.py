@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...errors import ShapeError
-from ...language.expressions import note_bend
+from ...language.symbols import note_choice
 from ..graph import Flow, Node, group
 from ..ops import LAYERS, ModuleCall, fmt
 from .base import Combinator, branches, chunk, given, node, same_shapes
@@ -45,7 +45,7 @@ class Select(Combinator, kind="select", module="SelectiveKernel"):
             )
         channels, width = out[0], options.get("width")
         if width is None:
-            note_bend(comb.pos, "select width", channels)
+            note_choice(comb.pos, "select's default width", channels)
             width = max(channels // 16, 32)
         elif not isinstance(width, int) or width < 1:
             raise ShapeError(

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...errors import ShapeError
+from ...language import symbols
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -85,6 +86,19 @@ class Layer(BaseModel):
             if not cls.example[0]:
                 cls.example = (op, cls.example[1])
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_symbols(cls, data, handler):
+        """Validated on their values, the arguments that carry the network's parameters are
+        kept as given (pydantic makes plain ints of them), so that the layer's output and
+        its constructor in generated code carry them too (see `language/symbols.py`)."""
+        layer = handler(data)
+        if symbols.active() and isinstance(data, dict):
+            for name, value in data.items():
+                if symbols.symbolic(value):
+                    object.__setattr__(layer, name, value)
+        return layer
+
     @classmethod
     def doc(cls) -> str:
         """One line on what the op does: the first line of its docstring."""
@@ -113,7 +127,7 @@ class Layer(BaseModel):
         return {
             name: getattr(self, name)
             for name, default in _defaults(type(self))
-            if getattr(self, name) != default
+            if getattr(self, name) != default or symbols.symbolic(getattr(self, name))
         }
 
     # --- inference --------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Code generation: a spec -> one readable, standalone PyTorch module (needs torch only).
 
-The network class is written here from the typed graph, with concrete sizes and a shape
-comment after each stage; each block it uses becomes a generic class (`blocks.py`). Each
+The network class is written here from the typed graph, with the sizes inference gave
+(carrying their expressions of `in_channels` and `num_classes`: see `network_args.py`)
+and a shape comment after each stage; each block it uses becomes a generic class (`blocks.py`). Each
 layer's constructor is its op's own `constructor` (in `analysis/ops`), rendered by
 `values.py`; each combinator's is its class's `constructor`, naming a runtime class whose
 source (and that of what it uses) is copied from `runtime.py`.
@@ -26,14 +27,15 @@ from ...analysis.graph import Graph, Node
 from ...analysis.graph import steps as steps_of
 from ...analysis.ops import LAYERS, ModuleCall, plain_module
 from ...analysis.resolve import resolve
-from ...language import ir
+from ...language import ir, symbols
 from ...language.expressions import OpRef
+from ...limits import DEFAULT, Limits
 from ...version import __version__
 from ..runtime_source import runtime_names, runtime_source
 from .blocks import BlockClass, BlockWriter
 from .forward import forward_lines
 from .names import PythonNames
-from .network_args import Written, parameters, substitute
+from .network_args import Written, parameters
 from .pyformat import BODY_INDENT, Call, Dict, List, lines
 from .values import CodegenError, collect, constructor, py_value
 
@@ -41,8 +43,9 @@ __all__ = ["CodegenError", "generate"]
 
 
 class _Generator:
-    def __init__(self, doc: ir.Document, graph: Graph):
+    def __init__(self, doc: ir.Document, graph: Graph, limits: Limits = DEFAULT):
         self.graph = graph
+        self.limits = limits  # the bounds the spec was checked within
         self.blocks = resolve(doc)  # every block the spec can call, in definition order
         self.used: list[str] = []  # blocks the network instantiates as classes
         self.runtime: set[str] = set()
@@ -50,8 +53,8 @@ class _Generator:
         # Each block's generic class, or None where it cannot be one; then each use of
         # the block is written out with concrete sizes instead (see `module`).
         self.classes: dict[str, BlockClass | None] = {}
-        # The shapes each residual written out in place chose its shortcut on.
-        self.decided_on: list[str] = []
+        # The network parameters a residual written out in place chose its shortcut on.
+        self.read: set[str] = set()
 
     def is_single_layer(self, block: ir.BlockDef) -> bool:
         body = block.body
@@ -85,15 +88,17 @@ class _Generator:
             layer = node.layer
             args = {k: py_value(v) for k, v in layer.arguments().items()}
             image = len(node.in_shape) == 3
-            return self.construct(type(layer).constructor(args, str(node.in_shape[0]), image))
+            return self.construct(type(layer).constructor(args, py_value(node.in_shape[0]), image))
         if node.block is not None and self.generic(node.block) is not None and self.passable(node):
             self.use_block(node.block)
             cls = self.names.class_of(node.block)
-            return Call(cls, (str(node.in_shape[0]), *self.block_args(node)))
-        self.decided_on.extend(node.decided)  # written with sizes that decided them
+            return Call(cls, (py_value(node.in_shape[0]), *self.block_args(node)))
         children = [(name, self.module(child)) for name, child in node.children]
-        if node.kind in RULES and RULES[node.kind].shaped_by_input(node):
-            self.decided_on.append(f"{node.in_shape} -> {node.out_shape}")
+        # Made as its input's shape decides: a choice on the parameters its shapes carry,
+        # unless they are one expression (a residual from C to C never projects).
+        shaped = node.kind in RULES and RULES[node.kind].shaped_by_input(node)
+        if shaped and repr(node.in_shape) != repr(node.out_shape):
+            self.read |= symbols.names((node.in_shape, node.out_shape))
         if node.kind == "seq":
             return Call("nn.Sequential", tuple(expr for _, expr in children))
         if node.kind == "graph":  # a block of named lines, with its concrete sizes
@@ -111,7 +116,7 @@ class _Generator:
         collected = collect([(None if n == str(i) else n, e) for i, (n, e) in enumerate(children)])
         owned = {name: self.module(layer) for name, layer in node.owned}
         options = {name: py_value(value) for name, value in node.options}
-        channels = None if isinstance(node.out_shape[0], tuple) else str(node.out_shape[0])
+        channels = None if isinstance(node.out_shape[0], tuple) else py_value(node.out_shape[0])
         return self.construct(RULES[node.kind].constructor(collected, owned, options, channels))
 
     def passable(self, node: Node) -> bool:
@@ -144,21 +149,23 @@ class _Generator:
         return args
 
     def written(self) -> Written:
-        """Each stage's constructor expression, with concrete sizes."""
+        """Each stage's constructor expression, with the sizes of the graph's nodes."""
         stages = [(name, self.module(node)) for name, node in self.graph.root.children]
-        return Written(stages, tuple(self.decided_on))
+        return Written(stages, frozenset(self.read), tuple(self.used), frozenset(self.runtime))
 
     def written_for(self, moved: ir.Document, graph: Graph) -> Written:
-        """The stages for the spec with its input or classes moved (and inferred so). Its
-        blocks are this spec's, so their generic classes (written from the text alone) are
-        shared."""
+        """The stages for the spec with its input or classes set otherwise, symbolic or
+        not (and inferred so). Its blocks are this spec's, so their generic classes
+        (written from the text alone) are shared."""
         other = _Generator(moved, graph)
         other.classes = self.classes
         return other.written()
 
     def network(self, doc: ir.Document) -> dict:
         graph = self.graph
-        stages, params = substitute(self.written(), parameters(doc, self.written_for))
+        written, params = parameters(doc, graph, self.written_for, self.limits)
+        stages, self.used = written.stages, list(written.blocks)
+        self.runtime |= written.runtime
         pad = " " * BODY_INDENT
         init = []
         for (name, tree), (_, node) in zip(stages, graph.root.children):
@@ -198,6 +205,8 @@ def _computed(default: ir.Node | None) -> bool:
 
 def _is_default(default: ir.Node, value) -> bool:
     """Whether `value` is what a literal default gives (`1`, `none`, `relu`)."""
+    if symbols.symbolic(value):
+        return False  # equal to the default here, not for every value of the parameter
     if isinstance(default, ir.Name):
         return value == OpRef(default.id)
     return isinstance(default, (ir.Num, ir.Const)) and default.value == value
@@ -221,10 +230,10 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def generate(doc: ir.Document, graph: Graph, source_name: str) -> str:
-    """The spec (its IR and inferred graph) as Python source; `source_name` is the spec's
-    path, for the header."""
-    gen = _Generator(doc, graph)
+def generate(doc: ir.Document, graph: Graph, source_name: str, limits: Limits = DEFAULT) -> str:
+    """The spec (its IR and inferred graph, within `limits`) as Python source;
+    `source_name` is the spec's path, for the header."""
+    gen = _Generator(doc, graph, limits)
     network = gen.network(doc)
     blocks = gen.block_classes()
     runtime = runtime_source(gen.runtime)
