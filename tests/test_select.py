@@ -52,6 +52,9 @@ def test_select_width_defaults_to_the_papers_rule():
     assert layers["s.attention.3"].out_shape == (64, 1, 1)  # a weight per branch and channel
 
 
+TWO = ("    conv(4, k=1)", "    conv(4, k=3, p=1)")
+
+
 @pytest.mark.parametrize(
     "body, message",
     [
@@ -60,8 +63,9 @@ def test_select_width_defaults_to_the_papers_rule():
             "select branch 1 gives 5x8x8 but branch 0 gives 4x8x8; selected branches must "
             "have the same shape",
         ),
-        (["select(width=0):", "    conv(4, k=1)"], "select: width must be a whole number >= 1"),
-        (["select(width=2.5):", "    conv(4, k=1)"], "select: width must be a whole number"),
+        (["select(width=0):", *TWO], "select: width must be a whole number >= 1"),
+        (["select(width=2.5):", *TWO], "select: width must be a whole number"),
+        (["select:", "    conv(4, k=1)"], "select weighs two or more branches, got 1"),
         (
             ["select(split=true):", "    conv(4, k=1)", "    conv(4, k=1)"],
             "select into 2 branches needs channels divisible by 2, got 3x8x8",

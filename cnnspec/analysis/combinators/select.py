@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...errors import ShapeError
+from ...errors import ShapeError, SpecError
 from ...language.symbols import note_choice
 from ..graph import Flow, Node, group
 from ..ops import LAYERS, ModuleCall, fmt
@@ -36,6 +36,8 @@ class Select(Combinator, kind="select", module="SelectiveKernel"):
     def infer(cls, walker, comb, flow, env, options) -> Node:
         in_shape = flow.shape
         found = branches(walker, comb, chunk(comb, flow) if options.get("split") else flow, env)
+        if len(found) < 2:  # a softmax over one branch weighs it 1 everywhere
+            raise SpecError("select weighs two or more branches, got 1", comb.pos)
         same_shapes(comb, found, lambda a, b: a == b, "selected branches must have the same shape")
         out = found[0][1].out_shape
         if len(out) != 3:
