@@ -419,6 +419,25 @@ def test_compiled_training_reports_compile_time_apart(data_dir):
     assert results[0].train_seconds < results[0].wall_seconds
 
 
+@pytest.mark.parametrize(
+    "network, message",
+    [
+        ("Few(input=1x28x28)", "Few gives 5 class scores, but fashion-mnist has 10 classes"),
+        ("Few(input=1x28x28, classes=10)", "Few declares classes=10 but gives 5 class scores"),
+    ],
+)
+def test_scores_that_miss_classes_are_refused_before_a_run(data_dir, tmp_path, network, message):
+    """Fewer scores than the data's classes ended in cross-entropy's IndexError mid-run;
+    declared classes the last layer ignores trained on another number silently."""
+    spec = tmp_path / "few.cnn"
+    spec.write_text(f"network {network}:\n    s: conv(4, k=3) gap flatten linear(5)\n")
+    run = tmp_path / "r"
+    p = cli(str(spec), "--data-dir", str(data_dir), "--epochs", "1", "--out", str(run))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1 and err.startswith(f"{spec}:1:9: {message}"), err
+    assert "Traceback" not in err and not run.exists()
+
+
 def test_channel_mismatch_between_spec_and_data_is_refused(data_dir, tmp_path):
     spec = tmp_path / "rgb.cnn"
     spec.write_text("network RGB(input=3x28x28):\n    s: conv(4, k=3) gap flatten linear(10)\n")

@@ -284,13 +284,13 @@ def check_trainable(spec: Spec, per_pixel: bool = False) -> None:
     got = ", ".join("x".join(map(str, shape)) for shape in shapes)
     if per_pixel:
         if len(shapes) == 1 and len(shapes[0]) == 3 and shapes[0][0] >= 2:
-            return
+            return _check_declared_classes(spec, shapes[0][0], " per pixel")
         why = (
             f"{spec.name} returns {got}; with --masks, cnnspec train fits one map of class "
             "scores (classes x H x W, two classes or more) with cross-entropy at each pixel"
         )
     elif all(len(shape) == 1 for shape in shapes):
-        return
+        return _check_declared_classes(spec, shapes[0][0], "") if len(shapes) == 1 else None
     else:
         why = (
             f"{spec.name} returns {got}; cnnspec train fits class scores (an output of "
@@ -298,6 +298,36 @@ def check_trainable(spec: Spec, per_pixel: bool = False) -> None:
             "--images DIR --masks DIR a map of them, a class per pixel"
         )
     raise TrainError(f"{why}, so it cannot train this network", spec.ir.network.pos, spec.source)
+
+
+def _check_declared_classes(spec: Spec, scores: int, where: str) -> None:
+    """A network that declares its classes scores that many: the trainer reads the
+    classes from the scores, so a spec whose last layer does not follow `classes` (or a
+    `--set classes=` it ignores) would train on another number silently."""
+    net = spec.ir.network
+    if "classes" in net.model_fields_set and scores != net.classes:
+        raise TrainError(
+            f"{spec.name} declares classes={net.classes} but gives {scores} class "
+            f"scores{where}; make its last layer give `classes` of them",
+            net.pos,
+            spec.source,
+        )
+
+
+def check_scores(spec: Spec, dataset: data.Dataset) -> None:
+    """Each output scores every class of the data, before any work: fewer scores end in
+    cross-entropy's IndexError mid-run."""
+    outputs = spec.output_shape
+    shapes = outputs if outputs and isinstance(outputs[0], tuple) else (outputs,)
+    scores, classes = min(shape[0] for shape in shapes), len(dataset.classes)
+    if scores < classes:
+        raise TrainError(
+            f"{spec.name} gives {scores} class scores, but {dataset.name} has {classes} "
+            f"classes; give it {classes} outputs (--set classes={classes} where its last layer "
+            "gives `classes`)",
+            spec.ir.network.pos,
+            spec.source,
+        )
 
 
 def fitted(
@@ -317,6 +347,7 @@ def fitted(
             )
         return trained, dataset_for(trained, source, config.seed), replace(config, size=size)
     dataset = dataset_for(spec, source, config.seed)
+    check_scores(spec, dataset)
     size = config.size or tuple(dataset.train.images.shape[-2:])
     trained = at_input_size(spec, dataset.train.images.shape[1], size)
     return trained, dataset, replace(config, size=size)

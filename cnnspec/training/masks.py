@@ -81,13 +81,14 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _pixels(path: Path, mode: str | None):
-    """The file's pixels as an array (converted to `mode` where given) and its mode."""
+    """The file's pixels as an array (converted to `mode` where given), its mode and its
+    format."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as file:
-            return np.array(file.convert(mode) if mode else file), file.mode
+            return np.array(file.convert(mode) if mode else file), file.mode, file.format
     except (OSError, UnidentifiedImageError) as err:
         raise DataError(f"{path}: cannot decode image ({err})") from None
 
@@ -95,7 +96,7 @@ def _pixels(path: Path, mode: str | None):
 def _image(path: Path, channels: int, size: tuple[int, int]) -> torch.Tensor:
     from torchvision.transforms.v2.functional import resize
 
-    pixels, _ = _pixels(path, "RGB" if channels == 3 else "L")
+    pixels, _, _ = _pixels(path, "RGB" if channels == 3 else "L")
     image = torch.from_numpy(pixels).reshape(*pixels.shape[:2], -1).permute(2, 0, 1)
     return resize(image, list(size), antialias=True)
 
@@ -107,13 +108,18 @@ def _mask(
     neighbour, then its centre cut out."""
     import numpy as np
 
-    pixels, mode = _pixels(path, None)
+    pixels, mode, format = _pixels(path, None)
+    if format == "JPEG":  # compression blends neighbouring classes along every edge
+        raise DataError(
+            f"{path}: a JPEG mask holds classes blurred into each other at their edges; "
+            "save masks losslessly (PNG)"
+        )
     if pixels.ndim != 2 or mode not in ("L", "P", "I", "I;16", "1"):
         raise DataError(
             f"{path}: a mask holds one class index per pixel (a grayscale or palette image), "
             f"but this one is {mode}"
         )
-    shown, _ = _pixels(image, None)
+    shown, _, _ = _pixels(image, None)
     if pixels.shape[:2] != shown.shape[:2]:
         raise DataError(
             f"{path} is {pixels.shape[1]}x{pixels.shape[0]} but its image {image.name} is "
