@@ -283,7 +283,7 @@ def _picture_path(text: str) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .backends.export import to_onnx
+    from .backends.export import output_names, to_onnx
     from .spec import TORCH_FILES, transfer
 
     spec = _load(args.spec, args)
@@ -301,7 +301,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         net = spec.build(weights=weights)
         kind = "run's latest checkpoint" if Path(weights).is_dir() else "file"
         held = f"the trained weights of {shown(weights)} (the {kind})"
-    to_onnx(net, spec.input_shape, args.onnx)
+    to_onnx(net, spec.input_shape, args.onnx, output_names(spec.graph))
     print(f"wrote {shown(args.onnx)}, holding {held}", file=sys.stderr)
     return 0
 

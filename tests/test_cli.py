@@ -272,7 +272,8 @@ def test_no_argument_that_names_a_file_or_folder_may_be_empty(capsys):
             argv = [name, *flag, ""] if flag or name != "compare" else [name, ""]
             if flag and action.dest not in ("spec", "specs"):
                 argv += [str(spec_path("lenet"))] * bool(
-                    any(a.dest in ("spec", "specs") for a in parser._actions))
+                    any(a.dest in ("spec", "specs") for a in parser._actions)
+                )
             with pytest.raises(SystemExit) as info:
                 main(argv)
             err = capsys.readouterr().err
@@ -320,7 +321,7 @@ def test_export_says_which_weights_it_wrote(tmp_path, monkeypatch, capsys):
     import cnnspec
     import cnnspec.backends.export
 
-    monkeypatch.setattr(cnnspec.backends.export, "to_onnx", lambda net, shape, path: None)
+    monkeypatch.setattr(cnnspec.backends.export, "to_onnx", lambda net, shape, path, outputs=None: None)
     lenet = str(spec_path("lenet"))
     state = {k: v.contiguous() for k, v in cnnspec.compile(lenet).state_dict().items()}
     save_file(state, tmp_path / "w.safetensors")

@@ -50,6 +50,37 @@ def test_onnxruntime_equals_the_live_build(name, tmp_path, capsys):
             torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-4, atol=1e-5)
 
 
+PYRAMID = """
+network Pyramid(input=3x32x32, classes=10):
+    c2: conv(8, k=3, s=2, p=1) relu
+    c3: conv(8, k=3, s=2, p=1) relu
+    up: c3 upsample(like=c2)
+    p2: add(c2, up) conv(8, k=3, p=1)
+    outputs: p2, c3
+"""
+
+
+@pytest.mark.parametrize(
+    "source, names",
+    [
+        (PYRAMID, ["p2", "c3"]),
+        ("lenet", ["output"]),
+        ("svhn_multihead", [f"output_{i}" for i in range(6)]),
+    ],
+)
+def test_the_files_outputs_are_named_as_the_spec_names_them(source, names, tmp_path, capsys):
+    if source == PYRAMID:
+        path = tmp_path / "pyramid.cnn"
+        path.write_text(PYRAMID)
+    else:
+        path = spec_path(source)
+    target = tmp_path / "net.onnx"
+    assert main(["export", str(path), "--onnx", str(target)]) == 0
+    session = ort.InferenceSession(str(target))
+    assert [port.name for port in session.get_outputs()] == names
+    assert [port.name for port in session.get_inputs()] == ["input"]
+
+
 @pytest.mark.slow
 def test_what_the_tracer_cannot_export_goes_through_torch_export(tmp_path, monkeypatch):
     """The slower torch.export path, taken when tracing fails, writes the same network."""
@@ -61,8 +92,9 @@ def test_what_the_tracer_cannot_export_goes_through_torch_export(tmp_path, monke
     monkeypatch.setattr(export, "_traced", refuse)
     spec = cnnspec.load(spec_path("svhn_multihead"))
     net = spec.build().eval()
-    export.to_onnx(net, spec.input_shape, tmp_path / "net.onnx")
+    export.to_onnx(net, spec.input_shape, tmp_path / "net.onnx", export.output_names(spec.graph))
     session = ort.InferenceSession(str(tmp_path / "net.onnx"))
+    assert [port.name for port in session.get_outputs()] == [f"output_{i}" for i in range(6)]
     x = torch.randn(3, *spec.input_shape)
     with torch.no_grad():
         expected = net(x)

@@ -19,24 +19,41 @@ from pathlib import Path
 
 import torch
 
+from ..analysis.graph import Graph
 from ..atomic import atomic_path
 
 BATCH = "batch"
+INPUT = "input"
 
 
-def to_onnx(net: torch.nn.Module, input_shape: tuple[int, ...], path: str | os.PathLike) -> None:
-    """Export `net` (in eval mode) to ONNX at `path`."""
+def output_names(graph: Graph) -> list[str]:
+    """What the file calls the network's outputs: the spec's names where it names them
+    (`outputs: p2, lat3`), else `output`, or `output_0`, `output_1`, ... for heads."""
+    out = graph.output_shape
+    count = len(out) if out and isinstance(out[0], tuple) else 1
+    if graph.outputs and INPUT not in graph.outputs and len(set(graph.outputs)) == count:
+        return list(graph.outputs)
+    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+
+
+def to_onnx(
+    net: torch.nn.Module,
+    input_shape: tuple[int, ...],
+    path: str | os.PathLike,
+    outputs: list[str] | None = None,
+) -> None:
+    """Export `net` (in eval mode) to ONNX at `path`, its outputs called `outputs`."""
     net = net.eval()
     # two: a batch of one would hide a size wrongly fixed at one (it broadcasts)
     example = (torch.zeros(2, *input_shape),)
     with atomic_path(path) as tmp:
         try:
-            _traced(net, example, tmp)
+            _traced(net, example, tmp, outputs)
         except Exception:  # an op without a converter, or Python the tracer cannot follow
-            _through_torch_export(net, example, tmp)
+            _through_torch_export(net, example, tmp, outputs)
 
 
-def _traced(net: torch.nn.Module, example: tuple, path: Path) -> None:
+def _traced(net: torch.nn.Module, example: tuple, path: Path, outputs: list[str] | None) -> None:
     # Only the input's batch is declared: ONNX's shape inference carries it to the outputs.
     with warnings.catch_warnings(), torch.no_grad():
         # The exporter's deprecation notice, and the tracer's notes that a Python number
@@ -48,19 +65,23 @@ def _traced(net: torch.nn.Module, example: tuple, path: Path) -> None:
             example,
             str(path),
             dynamo=False,
-            input_names=["input"],
+            input_names=[INPUT],
+            output_names=outputs,
             dynamic_axes={"input": {0: BATCH}},
         )
 
 
-def _through_torch_export(net: torch.nn.Module, example: tuple, path: Path) -> None:
+def _through_torch_export(
+    net: torch.nn.Module, example: tuple, path: Path, outputs: list[str] | None
+) -> None:
     torch.onnx.export(
         net,
         example,
         str(path),
         dynamo=True,
         verbose=False,
-        input_names=["input"],
+        input_names=[INPUT],
+        output_names=outputs,
         dynamic_shapes=({0: torch.export.Dim(BATCH, min=1)},),
         external_data=False,
     )
