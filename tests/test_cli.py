@@ -364,3 +364,16 @@ def test_codegen_writes_the_class_within_the_budgets_given(tmp_path, capsys):
     source = (out / "big.py").read_text()
     assert "def __init__(self, in_channels: int = 1, num_classes: int = 2)" in source
     assert "nn.Conv2d(4, num_classes, kernel_size=1)" in source
+
+
+@pytest.mark.parametrize(
+    "header, line", [("T(input=1x8x8)", None), ("T(input=1x8x8, classes=3)", "classes: 3")]
+)
+def test_convert_writes_classes_only_where_the_spec_does(header, line, tmp_path, capsys):
+    spec = tmp_path / "net.cnn"
+    spec.write_text(f"network {header}:\n    s: conv(3, k=1) gap flatten\n")
+    assert main(["convert", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert ("classes:" in out) is (line is not None) and (line is None or line in out), out
+    again = cnnspec.load(out, format="yaml")
+    assert again.ir.network.model_fields_set == cnnspec.load(spec).ir.network.model_fields_set

@@ -216,7 +216,8 @@ def to_yaml(doc: ir.Document) -> str:
             out.append("    body:" + _joined(_body(_with_sources(block, doc), 6)))
     net = doc.network
     out += ["network:", f"  name: {_scalar(net.name)}", f"  input: {fmt(net.input)}"]
-    out.append(f"  classes: {net.classes}")
+    if "classes" in net.model_fields_set:  # written as given: the default stays implicit
+        out.append(f"  classes: {net.classes}")
     if net.params:
         out.append(
             "  params: {"
