@@ -178,6 +178,23 @@ CNN_CASES = {
         net("relu if (1, 2) < (2, 1)"), SpecError, "'<' needs numbers, got (1, 2)", 3, 16),
     "a chained comparison": (
         net("relu if 1 < 2 < 3"), SpecSyntaxError, "unexpected '<'", 3, 22),
+    "a combinator after a layer on its line": (
+        net("conv(4, k=1) add:\n        conv(4, k=1)"), SpecSyntaxError,
+        "'add:' starts a line of its own, its branches indented below it; put what comes "
+        "before it on a line above", 3, 21),
+    "a combinator after a stage's name": (
+        net("add:\n        conv(4, k=1)"), SpecSyntaxError,
+        "'add:' starts a line of its own, its branches indented below it; put it on the line "
+        "below 's:', indented", 3, 8),
+    "if among a network's stages": (
+        net("relu\n    if true:\n        t: relu"), SpecSyntaxError,
+        "'if' stands inside a body (a stage's indented lines, a block's), not among a "
+        "network's stages", 4, 5),
+    "a named line inside a for": (
+        net("u(4)", blocks="block u(c):\n    x: conv(c, k=1)\n    for i in [1, 2]:\n"
+            "        y: x conv(c, k=1)\n    out: x relu\n"), SpecError,
+        "a named line (y: ...) stands at the top of a block's body, not inside an if, a for "
+        "or a repeat", 4, 9),
     "else without if": (
         net("relu\n    else: relu"), SpecSyntaxError,
         "'else' is a reserved word (a keyword of the language, which follows the lines of an "

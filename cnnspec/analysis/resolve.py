@@ -307,6 +307,17 @@ def names_in(node: ir.Node) -> Iterator[ir.Name]:
 def _block_tensors(block: ir.BlockDef, visible, params) -> tuple[set[str], set[int]]:
     """The tensors a block's named lines make (with its input), and the lines' first items
     that read one (by id): what each of those lines starts from."""
+    for item in block.body:
+        inner = (*item.body, *item.orelse) if isinstance(item, ir.If) else ()
+        if isinstance(item, (ir.Repeat, ir.For)):
+            inner = item.body
+        for line in (i for i in _items(inner) if isinstance(i, ir.Line)):
+            raise SpecError(
+                f"a named line ({line.name}: ...) stands at the top of a block's body, not "
+                "inside an if, a for or a repeat: the tensor it names must be made once, "
+                "whatever the condition or the rows",
+                line.pos,
+            )
     lines = [item for item in block.body if isinstance(item, ir.Line)]
     if not lines:
         return set(), set()

@@ -150,6 +150,13 @@ def _reserved_as_name(
             (line, len(outputs.group(1)) + 1),
         )
     word, where = None, col
+    as_name = text[col - 1 + len(str(token)) :].lstrip().startswith(":")  # `for: ...`
+    if str(token) in ("if", "for") and not before.strip() and not as_name and "NAME" in expected:
+        return SpecSyntaxError(  # `if flag:` among a network's stages
+            f"'{token}' stands inside a body (a stage's indented lines, a block's), not among "
+            "a network's stages, which are each named (`name: ...`)",
+            (line, col),
+        )
     if token.type != "NAME" and str(token) in RESERVED_WORDS and "NAME" in expected:
         word = str(token)  # read as a keyword where a name stands
     elif token.type == "COLON" and "NAME" in expected:  # `block:`, the word taken as keyword
@@ -163,6 +170,17 @@ def _reserved_as_name(
             (line, where),
         )
     match = re.search(rf"\b({'|'.join(COMBINATORS)})[ \t\f]*$", before)
+    lead = before[: match.start()] if match else ""
+    if match and "LPAR" in expected and token.type == "COLON" and lead.strip():
+        word = match.group(1)  # a combinator mid-line
+        if _has_layers(lead):  # `s: conv(4, k=1) add:`
+            where = "put what comes before it on a line above"
+        else:  # `s: add:`
+            where = f"put it on the line below '{lead.strip()}', indented"
+        return SpecSyntaxError(
+            f"'{word}:' starts a line of its own, its branches indented below it; {where}",
+            (line, match.start(1) + 1),
+        )
     if match and "LPAR" in expected:
         word = match.group(1)
         return SpecSyntaxError(
@@ -171,6 +189,11 @@ def _reserved_as_name(
             (line, match.start(1) + 1),
         )
     return None
+
+
+def _has_layers(text: str) -> bool:
+    """Whether `text` (a line up to some point) holds more than a stage's or line's name."""
+    return bool(re.sub(r"^[ \t\f]*\w+[ \t\f]*:", "", text).strip())
 
 
 def _reserved_kind(word: str) -> str:
