@@ -448,7 +448,7 @@ SELECT = "\n        select{}:\n            conv(C * 2, k=1)\n            conv(C 
         ("conv(max(C, 4), k=1) relu", "nn.Conv2d(in_channels, max(in_channels, 4), "),
         ("conv(C // 2 + 3, k=1)", "nn.Conv2d(in_channels, in_channels // 2 + 3, "),
         ("conv(min(classes, 5) * 2, k=1)", "nn.Conv2d(in_channels, min(num_classes, 5) * 2, "),
-        ("conv(make_divisible(C * 1.5, 4), k=1)", "make_divisible(1.5 * in_channels, 4)"),
+        ("conv(make_divisible(C * 1.5, 4), k=1)", "make_divisible(in_channels * 1.5, 4)"),
         ("conv(C * C, k=1)", "nn.Conv2d(in_channels, in_channels * in_channels, "),
         ("conv(min(C, 64), k=1)", "min(in_channels, 64)"),  # in step from 8 up to 64
         ("conv(C * 2 + max(3, 5), k=1) conv(int(C / 2), k=1)", "int((2 * in_channels + 5) / 2)"),

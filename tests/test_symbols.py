@@ -52,6 +52,13 @@ def random_expression(rng: random.Random, depth: int = 0) -> str:
             f"round(({a}) / 3)",
             f"int(({a}) * 1.5)",
             f"{a} * 2 - {b} * 3 + 1",
+            f"{a} // (-2 * max({b}, 1))",
+            f"({a}) % -3",
+            f"-max({a}, {b})",
+            f"-({a}) // 2",
+            f"int({a} * 0.7 + {b} * 0.6)",
+            f"round(max({a}, 4) * 1.5 // 1)",
+            f"{a} + (3 - 7)",
         ]
     )
 
@@ -94,7 +101,12 @@ def test_the_text_computes_what_the_spec_computes_at_every_value():
         ("max(C, 4) * 2 + 1", "max(in_channels, 4) * 2 + 1"),
         ("(C + 1) // 2", "(in_channels + 1) // 2"),
         ("C * C", "in_channels * in_channels"),
-        ("make_divisible(C * 0.75)", "make_divisible(0.75 * in_channels)"),
+        ("make_divisible(C * 0.75)", "make_divisible(in_channels * 0.75)"),
+        ("int(C * 0.7 + C * 0.6)", "int(in_channels * 0.7 + in_channels * 0.6)"),  # as written
+        ("round(max(C, 4) * 1.5 // 1)", "round(max(in_channels, 4) * 1.5 // 1)"),
+        ("64 // (-2 * C)", "64 // (-2 * in_channels)"),
+        ("-max(C, 4) + 20", "-max(in_channels, 4) + 20"),
+        ("max(C, 4) + (3 - 7)", "max(in_channels, 4) - 4"),
         ("make_divisible(C, min_value=16)", "make_divisible(in_channels, min_value=16)"),
         ("C * classes", "in_channels * num_classes"),
         ("C + classes * 2", "in_channels + 2 * num_classes"),
@@ -157,3 +169,12 @@ def test_no_symbol_outlives_codegen():
             pending += [child for _, child in node.children]
         assert not any(symbols.symbolic(v) for v in found)
     assert "# N x 8 x 14 x 14" in source  # the shape comments give values
+
+
+def test_a_written_size_that_fails_where_the_spec_holds_is_a_mismatch_not_a_crash():
+    """The last check evaluates the written sizes at other values; one that raises there
+    (a wrong expression) drops the parameter instead of ending codegen in a traceback."""
+    from cnnspec.backends.codegen.network_args import _evaluated
+
+    assert _evaluated("1 // (in_channels - 3)", {"in_channels": 3}) == "<ZeroDivisionError>"
+    assert _evaluated("1 // (in_channels - 3)", {"in_channels": 4}) == "1"

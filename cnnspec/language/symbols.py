@@ -99,7 +99,7 @@ class _Symbolic:
         return combine("%", other, self)
 
     def __neg__(self):
-        return combine("*", -1, self)
+        return negated(self)
 
 
 class SymInt(_Symbolic, int):
@@ -165,23 +165,42 @@ def _make(value, form: Form, names: frozenset[str]):
 
 def combine(op: str, left, right):
     """`left op right` for an arithmetic operator, carrying the operands' forms."""
-    if _is(right, 0) and op in ("+", "-") or _is(right, 1) and op in ("*", "//"):
+    if _is(right, 0) and op in ("+", "-") or _is(right, 1) and op == "*":
+        return left
+    if _is(right, 1) and op == "//" and isinstance(left, int):  # a float's // 1 floors it
         return left
     if _is(left, 0) and op == "+" or _is(left, 1) and op == "*":
         return right
     value = _OPERATORS[op](plain(left), plain(right))
     a, b = _form(left), _form(right)
     found = names(left) | names(right)
-    if a.text is None and b.text is None:
+    if _whole(a) and _whole(b):  # exact: folding whole numbers changes no value
         if op in ("+", "-"):
             sign = 1 if op == "+" else -1
             return _make(value, _line(a, b, sign), found)
         if op == "*" and (not a.terms or not b.terms):  # a multiple of a straight line
             scale, line = (a.constant, b) if not a.terms else (b.constant, a)
             return _make(value, _line(Form(), line, scale), found)
+    if op in ("+", "-") and not symbolic(right) and right < 0:  # `x - 4`, not `x + -4`
+        op, right = ("-" if op == "+" else "+"), -right
     level = _LEVELS[op]
     text = f"{render(left, level)} {op} {render(right, level + 1)}"
     return _make(value, Form(text=text, level=level), found)
+
+
+def negated(value):
+    """`-value`: a straight line's terms negated, any other expression written `-(...)`."""
+    if _whole(_form(value)):
+        return combine("*", -1, value)
+    text = f"-{render(value, _UNARY)}"
+    return _make(-plain(value), Form(text=text, level=_UNARY), names(value))
+
+
+def _whole(form: Form) -> bool:
+    """A straight line of whole coefficients and a whole constant (floats would reassociate:
+    `C * 0.7 + C * 0.6` is not `1.3 * C` in floating point)."""
+    numbers = (form.constant, *(c for _, c in form.terms))
+    return form.text is None and all(type(n) is int for n in numbers)
 
 
 def _is(value, number: int) -> bool:
@@ -211,8 +230,7 @@ def called(name: str, args: tuple, kwargs: tuple[tuple[str, object], ...], value
 def render(value, outer: int = 0) -> str:
     """Python source for `value`, bracketed where it binds looser than `outer`."""
     if not isinstance(value, _Symbolic):
-        text = _number(value)
-        return f"({text})" if outer > _SUM and text.startswith("-") else text
+        return _number(value)  # Python reads `a // -2` and `-2 * a` as meant
     form = value.form
     if form.text is not None:
         text, level = form.text, form.level
@@ -227,9 +245,9 @@ def render(value, outer: int = 0) -> str:
         elif form.constant < 0:
             text += f" - {_number(-form.constant)}"
         single = len(form.terms) == 1 and not form.constant
-        level = (_ATOM if form.terms[0][1] == 1 else _PRODUCT) if single else _SUM
-        if single and form.terms[0][1] < 0:
-            level = _UNARY
+        level = _SUM
+        if single:  # `x`, `-x`, or `2 * x` (`-2 * x` is a product of -2: it binds as one)
+            level = {1: _ATOM, -1: _UNARY}.get(form.terms[0][1], _PRODUCT)
     return f"({text})" if level < outer else text
 
 
@@ -286,6 +304,7 @@ __all__ = [
     "called",
     "combine",
     "names",
+    "negated",
     "note_choice",
     "plain",
     "render",

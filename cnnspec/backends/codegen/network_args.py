@@ -146,7 +146,10 @@ def _evaluated(tree, values: dict[str, int]):
         if tree.startswith('"') or not any(re.search(rf"\b{name}\b", tree) for name in values):
             return tree
         # Our own expressions of the parameters, as `symbols.render` wrote them.
-        value = eval(tree, {"__builtins__": {}, **_FUNCTIONS}, values)  # noqa: S307
+        try:
+            value = eval(tree, {"__builtins__": {}, **_FUNCTIONS}, values)  # noqa: S307
+        except Exception as err:  # noqa: BLE001 (wrong where the spec holds: not offered)
+            return f"<{type(err).__name__}>"
         return repr(value)
     parts = _parts(tree)
     if parts is None:
