@@ -178,6 +178,10 @@ CNN_CASES = {
         net("relu if (1, 2) < (2, 1)"), SpecError, "'<' needs numbers, got (1, 2)", 3, 16),
     "a chained comparison": (
         net("relu if 1 < 2 < 3"), SpecSyntaxError, "unexpected '<'", 3, 22),
+    "a group after a layer, spaced as if it were no call": (
+        net("relu (conv(4, k=1) relu) * 2"), SpecSyntaxError,
+        "unexpected 'relu'; expected ')' or ',' ('relu (' is a call of relu, space or not; a "
+        "group after it goes on a line of its own, or first)", 3, 27),
     "a combinator after a layer on its line": (
         net("conv(4, k=1) add:\n        conv(4, k=1)"), SpecSyntaxError,
         "'add:' starts a line of its own, its branches indented below it; put what comes "

@@ -454,6 +454,7 @@ SELECT = "\n        select{}:\n            conv(C * 2, k=1)\n            conv(C 
         ("conv(C * 2 + max(3, 5), k=1) conv(int(C / 2), k=1)", "int((2 * in_channels + 5) / 2)"),
         ("conv(C * 2 + max(3, 5), k=1) conv(C - 3, k=1)", "2 * in_channels + 2"),
         ("(conv(16, k=1) if C > 100) conv(8, k=1)", None),  # a choice made on C
+        ("conv((4, 8, 16, 32)[C % 4], k=1)", None),  # an index read from C
         ("\n        add:\n            conv(16, k=1)", None),  # a residual projected as C != 16
         ("\n        add:\n            conv(C, k=1)", "nn.Conv2d(in_channels, in_channels, "),
         # a shape rule that bends: select's attention is max(C // 16, 32) wide

@@ -132,7 +132,26 @@ def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0), text: str = "") ->
         what = "end of file"
     else:
         what = f"'{token}'"
-    return SpecSyntaxError(f"unexpected {what}" + _expected(err.expected), (line, col))
+    hint = _spaced_call(text.split("\n")[line - 1][: col - 1]) if text else ""
+    return SpecSyntaxError(f"unexpected {what}" + _expected(err.expected) + hint, (line, col))
+
+
+def _spaced_call(before: str) -> str:
+    """A hint where the error stands inside `name (...)`: read as a call, as in Python,
+    where the writer may have meant the layer and then a group."""
+    depth = 0
+    for i in range(len(before) - 1, -1, -1):  # the innermost bracket still open
+        depth += {")": 1, "(": -1}.get(before[i], 0)
+        if depth < 0:
+            match = re.search(r"\b([A-Za-z_]\w*)[ \t\f]+$", before[:i])
+            if match and match.group(1) not in RESERVED_WORDS:
+                name = match.group(1)
+                return (
+                    f" ('{name} (' is a call of {name}, space or not; a group after it "
+                    "goes on a line of its own, or first)"
+                )
+            return ""
+    return ""
 
 
 def _reserved_as_name(
