@@ -283,10 +283,15 @@ def _picture_path(text: str) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .backends.export import output_names, to_onnx
+    from .backends.export import output_names, refuse_unrunnable, to_onnx
     from .spec import TORCH_FILES, transfer
 
     spec = _load(args.spec, args)
+    refused = refuse_unrunnable(spec.graph)
+    if refused is not None:  # before any weights are read or a byte written
+        file, err = refused
+        used = {source.name: source for source in spec.used}
+        raise err.with_source(used.get(file, spec.source) if file else spec.source)
     weights = args.weights
     if weights is None:  # say so: an export of fresh weights is easily taken for a trained one
         net = spec.build()

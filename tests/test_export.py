@@ -100,3 +100,25 @@ def test_what_the_tracer_cannot_export_goes_through_torch_export(tmp_path, monke
         expected = net(x)
     for a, b in zip(outputs(session, x), expected, strict=True):
         torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("used", [False, True])
+def test_what_onnx_runtimes_refuse_to_run_is_refused_before_a_byte(used, tmp_path, capsys):
+    """torch takes an output padding as large as the stride beside a larger dilation;
+    onnxruntime refuses to run that node, so export refuses it, at its place (in a used
+    file too), and writes nothing."""
+    layer = "conv_transpose(4, k=3, s=1, p=1, d=2, output_padding=1)"
+    spec = tmp_path / "net.cnn"
+    if used:
+        (tmp_path / "blocks.cnn").write_text(f"block up(c):\n    {layer}\n")
+        spec.write_text('use "blocks.cnn"\nnetwork T(input=1x8x8):\n    s: up(4)\n')
+        place = f"{tmp_path / 'blocks.cnn'}:2:5"
+    else:
+        spec.write_text(f"network T(input=1x8x8):\n    s: {layer}\n")
+        place = f"{spec}:2:8"
+    target = tmp_path / "net.onnx"
+    assert main(["export", str(spec), "--onnx", str(target)]) == 1
+    err = capsys.readouterr().err
+    message = "conv_transpose (s) has output_padding 1 not below its stride 1"
+    assert err.startswith(f"{place}: {message}")
+    assert not target.exists()

@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 
 from ..analysis.graph import Graph
+from ..analysis.ops.base import pair
 from ..atomic import atomic_path
+from ..errors import SpecError
 
 BATCH = "batch"
 INPUT = "input"
@@ -34,6 +36,26 @@ def output_names(graph: Graph) -> list[str]:
     if graph.outputs and INPUT not in graph.outputs and len(set(graph.outputs)) == count:
         return list(graph.outputs)
     return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+
+
+def refuse_unrunnable(graph: Graph) -> tuple[str | None, SpecError] | None:
+    """What torch builds but ONNX runtimes refuse to run, as (the file it is written in,
+    where not the spec's own, and the error), so that nothing is written for it: a
+    transposed convolution whose output padding is not below its stride (torch takes it
+    beside a larger dilation)."""
+    for path, node in graph.layers():
+        layer = node.layer
+        if layer.op != "conv_transpose":
+            continue
+        stride, extra = pair(layer.s), pair(layer.output_padding)
+        if any(e >= s for e, s in zip(extra, stride)):
+            return node.file, SpecError(
+                f"conv_transpose ({path}) has output_padding {layer.output_padding} not below "
+                f"its stride {layer.s}: torch takes it beside dilation {layer.d}, but ONNX "
+                "runtimes refuse to run it; nothing was written",
+                node.pos,
+            )
+    return None
 
 
 def to_onnx(
