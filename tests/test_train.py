@@ -434,8 +434,25 @@ def test_scores_that_miss_classes_are_refused_before_a_run(data_dir, tmp_path, n
     run = tmp_path / "r"
     p = cli(str(spec), "--data-dir", str(data_dir), "--epochs", "1", "--out", str(run))
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 1 and err.startswith(f"{spec}:1:9: {message}"), err
+    assert p.returncode == 1 and err.startswith(f"{spec}:2:33: {message}"), err  # linear(5)
     assert "Traceback" not in err and not run.exists()
+
+
+def test_heads_that_miss_the_strips_classes_say_what_the_strips_are(data_dir, tmp_path):
+    spec = tmp_path / "multi.cnn"
+    spec.write_text(
+        "network Multi(input=3x28x28):\n    s: conv(4, k=3) gap flatten\n"
+        "    h:\n        heads:\n            main: linear(10)\n            aux: linear(10)\n"
+    )
+    run = tmp_path / "r"
+    p = cli(str(spec), "--data-dir", str(data_dir), "--epochs", "1", "--out", str(run))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1 and err.startswith(
+        f"{spec}:1:9: Multi gives 2 outputs (10, 10 scores); cnnspec train fits several "
+        "outputs as heads reading strips of up to 2 Fashion-MNIST items (3-channel images), "
+        "each head scoring 11 classes"
+    ), err
+    assert not run.exists()
 
 
 def test_channel_mismatch_between_spec_and_data_is_refused(data_dir, tmp_path):

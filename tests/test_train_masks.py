@@ -158,6 +158,8 @@ def test_crops_and_flips_move_a_map_with_its_image():
         ("two masks of one image", "are both masks of the image '002'; keep one"),
         ("jpeg mask", "a JPEG mask holds classes blurred into each other at their edges"),
         ("classes disagree", "Seg declares classes=3 but gives 2 class scores per pixel"),
+        ("four channels", "Seg takes 4-channel images, but images from a folder (--images) "
+         "are read as 1 channel (grayscale) or 3 (RGB)"),
         ("map larger than image", "the network gives a 48x48 map of 24x24 images; masks are "
          "cut to the map, which must not be larger than the image"),
     ],
@@ -189,6 +191,8 @@ def test_what_masks_training_cannot_use_is_one_line_before_any_run(case, message
     elif case == "jpeg mask":
         (masks / "001.png").unlink()
         Image.fromarray(np.zeros((24, 24), np.uint8)).save(masks / "001.jpg", quality=100)
+    elif case == "four channels":
+        spec = SEG.replace("1x24x24", "4x24x24")
     elif case == "classes disagree":
         spec = SEG.replace("classes=2", "classes=3").replace("conv(classes,", "conv(2,")
     elif case == "map larger than image":

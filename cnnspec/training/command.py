@@ -309,8 +309,7 @@ def _check_declared_classes(spec: Spec, scores: int, where: str) -> None:
         raise TrainError(
             f"{spec.name} declares classes={net.classes} but gives {scores} class "
             f"scores{where}; make its last layer give `classes` of them",
-            net.pos,
-            spec.source,
+            *_scored_at(spec),
         )
 
 
@@ -320,12 +319,44 @@ def check_scores(spec: Spec, dataset: data.Dataset) -> None:
     outputs = spec.output_shape
     shapes = outputs if outputs and isinstance(outputs[0], tuple) else (outputs,)
     scores, classes = min(shape[0] for shape in shapes), len(dataset.classes)
-    if scores < classes:
+    if scores >= classes:
+        return
+    if len(shapes) > 1:  # heads: the strips task, whatever the outputs were meant for
+        gives = ", ".join(str(shape[0]) for shape in shapes)
         raise TrainError(
-            f"{spec.name} gives {scores} class scores, but {dataset.name} has {classes} "
-            f"classes; give it {classes} outputs (--set classes={classes} where its last layer "
-            "gives `classes`)",
+            f"{spec.name} gives {len(shapes)} outputs ({gives} scores); cnnspec train fits "
+            f"several outputs as heads reading strips of up to {len(shapes)} Fashion-MNIST "
+            f"items (3-channel images), each head scoring {classes} classes, the last meaning "
+            f"no item; give each head {classes} scores",
             spec.ir.network.pos,
+            spec.source,
+        )
+    raise TrainError(
+        f"{spec.name} gives {scores} class scores, but {dataset.name} has {classes} "
+        f"classes; give it {classes} outputs (--set classes={classes} where its last layer "
+        "gives `classes`)",
+        *_scored_at(spec),
+    )
+
+
+def _scored_at(spec: Spec) -> tuple:
+    """Where the scores are made: the last layer, where the spec itself writes it (else the
+    network's line), and the text it is in."""
+    layers = spec.graph.layers()
+    if layers and layers[-1][1].file is None and layers[-1][1].pos != (0, 0):
+        return layers[-1][1].pos, spec.source
+    return spec.ir.network.pos, spec.source
+
+
+def check_image_channels(spec: Spec) -> None:
+    """Images from a folder are read as grayscale or RGB: a network taking another number
+    of channels would fail in its first step."""
+    channels = spec.input_shape[0]
+    if channels not in (1, 3):
+        raise TrainError(
+            f"{spec.name} takes {channels}-channel images, but images from a folder "
+            "(--images) are read as 1 channel (grayscale) or 3 (RGB)",
+            spec.ir.network.keypos.get("input", spec.ir.network.pos),
             spec.source,
         )
 
@@ -335,6 +366,8 @@ def fitted(
 ) -> tuple[Spec, data.Dataset, TrainConfig]:
     """The images to train on, and the spec and settings fitted to their size."""
     check_trainable(spec, per_pixel=bool(source.masks))
+    if source.images:
+        check_image_channels(spec)
     if source.masks:  # masks are cut to the map the network gives at the training size
         size = config.size or tuple(spec.input_shape[1:])
         trained = at_input_size(spec, spec.input_shape[0], size)
