@@ -306,7 +306,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         net = spec.build(weights=weights)
         kind = "run's latest checkpoint" if Path(weights).is_dir() else "file"
         held = f"the trained weights of {shown(weights)} (the {kind})"
-    to_onnx(net, spec.input_shape, args.onnx, output_names(spec.graph))
+    declared = tuple(name.id for name in spec.ir.network.outputs)
+    to_onnx(net, spec.input_shape, args.onnx, output_names(spec.graph, declared))
     print(f"wrote {shown(args.onnx)}, holding {held}", file=sys.stderr)
     return 0
 

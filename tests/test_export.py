@@ -64,14 +64,15 @@ network Pyramid(input=3x32x32, classes=10):
     "source, names",
     [
         (PYRAMID, ["p2", "c3"]),
+        (PYRAMID.replace("    outputs: p2, c3\n", ""), ["output"]),  # a graph, none declared
         ("lenet", ["output"]),
         ("svhn_multihead", [f"output_{i}" for i in range(6)]),
     ],
 )
 def test_the_files_outputs_are_named_as_the_spec_names_them(source, names, tmp_path, capsys):
-    if source == PYRAMID:
+    if source.startswith("\nnetwork"):
         path = tmp_path / "pyramid.cnn"
-        path.write_text(PYRAMID)
+        path.write_text(source)
     else:
         path = spec_path(source)
     target = tmp_path / "net.onnx"
@@ -79,6 +80,8 @@ def test_the_files_outputs_are_named_as_the_spec_names_them(source, names, tmp_p
     session = ort.InferenceSession(str(target))
     assert [port.name for port in session.get_outputs()] == names
     assert [port.name for port in session.get_inputs()] == ["input"]
+    ports = (*session.get_inputs(), *session.get_outputs())
+    assert [port.shape[0] for port in ports] == ["batch"] * len(ports)  # one free batch
 
 
 @pytest.mark.slow
@@ -92,7 +95,8 @@ def test_what_the_tracer_cannot_export_goes_through_torch_export(tmp_path, monke
     monkeypatch.setattr(export, "_traced", refuse)
     spec = cnnspec.load(spec_path("svhn_multihead"))
     net = spec.build().eval()
-    export.to_onnx(net, spec.input_shape, tmp_path / "net.onnx", export.output_names(spec.graph))
+    names = export.output_names(spec.graph, ())
+    export.to_onnx(net, spec.input_shape, tmp_path / "net.onnx", names)
     session = ort.InferenceSession(str(tmp_path / "net.onnx"))
     assert [port.name for port in session.get_outputs()] == [f"output_{i}" for i in range(6)]
     x = torch.randn(3, *spec.input_shape)

@@ -28,13 +28,13 @@ BATCH = "batch"
 INPUT = "input"
 
 
-def output_names(graph: Graph) -> list[str]:
-    """What the file calls the network's outputs: the spec's names where it names them
+def output_names(graph: Graph, declared: tuple[str, ...]) -> list[str]:
+    """What the file calls the network's outputs: the names the spec declares
     (`outputs: p2, lat3`), else `output`, or `output_0`, `output_1`, ... for heads."""
     out = graph.output_shape
     count = len(out) if out and isinstance(out[0], tuple) else 1
-    if graph.outputs and INPUT not in graph.outputs and len(set(graph.outputs)) == count:
-        return list(graph.outputs)
+    if declared and INPUT not in declared and len(set(declared)) == count:
+        return list(declared)
     return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
 
 
@@ -76,7 +76,8 @@ def to_onnx(
 
 
 def _traced(net: torch.nn.Module, example: tuple, path: Path, outputs: list[str] | None) -> None:
-    # Only the input's batch is declared: ONNX's shape inference carries it to the outputs.
+    # The batch is declared free on the input and named on the outputs (shape inference
+    # would carry it there under a name of its own).
     with warnings.catch_warnings(), torch.no_grad():
         # The exporter's deprecation notice, and the tracer's notes that a Python number
         # taken from a size is fixed: only the batch may vary, and the tests vary it.
@@ -89,7 +90,7 @@ def _traced(net: torch.nn.Module, example: tuple, path: Path, outputs: list[str]
             dynamo=False,
             input_names=[INPUT],
             output_names=outputs,
-            dynamic_axes={"input": {0: BATCH}},
+            dynamic_axes={name: {0: BATCH} for name in (INPUT, *(outputs or ()))},
         )
 
 
