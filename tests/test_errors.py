@@ -182,6 +182,17 @@ CNN_CASES = {
         net("relu (conv(4, k=1) relu) * 2"), SpecSyntaxError,
         "unexpected 'relu'; expected ')' or ',' ('relu (' is a call of relu, space or not; a "
         "group after it goes on a line of its own, or first)", 3, 27),
+    "a stage that reads itself": (
+        "network T(input=1x8x8):\n    a: conv(4, k=1)\n    b: b conv(4, k=1)\n", SpecError,
+        "stage b reads itself; a stage reads only tensors made above it", 3, 8),
+    "softmax at the end": (
+        net("flatten linear(classes) softmax"), SpecError,
+        "unknown layer or block 'softmax'; leave it out: a network gives scores, "
+        "cross-entropy applies the softmax", 3, 32),
+    "a stage after outputs": (
+        "network T(input=1x8x8):\n    a: conv(4, k=1)\n    outputs: a\n    b: relu\n",
+        SpecSyntaxError, "'outputs: ...' is the network's last line: put the stages before it",
+        4, 5),
     "a combinator after a layer on its line": (
         net("conv(4, k=1) add:\n        conv(4, k=1)"), SpecSyntaxError,
         "'add:' starts a line of its own, its branches indented below it; put what comes "
@@ -451,12 +462,14 @@ def test_set_error(case):
 
 
 def test_names_are_checked_block_by_block_and_stage_by_stage():
-    # The first wrong name is the error, as ever; the others the same check found come
-    # with it, in the order they are written, each at its own place (editors show them all).
+    # The first wrong name is the error, as ever; the first of each other block and stage
+    # comes with it, in the order written, each at its own place (editors show them all);
+    # a second in one stage (`flaten`) waits for the first to be fixed.
     text = (
         "block unit(c):\n    conv(c, k=3) rleu\n"
         "network T(input=1x28x28, classes=10):\n"
-        "    a: unit(4) maxpol(2)\n    b: conv(4, k=3) relu\n    c: flatten linear(clases)\n"
+        "    a: unit(4) maxpol(2) flaten\n    b: conv(4, k=3) relu\n"
+        "    c: flatten linear(clases)\n"
     )
     err = error_of(text)
     assert "'rleu'" in err.message and err.pos == (2, 18)

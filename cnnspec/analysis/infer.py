@@ -170,6 +170,11 @@ class _Inference:
         what = self.what
         if name in self.line_at:
             line, col = self.line_at[name]
+            if line == pos[0]:  # `e2: e2 conv(...)`
+                raise SpecError(
+                    f"{what} {name} reads itself; a {what} reads only tensors made above it",
+                    pos,
+                )
             raise SpecError(
                 f"'{name}' is read before it is made: {what} {name} is at {line}:{col}, and a "
                 f"{what} reads only tensors made above it",
@@ -672,4 +677,5 @@ def _whole_hint(value) -> str:
     fraction = isinstance(value, float) or (
         isinstance(value, tuple) and any(isinstance(v, float) for v in value)
     )
-    return "; use int(...) or round(...) to make a whole number" if fraction else ""
+    hint = "; use int(...) or round(...) to make a whole number, or // to divide into one"
+    return hint if fraction else ""

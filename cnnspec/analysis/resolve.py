@@ -383,6 +383,8 @@ def _check_calls(
             )
         if call.op not in visible:
             hint = did_you_mean(call.op, [*LAYERS, *visible, *ir.COMBINATORS])
+            if call.op in ("softmax", "log_softmax"):  # scores go to cross-entropy as they are
+                hint = "; leave it out: a network gives scores, cross-entropy applies the softmax"
             raise SpecError(f"unknown layer or block '{call.op}'{hint}", call.pos)
         if call.op == inside:
             raise SpecError(f"block '{inside}' calls itself; blocks cannot be recursive", call.pos)

@@ -124,6 +124,12 @@ def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0), text: str = "") ->
         hint = _not_a_combinator(text.split("\n")[line - 1][: col - 1], line)
         if hint:
             return hint
+    lines = text.split("\n") if text else []
+    indented = line <= len(lines) and lines[line - 1][:1] in (" ", "\t")
+    if indented and _after_outputs(lines[: line - 1]):  # a stage after `outputs:`
+        return SpecSyntaxError(
+            "'outputs: ...' is the network's last line: put the stages before it", (line, col)
+        )
     if token.type == "_NL":
         what = "end of line"
     elif token.type in ("_INDENT", "_DEDENT"):
@@ -134,6 +140,12 @@ def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0), text: str = "") ->
         what = f"'{token}'"
     hint = _spaced_call(text.split("\n")[line - 1][: col - 1]) if text else ""
     return SpecSyntaxError(f"unexpected {what}" + _expected(err.expected) + hint, (line, col))
+
+
+def _after_outputs(lines: list[str]) -> bool:
+    """Whether the last line with code before these is `outputs: ...`."""
+    code = [line for line in lines if line.split("#")[0].strip()]
+    return bool(code) and re.match(r"[ \t\f]*outputs[ \t\f]*:", code[-1]) is not None
 
 
 def _spaced_call(before: str) -> str:
