@@ -36,7 +36,11 @@ def init_xavier(module: nn.Module) -> None:
 
 
 class LeNet(nn.Module):
-    """LeNet: input N x 1 x 28 x 28, 61,706 parameters."""
+    """LeNet: input N x 1 x 28 x 28, 61,706 parameters.
+
+    It takes no in_channels (1 here): at 2, reshape to 1x28x28 (784 values) needs as
+    many values as its input, got 2x28x28 (1568 values) (from the network input).
+    """
 
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()

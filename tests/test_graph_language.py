@@ -438,6 +438,7 @@ def test_a_partial_residual_and_a_selective_kernel(tmp_path):
         torch.testing.assert_close(sk(want), (torch.stack([a, b], 1) * w).sum(1))
 
 
+NOT = "It takes no in_channels (8 here): "  # the class's docstring, where it leaves it out
 SELECT = "\n        select{}:\n            conv(C * 2, k=1)\n            conv(C * 2, k=3, p=1)"
 
 
@@ -453,12 +454,16 @@ SELECT = "\n        select{}:\n            conv(C * 2, k=1)\n            conv(C 
         ("conv(min(C, 64), k=1)", "min(in_channels, 64)"),  # in step from 8 up to 64
         ("conv(C * 2 + max(3, 5), k=1) conv(int(C / 2), k=1)", "int((2 * in_channels + 5) / 2)"),
         ("conv(C * 2 + max(3, 5), k=1) conv(C - 3, k=1)", "2 * in_channels + 2"),
-        ("(conv(16, k=1) if C > 100) conv(8, k=1)", None),  # a choice made on C
-        ("conv((4, 8, 16, 32)[C % 4], k=1)", None),  # an index read from C
-        ("\n        add:\n            conv(16, k=1)", None),  # a residual projected as C != 16
+        ("(conv(16, k=1) if C > 100) conv(8, k=1)", NOT + "a comparison ('>') reads it"),
+        ("conv((4, 8, 16, 32)[C % 4], k=1)", NOT + "an index reads it"),
+        # a residual projected as C != 16
+        (
+            "\n        add:\n            conv(16, k=1)",
+            NOT + "a residual written out in place projects",
+        ),
         ("\n        add:\n            conv(C, k=1)", "nn.Conv2d(in_channels, in_channels, "),
         # a shape rule that bends: select's attention is max(C // 16, 32) wide
-        (SELECT.format(""), None),
+        (SELECT.format(""), NOT + "select's default width follows it"),
         (SELECT.format("(width=8)"), "nn.Conv2d(8, 4 * in_channels, kernel_size=1"),
     ],
 )
@@ -473,8 +478,8 @@ def test_the_network_class_writes_sizes_as_the_spec_computes_them(stage, written
     )
     spec = check_all_backends(text, tmp_path, "nonlinear")
     source = spec.codegen()
-    assert ("in_channels: int" in source) is (written is not None)
-    assert written is None or written in source, source
+    assert ("in_channels: int" in source) is (not written.startswith(NOT)), source
+    assert written in source, source
     assert "nn.Linear(" in source and "num_classes)" in source
 
 
@@ -484,4 +489,5 @@ def test_the_network_class_leaves_out_a_parameter_a_repeat_count_reads(tmp_path)
         "    head: gap flatten linear(classes)\n"
     )
     source = check_all_backends(text, tmp_path, "repeat_count").codegen()
-    assert "in_channels: int = 8" in source and "num_classes" not in source
+    assert "in_channels: int = 8" in source and "num_classes: int" not in source
+    assert "It takes no num_classes (10 here): a repeat count reads it." in source

@@ -15,6 +15,7 @@ goes through `repr()`.
 from __future__ import annotations
 
 import json
+import textwrap
 from contextlib import suppress
 from functools import cache
 from importlib.resources import files
@@ -163,7 +164,8 @@ class _Generator:
 
     def network(self, doc: ir.Document) -> dict:
         graph = self.graph
-        written, params = parameters(doc, graph, self.written_for, self.limits)
+        written, candidates = parameters(doc, graph, self.written_for, self.limits)
+        params = [p for p in candidates if p.fixed is None]
         stages, self.used = written.stages, list(written.blocks)
         self.runtime |= written.runtime
         pad = " " * BODY_INDENT
@@ -177,8 +179,7 @@ class _Generator:
         heads = isinstance(graph.output_shape[0], tuple)
         return {
             "name": self.names.network,
-            "doc": f"{graph.name}: input N x {_shape(graph.input_shape)}, "
-            f"{graph.params:,} parameters.",
+            "doc": _docstring(graph, [p for p in candidates if p.fixed is not None]),
             "params": "".join(f", {p.name}: int = {p.default}" for p in params),
             "init": init,
             "forward": forward_lines(graph),
@@ -196,6 +197,17 @@ class _Generator:
         self.runtime |= {r for name in needed for r in self.classes[name].runtime}
         order = list(self.blocks)  # definition order: callees come before callers
         return [self.classes[n].template for n in sorted(needed, key=order.index)]
+
+
+def _docstring(graph: Graph, fixed: list) -> str:
+    """The network class's docstring: its shapes, and why it takes no parameter it leaves
+    out (a bare TypeError would not say)."""
+    head = f"{graph.name}: input N x {_shape(graph.input_shape)}, {graph.params:,} parameters."
+    if not fixed:
+        return head
+    notes = " ".join(f"It takes no {p.name} ({p.default} here): {p.fixed}." for p in fixed)
+    body = textwrap.wrap(notes, 84)
+    return head + "\n\n" + "".join(f"    {line}\n" for line in body) + "    "
 
 
 def _computed(default: ir.Node | None) -> bool:

@@ -49,6 +49,7 @@ class Written:
 class Parameter:
     name: str
     default: int
+    fixed: str | None = None  # why the class does not take it, where it does not
 
 
 # What the expressions of generated sizes may call (`expressions.FUNCTIONS`, as written).
@@ -70,27 +71,51 @@ def parameters(
     doc: ir.Document, graph: Graph, write: Writer, limits: Limits
 ) -> tuple[Written, list[Parameter]]:
     """The stages, each size that follows a parameter written in terms of it, and the
-    parameters the network class takes; `write` gives the stages of a document and its
-    inferred graph, `graph` is `doc`'s, inferred within `limits`."""
+    candidate parameters, each with why the class does not take it where it does not;
+    `write` gives the stages of a document and its inferred graph, `graph` is `doc`'s,
+    inferred within `limits`."""
     net = doc.network
     feature = "in_channels" if len(net.input) == 3 else "in_features"
     defaults = {feature: net.input[0], "num_classes": net.classes}
-    offered = [n for n, value in defaults.items() if _holds_at(doc, {n: value + 1}, limits)]
-    while offered:
+    fixed = {}
+    for name, value in defaults.items():
+        refused = _refused_at(doc, {name: value + 1}, limits)
+        if refused is not None:
+            fixed[name] = f"at {value + 1}, {refused.message}"
+    written = None
+    while offered := [name for name in defaults if name not in fixed]:
         values = {name: symbols.symbol(name, defaults[name]) for name in offered}
         with symbols.tracing() as choices:
             moved = _with(doc, values)
             written = write(moved, infer(moved, limits))
-        read = written.read.union(*(choice.names for choice in choices))
         found = _names(written.stages)
-        kept = [name for name in offered if name not in read and name in found]
-        if kept == offered:
+        for name in offered:
+            reasons = [_why(choice.what) for choice in choices if name in choice.names]
+            if reasons:
+                fixed[name] = reasons[0]
+            if name in written.read:
+                fixed[name] = "a residual written out in place projects or not as it decides"
+            elif name not in found and name not in fixed:
+                fixed[name] = "no size follows it"
+        if all(name not in fixed for name in offered):
             checked = (written.stages, defaults, write, doc, limits)
-            kept = [name for name in kept if _holds(name, *checked)]
-        if kept == offered:
-            return _calling(written), [Parameter(name, defaults[name]) for name in kept]
-        offered = kept
-    return write(doc, graph), []
+            for name in offered:
+                if not _holds(name, *checked):
+                    fixed[name] = "its sizes, written in terms of it, miss the spec's elsewhere"
+        if all(name not in fixed for name in offered):
+            break
+    if any(name not in fixed for name in defaults) and written is not None:
+        written = _calling(written)
+    else:
+        written = write(doc, graph)
+    return written, [Parameter(name, value, fixed.get(name)) for name, value in defaults.items()]
+
+
+def _why(what: str) -> str:
+    """A choice, as the reason a parameter is not taken."""
+    if what.startswith("'"):
+        return f"a comparison ({what}) reads it"
+    return f"{what} reads it" if what != "select's default width" else f"{what} follows it"
 
 
 def _calling(written: Written) -> Written:
@@ -114,12 +139,13 @@ def _with(doc: ir.Document, values: dict[str, int]) -> ir.Document:
     return doc.model_copy(update={"network": net.model_copy(update=update)})
 
 
-def _holds_at(doc: ir.Document, values: dict[str, int], limits: Limits) -> bool:
+def _refused_at(doc: ir.Document, values: dict[str, int], limits: Limits) -> CnnspecError | None:
+    """The error the spec gives with `values`, or None where it holds."""
     try:
         infer(_with(doc, values), limits)
-    except CnnspecError:
-        return False
-    return True
+    except CnnspecError as err:
+        return err
+    return None
 
 
 def _holds(
