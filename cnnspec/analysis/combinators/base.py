@@ -136,6 +136,11 @@ class Combinator:
         """The output's channels from the input's and the branches' (None: no image)."""
         raise NotImplementedError
 
+    @classmethod
+    def joined_channels(cls, channels: list[str]) -> str:
+        """The channels of named tensors joined by this kind (`joins`, as source text)."""
+        return channels[0]
+
     # --- drawing ----------------------------------------------------------------------
     @classmethod
     def skips(cls, node: Node) -> bool:

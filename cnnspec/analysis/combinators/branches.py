@@ -54,10 +54,15 @@ class Concat(Combinator, kind="concat"):
     def channels(cls, start: str, ends: list[str]) -> str:
         return _sum(ends)
 
+    @classmethod
+    def joined_channels(cls, channels: list[str]) -> str:
+        return _sum(channels)
+
 
 class Add(Combinator, kind="add"):
     """Branches summed; one branch is a residual: the input is added back, through a 1x1
-    convolution when the branch changes the shape (or `project=true` asks for one).
+    convolution when the branch changes the shape or steps by more than 1 (or
+    `project=true` asks for one).
     `scale=init` multiplies the residual branch by a learned scale per channel (C x 1 x 1,
     starting at init) that the residual holds itself, ahead of its branch (ConvNeXt's
     `layer_scale`)."""
@@ -96,7 +101,12 @@ class Add(Combinator, kind="add"):
                 )
             scaled = (("layer_scale", main.out_shape[0]),)  # the runtime's parameter
         owned: tuple[tuple[str, Node], ...] = ()
-        if main.out_shape != flow.shape or project is True:
+        # Projected where the branch changes the shape or steps by more than 1, as
+        # torchvision's blocks are (`stride != 1 or inplanes != planes`): a 1x1 image
+        # stepped by 2 stays 1x1, and generated classes, which see no sizes, decide so too.
+        stride = path_stride(main)
+        strided = project is None and stride not in (None, (1, 1)) and _steps_to(flow.shape, stride)
+        if main.out_shape != flow.shape or project is True or strided:
             if project is False:
                 raise ShapeError(
                     f"add: the branch turns {fmt(flow.shape)} into {fmt(main.out_shape)} but "
@@ -155,6 +165,12 @@ def _check_sum_is_meant(comb: ir.Combinator, options) -> None:
 
 def _is_combinator(branch: ir.Branch) -> bool:
     return len(branch.body) == 1 and isinstance(branch.body[0], ir.Combinator)
+
+
+def _steps_to(shape: Shape, stride: tuple[int, int]) -> bool:
+    """Whether a 1x1 convolution of `stride` keeps an image of `shape` at its size (a 1x1
+    image stepped by 2), so that a shortcut projected with it still adds up."""
+    return len(shape) == 3 and all((n - 1) // s + 1 == n for n, s in zip(shape[1:], stride))
 
 
 def _projection(src: Shape, main: Node, pos: Pos) -> Conv:
@@ -290,6 +306,12 @@ class Mul(Combinator, kind="mul"):
     @classmethod
     def joins(cls, shapes: list[Shape]) -> Shape | None:
         return broadcast(shapes)
+
+    @classmethod
+    def joined_channels(cls, channels: list[str]) -> str:
+        """Broadcast: a tensor of 1 channel takes the other's, as `broadcast` does."""
+        distinct = list(dict.fromkeys(channels))
+        return distinct[0] if len(distinct) == 1 else f"max({', '.join(distinct)})"
 
     @classmethod
     def channels(cls, start: str, ends: list[str]) -> str:

@@ -34,8 +34,12 @@ class Window(Layer):
 
     @classmethod
     def keeps_size(cls, literal: Mapping[str, int | None]) -> bool:
-        """Whether the window keeps the size at stride 1 (2p == d(k - 1)), from the
-        arguments given, each a plain number or None when written as an expression."""
+        """Whether the window keeps the size at stride 1 (2p == d(k - 1)), and so steps
+        by its stride as a 1x1 convolution of that stride does, from the arguments given,
+        each a plain number or flag, or None when written as an expression. `ceil_mode`
+        (unless literally false) rounds up where the convolution rounds down."""
+        if literal.get("ceil_mode", False) is not False:
+            return False
         fields = cls.model_fields
         values = [
             literal[n] if n in literal else fields[n].default if n in fields else 1

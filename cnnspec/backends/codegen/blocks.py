@@ -201,7 +201,9 @@ class BlockWriter:
             stride = next((args[n] for n in model.stride_from if n in args), None)
             if stride is not None:
                 strides.append(stride)
-            literal = {n: e.value if isinstance(e, ir.Num) else None for n, e in exprs.items()}
+            literal = {
+                n: e.value if isinstance(e, (ir.Num, ir.Const)) else None for n, e in exprs.items()
+            }
             same = same and model.keeps_size(literal)
         code = self.construct(model.constructor(args, state.channels, state.image))
         return [code], _State(*after, strides, same)
@@ -226,11 +228,11 @@ class BlockWriter:
         return self.gen.names.class_of(call.op), args
 
     def repeat(self, item: ir.Repeat | ir.For, state: _State) -> tuple[list, _State]:
-        count = self.py(item.count if isinstance(item, ir.Repeat) else item.rows, state)
         target = self.fresh("layers")
         self.line(f"{target} = []")
-        if state.channels != "channels":
-            self.line(f"channels = {state.channels}")
+        read = self.reading(state)
+        state = self.in_channels_variable(state)
+        count = self.py(item.count if isinstance(item, ir.Repeat) else item.rows, read(state))
         self.loop(item, count)
         exprs, after = self.items(item.body, _State("channels", state.image))
         self.assign(target, List(tuple(exprs)), "+=")
@@ -244,9 +246,9 @@ class BlockWriter:
         leaving the channels after it in `channels`."""
         target = self.fresh("layers")
         self.line(f"{target} = []")
-        test = self.py(item.test, state)
-        if state.channels != "channels":
-            self.line(f"channels = {state.channels}")
+        read = self.reading(state)
+        state = self.in_channels_variable(state)
+        test = self.py(item.test, read(state))  # written after `channels` is set
         ends = []  # (image, strides, same) after each arm
         for header, body in (("if " + test, item.body), ("else", item.orelse)):
             if not body:
@@ -268,6 +270,20 @@ class BlockWriter:
         return [f"*{target}"], _State(
             "channels", image, state.strides + strides, state.same and same
         )
+
+    def in_channels_variable(self, state: _State) -> _State:
+        """`state` with its channels in `channels`, which a loop or condition's arms update;
+        what the loop or condition reads (a count, a test) is written after this."""
+        if state.channels != "channels":
+            self.line(f"channels = {state.channels}")
+        return _State("channels", state.image, state.strides, state.same)
+
+    @staticmethod
+    def reading(before: _State):
+        """What a count or a test written after `in_channels_variable` reads C as: the
+        channels as they were (`in_channels` reads best), unless they were written in
+        terms of `channels`, which that assignment changes."""
+        return lambda after: after if _CHANNELS.search(before.channels) else before
 
     def loop(self, item: ir.Repeat | ir.For, count: str) -> None:
         """`for i in range(count):`, binding the repeat's index (if it names one) in the
@@ -296,20 +312,25 @@ class BlockWriter:
         if not rule.block_class:
             raise self.fail(f"'{comb.kind}' (its own layers' sizes need the shapes)", comb.pos)
         start = state.channels
-        if start == "channels":  # branches must not see each other's loops
-            start = self.fresh("in_channels_")
-            self.line(f"{start} = channels")
+        if _CHANNELS.search(start):  # branches must not see each other's loops
+            local = self.fresh("in_channels_")
+            self.line(f"{local} = {start}")
+            start = local
         begin = _State(start, state.image)
         if rule.layout == "chain":
             return self.dense(comb, begin, rule)
         share = rule.branch_channels(start, len(comb.branches))
         branches, ends = [], []
+        marks = []  # where each branch's statements end
         for branch in comb.branches:
             if conditional(branch):  # the list of branches itself would be conditional
                 raise self.fail("a branch present only under a condition", branch.pos)
             expr, end = self.sequence(branch.body, _State(share, state.image))
             branches.append((branch.name, expr))
             ends.append(end)
+            marks.append(len(self.body))
+        for i in reversed(range(len(branches))):  # later marks first: earlier ones stay put
+            branches[i], ends[i] = self.made_before_later_branches(branches[i], ends[i], marks[i])
         collected = collect(branches)
         options = {kw.name: self.py(kw.value, begin) for kw in comb.kwargs}
         options = {name: value for name, value in options.items() if value != "None"}
@@ -328,8 +349,9 @@ class BlockWriter:
         return cls, (*call.args, *call.kwargs), after
 
     def shortcut(self, comb, begin: _State, end: _State, project: str, rule) -> dict[str, str]:
-        """The residual's skip: a local holding its projection, or None where the spec
-        decides (from the parameters) that there is none."""
+        """The residual's skip: a local holding its projection (a fresh one per residual,
+        as several are made before the constructor call that takes them), or None where
+        the spec decides (from the parameters) that there is none."""
         name = rule.skip_through
         if not end.same:
             raise self.fail(
@@ -356,32 +378,65 @@ class BlockWriter:
                 *((("stride", stride),) if stride != "1" else ()),
             ),
         )
+        local = self.fresh(name)
         if project == "True":  # always projected
-            self.assign(name, conv)
+            self.assign(local, conv)
         else:
-            self.line(f"{name} = None")
+            self.line(f"{local} = None")
             self.line(f"if {condition}:")
             self.depth += 1
-            self.assign(name, conv)
+            self.assign(local, conv)
             self.depth -= 1
-        return {name: name}
+        return {name: local}
 
     def dense(self, comb: ir.Combinator, begin: _State, rule) -> tuple[str, tuple, _State]:
-        """Units one after another, each adding its output's channels to the input's."""
-        self.line("units = []")
-        self.line(f"channels = {begin.channels}")
+        """Units one after another, each adding its output's channels to the input's. The
+        units and the running total get locals of their own: a unit's repeats and
+        conditions work in `channels`, and a second dense must not refill the first's list."""
+        units, total = self.fresh("units"), self.fresh("dense_channels")
+        self.line(f"{units} = []")
+        self.line(f"{total} = {begin.channels}")
         for branch in comb.branches:
             body, repeat = dense_unit(branch)
             if repeat is not None:
                 self.loop(repeat, self.py(repeat.count, begin))
-            unit, end = self.sequence(body, _State("channels", begin.image))
-            self.statement(Call("units.append", (unit,)))
-            self.line(f"channels = channels + {end.channels}")
+            unit, end = self.sequence(body, _State(total, begin.image))
+            self.statement(Call(f"{units}.append", (unit,)))
+            self.line(f"{total} = {total} + {_bracketed(end.channels)}")
             if repeat is not None:
                 self.end_loop(repeat)
-        call = rule.constructor("units", {}, {}, "channels")
-        after = _State("channels", begin.image, [], False)
+        call = rule.constructor(units, {}, {}, total)
+        after = _State(total, begin.image, [], False)
         return self.runtime_class(call.module), call.args, after
+
+    def made_before_later_branches(self, branch: tuple, end: _State, mark: int):
+        """A branch whose module or channels read `channels`, made into locals where its
+        statements end, if a later branch's loops or conditions change `channels` before
+        the combinator's constructor runs."""
+        if not _sets_channels(self.body[mark:]):
+            return branch, end
+        name, expr = branch
+        made: list[str] = []
+        if _CHANNELS.search(flat(expr)):
+            local = self.fresh("branch")
+            made += lines(expr, self.indent, f"{local} = ")
+            expr = local
+        if _CHANNELS.search(end.channels):
+            local = self.fresh("branch_channels")
+            made.append(" " * self.indent + f"{local} = {end.channels}")
+            end = _State(local, end.image, end.strides, end.same)
+        self.body[mark:mark] = made
+        return (name, expr), end
+
+    def kept(self, state: _State, stem: str) -> _State:
+        """`state` with channels that read `channels` held in a local of their own: the
+        loops and conditions written after it (another branch, a later line) change
+        `channels` before the constructor that needs this count runs."""
+        if not _CHANNELS.search(state.channels):
+            return state
+        local = self.fresh(stem)
+        self.line(f"{local} = {state.channels}")
+        return _State(local, state.image, state.strides, state.same)
 
     def signature(self, start: _State) -> list[str]:
         """The constructor's parameters. A default that is an expression of other
@@ -409,7 +464,11 @@ class BlockWriter:
         first = block.body[0] if single else None
         if isinstance(first, ir.Combinator):
             base, args, end = self.combinator(first, start)
-        elif isinstance(first, ir.Call) and first.op not in LAYERS:
+        elif (
+            isinstance(first, ir.Call)
+            and first.op in self.gen.blocks
+            and first.op not in self.params
+        ):
             base, args = self.instance(first, "in_channels", start)
             args = ("in_channels", *args)
             end = None
@@ -442,14 +501,14 @@ class BlockWriter:
                 raise self.fail("an unnamed line among named ones", item.pos)
             body, sources, join = self.line_start(item.body, states, previous)
             channels = [states[name].channels for name in sources]
-            total = " + ".join(channels) if join == "concat" else channels[0]
+            total = RULES[join].joined_channels(channels) if join else channels[0]
             state = _State(total, states[sources[0]].image)
             readers = self.readers(body, item)
             count = 0 if not body else 1 if len(body) == 1 and not ir.splices(body[0]) else 2
             if body:
                 expr, state = self.sequence(body, state)
                 self.assign(f"self.{item.name}", expr)
-            states[item.name], previous = state, item.name
+            states[item.name], previous = self.kept(state, f"{item.name}_channels"), item.name
             step = Step(item.name, sources, join, readers, None)  # type: ignore[arg-type]
             count = len(body) if count == 2 else count
             forward.extend(
