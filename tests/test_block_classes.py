@@ -1,8 +1,8 @@
 """Generated block classes are their blocks for any arguments, where several constructs of
 one block share the constructor's locals: two residuals, two dense, a named line read
 after another's loop, a branch whose channels a later branch's loop changes, a test on C
-after a loop. Each case failed before (found by generating random blocks and comparing
-each class with the live build at other arguments)."""
+after a loop. Each case but the pixel shuffle failed before (found by generating random
+blocks and comparing each class with the live build at other arguments)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ CASES = {
     "a stride-2 residual on a 1x1 image": (
         "block rs(c, s=1):\n    add: conv(c, k=3, s=s, p=1)\n",
         "rs(4, s=2)", (4, 8, 8), "rs(4, s=2)", (4, 1, 1), "Rs", {"c": 4, "s": 2},
+    ),
+    "a pixel shuffle and unshuffle (a class now, where they had none)": (
+        "block up(c, r=2):\n    conv(c * r * r, k=3, p=1) pixel_shuffle(r) conv(C, k=1)\n"
+        "    pixel_unshuffle(r) conv(c, k=1)\n",
+        "up(4)", (3, 8, 8), "up(2, r=3)", (5, 6, 6), "Up", {"c": 2, "r": 3},
     ),
     "a block that is its layer parameter": (
         "block wrap(act=relu):\n    act\nblock outer(c):\n    conv(c, k=1) wrap(act=hardswish)\n",

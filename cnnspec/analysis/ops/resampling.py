@@ -252,8 +252,8 @@ class PixelShuffle(Layer, op="pixel_shuffle", module="nn.PixelShuffle"):
         return Inferred((c // (self.r * self.r), h * self.r, w * self.r))
 
     @classmethod
-    def output(cls, args, channels, image) -> None:
-        return None  # C / r², which generic code does not track
+    def output(cls, args, channels, image) -> tuple:
+        return f"{_operand(channels)} // {_squared(args['r'])}", image
 
 
 class PixelUnshuffle(Layer, op="pixel_unshuffle", module="nn.PixelUnshuffle"):
@@ -275,5 +275,15 @@ class PixelUnshuffle(Layer, op="pixel_unshuffle", module="nn.PixelUnshuffle"):
         return Inferred((c * self.r * self.r, h // self.r, w // self.r))
 
     @classmethod
-    def output(cls, args, channels, image) -> None:
-        return None
+    def output(cls, args, channels, image) -> tuple:
+        return f"{_operand(channels)} * {_squared(args['r'])}", image
+
+
+def _operand(text: str) -> str:
+    """Source text as an operand of `*` or `//` (a name or a number needs no brackets)."""
+    return text if text.isidentifier() or text.isdigit() else f"({text})"
+
+
+def _squared(r: str) -> str:
+    """`r * r` as source: the number itself where `r` is written as one."""
+    return str(int(r) ** 2) if r.isdigit() else f"({_operand(r)} * {_operand(r)})"
