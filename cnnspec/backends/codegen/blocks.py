@@ -364,6 +364,8 @@ class BlockWriter:
             changes.append(f"{stride} != 1")
         if project == "False" or (project == "None" and not changes):
             return {}
+        if project == "None" and stride.isdigit() and stride != "1":  # a written stride over 1
+            project = "True"
         if project == "None":
             condition = " or ".join(changes)
         elif project != "True":  # a parameter: true, false, or none for "when needed"
