@@ -438,6 +438,29 @@ def test_scores_that_miss_classes_are_refused_before_a_run(data_dir, tmp_path, n
     assert "Traceback" not in err and not run.exists()
 
 
+@pytest.mark.parametrize("scores, note", [(10, True), (2, False)])
+def test_more_scores_than_classes_train_with_a_note(scores, note, tmp_path, capsys):
+    """More scores than the data's classes train (no label reaches the others), but most
+    often the data did not follow `classes=`: the trainer says so once, at the start."""
+    from PIL import Image
+
+    from cnnspec.cli import main
+
+    images = tmp_path / "images"
+    for label, value in (("cat", 40), ("dog", 200)):
+        (images / label).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (8, 8), value + i).save(images / label / f"{i}.png")
+    spec = tmp_path / "few.cnn"
+    layers = f"conv(4, k=3) gap flatten linear({scores})"
+    spec.write_text(f"network Few(input=1x8x8):\n    s: {layers}\n")
+    argv = ["train", str(spec), "--images", str(images), "--epochs", "1", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    message = "note: Few gives 10 class scores and images has 2 classes; scores 2 to 9 are never"
+    assert (message in out) is note, out
+
+
 def test_heads_that_miss_the_strips_classes_say_what_the_strips_are(data_dir, tmp_path):
     spec = tmp_path / "multi.cnn"
     spec.write_text(

@@ -348,6 +348,19 @@ def _scored_at(spec: Spec) -> tuple:
     return spec.ir.network.pos, spec.source
 
 
+def _spare_scores(spec: Spec, dataset: data.Dataset) -> str:
+    """A note where one output gives more scores than the data has classes: trainable (no
+    label reaches the others), but most often a `classes=` the data did not follow."""
+    outputs, classes = spec.output_shape, len(dataset.classes)
+    if not outputs or isinstance(outputs[0], tuple) or outputs[0] <= classes:
+        return ""
+    return (
+        f"note: {spec.name} gives {outputs[0]} class scores and {dataset.name} has {classes} "
+        f"classes; scores {classes} to {outputs[0] - 1} are never a label "
+        f"(--set classes={classes} where its last layer gives `classes`)"
+    )
+
+
 def check_image_channels(spec: Spec) -> None:
     """Images from a folder are read as grayscale or RGB: a network taking another number
     of channels would fail in its first step."""
@@ -431,6 +444,9 @@ def _train_in(
         f"batch {config.batch_size}, lr {config.lr}, "
         f"on {config.device}{ranks}; run folder {run}"
     )
+    spare = _spare_scores(trained, dataset)
+    if spare:
+        say(spare)
     start = time.perf_counter()
     try:
         results = fit(model, dataset, config, run, resume=bool(request.resume), group=group)
