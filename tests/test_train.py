@@ -461,6 +461,26 @@ def test_more_scores_than_classes_train_with_a_note(scores, note, tmp_path, caps
     assert (message in out) is note, out
 
 
+def test_an_image_folder_refuses_a_network_of_other_than_1_or_3_channels(tmp_path, capsys):
+    from PIL import Image
+
+    from cnnspec.cli import main
+
+    images = tmp_path / "images"
+    for label in ("cat", "dog"):
+        (images / label).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8)).save(images / label / f"{i}.png")
+    spec = tmp_path / "four.cnn"
+    spec.write_text("network Four(input=4x8x8):\n    s: conv(4, k=3) gap flatten linear(2)\n")
+    run = tmp_path / "run"
+    argv = ["train", str(spec), "--images", str(images), "--epochs", "1", "--out", str(run)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Four takes 4-channel images, but images from a folder (--images) are read as 1 " in err
+    assert not run.exists()
+
+
 def test_heads_that_miss_the_strips_classes_say_what_the_strips_are(data_dir, tmp_path):
     spec = tmp_path / "multi.cnn"
     spec.write_text(
