@@ -2,10 +2,11 @@
 
 The network class is written here from the typed graph, with the sizes inference gave
 (carrying their expressions of `in_channels` and `num_classes`: see `network_args.py`)
-and a shape comment after each stage; each block it uses becomes a generic class (`blocks.py`). Each
-layer's constructor is its op's own `constructor` (in `analysis/ops`), rendered by
-`values.py`; each combinator's is its class's `constructor`, naming a runtime class whose
-source (and that of what it uses) is copied from `runtime.py`.
+and a shape comment after each stage; each block it uses becomes a generic class
+(`blocks.py`). Each layer's constructor is its op's own `constructor` (in
+`analysis/ops`), rendered by `values.py`; each combinator's is its class's `constructor`,
+naming a runtime class whose source (and that of what it uses) is copied from
+`runtime.py`.
 
 Python computes every string; the templates in `templates/` only lay them out. Names reach
 the source only after `resolve.py` has checked they are safe identifiers; everything else

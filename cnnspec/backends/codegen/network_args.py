@@ -28,8 +28,9 @@ from ...analysis.graph import Graph
 from ...analysis.infer import infer
 from ...errors import CnnspecError
 from ...language import ir, symbols
-from ...language.expressions import make_divisible
+from ...language.expressions import FUNCTIONS, make_divisible
 from ...limits import Limits
+from ..runtime_source import runtime_names
 from .pyformat import Call, Dict, List
 
 # A stage's constructor expression, as `pyformat` trees, by stage name.
@@ -88,7 +89,7 @@ def parameters(
         with symbols.tracing() as choices:
             moved = _with(doc, values)
             written = write(moved, infer(moved, limits))
-        found = _names(written.stages)
+        found = _names(written.stages, defaults)
         for name in offered:
             reasons = [_why(choice.what) for choice in choices if name in choice.names]
             if reasons:
@@ -119,13 +120,10 @@ def _why(what: str) -> str:
 
 
 def _calling(written: Written) -> Written:
-    """`written`, noting the runtime functions its sizes call (`make_divisible(...)`)."""
-    called = {
-        name
-        for text in _texts(written.stages)
-        for name in re.findall(r"\b(make_divisible|ceil|log)\(", text)
-    }
-    return replace(written, runtime=written.runtime | called)
+    """`written`, noting the functions its sizes call that generated code copies from the
+    runtime (`make_divisible(...)`; `max` is Python's)."""
+    called = {name for text in _texts(written.stages) for name in re.findall(r"\b(\w+)\(", text)}
+    return replace(written, runtime=written.runtime | (called & set(FUNCTIONS) & runtime_names()))
 
 
 def _with(doc: ir.Document, values: dict[str, int]) -> ir.Document:
@@ -183,9 +181,9 @@ def _evaluated(tree, values: dict[str, int]):
     return _rebuild(tree, [_evaluated(part, values) for part in parts])
 
 
-def _names(stages: Stages) -> set[str]:
-    """The parameters named in the stages' source."""
-    pattern = r"\b(?:in_channels|in_features|num_classes)\b"
+def _names(stages: Stages, candidates) -> set[str]:
+    """The candidate parameters named in the stages' source."""
+    pattern = rf"\b(?:{'|'.join(candidates)})\b"
     return {name for text in _texts(stages) for name in re.findall(pattern, text)}
 
 
