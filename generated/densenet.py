@@ -49,18 +49,18 @@ class DenseBlock(Dense):
 
     def __init__(self, in_channels: int, n, growth) -> None:
         units = []
-        dense_channels = in_channels
+        channels = in_channels
         for _ in range(n):
             units.append(
                 nn.Sequential(
-                    nn.BatchNorm2d(dense_channels),
+                    nn.BatchNorm2d(channels),
                     nn.ReLU(),
-                    nn.Conv2d(dense_channels, growth, kernel_size=3, padding=1),
+                    nn.Conv2d(channels, growth, kernel_size=3, padding=1),
                 )
             )
-            dense_channels = dense_channels + growth
+            channels = channels + growth
         super().__init__(units)
-        self.out_channels = dense_channels
+        self.out_channels = channels
 
 
 class Transition(nn.Sequential):

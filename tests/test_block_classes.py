@@ -70,6 +70,33 @@ CASES = {
         "block wrap(act=relu):\n    act\nblock outer(c):\n    conv(c, k=1) wrap(act=hardswish)\n",
         "outer(4)", (3, 6, 6), "outer(2)", (5, 6, 6), "Outer", {"c": 2},
     ),
+    # Classes the blocks below had none of before their bodies were inferred generically.
+    "a block called in a loop of a count it takes": (
+        "block unit(c, s=1):\n    conv(c, k=3, s=s, p=1) relu\n"
+        "block stack(c, n):\n    unit(c, s=2)\n    unit(c) * (n - 1)\n",
+        "stack(4, 2)", (3, 8, 8), "stack(6, 3)", (2, 8, 8), "Stack", {"c": 6, "n": 3},
+    ),
+    "a table it takes, indexed": (
+        "block inc(c1, c2):\n    concat:\n        conv(c1, k=1)\n"
+        "        conv(c2[0], k=1) conv(c2[1], k=3, p=1)\n",
+        "inc(4, (2, 3))", (3, 6, 6), "inc(2, (5, 1))", (4, 6, 6), "Inc", {"c1": 2, "c2": (5, 1)},
+    ),
+    "a residual around another block's instance": (
+        "block inv(c, t):\n    conv(C * t, k=1) relu conv(c, k=1)\n"
+        "block inv_res(c, t):\n    add(project=false):\n        inv(c, t)\n",
+        "inv_res(3, 2)", (3, 6, 6), "inv_res(5, 3)", (5, 6, 6), "InvRes", {"c": 5, "t": 3},
+    ),
+    # Found by the random blocks against the generic inference, each failing before its fix.
+    "a projection a parameter asks for around a branch that keeps the shape": (
+        "block rp(c, project=false):\n    conv(c, k=1)\n    add(project=project): relu6\n",
+        "rp(4)", (3, 6, 6), "rp(5, project=true)", (2, 6, 6), "Rp", {"c": 5, "project": True},
+    ),
+    "a projection a parameter passes on, in a loop": (
+        "block r(c, project=none):\n    add(project=project): conv(c, k=3, p=1)\n"
+        "block rl(c, n, project=none):\n    r(c, project=project) * n\n",
+        "rl(4, 2)", (4, 6, 6), "rl(5, 2, project=false)", (5, 6, 6), "Rl",
+        {"c": 5, "n": 2, "project": False},
+    ),
 }  # fmt: skip
 
 
@@ -92,6 +119,39 @@ def test_a_block_class_is_its_block_for_other_arguments(case, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(block(x), expected(x))
     assert block.out_channels == live.output_shape[0]
+
+
+IN_PLACE = {
+    # whether the branch is there (and so the branches and their channels) follows the
+    # arguments: each use keeps the branches its own arguments keep
+    "a branch present only under a condition": (
+        "block cb(c, flag=true):\n    concat:\n        b0: conv(c, k=1) if flag\n"
+        "        relu\n",
+        "cb(4)", "cb(2, flag=false)", "Cb",
+    ),
+    # the repeat's stride and size are not known for other counts
+    "a projected shortcut around a repeat": (
+        "block rr(c, n):\n    add:\n        (conv(c, k=3, p=1)) * n\n",
+        "rr(4, 2)", "rr(4, 1)", "Rr",
+    ),
+    "a size that follows the height and width": (
+        "block fl(n):\n    flatten linear(n)\n", "fl(5)", "fl(4)", "Fl",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", IN_PLACE)
+def test_a_block_that_cannot_be_one_class_is_written_in_place(case, tmp_path):
+    """No class, and each use written out with its own concrete sizes, as the live build
+    makes it."""
+    blocks, first, second, cls = IN_PLACE[case]
+    stages = (
+        f"    a: {first}\n    b: {second}\n" if "flatten" not in blocks else f"    a: {first}\n"
+    )
+    spec = check_all_backends(
+        f"{blocks}network T(input=3x6x6, classes=10):\n{stages}", tmp_path, "n"
+    )
+    assert f"class {cls}(" not in spec.codegen()
 
 
 def test_a_stride_2_residual_projects_on_a_1x1_image_as_torchvision_does():

@@ -359,7 +359,7 @@ def test_c_in_is_the_block_s_input_where_c_is_the_branch_s(tmp_path):
     spec = check_all_backends(text, tmp_path, "c_in")
     outs = [r["output_shape"][0] for r in spec.layers if r["op"] == "conv"]
     assert outs == [4, 8, 6, 5, 10, 28]  # C_in: 3 into the first widen, 14 into the second
-    assert "nn.Conv2d(in_channels, in_channels * 2, kernel_size=1)" in spec.codegen()
+    assert "nn.Conv2d(in_channels, 2 * in_channels, kernel_size=1)" in spec.codegen()
 
 
 def _readme_block(after: str, fence: str = "```") -> str:

@@ -55,6 +55,9 @@ def infer(doc: ir.Document, limits: Limits = DEFAULT, name: str | None = None) -
 
 
 class _Inference:
+    # Whether choices made on arguments are kept as nodes (`generic.py`) or decided here.
+    generic = False
+
     def __init__(self, blocks: Mapping[str, ir.BlockDef], limits: Limits):
         self.blocks = blocks
         self.limits = limits

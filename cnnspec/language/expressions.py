@@ -227,16 +227,22 @@ def evaluate(expr: ir.Node, env: Mapping[str, Value]) -> Value:
         return not truth(evaluate(expr.operand, env), expr.operand, "'not'")
     if isinstance(expr, ir.Index):
         target, index = evaluate(expr.target, env), evaluate(expr.index, env)
+        named = target if isinstance(target, symbols.Named) else None
+        if named is not None:  # a table a block class takes: indexed by its name
+            target = named.value
         if not isinstance(target, tuple):
             raise SpecError(f"only tuples can be indexed, not {describe(target)}", expr.pos)
         if isinstance(index, bool) or not isinstance(index, int):
             raise SpecError(f"an index must be a whole number, not {describe(index)}", expr.pos)
-        symbols.note_choice(expr.pos, "an index", index)
+        if named is None:
+            symbols.note_choice(expr.pos, "an index", index)
         if not -len(target) <= index < len(target):
             raise SpecError(
                 f"index {index} is out of range for {describe(target)} of length {len(target)}",
                 expr.index.pos,
             )
+        if named is not None:
+            return symbols.item(named, index, target[symbols.plain(index)])
         return target[index]
     if isinstance(expr, ir.BinOp):
         return _binop(expr, env)

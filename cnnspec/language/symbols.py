@@ -116,6 +116,29 @@ class SymFloat(_Symbolic, float):
         return made
 
 
+class Named:
+    """A parameter that is no number (a flag, none, a table of numbers), written by its
+    name: it can be tested, indexed and passed on; arithmetic on it is refused."""
+
+    def __init__(self, name: str, value):
+        self.name, self.value = name, value
+        self.names = frozenset({name.split("[", 1)[0]})
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def item(target: Named, index, value):
+    """`target[index]`, whose value is `value`, carrying the expression."""
+    text = f"{target.name}[{render(index)}]"
+    found = target.names | names(index)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        made = Named(text, value)
+        made.names = found
+        return made
+    return (SymInt if isinstance(value, int) else SymFloat)(value, Form(text=text), found)
+
+
 def symbol(name: str, value: int) -> SymInt:
     """The parameter `name`, whose value is `value` wherever a number is needed."""
     return SymInt(value, Form(terms=((name, 1),)))
@@ -130,7 +153,7 @@ def symbolic(value) -> bool:
 
 def names(value) -> frozenset[str]:
     """The parameters `value` (a number, or a tuple or dict of them) was computed from."""
-    if isinstance(value, _Symbolic):
+    if isinstance(value, (_Symbolic, Named)):
         return value.names
     if isinstance(value, dict):
         value = tuple(value.values())
@@ -147,6 +170,8 @@ def plain(value):
         return int.__int__(value)
     if isinstance(value, SymFloat):
         return float.__float__(value)
+    if isinstance(value, Named):
+        return plain(value.value)
     return value
 
 
@@ -229,6 +254,8 @@ def called(name: str, args: tuple, kwargs: tuple[tuple[str, object], ...], value
 
 def render(value, outer: int = 0) -> str:
     """Python source for `value`, bracketed where it binds looser than `outer`."""
+    if isinstance(value, Named):
+        return value.name
     if not isinstance(value, _Symbolic):
         return _number(value)  # Python reads `a // -2` and `-2 * a` as meant
     form = value.form
@@ -298,11 +325,13 @@ def note_choice(pos, what: str, *operands) -> None:
 __all__ = [
     "Choice",
     "Form",
+    "Named",
     "SymFloat",
     "SymInt",
     "active",
     "called",
     "combine",
+    "item",
     "names",
     "negated",
     "note_choice",

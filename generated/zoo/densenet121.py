@@ -64,13 +64,13 @@ class DenseStack(Dense):
 
     def __init__(self, in_channels: int, n, growth=32) -> None:
         units = []
-        dense_channels = in_channels
+        channels = in_channels
         for _ in range(n):
-            dense_layer = DenseLayer(dense_channels, growth)
+            dense_layer = DenseLayer(channels, growth)
             units.append(dense_layer)
-            dense_channels = dense_channels + dense_layer.out_channels
+            channels = channels + dense_layer.out_channels
         super().__init__(units)
-        self.out_channels = dense_channels
+        self.out_channels = channels
 
 
 class TransitionBc(nn.Sequential):

@@ -5,7 +5,7 @@
 import torch
 from torch import nn
 
-__all__ = ["Cbn", "EfficientNetB0", "Mb", "Se"]
+__all__ = ["Cbn", "EfficientNetB0", "Mb", "MbRes", "Se"]
 
 
 Branches = dict[str, nn.Module] | list[nn.Module]
@@ -158,6 +158,15 @@ class Mb(nn.Sequential):
         self.out_channels = cbn3.out_channels
 
 
+class MbRes(Add):
+    """`mb_res` from the spec: its parameters are the constructor's."""
+
+    def __init__(self, in_channels: int, c, k, t, p) -> None:
+        mb = Mb(in_channels, c, k, t)
+        super().__init__([nn.Sequential(mb, DropPath(p))])
+        self.out_channels = mb.out_channels
+
+
 class EfficientNetB0(nn.Module):
     """EfficientNetB0: input N x 3 x 224 x 224, 5,288,548 parameters."""
 
@@ -173,19 +182,19 @@ class EfficientNetB0(nn.Module):
         )
         self.features = nn.Sequential(
             Mb(16, 24, 3, 6, s=2, sq=4),
-            Add([nn.Sequential(Mb(24, 24, 3, 6, sq=6), DropPath(0.025))]),
+            MbRes(24, 24, 3, 6, 0.025),
             Mb(24, 40, 5, 6, s=2, sq=6),
-            Add([nn.Sequential(Mb(40, 40, 5, 6, sq=10), DropPath(0.05))]),
+            MbRes(40, 40, 5, 6, 0.05),
             Mb(40, 80, 3, 6, s=2, sq=10),
-            Add([nn.Sequential(Mb(80, 80, 3, 6, sq=20), DropPath(0.075))]),
-            Add([nn.Sequential(Mb(80, 80, 3, 6, sq=20), DropPath(0.0875))]),
+            MbRes(80, 80, 3, 6, 0.075),
+            MbRes(80, 80, 3, 6, 0.0875),
             Mb(80, 112, 5, 6, sq=20),
-            Add([nn.Sequential(Mb(112, 112, 5, 6, sq=28), DropPath(0.1125))]),
-            Add([nn.Sequential(Mb(112, 112, 5, 6, sq=28), DropPath(0.125))]),
+            MbRes(112, 112, 5, 6, 0.1125),
+            MbRes(112, 112, 5, 6, 0.125),
             Mb(112, 192, 5, 6, s=2, sq=28),
-            Add([nn.Sequential(Mb(192, 192, 5, 6, sq=48), DropPath(0.15))]),
-            Add([nn.Sequential(Mb(192, 192, 5, 6, sq=48), DropPath(0.1625))]),
-            Add([nn.Sequential(Mb(192, 192, 5, 6, sq=48), DropPath(0.175))]),
+            MbRes(192, 192, 5, 6, 0.15),
+            MbRes(192, 192, 5, 6, 0.1625),
+            MbRes(192, 192, 5, 6, 0.175),
             Mb(192, 320, 3, 6, sq=48),
             Cbn(320, 1280),
             nn.SiLU(),

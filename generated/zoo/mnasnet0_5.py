@@ -5,7 +5,7 @@
 import torch
 from torch import nn
 
-__all__ = ["MNASNet0_5", "Mb"]
+__all__ = ["MNASNet0_5", "Mb", "MbRes", "Stack"]
 
 
 Branches = dict[str, nn.Module] | list[nn.Module]
@@ -74,7 +74,7 @@ class Mb(nn.Sequential):
     def __init__(self, in_channels: int, c, k, s, t) -> None:
         super().__init__(
             nn.Conv2d(in_channels, in_channels * t, kernel_size=1, bias=False),
-            nn.BatchNorm2d(in_channels * t, momentum=1 - 0.9997),
+            nn.BatchNorm2d(in_channels * t, momentum=0.00029999999999996696),
             nn.ReLU(),
             nn.Conv2d(
                 in_channels * t,
@@ -85,12 +85,36 @@ class Mb(nn.Sequential):
                 groups=in_channels * t,
                 bias=False,
             ),
-            nn.BatchNorm2d(in_channels * t, momentum=1 - 0.9997),
+            nn.BatchNorm2d(in_channels * t, momentum=0.00029999999999996696),
             nn.ReLU(),
             nn.Conv2d(in_channels * t, c, kernel_size=1, bias=False),
-            nn.BatchNorm2d(c, momentum=1 - 0.9997),
+            nn.BatchNorm2d(c, momentum=0.00029999999999996696),
         )
         self.out_channels = c
+
+
+class MbRes(Add):
+    """`mb_res` from the spec: its parameters are the constructor's."""
+
+    def __init__(self, in_channels: int, c, k, t) -> None:
+        mb = Mb(in_channels, c, k, 1, t)
+        super().__init__([mb])
+        self.out_channels = mb.out_channels
+
+
+class Stack(nn.Sequential):
+    """`stack` from the spec: its parameters are the constructor's."""
+
+    def __init__(self, in_channels: int, c, k, s, t, n) -> None:
+        mb = Mb(in_channels, c, k, s, t)
+        layers = []
+        channels = mb.out_channels
+        for _ in range(n - 1):
+            mb_res = MbRes(channels, c, k, t)
+            layers += [mb_res]
+            channels = mb_res.out_channels
+        super().__init__(mb, *layers)
+        self.out_channels = channels
 
 
 class MNASNet0_5(nn.Module):
@@ -109,29 +133,12 @@ class MNASNet0_5(nn.Module):
             nn.BatchNorm2d(8, momentum=0.00029999999999996696),
         )
         self.stacks = nn.Sequential(
-            nn.Sequential(
-                Mb(8, 16, 3, 2, 3),
-                Add([Mb(16, 16, 3, 1, 3)]),
-                Add([Mb(16, 16, 3, 1, 3)]),
-            ),
-            nn.Sequential(
-                Mb(16, 24, 5, 2, 3),
-                Add([Mb(24, 24, 5, 1, 3)]),
-                Add([Mb(24, 24, 5, 1, 3)]),
-            ),
-            nn.Sequential(
-                Mb(24, 40, 5, 2, 6),
-                Add([Mb(40, 40, 5, 1, 6)]),
-                Add([Mb(40, 40, 5, 1, 6)]),
-            ),
-            nn.Sequential(Mb(40, 48, 3, 1, 6), Add([Mb(48, 48, 3, 1, 6)])),
-            nn.Sequential(
-                Mb(48, 96, 5, 2, 6),
-                Add([Mb(96, 96, 5, 1, 6)]),
-                Add([Mb(96, 96, 5, 1, 6)]),
-                Add([Mb(96, 96, 5, 1, 6)]),
-            ),
-            nn.Sequential(Mb(96, 160, 3, 1, 6)),
+            Stack(8, 16, 3, 2, 3, 3),
+            Stack(16, 24, 5, 2, 3, 3),
+            Stack(24, 40, 5, 2, 6, 3),
+            Stack(40, 48, 3, 1, 6, 2),
+            Stack(48, 96, 5, 2, 6, 4),
+            Stack(96, 160, 3, 1, 6, 1),
             nn.Conv2d(160, 1280, kernel_size=1, bias=False),
             nn.BatchNorm2d(1280, momentum=0.00029999999999996696),
             nn.ReLU(),

@@ -5,7 +5,7 @@
 import torch
 from torch import nn
 
-__all__ = ["ConvBn", "Inverted", "MobileNetV2"]
+__all__ = ["ConvBn", "Inverted", "InvertedRes", "MobileNetV2"]
 
 
 Branches = dict[str, nn.Module] | list[nn.Module]
@@ -109,6 +109,15 @@ class Inverted(nn.Sequential):
         self.out_channels = c
 
 
+class InvertedRes(Add):
+    """`inverted_res` from the spec: its parameters are the constructor's."""
+
+    def __init__(self, in_channels: int, c, t) -> None:
+        inverted = Inverted(in_channels, c, t)
+        super().__init__([inverted])
+        self.out_channels = inverted.out_channels
+
+
 class MobileNetV2(nn.Module):
     """MobileNetV2: input N x 3 x 224 x 224, 3,504,872 parameters."""
 
@@ -122,20 +131,20 @@ class MobileNetV2(nn.Module):
         )
         self.features = nn.Sequential(
             Inverted(16, 24, 6, s=2),
-            Add([Inverted(24, 24, 6)]),
+            InvertedRes(24, 24, 6),
             Inverted(24, 32, 6, s=2),
-            Add([Inverted(32, 32, 6)]),
-            Add([Inverted(32, 32, 6)]),
+            InvertedRes(32, 32, 6),
+            InvertedRes(32, 32, 6),
             Inverted(32, 64, 6, s=2),
-            Add([Inverted(64, 64, 6)]),
-            Add([Inverted(64, 64, 6)]),
-            Add([Inverted(64, 64, 6)]),
+            InvertedRes(64, 64, 6),
+            InvertedRes(64, 64, 6),
+            InvertedRes(64, 64, 6),
             Inverted(64, 96, 6),
-            Add([Inverted(96, 96, 6)]),
-            Add([Inverted(96, 96, 6)]),
+            InvertedRes(96, 96, 6),
+            InvertedRes(96, 96, 6),
             Inverted(96, 160, 6, s=2),
-            Add([Inverted(160, 160, 6)]),
-            Add([Inverted(160, 160, 6)]),
+            InvertedRes(160, 160, 6),
+            InvertedRes(160, 160, 6),
             Inverted(160, 320, 6),
             ConvBn(320, 1280),
         )

@@ -5,7 +5,15 @@
 import torch
 from torch import nn
 
-__all__ = ["BneckHs", "BneckRe", "Cbn", "MobileNetV3Small", "Se"]
+__all__ = [
+    "BneckHs",
+    "BneckHsRes",
+    "BneckRe",
+    "BneckReRes",
+    "Cbn",
+    "MobileNetV3Small",
+    "Se",
+]
 
 
 Branches = dict[str, nn.Module] | list[nn.Module]
@@ -131,6 +139,15 @@ class BneckRe(nn.Sequential):
         self.out_channels = cbn3.out_channels
 
 
+class BneckReRes(Add):
+    """`bneck_re_res` from the spec: its parameters are the constructor's."""
+
+    def __init__(self, in_channels: int, c, e, k) -> None:
+        bneck_re = BneckRe(in_channels, c, e, k)
+        super().__init__([bneck_re])
+        self.out_channels = bneck_re.out_channels
+
+
 class BneckHs(nn.Sequential):
     """`bneck_hs` from the spec: its parameters are the constructor's."""
 
@@ -141,6 +158,15 @@ class BneckHs(nn.Sequential):
         cbn3 = Cbn(se.out_channels, c)
         super().__init__(cbn, nn.Hardswish(), cbn2, nn.Hardswish(), se, cbn3)
         self.out_channels = cbn3.out_channels
+
+
+class BneckHsRes(Add):
+    """`bneck_hs_res` from the spec: its parameters are the constructor's."""
+
+    def __init__(self, in_channels: int, c, e, k, sq) -> None:
+        bneck_hs = BneckHs(in_channels, c, e, k, sq)
+        super().__init__([bneck_hs])
+        self.out_channels = bneck_hs.out_channels
 
 
 class MobileNetV3Small(nn.Module):
@@ -158,15 +184,15 @@ class MobileNetV3Small(nn.Module):
         )
         self.features = nn.Sequential(
             BneckRe(16, 24, 72, 3, s=2),
-            Add([BneckRe(24, 24, 88, 3)]),
+            BneckReRes(24, 24, 88, 3),
             BneckHs(24, 40, 96, 5, 24, s=2),
-            Add([BneckHs(40, 40, 240, 5, 64)]),
-            Add([BneckHs(40, 40, 240, 5, 64)]),
+            BneckHsRes(40, 40, 240, 5, 64),
+            BneckHsRes(40, 40, 240, 5, 64),
             BneckHs(40, 48, 120, 5, 32),
-            Add([BneckHs(48, 48, 144, 5, 40)]),
+            BneckHsRes(48, 48, 144, 5, 40),
             BneckHs(48, 96, 288, 5, 72, s=2),
-            Add([BneckHs(96, 96, 576, 5, 144)]),
-            Add([BneckHs(96, 96, 576, 5, 144)]),
+            BneckHsRes(96, 96, 576, 5, 144),
+            BneckHsRes(96, 96, 576, 5, 144),
             Cbn(96, 576),
             nn.Hardswish(),
         )

@@ -9,8 +9,6 @@ Everything cnnspec knows about a combinator is on its class:
 - `stride`: the step between neighbouring outputs, from its branches' (for projections);
 - `constructor`: the runtime module it becomes and with which arguments, as data. The
   live build passes built modules, codegen source text, so both say the same thing;
-- `channels` and `branch_channels`: the channel rule as source text, for codegen's
-  generic block classes (which see a block's parameters, not values);
 - how it is drawn: `symbol` at the point where branches meet, `layout`, `skips`.
 
 A new combinator is a subclass in a module of this package (every module here is imported
@@ -27,6 +25,8 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar
 from ...errors import Pos, ShapeError, SpecError
 from ...language import ir
 from ...language.expressions import Value, describe, evaluate
+from ...language.symbols import called, plain, symbolic
+from ..generic_nodes import NotGeneric
 from ..graph import Flow, Node, describe_output
 from ..ops import Layer, ModuleCall, Shape, Window, fmt, pair
 
@@ -41,11 +41,16 @@ OptionType = Literal["flag", "number"]
 class Walker(Protocol):
     """What a combinator's rule needs of the inference walking the network."""
 
+    # Walking a block for its generic class: choices on arguments are kept as nodes.
+    generic: bool
+
     def sequence(self, items, flow: Flow, env, label: str, pos: Pos) -> tuple[Node, Flow]: ...
 
     def apply(self, layer: Layer, flow: Flow, pos: Pos) -> Node: ...
 
     def repeat_count(self, item: ir.Repeat, env) -> int: ...
+
+    def loop(self, item: ir.Repeat, flow: Flow, env, unit: bool = False) -> Node: ...
 
 
 REGISTRY: dict[str, type[Combinator]] = {}
@@ -125,22 +130,6 @@ class Combinator:
         it owns, its options that are not none, and its output's channels."""
         return ModuleCall(cls.module, (branches,))
 
-    # --- generic block classes (source text) ------------------------------------------
-    @classmethod
-    def branch_channels(cls, start: str, count: int) -> str:
-        """The channels each branch starts from, given the input's."""
-        return start
-
-    @classmethod
-    def channels(cls, start: str, ends: list[str]) -> str | None:
-        """The output's channels from the input's and the branches' (None: no image)."""
-        raise NotImplementedError
-
-    @classmethod
-    def joined_channels(cls, channels: list[str]) -> str:
-        """The channels of named tensors joined by this kind (`joins`, as source text)."""
-        return channels[0]
-
     # --- drawing ----------------------------------------------------------------------
     @classmethod
     def skips(cls, node: Node) -> bool:
@@ -160,7 +149,8 @@ def combine(walker: Walker, comb: ir.Combinator, flow: Flow, env) -> Node:
 def _options(kind: type[Combinator], comb: ir.Combinator, env) -> dict[str, Value]:
     options = {}
     for kw in comb.kwargs:  # their names were checked with the spec's other names
-        value = evaluate(kw.value, env)
+        given = evaluate(kw.value, env)
+        value = plain(given)  # checked on its value; a block class's parameter is kept
         if kind.options[kw.name] == "number":
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if value is not None and not number:
@@ -175,7 +165,7 @@ def _options(kind: type[Combinator], comb: ir.Combinator, env) -> dict[str, Valu
                 f"got {describe(value)}",
                 kw.value.pos,
             )
-        options[kw.name] = value
+        options[kw.name] = given
     return options
 
 
@@ -201,6 +191,8 @@ def branches(walker: Walker, comb: ir.Combinator, flow: Flow, env) -> list[tuple
                 branch.pos,
             )
         if conditional(branch):
+            if walker.generic:  # the list of branches itself would depend on the arguments
+                raise NotGeneric("a branch present only under a condition", branch.pos)
             if not REGISTRY[comb.kind].optional_branches:
                 raise SpecError(
                     f"a branch of {comb.kind} cannot be present only under a condition; "
@@ -292,14 +284,40 @@ def path_stride(node: Node) -> Stride:
     rule = REGISTRY.get(node.kind)
     if rule is not None and rule.keeps_size:
         return (1, 1)  # whatever its branches do inside
+    if node.kind in ("loop", "instance"):  # a generic body's: unknown for other arguments
+        return None
     strides = [path_stride(child) for _, child in node.children]
     if None in strides:
         return None
+    if node.kind == "if":  # a generic body's: the arms' stride, where it is one expression
+        (a, b) = strides
+        return a if [repr(s) for s in a] == [repr(s) for s in b] else None
     if node.kind == "seq":  # one after another
         return in_sequence(strides)  # type: ignore[arg-type]
     if node.kind == "graph":
         return None
     return rule.stride(node, strides)  # type: ignore[arg-type, union-attr]
+
+
+def keeps_size(node: Node) -> bool:
+    """Whether every window along `node` keeps the size at stride 1 for any argument, so
+    that it steps as a 1x1 convolution of its stride does: its kernel, padding and
+    dilation are numbers, not expressions of parameters. (In a generic body, after a loop,
+    a block's instance or a combinator other than a gate, this is not known.)"""
+    if node.is_layer:
+        layer = node.layer
+        if layer.resizes:
+            return False
+        if not isinstance(layer, Window):
+            return True
+        literal = {n: None if symbolic(v) else v for n, v in layer.arguments().items()}
+        return type(layer).keeps_size(literal)
+    rule = REGISTRY.get(node.kind)
+    if rule is not None:
+        return rule.keeps_size
+    if node.kind in ("seq", "if"):
+        return all(keeps_size(child) for _, child in node.children)
+    return False
 
 
 def in_sequence(strides: list[tuple[int, int]]) -> tuple[int, int]:
@@ -320,7 +338,14 @@ def broadcast(shapes: list[Shape]) -> Shape | None:
     for s in shapes[1:]:
         if len(s) != len(first) or any(a != b and 1 not in (a, b) for a, b in zip(first, s)):
             return None
-    return tuple(max(sizes) for sizes in zip(*shapes))
+    return tuple(_larger(sizes) for sizes in zip(*shapes))
+
+
+def _larger(sizes) -> int:
+    """The largest of sizes that are equal or 1, as `max` of their expressions where
+    they are different ones (a generic body's: which is 1 depends on the arguments)."""
+    distinct = list({repr(s): s for s in sizes}.values())
+    return distinct[0] if len(distinct) == 1 else called("max", tuple(distinct), (), max(sizes))
 
 
 def gate_shapes(shape: Shape) -> list[Shape]:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from ...errors import Pos, ShapeError, SpecError
 from ...language import ir
+from ...language.symbols import Named
+from ..generic_nodes import Guarded, NotGeneric
 from ..graph import Flow, Node, describe_output
 from ..ops import Conv, ModuleCall, Shape, fmt
 from .base import (
@@ -18,15 +20,12 @@ from .base import (
     gate_shapes,
     given,
     in_sequence,
+    keeps_size,
     node,
     on_channels,
     path_stride,
     same_shapes,
 )
-
-
-def _sum(channels: list[str]) -> str:
-    return " + ".join(channels)  # a sum of sums needs no brackets
 
 
 class Concat(Combinator, kind="concat"):
@@ -49,14 +48,6 @@ class Concat(Combinator, kind="concat"):
     @classmethod
     def joins(cls, shapes: list[Shape]) -> Shape | None:
         return on_channels(shapes)
-
-    @classmethod
-    def channels(cls, start: str, ends: list[str]) -> str:
-        return _sum(ends)
-
-    @classmethod
-    def joined_channels(cls, channels: list[str]) -> str:
-        return _sum(channels)
 
 
 class Add(Combinator, kind="add"):
@@ -101,6 +92,10 @@ class Add(Combinator, kind="add"):
                 )
             scaled = (("layer_scale", main.out_shape[0]),)  # the runtime's parameter
         owned: tuple[tuple[str, Node], ...] = ()
+        if walker.generic:
+            owned = _generic_shortcut(walker, comb, flow, main, project)
+            kept = () if scale is None else (("scale", scale),)
+            return node(comb, flow.shape, found, main.out_shape, owned, kept, own_params=scaled)
         # Projected where the branch changes the shape or steps by more than 1, as
         # torchvision's blocks are (`stride != 1 or inplanes != planes`): a 1x1 image
         # stepped by 2 stays 1x1, and generated classes, which see no sizes, decide so too.
@@ -131,16 +126,48 @@ class Add(Combinator, kind="add"):
         return ModuleCall(cls.module, args, scale)
 
     @classmethod
-    def channels(cls, start: str, ends: list[str]) -> str:
-        return ends[0]
-
-    @classmethod
     def skips(cls, node: Node) -> bool:
         return len(node.children) == 1  # a residual: the input is added back
 
     @classmethod
     def shaped_by_input(cls, node: Node) -> bool:
         return len(node.children) == 1  # projected where the branch changes the shape
+
+
+def _generic_shortcut(walker, comb, flow: Flow, main: Node, project) -> tuple:
+    """The shortcut for every argument, by the rule above: projected where the branch
+    changes the channels or steps by other than 1, which in a generic body may depend on
+    the arguments (a `Guarded` projection); never where the branch's output is the
+    input's shape as one expression (C to C)."""
+    src, dst = flow.shape, main.out_shape
+    flag = project if isinstance(project, Named) else None  # a parameter: decided by it
+    if flag is None and (project is False or (project is None and repr(dst) == repr(src))):
+        if project is False and dst != src:
+            raise ShapeError(
+                f"add: the branch turns {fmt(src)} into {fmt(dst)} but project=false keeps "
+                "the shortcut as it is; they cannot be added",
+                comb.pos,
+            )
+        return ()
+    stride = path_stride(main)
+    if stride is None or not keeps_size(main):
+        raise NotGeneric(
+            "a shortcut projection around windows that change the size (or of unknown stride)",
+            comb.pos,
+        )
+    differs = [(dst[0], src[0])] if repr(dst[0]) != repr(src[0]) else []
+    differs += [(s, 1) for s in {repr(s): s for s in stride}.values() if repr(s) != "1"]
+    shortcut = walker.apply(_projection(src, main, comb.pos), flow, comb.pos)
+    written_stride = any(type(s) is int and s > 1 for s in stride)
+    if project is True or (flag is None and written_stride):  # as torchvision's stride 2
+        return (("shortcut", shortcut),)
+    if not differs and flag is None:
+        return ()
+    guarded = Guarded(
+        "guarded", "shortcut", src, dst, shortcut.params, shortcut.macs, comb.pos,
+        children=(("layer", shortcut),), differs=tuple(differs), flag=flag,
+    )  # fmt: skip
+    return (("shortcut", guarded),)
 
 
 def _check_sum_is_meant(comb: ir.Combinator, options) -> None:
@@ -219,6 +246,11 @@ class Dense(Combinator, kind="dense"):
                     branch.pos,
                 )
             body, count = dense_unit(branch)
+            if walker.generic and count is not None:  # one loop of units, for any count
+                loop = walker.loop(count, flow, env, unit=True)
+                units.append((str(len(units)), loop))
+                flow = Flow(loop.out_shape, "dense", branch.pos)
+                continue
             for k in range(walker.repeat_count(count, env) if count is not None else 1):
                 scope = {**env, count.index: k} if count is not None and count.index else env
                 unit, out = walker.sequence(body, flow, scope, str(len(units)), branch.pos)
@@ -237,10 +269,6 @@ class Dense(Combinator, kind="dense"):
     @classmethod
     def stride(cls, node: Node, strides: list[tuple[int, int]]) -> tuple[int, int]:
         return in_sequence(strides)  # units run one after another
-
-    @classmethod
-    def channels(cls, start: str, ends: list[str]) -> str:
-        return _sum([start, *ends])
 
 
 def dense_unit(branch: ir.Branch) -> tuple[tuple, ir.Repeat | None]:
@@ -262,10 +290,6 @@ class Heads(Combinator, kind="heads"):
     def infer(cls, walker, comb, flow, env, options) -> Node:
         found = branches(walker, comb, flow, env)  # none gives several outputs itself
         return node(comb, flow.shape, found, tuple(n.out_shape for _, n in found))
-
-    @classmethod
-    def channels(cls, start: str, ends: list[str]) -> None:
-        return None
 
 
 class Mul(Combinator, kind="mul"):
@@ -308,16 +332,6 @@ class Mul(Combinator, kind="mul"):
         return broadcast(shapes)
 
     @classmethod
-    def joined_channels(cls, channels: list[str]) -> str:
-        """Broadcast: a tensor of 1 channel takes the other's, as `broadcast` does."""
-        distinct = list(dict.fromkeys(channels))
-        return distinct[0] if len(distinct) == 1 else f"max({', '.join(distinct)})"
-
-    @classmethod
-    def channels(cls, start: str, ends: list[str]) -> str:
-        return start
-
-    @classmethod
     def skips(cls, node: Node) -> bool:
         return True  # the input is what the gate multiplies
 
@@ -341,11 +355,3 @@ class Split(Combinator, kind="split"):
             "concatenated branches must agree in everything but channels",
         )  # fmt: skip
         return node(comb, flow.shape, found, on_channels([n.out_shape for _, n in found]))
-
-    @classmethod
-    def branch_channels(cls, start: str, count: int) -> str:
-        return f"{f'({start})' if ' ' in start else start} // {count}"
-
-    @classmethod
-    def channels(cls, start: str, ends: list[str]) -> str:
-        return _sum(ends)

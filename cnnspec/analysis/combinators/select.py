@@ -73,7 +73,3 @@ class Select(Combinator, kind="select", module="SelectiveKernel"):
     def constructor(cls, branches, owned, options, channels) -> ModuleCall:
         split = (("split", options["split"]),) if "split" in options else ()
         return ModuleCall(cls.module, (branches, owned["attention"]), split)
-
-    @classmethod
-    def channels(cls, start: str, ends: list[str]) -> str:
-        return ends[0]

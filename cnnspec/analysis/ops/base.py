@@ -6,8 +6,8 @@ An op is one `Layer` subclass, and everything cnnspec knows about it is on that 
 - `infer`: output shape, parameter count and multiply-accumulates, with no torch;
 - `constructor`: which torch module implements it and with which arguments, as data. The
   live build calls it with values, codegen with source text, so both say the same thing;
-- for codegen's generic block classes, which see arguments as expressions rather than
-  values: `output` (channels and kind after the op) and the window facts in `windows.py`.
+- for residual shortcuts in generic block classes, which see arguments as expressions
+  rather than values: the window facts in `windows.py` (`keeps_size`).
 
 Trivial families need almost nothing: an activation is one line, `class Name(Activation,
 op="name", module="nn.Name")`, and a docstring (see `activations.py`).
@@ -155,12 +155,6 @@ class Layer(BaseModel):
             ),
         )
 
-    @classmethod
-    def output(cls, args: Mapping[str, T], channels: T, image: bool) -> tuple[T, bool] | None:
-        """The output's channels and whether it is an image, from the arguments as given;
-        None when they depend on the input's height and width."""
-        return channels, image
-
 
 # Facts of an op's fields, read once per class: pydantic's field table is slow to walk,
 # and inference asks them of every layer.
@@ -186,9 +180,14 @@ def plain_module(layer: type[Layer]) -> str | None:
     if layer.required() or layer.resizes:
         return None
     modules = set()
-    for channels, image in (("c", True), ("f", False)):
-        call = layer.constructor({}, channels, image)
-        if call.args or call.kwargs or layer.output({}, channels, image) != (channels, image):
+    for shape in ((5, 7, 9), (5,)):  # an image, and features
+        call = layer.constructor({}, "channels", len(shape) == 3)
+        if call.args or call.kwargs:
+            return None
+        try:
+            if layer().infer(shape).shape != shape:
+                return None
+        except ShapeError:
             return None
         modules.add(call.module)
     return modules.pop() if len(modules) == 1 else None

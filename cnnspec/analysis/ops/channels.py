@@ -10,10 +10,8 @@ SKNet weighs its branches by a softmax across them: the branches concatenated on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from ...errors import ShapeError
-from .base import Inferred, Layer, NonNegativeInt, PositiveInt, Shape, T, fmt
+from .base import Inferred, Layer, NonNegativeInt, PositiveInt, Shape, fmt
 
 
 class Slice(Layer, op="slice", module="ChannelSlice"):
@@ -32,10 +30,6 @@ class Slice(Layer, op="slice", module="ChannelSlice"):
                 f"got {fmt(shape)}"
             )
         return Inferred((self.stop - self.start, *shape[1:]))
-
-    @classmethod
-    def output(cls, args: Mapping[str, T], channels: T, image: bool) -> tuple[T, bool]:
-        return f"{args['stop']} - ({args['start']})", image
 
 
 class _Groups(Layer):
@@ -68,7 +62,3 @@ class BranchSum(_Groups, op="branch_sum", module="BranchSum"):
 
     def infer(self, shape: Shape) -> Inferred:
         return Inferred((self.groups(shape), *shape[1:]))
-
-    @classmethod
-    def output(cls, args: Mapping[str, T], channels: T, image: bool) -> tuple[T, bool]:
-        return f"({channels}) // {args['n']}", image

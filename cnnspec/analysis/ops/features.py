@@ -18,10 +18,6 @@ class Flatten(Layer, op="flatten", module="nn.Flatten"):
     def infer(self, shape: Shape) -> Inferred:
         return Inferred((prod(shape),))
 
-    @classmethod
-    def output(cls, args, channels, image) -> None:
-        return None  # C*H*W
-
 
 class Reshape(Layer, op="reshape", module="Reshape"):
     """view the input as another shape of the same size, e.g. reshape(1x28x28)"""
@@ -39,10 +35,6 @@ class Reshape(Layer, op="reshape", module="Reshape"):
                 f"values as its input, got {fmt(shape)} ({prod(shape)} values)"
             )
         return Inferred(self.shape)
-
-    @classmethod
-    def output(cls, args, channels, image) -> None:
-        return None  # the shape is a value, not known to generic code
 
 
 class Linear(Layer, op="linear", module="nn.Linear"):
@@ -67,10 +59,6 @@ class Linear(Layer, op="linear", module="nn.Linear"):
         bias = (("bias", args["bias"]),) if "bias" in args else ()
         return ModuleCall(cls.module, (channels, args["out"]), bias)
 
-    @classmethod
-    def output(cls, args: Mapping[str, T], channels: T, image: bool) -> tuple[T, bool]:
-        return args["out"], False
-
 
 class PointwiseLinear(Layer, op="pointwise_linear", module="PointwiseLinear"):
     """fully connected at each position of an image: C x H x W -> out x H x W
@@ -92,7 +80,3 @@ class PointwiseLinear(Layer, op="pointwise_linear", module="PointwiseLinear"):
     def constructor(cls, args: Mapping[str, T], channels: T, image: bool) -> ModuleCall:
         bias = (("bias", args["bias"]),) if "bias" in args else ()
         return ModuleCall(cls.module, (channels, args["out"]), bias)
-
-    @classmethod
-    def output(cls, args: Mapping[str, T], channels: T, image: bool) -> tuple[T, bool]:
-        return args["out"], True

@@ -100,10 +100,6 @@ class ConvTranspose(Layer, op="conv_transpose", module="nn.ConvTranspose2d"):
         module = "BilinearConvTranspose2d" if bilinear else cls.module
         return ModuleCall(module, (channels, args["out"]), plain.kwargs)
 
-    @classmethod
-    def output(cls, args: Mapping[str, T], channels: T, image: bool) -> tuple[T, bool]:
-        return args["out"], True
-
 
 class _Resize(Layer):
     """A layer whose output size is given one of three ways: a fixed size, or (for
@@ -134,10 +130,6 @@ class _Resize(Layer):
         if like is not None and len(like) != 3:
             raise ShapeError(f"{self.op}: like={self.like} is {fmt(like)}, not an image")
         return Inferred((c, *self.target(shape, like)))
-
-    @classmethod
-    def output(cls, args, channels, image) -> tuple:
-        return channels, True
 
     def reads(self) -> tuple[str, ...]:
         return (self.like,) if self.like is not None else ()
@@ -251,10 +243,6 @@ class PixelShuffle(Layer, op="pixel_shuffle", module="nn.PixelShuffle"):
             )
         return Inferred((c // (self.r * self.r), h * self.r, w * self.r))
 
-    @classmethod
-    def output(cls, args, channels, image) -> tuple:
-        return f"{_operand(channels)} // {_squared(args['r'])}", image
-
 
 class PixelUnshuffle(Layer, op="pixel_unshuffle", module="nn.PixelUnshuffle"):
     """C x H x W -> r²C x H/r x W/r: space rearranged into channels"""
@@ -273,17 +261,3 @@ class PixelUnshuffle(Layer, op="pixel_unshuffle", module="nn.PixelUnshuffle"):
                 f"got {fmt(shape)}"
             )
         return Inferred((c * self.r * self.r, h // self.r, w // self.r))
-
-    @classmethod
-    def output(cls, args, channels, image) -> tuple:
-        return f"{_operand(channels)} * {_squared(args['r'])}", image
-
-
-def _operand(text: str) -> str:
-    """Source text as an operand of `*` or `//` (a name or a number needs no brackets)."""
-    return text if text.isidentifier() or text.isdigit() else f"({text})"
-
-
-def _squared(r: str) -> str:
-    """`r * r` as source: the number itself where `r` is written as one."""
-    return str(int(r) ** 2) if r.isdigit() else f"({_operand(r)} * {_operand(r)})"

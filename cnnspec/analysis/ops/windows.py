@@ -112,10 +112,6 @@ class Conv(Window, op="conv", module="nn.Conv2d"):
         plain = super().constructor({k: v for k, v in args.items() if k != "out"}, channels, image)
         return ModuleCall(cls.module, (channels, args["out"]), plain.kwargs)
 
-    @classmethod
-    def output(cls, args: Mapping[str, T], channels: T, image: bool) -> tuple[T, bool]:
-        return args["out"], True
-
 
 class _Pool(Window):
     positional = ("k",)

@@ -1,11 +1,14 @@
-"""Code generation for blocks: one generic class per block, written from its definition.
+"""Code generation for blocks: one generic class per block, written from its generic body.
 
 The class takes the input channels and the block's parameters, like d2l's own
-`Inception(in_channels, c1, c2, c3, c4)`. Channel counts are carried as Python
-expressions, through a variable where a repeat changes them; a residual shortcut's stride
-is the product of its branch's window strides.
+`Inception(in_channels, c1, c2, c3, c4)`. Analysis infers the body once for every
+argument (`analysis/generic.py`): each size carries its expression of them, and what
+depends on them is a node of its own, written here as Python does it: a loop (the channels
+carried in a local of its own from one turn to the next), an `if` with both arms, an
+instance of another block's class, a projection made only where the shape changes. This
+module writes what analysis decided; it infers nothing again.
 
-A block that cannot be one generic class (its size needs H and W, it calls a block that
+A block that cannot be one generic class (a size follows H and W, it calls a block that
 cannot, ...) raises CodegenError here; the generator then writes each of its uses with
 concrete sizes instead.
 """
@@ -14,20 +17,31 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
-from ...analysis.binding import match_arguments
-from ...analysis.combinators import RULES, conditional, dense_unit
-from ...analysis.graph import Step
-from ...analysis.ops import LAYERS, ModuleCall, Window, plain_module
+from ...analysis.combinators import RULES
+from ...analysis.generic import generic_body
+from ...analysis.generic_nodes import (
+    Branching,
+    Guarded,
+    Instance,
+    LayerParameter,
+    Loop,
+    NotGeneric,
+    OpParameter,
+    unwritable,
+)
+from ...analysis.graph import Node, steps
+from ...analysis.ops import LAYERS, ModuleCall, plain_module
 from ...language import ir
-from ...language.expressions import PYTHON_CONSTANTS, unparse
-from ...language.ir import INPUT
+from ...language.expressions import FUNCTIONS, PYTHON_CONSTANTS, OpRef, unparse
+from ...language.symbols import render
+from ...limits import Limits
 from ..runtime_source import runtime_names
 from .forward import line_statements, local_names
-from .names import CONSTRUCTOR_LOCALS, PythonNames
-from .pyformat import BODY_INDENT, Call, List, flat, lines, sum_lines
+from .names import PythonNames
+from .pyformat import BODY_INDENT, Call, List, lines, sum_lines
 from .values import CodegenError, collect, constructor, py_value
 
 
@@ -36,37 +50,30 @@ class Module(Protocol):
 
     blocks: Mapping[str, ir.BlockDef]  # every block the spec can call
     names: PythonNames
+    limits: Limits
 
-    def generic(self, name: str) -> BlockClass | None: ...
-
-    def is_single_layer(self, block: ir.BlockDef) -> bool: ...
+    def generic(self, name: str, witness: Node) -> BlockClass | None: ...
 
 
 @dataclass(frozen=True)
 class BlockClass:
     template: dict  # what block.py.j2 lays out
     calls: tuple[str, ...]  # the blocks its constructor instantiates
-    runtime: frozenset[str]  # the runtime classes it needs
-
-
-@dataclass
-class _State:
-    channels: str  # source text of the current channel count
-    image: bool = True
-    strides: list[str] = field(default_factory=list)  # window strides along this path
-    same: bool = True  # every window keeps the size at stride 1 (needed for projections)
+    runtime: frozenset[str]  # the runtime classes and functions it needs
 
 
 class BlockWriter:
-    """Writes one block's class from its definition."""
+    """Writes one block's class from its generic body, walked with `witness`'s values."""
 
-    def __init__(self, gen: Module, block: ir.BlockDef):
+    def __init__(self, gen: Module, block: ir.BlockDef, witness: Node):
         self.gen = gen
         self.block = block
-        # spec name -> Python name: the parameters, and the indices of the loops being written
-        self.params = dict(gen.names.params_of(block.name))
-        self.taken = set(gen.names.taken_in(block.name))
-        self.body: list[str] = []  # lines of __init__, relative indentation
+        self.witness = witness
+        self.params = dict(gen.names.params_of(block.name))  # spec name -> Python name
+        # Every local is fresh: a loop's index named like one the writer makes (`layers`)
+        # takes the next free name, as the writer's own do.
+        self.taken = set(gen.names.taken_in(block.name)) | {"in_channels"}
+        self.body: list[str] = []  # lines of __init__
         self.depth = 0
         self.counter: dict[str, int] = {}
         self.calls: list[str] = []
@@ -75,9 +82,10 @@ class BlockWriter:
     def fail(self, what: str, pos) -> CodegenError:
         return CodegenError(f"block '{self.block.name}': {what} in a block class", pos)
 
+    # --- lines ----------------------------------------------------------------------------
     @property
     def indent(self) -> int:
-        """Columns before a statement: the constructor's body, then one level per loop."""
+        """Columns before a statement: the constructor's body, then one level per block."""
         return BODY_INDENT + 4 * self.depth
 
     def line(self, text: str) -> None:
@@ -86,9 +94,6 @@ class BlockWriter:
     def assign(self, target: str, expr, op: str = "=") -> None:
         self.body.extend(lines(expr, self.indent, f"{target} {op} "))
 
-    def statement(self, expr) -> None:
-        self.body.extend(lines(expr, self.indent))
-
     def fresh(self, stem: str) -> str:
         """A new local name: `stem`, `stem2`, ... (never a parameter's or a module name)."""
         while True:
@@ -96,351 +101,205 @@ class BlockWriter:
             n = self.counter[stem]
             name = stem if n == 1 else f"{stem}{n}"
             if name not in self.taken:
-                self.taken.add(name)  # a loop index may not take it later, nor it one
+                self.taken.add(name)
                 return name
 
-    def construct(self, call: ModuleCall) -> Call:
-        self.runtime_class(call.module)
-        return constructor(call)
+    # --- values ---------------------------------------------------------------------------
+    def text(self, value) -> str:
+        """`value` as source: a symbol's expression, a parameter's name, a literal."""
+        if unwritable(value):
+            raise self.fail("a size that follows the height or width", (0, 0))
+        source = py_value(value)
+        for name in re.findall(r"\b(\w+)\(", source):
+            if name in FUNCTIONS and name in runtime_names():
+                self.runtime.add(name)  # make_divisible, copied from the runtime
+        return source
+
+    def expression(self, expr: ir.Node, scope: Mapping[str, object]) -> str:
+        """A test, a count or a table as the spec writes it, each name as its value's
+        source (bracketed where it binds looser than a name)."""
+
+        def name(identifier: str) -> str:
+            if identifier not in scope:
+                raise self.fail(f"the name '{identifier}'", expr.pos)
+            value = scope[identifier]
+            if isinstance(value, OpRef) and not isinstance(value, OpParameter):
+                return self.op_class(value.op)  # a layer named as a value
+            return render(value, 9) if not isinstance(value, tuple) else self.text(value)
+
+        for node in _funcs(expr):
+            if node in runtime_names():
+                self.runtime.add(node)
+        for value in scope.values():
+            if not isinstance(value, OpRef):
+                self.text(value)  # refuses what no class can write
+        return unparse(expr, name, PYTHON_CONSTANTS)
 
     def runtime_class(self, name: str) -> str:
         if name in runtime_names():
             self.runtime.add(name)
         return name
 
-    def py(self, expr: ir.Node, state: _State) -> str:
-        def name(identifier: str) -> str:
-            if identifier in self.params:
-                return self.params[identifier]
-            if identifier == "C":
-                return _bracketed(state.channels)
-            if identifier == "C_in":  # the block's input, whatever the branch
-                return "in_channels"
-            if (module := self.op_class(identifier)) is not None:
-                return module
-            raise self.fail(
-                f"the name '{identifier}' (only parameters and C can be used)", expr.pos
-            )
+    def construct(self, call: ModuleCall) -> Call:
+        self.runtime_class(call.module)
+        return constructor(call)
 
-        if isinstance(expr, ir.Name) and expr.id == "C":
-            return state.channels  # a whole argument needs no brackets
-        return self.python(expr, name)
-
-    def op_class(self, op: str) -> str | None:
-        """A layer named as a value (`act=hardswish`), as the torch class that makes it."""
-        module = plain_module(LAYERS[op]) if op in LAYERS else None
-        return self.runtime_class(module) if module is not None else None
-
-    def python(self, expr: ir.Node, name=str) -> str:
-        """`expr` as Python, noting the runtime functions it calls (make_divisible)."""
-        for node in _walk(expr):
-            if isinstance(node, ir.Func):
-                self.runtime_class(node.name)
-        return unparse(expr, name, PYTHON_CONSTANTS)
-
-    # items -> module expressions ("*name" splices a list built by statements)
-    def items(self, items, state: _State) -> tuple[list, _State]:
+    # --- modules --------------------------------------------------------------------------
+    def items(self, node: Node) -> list:
+        """The module expressions of a sequence's items ("*name" splices a list that
+        statements built)."""
+        children = [child for _, child in node.children] if node.kind == "seq" else [node]
         out: list = []
-        for item in items:
-            mark = len(self.body)
-            exprs, state = self.item(item, state)
-            if (
-                out
-                and _sets_channels(self.body[mark:])
-                and _CHANNELS.search(flat(List(tuple(out))))
-            ):
-                # The item's statements change `channels`, which the layers before it read:
-                # make those layers first, as the live build does.
-                made = self.fresh("layers")
-                self.body[mark:mark] = lines(List(tuple(out)), self.indent, f"{made} = ")
-                out = [f"*{made}"]
-            out.extend(exprs)
-        return out, state
+        for child in children:
+            if isinstance(child, Loop):
+                out.append(f"*{self.loop(child)}")
+            elif isinstance(child, Branching):
+                out.append(f"*{self.branching(child)}")
+            else:
+                out.append(self.module(child))
+        return out
 
-    def sequence(self, items, state: _State) -> tuple[object, _State]:
-        exprs, state = self.items(items, state)
-        if len(items) == 1 and not ir.splices(items[0]):
-            return exprs[0], state
-        return Call("nn.Sequential", tuple(exprs)), state
+    def module(self, node: Node):
+        """The constructor expression of one module."""
+        if isinstance(node, LayerParameter):
+            return Call(node.local, ())
+        if node.is_layer:
+            layer = node.layer
+            args = {k: self.text(v) for k, v in layer.arguments().items()}
+            image = len(node.in_shape) == 3
+            channels = self.text(node.in_shape[0])
+            return self.construct(type(layer).constructor(args, channels, image))
+        if isinstance(node, Instance):
+            local = node.local
+            self.assign(local, Call(*self.instance(node)))
+            return local
+        if node.kind == "seq" or isinstance(node, (Loop, Branching)):
+            return Call("nn.Sequential", tuple(self.items(node)))
+        return self.combinator(node)
 
-    def item(self, item, state: _State) -> tuple[list, _State]:
-        if isinstance(item, (ir.Repeat, ir.For)):
-            return self.repeat(item, state)
-        if isinstance(item, ir.If):
-            return self.conditional(item, state)
-        if isinstance(item, ir.Combinator):
-            cls, args, state = self.combinator(item, state)
-            return [Call(cls, args)], state
-        if item.op in LAYERS:
-            return self.layer(item, state)
-        if item.op in self.params and item.op not in self.gen.blocks:
-            return self.layer_parameter(item, state)
-        return self.block_call(item, state)
-
-    def layer_parameter(self, call: ir.Call, state: _State) -> tuple[list, _State]:
-        """A parameter that holds a layer: a torch class, called with no arguments (the
-        network passes only layers that keep the shape; others are written in place)."""
-        if call.args or call.kwargs:
-            raise self.fail(f"a call of the parameter '{call.op}' with arguments", call.pos)
-        return [Call(self.params[call.op], ())], state
-
-    def layer(self, call: ir.Call, state: _State) -> tuple[list, _State]:
-        """The layer's constructor, and the state after it, from its op's facts."""
-        model = LAYERS[call.op]
-        exprs = match_arguments(call, model.signature(), model.required())
-        plain = {*model.words(), *model.tensor_fields}  # words and tensor names, as text
-        args = {
-            name: py_value(e.id) if name in plain and isinstance(e, ir.Name) else self.py(e, state)
-            for name, e in exprs.items()
-        }
-        after = model.output(args, state.channels, state.image)
-        if after is None:
-            raise self.fail(f"'{call.op}' (it needs the height and width)", call.pos)
-        strides, same = list(state.strides), state.same and not model.resizes
-        if issubclass(model, Window):
-            stride = next((args[n] for n in model.stride_from if n in args), None)
-            if stride is not None:
-                strides.append(stride)
-            literal = {
-                n: e.value if isinstance(e, (ir.Num, ir.Const)) else None for n, e in exprs.items()
-            }
-            same = same and model.keeps_size(literal)
-        code = self.construct(model.constructor(args, state.channels, state.image))
-        return [code], _State(*after, strides, same)
-
-    def block_call(self, call: ir.Call, state: _State) -> tuple[list, _State]:
-        cls, args = self.instance(call, state.channels, state)
-        var = self.fresh(call.op)
-        self.assign(var, Call(cls, (state.channels, *args)))
-        return [var], _State(f"{var}.out_channels", state.image, [], False)
-
-    def instance(self, call: ir.Call, channels: str, state: _State) -> tuple[str, tuple]:
-        """The class and the arguments (after the input channels) of a call to a block."""
-        callee = self.gen.blocks[call.op]
-        if self.gen.is_single_layer(callee) or self.gen.generic(call.op) is None:
-            raise self.fail(f"'{call.op}' (it has no generic class)", call.pos)
-        self.calls.append(call.op)
-        params = self.gen.names.params_of(call.op)
+    def instance(self, node: Instance) -> tuple[str, tuple]:
+        """The class of the block a node calls and its arguments, as the call writes them."""
+        callee = self.gen.generic(node.block, node.witness)
+        if callee is None:
+            raise self.fail(f"'{node.block}' (it has no generic class)", node.pos)
+        self.calls.append(node.block)
+        scope = dict(node.scope)
+        params = self.gen.names.params_of(node.block)
+        call = node.call
         args = (
-            *(self.py(a, state) for a in call.args),
-            *((params[kw.name], self.py(kw.value, state)) for kw in call.kwargs),
+            self.text(node.in_shape[0]),
+            *(self.expression(a, scope) for a in call.args),
+            *((params[kw.name], self.expression(kw.value, scope)) for kw in call.kwargs),
         )
-        return self.gen.names.class_of(call.op), args
+        return self.gen.names.class_of(node.block), args
 
-    def repeat(self, item: ir.Repeat | ir.For, state: _State) -> tuple[list, _State]:
+    def loop(self, node: Loop) -> str:
+        """`for ... :` adding each turn's modules to a list of its own, the channels
+        carried in the loop's local; returns the list's name."""
         target = self.fresh("layers")
         self.line(f"{target} = []")
-        read = self.reading(state)
-        state = self.in_channels_variable(state)
-        count = self.py(item.count if isinstance(item, ir.Repeat) else item.rows, read(state))
-        self.loop(item, count)
-        exprs, after = self.items(item.body, _State("channels", state.image))
-        self.assign(target, List(tuple(exprs)), "+=")
-        if after.channels != "channels":
-            self.line(f"channels = {after.channels}")
-        self.end_loop(item)
-        return [f"*{target}"], _State("channels", after.image, [], False)
+        self.body.extend(sum_lines(node.carried, self.text(node.start), self.indent))
+        self.for_header(node)
+        self.assign(target, List(tuple(self.items(node.children[0][1]))), "+=")
+        self.carry(node.carried, node.end)
+        self.depth -= 1
+        return target
 
-    def conditional(self, item: ir.If, state: _State) -> tuple[list, _State]:
-        """`if test:` in the constructor, each arm adding its layers to one list and
-        leaving the channels after it in `channels`."""
+    def for_header(self, node: Loop) -> None:
+        scope = dict(node.scope)
+        if node.rows is not None:
+            self.line(f"for {', '.join(node.index)} in {self.expression(node.rows, scope)}:")
+        else:
+            index = node.index[0] if node.index else "_"
+            self.line(f"for {index} in range({self.text(node.count)}):")
+        self.depth += 1
+
+    def carry(self, local: str, value) -> None:
+        """`local = value` at the end of a turn or an arm, unless it is that already."""
+        if self.text(value) != local:
+            self.body.extend(sum_lines(local, self.text(value), self.indent))
+
+    def branching(self, node: Branching) -> str:
+        """`if test:` ... `else:`, each arm adding its modules to one list and leaving the
+        channels in the branching's local; returns the list's name."""
         target = self.fresh("layers")
         self.line(f"{target} = []")
-        read = self.reading(state)
-        state = self.in_channels_variable(state)
-        test = self.py(item.test, read(state))  # written after `channels` is set
-        ends = []  # (image, strides, same) after each arm
-        for header, body in (("if " + test, item.body), ("else", item.orelse)):
-            if not body:
-                ends.append((state.image, [], True))
+        test = self.expression(node.test, dict(node.scope))
+        arms = dict(node.children)
+        for header, arm, end in (
+            (f"if {test}", arms["then"], node.ends[0]),
+            ("else", arms["else"], node.ends[1]),
+        ):
+            empty = arm.kind == "seq" and not arm.children
+            if empty and node.carried is None:
                 continue
             self.line(f"{header}:")
             self.depth += 1
-            exprs, after = self.items(body, _State("channels", state.image))
-            self.assign(target, List(tuple(exprs)), "+=")
-            if after.channels != "channels":
-                self.line(f"channels = {after.channels}")
+            if not empty:
+                self.assign(target, List(tuple(self.items(arm))), "+=")
+            if node.carried is not None:
+                self.carry(node.carried, end)
             self.depth -= 1
-            ends.append((after.image, after.strides, after.same))
-        if ends[0][0] != ends[1][0]:
-            raise self.fail("a condition whose arms end one as an image, one not", item.pos)
-        if ends[0] != ends[1]:  # a shortcut around it could not know its stride
-            return [f"*{target}"], _State("channels", ends[0][0], [], False)
-        image, strides, same = ends[0]
-        return [f"*{target}"], _State(
-            "channels", image, state.strides + strides, state.same and same
-        )
+        return target
 
-    def in_channels_variable(self, state: _State) -> _State:
-        """`state` with its channels in `channels`, which a loop or condition's arms update;
-        what the loop or condition reads (a count, a test) is written after this."""
-        if state.channels != "channels":
-            self.line(f"channels = {state.channels}")
-        return _State("channels", state.image, state.strides, state.same)
-
-    @staticmethod
-    def reading(before: _State):
-        """What a count or a test written after `in_channels_variable` reads C as: the
-        channels as they were (`in_channels` reads best), unless they were written in
-        terms of `channels`, which that assignment changes."""
-        return lambda after: after if _CHANNELS.search(before.channels) else before
-
-    def loop(self, item: ir.Repeat | ir.For, count: str) -> None:
-        """`for i in range(count):`, binding the repeat's index (if it names one) in the
-        body; a for over a table, `for t, c in rows:`."""
-        names = item.names if isinstance(item, ir.For) else (item.index,) * (item.index is not None)
-        found = []
-        for name in names:
-            var = self.params[name] = self.fresh(name + "_" * (name in CONSTRUCTOR_LOCALS))
-            found.append(var)
-        if isinstance(item, ir.For):
-            self.line(f"for {', '.join(found)} in {count}:")
-        else:
-            self.line(f"for {found[0] if found else '_'} in range({count}):")
-        self.depth += 1
-
-    def end_loop(self, item: ir.Repeat | ir.For) -> None:
-        self.depth -= 1
-        names = item.names if isinstance(item, ir.For) else (item.index,) * (item.index is not None)
-        for name in names:
-            del self.params[name]
-
-    def combinator(self, comb: ir.Combinator, state: _State) -> tuple[str, tuple, _State]:
-        """The combinator's runtime class and arguments, from its class's rules: the
-        channels each branch starts from and the output's, and its constructor."""
-        rule = RULES[comb.kind]
+    def combinator(self, node: Node):
+        """The combinator's runtime class and arguments, from its class's constructor."""
+        rule = RULES[node.kind]
         if not rule.block_class:
-            raise self.fail(f"'{comb.kind}' (its own layers' sizes need the shapes)", comb.pos)
-        start = state.channels
-        if _CHANNELS.search(start):  # branches must not see each other's loops
-            local = self.fresh("in_channels_")
-            self.line(f"{local} = {start}")
-            start = local
-        begin = _State(start, state.image)
+            raise self.fail(f"'{node.kind}' (its own layers' sizes need the shapes)", node.pos)
         if rule.layout == "chain":
-            return self.dense(comb, begin, rule)
-        share = rule.branch_channels(start, len(comb.branches))
-        branches, ends = [], []
-        marks = []  # where each branch's statements end
-        for branch in comb.branches:
-            if conditional(branch):  # the list of branches itself would be conditional
-                raise self.fail("a branch present only under a condition", branch.pos)
-            expr, end = self.sequence(branch.body, _State(share, state.image))
-            branches.append((branch.name, expr))
-            ends.append(end)
-            marks.append(len(self.body))
-        for i in reversed(range(len(branches))):  # later marks first: earlier ones stay put
-            branches[i], ends[i] = self.made_before_later_branches(branches[i], ends[i], marks[i])
-        collected = collect(branches)
-        options = {kw.name: self.py(kw.value, begin) for kw in comb.kwargs}
-        options = {name: value for name, value in options.items() if value != "None"}
-        channels = rule.channels(start, [end.channels for end in ends])
-        if channels is None:  # several outputs
-            after = _State("None", False, [], False)
-        elif rule.keeps_size:  # the path's strides are unchanged through it
-            after = _State(channels, state.image, list(state.strides), state.same)
-        else:
-            after = _State(channels, state.image, [], False)
-        owned: dict[str, str] = {}
-        if rule.skip_through is not None and len(ends) == 1:
-            owned = self.shortcut(comb, begin, ends[0], options.get("project", "None"), rule)
-        call = rule.constructor(collected, owned, options, channels)
-        cls = self.runtime_class(call.module)
-        return cls, (*call.args, *call.kwargs), after
+            return self.dense(node, rule)
+        named = [(name, self.module(child)) for name, child in node.children]
+        branches = collect([(None if n == str(i) else n, e) for i, (n, e) in enumerate(named)])
+        owned = {name: self.owned(name, layer) for name, layer in node.owned}
+        options = {name: self.text(value) for name, value in node.options}
+        out = node.out_shape[0]
+        channels = None if isinstance(out, tuple) else self.text(out)
+        return self.construct(rule.constructor(branches, owned, options, channels))
 
-    def shortcut(self, comb, begin: _State, end: _State, project: str, rule) -> dict[str, str]:
-        """The residual's skip: a local holding its projection (a fresh one per residual,
-        as several are made before the constructor call that takes them), or None where
-        the spec decides (from the parameters) that there is none."""
-        name = rule.skip_through
-        if not end.same:
-            raise self.fail(
-                "a shortcut projection around windows that change the size (or of unknown stride)",
-                comb.pos,
-            )
-        stride = " * ".join(f"({s})" if " " in s else s for s in end.strides if s != "1") or "1"
-        changes = [f"{end.channels} != {begin.channels}"] if end.channels != begin.channels else []
-        if stride != "1":
-            changes.append(f"{stride} != 1")
-        if project == "False" or (project == "None" and not changes):
-            return {}
-        if project == "None" and stride.isdigit() and stride != "1":  # a written stride over 1
-            project = "True"
-        if project == "None":
-            condition = " or ".join(changes)
-        elif project != "True":  # a parameter: true, false, or none for "when needed"
-            needed = " or ".join(changes)
-            condition = f"{project} or ({project} is None and ({needed}))" if changes else project
-        conv = Call(
-            "nn.Conv2d",
-            (
-                begin.channels,
-                end.channels,
-                ("kernel_size", "1"),
-                *((("stride", stride),) if stride != "1" else ()),
-            ),
-        )
+    def owned(self, name: str, node: Node) -> str:
+        """A layer a combinator owns, in a local of its own (a residual's shortcut); one
+        that is `Guarded` is None where its shape does not change."""
         local = self.fresh(name)
-        if project == "True":  # always projected
-            self.assign(local, conv)
-        else:
-            self.line(f"{local} = None")
-            self.line(f"if {condition}:")
-            self.depth += 1
-            self.assign(local, conv)
+        if not isinstance(node, Guarded):
+            self.assign(local, self.module(node))
+            return local
+        test = " or ".join(f"{self.text(a)} != {self.text(b)}" for a, b in node.differs)
+        if node.flag is not None:  # true, false, or none for "where the shape changes"
+            flag = self.text(node.flag)
+            test = f"{flag} or ({flag} is None and ({test}))" if test else flag
+        self.line(f"{local} = None")
+        self.line(f"if {test}:")
+        self.depth += 1
+        self.assign(local, self.module(node.children[0][1]))
+        self.depth -= 1
+        return local
+
+    def dense(self, node: Node, rule):
+        """Units one after another, each seeing the input and every unit before it. A
+        unit repeated by a count is a loop appending to the list of units."""
+        units = [child for _, child in node.children]
+        if not any(isinstance(unit, Loop) for unit in units):
+            made = List(tuple(self.module(unit) for unit in units))
+            return self.construct(rule.constructor(made, {}, {}, self.text(node.out_shape[0])))
+        local = self.fresh("units")
+        self.line(f"{local} = []")
+        for unit in units:
+            if not isinstance(unit, Loop):
+                self.statement(Call(f"{local}.append", (self.module(unit),)))
+                continue
+            self.body.extend(sum_lines(unit.carried, self.text(unit.start), self.indent))
+            self.for_header(unit)
+            self.statement(Call(f"{local}.append", (self.module(unit.children[0][1]),)))
+            self.carry(unit.carried, unit.end)
             self.depth -= 1
-        return {name: local}
+        return self.construct(rule.constructor(local, {}, {}, self.text(node.out_shape[0])))
 
-    def dense(self, comb: ir.Combinator, begin: _State, rule) -> tuple[str, tuple, _State]:
-        """Units one after another, each adding its output's channels to the input's. The
-        units and the running total get locals of their own: a unit's repeats and
-        conditions work in `channels`, and a second dense must not refill the first's list."""
-        units, total = self.fresh("units"), self.fresh("dense_channels")
-        self.line(f"{units} = []")
-        self.line(f"{total} = {begin.channels}")
-        for branch in comb.branches:
-            body, repeat = dense_unit(branch)
-            if repeat is not None:
-                self.loop(repeat, self.py(repeat.count, begin))
-            unit, end = self.sequence(body, _State(total, begin.image))
-            self.statement(Call(f"{units}.append", (unit,)))
-            self.line(f"{total} = {total} + {_bracketed(end.channels)}")
-            if repeat is not None:
-                self.end_loop(repeat)
-        call = rule.constructor(units, {}, {}, total)
-        after = _State(total, begin.image, [], False)
-        return self.runtime_class(call.module), call.args, after
+    def statement(self, expr) -> None:
+        self.body.extend(lines(expr, self.indent))
 
-    def made_before_later_branches(self, branch: tuple, end: _State, mark: int):
-        """A branch whose module or channels read `channels`, made into locals where its
-        statements end, if a later branch's loops or conditions change `channels` before
-        the combinator's constructor runs."""
-        if not _sets_channels(self.body[mark:]):
-            return branch, end
-        name, expr = branch
-        made: list[str] = []
-        if _CHANNELS.search(flat(expr)):
-            local = self.fresh("branch")
-            made += lines(expr, self.indent, f"{local} = ")
-            expr = local
-        if _CHANNELS.search(end.channels):
-            local = self.fresh("branch_channels")
-            made.append(" " * self.indent + f"{local} = {end.channels}")
-            end = _State(local, end.image, end.strides, end.same)
-        self.body[mark:mark] = made
-        return (name, expr), end
-
-    def kept(self, state: _State, stem: str) -> _State:
-        """`state` with channels that read `channels` held in a local of their own: the
-        loops and conditions written after it (another branch, a later line) change
-        `channels` before the constructor that needs this count runs."""
-        if not _CHANNELS.search(state.channels):
-            return state
-        local = self.fresh(stem)
-        self.line(f"{local} = {state.channels}")
-        return _State(local, state.image, state.strides, state.same)
-
-    def signature(self, start: _State) -> list[str]:
+    # --- the class ------------------------------------------------------------------------
+    def signature(self) -> list[str]:
         """The constructor's parameters. A default that is an expression of other
         parameters or of C becomes None, filled in first thing in the body."""
         params = ["self", "in_channels: int"]
@@ -448,136 +307,110 @@ class BlockWriter:
             name = self.params[param.name]
             if param.default is None:
                 params.append(name)
-            elif all(self.op_class(e.id) for e in _walk(param.default) if isinstance(e, ir.Name)):
-                params.append(f"{name}={self.python(param.default, self.op_class)}")
+            elif all(_op_class(e.id) for e in _walk(param.default) if isinstance(e, ir.Name)):
+                default = unparse(param.default, self.op_class, PYTHON_CONSTANTS)
+                params.append(f"{name}={default}")
             else:
                 params.append(f"{name}=None")
                 self.line(f"if {name} is None:")
-                self.line(f"    {name} = {self.py(param.default, start)}")
+                self.line(f"    {name} = {self.default(param.default)}")
         return params
+
+    def op_class(self, op: str) -> str:
+        """A layer named as a value (`act=hardswish`), as the torch class that makes it."""
+        module = _op_class(op)
+        if module is None:
+            raise self.fail(f"the name '{op}'", (0, 0))
+        return self.runtime_class(module)
+
+    def default(self, expr: ir.Node) -> str:
+        """A parameter's default written from other parameters and the input's channels."""
+
+        def name(identifier: str) -> str:
+            if identifier in self.params:
+                return self.params[identifier]
+            if identifier in ("C", "C_in"):
+                return "in_channels"
+            return self.op_class(identifier)
+
+        for node in _funcs(expr):
+            if node in runtime_names():
+                self.runtime.add(node)
+        return unparse(expr, name, PYTHON_CONSTANTS)
 
     def write(self) -> BlockClass:
         block = self.block
-        start = _State("in_channels")
-        params = self.signature(start)
-        if any(isinstance(item, ir.Line) for item in block.body):
-            return self.graph_class(params)
-        single = len(block.body) == 1 and not ir.splices(block.body[0])
-        first = block.body[0] if single else None
-        if isinstance(first, ir.Combinator):
-            base, args, end = self.combinator(first, start)
-        elif (
-            isinstance(first, ir.Call)
-            and first.op in self.gen.blocks
-            and first.op not in self.params
-        ):
-            base, args = self.instance(first, "in_channels", start)
-            args = ("in_channels", *args)
+        params = self.signature()
+        try:
+            node = generic_body(
+                self.gen.blocks, block.name, self.witness, self.params, self.fresh,
+                self.gen.limits,
+            )  # fmt: skip
+        except NotGeneric as err:
+            raise CodegenError(err.message, err.pos) from None
+        if node.kind == "graph":
+            return self.graph_class(node, params)
+        end = node.out_shape[0]
+        if isinstance(node, Instance):  # the block is another block's class, called so
+            base, args = self.instance(node)
             end = None
+        elif node.kind in RULES:
+            call = self.combinator(node)
+            base, args = call.func, call.args
         else:
-            base = "nn.Sequential"
-            exprs, end = self.items(block.body, start)
-            args = tuple(exprs)
+            base, args = "nn.Sequential", tuple(self.items(node))
         self.body.extend(lines(Call("super().__init__", args), BODY_INDENT))
-        if end is not None and end.channels != "None":
-            self.body.extend(sum_lines("self.out_channels", end.channels, self.indent))
-        template = {
-            "name": self.gen.names.class_of(block.name),
-            "base": base,
-            "doc": f"`{block.name}` from the spec: its parameters are the constructor's.",
-            "def_lines": lines(Call("def __init__", tuple(params)), 4, "", " -> None:"),
-            "body": self.body,
-            "forward": [],
-        }
-        return BlockClass(template, tuple(self.calls), frozenset(self.runtime))
+        if end is not None and not isinstance(end, tuple):
+            self.body.extend(sum_lines("self.out_channels", self.text(end), self.indent))
+        return self.finished(base, params, [])
 
-    def graph_class(self, params: list[str]) -> BlockClass:
-        """A block of named lines: an nn.Module holding each line's layers, whose forward
-        reads as the lines do, a local per tensor."""
-        block = self.block
-        local = local_names(item.name for item in block.body if isinstance(item, ir.Line))
-        states, previous, forward = {INPUT: _State("in_channels")}, INPUT, []
-        self.line("super().__init__()")
-        for item in block.body:
-            if not isinstance(item, ir.Line):
-                raise self.fail("an unnamed line among named ones", item.pos)
-            body, sources, join = self.line_start(item.body, states, previous)
-            channels = [states[name].channels for name in sources]
-            total = RULES[join].joined_channels(channels) if join else channels[0]
-            state = _State(total, states[sources[0]].image)
-            readers = self.readers(body, item)
-            count = 0 if not body else 1 if len(body) == 1 and not ir.splices(body[0]) else 2
-            if body:
-                expr, state = self.sequence(body, state)
-                self.assign(f"self.{item.name}", expr)
-            states[item.name], previous = self.kept(state, f"{item.name}_channels"), item.name
-            step = Step(item.name, sources, join, readers, None)  # type: ignore[arg-type]
-            count = len(body) if count == 2 else count
-            forward.extend(
-                line_statements(local[item.name], f"self.{item.name}", step, count, local, 8)
-            )
-        forward.append(f"        return {local[previous]}")
-        if states[previous].channels != "None":
-            self.body.extend(sum_lines("self.out_channels", states[previous].channels, self.indent))
+    def finished(self, base: str, params: list[str], forward: list[str]) -> BlockClass:
         template = {
-            "name": self.gen.names.class_of(block.name),
-            "base": "nn.Module",
-            "doc": f"`{block.name}` from the spec: its parameters are the constructor's.",
+            "name": self.gen.names.class_of(self.block.name),
+            "base": base,
+            "doc": f"`{self.block.name}` from the spec: its parameters are the constructor's.",
             "def_lines": lines(Call("def __init__", tuple(params)), 4, "", " -> None:"),
             "body": self.body,
             "forward": forward,
         }
         return BlockClass(template, tuple(self.calls), frozenset(self.runtime))
 
-    def line_start(self, body: tuple, states: dict, previous: str):
-        """What a named line starts from (the line before, a tensor it names first, or a
-        join of tensors) and the body left after it."""
-        first = body[0] if body else None
-        if isinstance(first, ir.Join):
-            return body[1:], tuple(n.id for n in first.inputs), first.op
-        if (
-            isinstance(first, ir.Call)
-            and not first.args
-            and not first.kwargs
-            and first.op in states
-            and first.op not in LAYERS
-            and first.op not in self.gen.blocks
-            and first.op not in self.params
-        ):
-            return body[1:], (first.op,), None
-        return body, (previous,), None
-
-    def readers(self, body: tuple, line: ir.Line) -> tuple:
-        """The layers of a line that read other tensors, as (position, names), -1 when
-        the line is that layer; each at a fixed place, so no repeat or condition moves it."""
-        found = []
-        for i, item in enumerate(body):
-            if isinstance(item, ir.Call) and item.op in LAYERS:
-                model = LAYERS[item.op]
-                exprs = match_arguments(item, model.signature(), model.required())
-                names = tuple(
-                    exprs[f].id for f in model.tensor_fields if isinstance(exprs.get(f), ir.Name)
-                )
-                if names:
-                    found.append((i, names))
-        if found and any(ir.splices(item) for item in body):
-            raise self.fail(
-                "a line whose layers read tensors beside a repeat or condition", line.pos
+    def graph_class(self, node: Node, params: list[str]) -> BlockClass:
+        """A block of named lines: an nn.Module holding each line's layers, whose forward
+        reads as the lines do, a local per tensor."""
+        local = local_names(name for name, _ in node.children)
+        self.line("super().__init__()")
+        forward = []
+        for step in steps(node):
+            line = step.node
+            count = 0 if line.kind == "seq" and not line.children else len(line.children) or 1
+            if line.kind != "seq" or line.children:
+                if (
+                    line.kind == "seq"
+                    and step.readers
+                    and any(isinstance(c, (Loop, Branching)) for _, c in line.children)
+                ):
+                    raise self.fail(
+                        "a line whose layers read tensors beside a repeat or condition",
+                        line.pos,
+                    )
+                self.assign(f"self.{step.name}", self.module(line))
+            forward.extend(
+                line_statements(local[step.name], f"self.{step.name}", step, count, local, 8)
             )
-        if len(body) == 1 and found:
-            return ((-1, found[0][1]),)
-        return tuple(found)
+        forward.append(f"        return {local[node.outputs[-1]]}")
+        end = node.out_shape[0]
+        if not isinstance(end, tuple):
+            self.body.extend(sum_lines("self.out_channels", self.text(end), self.indent))
+        return self.finished("nn.Module", params, forward)
 
 
-_CHANNELS = re.compile(r"\bchannels\b")
+def _op_class(op: str) -> str | None:
+    return plain_module(LAYERS[op]) if op in LAYERS else None
 
 
-def _sets_channels(body: list[str]) -> bool:
-    return any(line.lstrip().startswith("channels = ") for line in body)
-
-
-def _bracketed(source: str) -> str:
-    return f"({source})" if " " in source else source
+def _funcs(expr: ir.Node) -> list[str]:
+    return [node.name for node in _walk(expr) if isinstance(node, ir.Func)]
 
 
 def _walk(expr: ir.Node):

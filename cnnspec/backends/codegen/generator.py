@@ -62,11 +62,13 @@ class _Generator:
         body = block.body
         return len(body) == 1 and isinstance(body[0], ir.Call) and body[0].op in LAYERS
 
-    def generic(self, name: str) -> BlockClass | None:
+    def generic(self, name: str, witness: Node) -> BlockClass | None:
+        """The block's class, written from its body walked with the values of `witness`
+        (the node of its first call met), or None where it cannot be one."""
         if name not in self.classes:
             self.classes[name] = None  # until written: blocks cannot recurse
             with suppress(CodegenError):
-                self.classes[name] = BlockWriter(self, self.blocks[name]).write()
+                self.classes[name] = BlockWriter(self, self.blocks[name], witness).write()
         return self.classes[name]
 
     def runtime_class(self, name: str) -> str:
@@ -91,7 +93,8 @@ class _Generator:
             args = {k: py_value(v) for k, v in layer.arguments().items()}
             image = len(node.in_shape) == 3
             return self.construct(type(layer).constructor(args, py_value(node.in_shape[0]), image))
-        if node.block is not None and self.generic(node.block) is not None and self.passable(node):
+        generic = node.block is not None and self.generic(node.block, node) is not None
+        if generic and self.passable(node):
             self.use_block(node.block)
             cls = self.names.class_of(node.block)
             return Call(cls, (py_value(node.in_shape[0]), *self.block_args(node)))

@@ -66,7 +66,10 @@ def lines(expr, indent: int = 0, prefix: str = "", suffix: str = "") -> list[str
         items = [("", a) for a in expr.args]
     inner = " " * (indent + 4)
     body = ", ".join(p + flat(v) for p, v in items)
-    if len(inner) + len(body) <= WIDTH:
+    # A call's arguments may share one indented line; a list's or dict's items, several
+    # of them, go one per line (the formatter splits a collection at every comma).
+    collection = isinstance(expr, (List, Dict)) and len(items) > 1
+    if len(inner) + len(body) <= WIDTH and not collection:
         return [f"{pad}{prefix}{opening}", inner + body, f"{pad}{closing}{suffix}"]
     # One item per line, each with a trailing comma; a sole item is split in place.
     out = [f"{pad}{prefix}{opening}"]
