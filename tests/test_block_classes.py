@@ -134,6 +134,12 @@ IN_PLACE = {
         "block rr(c, n):\n    add:\n        (conv(c, k=3, p=1)) * n\n",
         "rr(4, 2)", "rr(4, 1)", "Rr",
     ),
+    # the callee's class reads None as "compute the default"
+    "an explicit none for a default computed from other parameters": (
+        "block inner(c, mid=c * 2):\n    conv(c, k=1) if mid == none\n"
+        "block outer(c):\n    inner(c, mid=none)\n",
+        "outer(4)", "outer(2)", "Outer",
+    ),
     "a size that follows the height and width": (
         "block fl(n):\n    flatten linear(n)\n", "fl(5)", "fl(4)", "Fl",
     ),

@@ -54,6 +54,8 @@ class Module(Protocol):
 
     def generic(self, name: str, witness: Node) -> BlockClass | None: ...
 
+    def passable(self, node: Node) -> bool: ...
+
 
 @dataclass(frozen=True)
 class BlockClass:
@@ -180,8 +182,8 @@ class BlockWriter:
     def instance(self, node: Instance) -> tuple[str, tuple]:
         """The class of the block a node calls and its arguments, as the call writes them."""
         callee = self.gen.generic(node.block, node.witness)
-        if callee is None:
-            raise self.fail(f"'{node.block}' (it has no generic class)", node.pos)
+        if callee is None or not self.gen.passable(node):
+            raise self.fail(f"'{node.block}' (no class of it takes these arguments)", node.pos)
         self.calls.append(node.block)
         scope = dict(node.scope)
         params = self.gen.names.params_of(node.block)
