@@ -121,6 +121,20 @@ def test_a_block_class_is_its_block_for_other_arguments(case, tmp_path):
     assert block.out_channels == live.output_shape[0]
 
 
+def test_a_class_is_written_from_a_call_whose_values_every_arm_holds_for(tmp_path):
+    """The first call takes the `if` arm, and the `else` arm fails with its values (it
+    divides by C - 4); the class is written from the second call's values, where both
+    arms hold, and serves both calls."""
+    blocks = "block pick(c):\n    if C == 4:\n        conv(c, k=1)\n    else:\n" + (
+        "        conv(C // (C - 4), k=1)\n"
+    )
+    text = f"{blocks}network T(input=4x6x6, classes=10):\n    a: pick(4)\n"
+    text += "    b: conv(6, k=1) pick(2)\n"
+    spec = check_all_backends(text, tmp_path, "n")
+    source = spec.codegen()
+    assert "class Pick(" in source and "Pick(4, 4)" in source and "Pick(6, 2)" in source
+
+
 IN_PLACE = {
     # whether the branch is there (and so the branches and their channels) follows the
     # arguments: each use keeps the branches its own arguments keep

@@ -36,6 +36,7 @@ from .generic_nodes import (
     Instance,
     LayerParameter,
     Loop,
+    NotAtWitness,
     NotGeneric,
     OpParameter,
     witness_value,
@@ -55,7 +56,8 @@ def generic_body(
 ) -> Node:
     """The body of block `name` for every argument, walked with the values of `witness`
     (the node of a call of it); `names` gives each parameter's local, `fresh` new locals.
-    Raises NotGeneric where one class cannot hold it."""
+    Raises NotGeneric where one class cannot hold it, NotAtWitness where an arm the
+    witness does not take fails with its values."""
     block = blocks[name]
     values = dict(witness.args)
     shape = witness.in_shape
@@ -76,8 +78,8 @@ def generic_body(
                 node, _ = walk.sequence(block.body, Flow(start), env, name, block.pos)
         except NotGeneric:
             raise
-        except CnnspecError as err:
-            raise NotGeneric(f"block '{name}': {err.message}", err.pos) from None
+        except CnnspecError as err:  # the witness's call holds, so this is a part it skips
+            raise NotAtWitness(f"block '{name}': {err.message}", err.pos) from None
     if choices:
         what = choices[0].what
         raise NotGeneric(f"block '{name}': {what} reads a parameter", choices[0].pos)

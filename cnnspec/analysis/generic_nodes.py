@@ -18,6 +18,11 @@ class NotGeneric(SpecError):
     """The block holds for its witness, but not as one class for every argument."""
 
 
+class NotAtWitness(NotGeneric):
+    """Part of the body the witness does not take (an if's other arm) fails with the
+    witness's values; another call of the block may take it."""
+
+
 @dataclass(frozen=True)
 class Loop(Node):
     """A repeat or a for: `children` holds its body once, walked for every turn."""

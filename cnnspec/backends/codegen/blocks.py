@@ -28,6 +28,7 @@ from ...analysis.generic_nodes import (
     Instance,
     LayerParameter,
     Loop,
+    NotAtWitness,
     NotGeneric,
     OpParameter,
     unwritable,
@@ -55,6 +56,10 @@ class Module(Protocol):
     def generic(self, name: str, witness: Node) -> BlockClass | None: ...
 
     def passable(self, node: Node) -> bool: ...
+
+
+class OtherWitness(CodegenError):
+    """The class cannot be written from this call's values; another call's may do."""
 
 
 @dataclass(frozen=True)
@@ -348,6 +353,8 @@ class BlockWriter:
                 self.gen.blocks, block.name, self.witness, self.params, self.fresh,
                 self.gen.limits,
             )  # fmt: skip
+        except NotAtWitness as err:
+            raise OtherWitness(err.message, err.pos) from None
         except NotGeneric as err:
             raise CodegenError(err.message, err.pos) from None
         if node.kind == "graph":

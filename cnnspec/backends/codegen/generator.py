@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from contextlib import suppress
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -34,7 +33,7 @@ from ...language.expressions import OpRef
 from ...limits import DEFAULT, Limits
 from ...version import __version__
 from ..runtime_source import runtime_names, runtime_source
-from .blocks import BlockClass, BlockWriter
+from .blocks import BlockClass, BlockWriter, OtherWitness
 from .forward import forward_lines
 from .names import PythonNames
 from .network_args import Written, parameters
@@ -42,6 +41,9 @@ from .pyformat import BODY_INDENT, Call, Dict, List, lines
 from .values import CodegenError, collect, constructor, py_value
 
 __all__ = ["CodegenError", "generate"]
+
+# The calls of a block its class is tried from, at most, before it is written in place.
+_WITNESSES = 8
 
 
 class _Generator:
@@ -57,6 +59,15 @@ class _Generator:
         self.classes: dict[str, BlockClass | None] = {}
         # The network parameters a residual written out in place chose its shortcut on.
         self.read: set[str] = set()
+        # Each block's calls in the network, with distinct values: the witnesses its
+        # class may be written from.
+        self.calls: dict[str, list[Node]] = {}
+        seen = set()
+        for _, _, node in graph.walk():
+            key = (node.block, repr(node.in_shape), repr(node.args))
+            if node.block is not None and key not in seen:
+                seen.add(key)
+                self.calls.setdefault(node.block, []).append(node)
 
     def is_single_layer(self, block: ir.BlockDef) -> bool:
         body = block.body
@@ -64,11 +75,18 @@ class _Generator:
 
     def generic(self, name: str, witness: Node) -> BlockClass | None:
         """The block's class, written from its body walked with the values of `witness`
-        (the node of its first call met), or None where it cannot be one."""
+        (the node of its first call met), or of another call where an arm `witness`
+        does not take fails with its values; None where it cannot be one."""
         if name not in self.classes:
             self.classes[name] = None  # until written: blocks cannot recurse
-            with suppress(CodegenError):
-                self.classes[name] = BlockWriter(self, self.blocks[name], witness).write()
+            for node in [witness, *self.calls.get(name, ())][:_WITNESSES]:
+                try:
+                    self.classes[name] = BlockWriter(self, self.blocks[name], node).write()
+                except OtherWitness:
+                    continue
+                except CodegenError:
+                    pass
+                break
         return self.classes[name]
 
     def runtime_class(self, name: str) -> str:
