@@ -8,16 +8,20 @@ value is a witness's (a call of the block in the spec): every size then carries 
 expression of them through the ops' and combinators' own rules. What inference would
 decide on values is kept as a choice instead:
 
-- a repeat or a `for` is one `Loop`: its body walked once (and again for each of the
-  witness's turns, for the values), with the channels carried in a local between turns;
+- a repeat or a `for` is one `Loop`: its body walked once, for its first turn (the
+  witness's other turns are walked on values alone, for the values after it), with the
+  channels carried in a local between turns;
 - an `if` is one `Branching`: both arms walked, the test kept to be written;
 - a call of another block is one `Instance` of that block's class;
 - a residual's shortcut is projected where its shape changes, as a `Guarded` projection
   (see `Add`).
 
 The input's height and width are symbols no class can write: a size that follows them
-fails the class. So does any other choice read on a symbol (an index, select's default
-width). Symbols exist only inside `symbols.tracing()`, as for the network class.
+fails the class. So does any other choice read on a symbol (an index into a table the
+block does not take, select's default width). An arm the witness does not take is walked
+with the witness's values too, and may fail with them (NotAtWitness): the generator then
+tries another call of the block. Symbols exist only inside `symbols.tracing()`, as for
+the network class.
 """
 
 from __future__ import annotations
