@@ -135,6 +135,20 @@ def test_a_class_is_written_from_a_call_whose_values_every_arm_holds_for(tmp_pat
     assert "class Pick(" in source and "Pick(4, 4)" in source and "Pick(6, 2)" in source
 
 
+def test_a_class_writes_a_test_as_the_spec_does_bracketing_only_where_needed(tmp_path):
+    """`C` in a test is the channels' expression: bracketed in a product, not beside a
+    comparison; a list spliced alone is added as it is."""
+    blocks = (
+        "block g(c):\n    conv(C // 2, k=1)\n    conv(c, k=1) if C > c and 2 * C > c + 1\n"
+        "    for t in [1, 2]:\n        conv(C * t, k=1) if C > t\n"
+    )
+    spec = check_all_backends(f"{blocks}network T(input=8x6x6, classes=10):\n    a: g(4)\n",
+                              tmp_path, "n")  # fmt: skip
+    source = spec.codegen()
+    assert "if in_channels // 2 > c and 2 * (in_channels // 2) > c + 1:" in source
+    assert "layers2 += layers3" in source
+
+
 IN_PLACE = {
     # whether the branch is there (and so the branches and their channels) follows the
     # arguments: each use keeps the branches its own arguments keep

@@ -337,12 +337,16 @@ def unparse(
     name: Callable[[str], str] = str,
     constants: Mapping = _SPEC_CONSTANTS,
     outer: int = 0,
+    *,
+    bound: Callable[[str, int], str] | None = None,
 ) -> str:
     """An expression as source text: the spec's own syntax by default, or Python's with
-    `constants=PYTHON_CONSTANTS` (the operators are spelled alike). `name` maps each name."""
+    `constants=PYTHON_CONSTANTS` (the operators are spelled alike). `name` maps each name;
+    `bound`, where given, maps it knowing how tightly its place binds (an expression put
+    in a name's place is bracketed only where it binds looser: `symbols.render` levels)."""
 
     def sub(e: ir.Node, level: int = 0) -> str:
-        return unparse(e, name, constants, level)
+        return unparse(e, name, constants, level, bound=bound)
 
     if isinstance(expr, ir.Num):
         finite = expr.value == expr.value and expr.value not in (_INF, -_INF)
@@ -352,7 +356,7 @@ def unparse(
     if isinstance(expr, ir.Const):
         return constants[expr.value]
     if isinstance(expr, ir.Name):
-        return name(expr.id)
+        return name(expr.id) if bound is None else bound(expr.id, outer)
     if isinstance(expr, ir.Neg):
         return "-" + sub(expr.operand, _NEG)
     if isinstance(expr, ir.Not):

@@ -126,13 +126,13 @@ class BlockWriter:
         """A test, a count or a table as the spec writes it, each name as its value's
         source (bracketed where it binds looser than a name)."""
 
-        def name(identifier: str) -> str:
+        def name(identifier: str, outer: int) -> str:
             if identifier not in scope:
                 raise self.fail(f"the name '{identifier}'", expr.pos)
             value = scope[identifier]
             if isinstance(value, OpRef) and not isinstance(value, OpParameter):
                 return self.op_class(value.op)  # a layer named as a value
-            return render(value, 9) if not isinstance(value, tuple) else self.text(value)
+            return render(value, outer) if not isinstance(value, tuple) else self.text(value)
 
         for node in _funcs(expr):
             if node in runtime_names():
@@ -140,7 +140,7 @@ class BlockWriter:
         for value in scope.values():
             if not isinstance(value, OpRef):
                 self.text(value)  # refuses what no class can write
-        return unparse(expr, name, PYTHON_CONSTANTS)
+        return unparse(expr, constants=PYTHON_CONSTANTS, bound=name)
 
     def runtime_class(self, name: str) -> str:
         if name in runtime_names():
@@ -207,10 +207,17 @@ class BlockWriter:
         self.line(f"{target} = []")
         self.body.extend(sum_lines(node.carried, self.text(node.start), self.indent))
         self.for_header(node)
-        self.assign(target, List(tuple(self.items(node.children[0][1]))), "+=")
+        self.extend(target, self.items(node.children[0][1]))
         self.carry(node.carried, node.end)
         self.depth -= 1
         return target
+
+    def extend(self, target: str, items: list) -> None:
+        """`target += [...]`, or `target += name` for one list spliced alone."""
+        if len(items) == 1 and isinstance(items[0], str) and items[0].startswith("*"):
+            self.line(f"{target} += {items[0][1:]}")
+        else:
+            self.assign(target, List(tuple(items)), "+=")
 
     def for_header(self, node: Loop) -> None:
         scope = dict(node.scope)
@@ -243,7 +250,7 @@ class BlockWriter:
             self.line(f"{header}:")
             self.depth += 1
             if not empty:
-                self.assign(target, List(tuple(self.items(arm))), "+=")
+                self.extend(target, self.items(arm))
             if node.carried is not None:
                 self.carry(node.carried, end)
             self.depth -= 1
