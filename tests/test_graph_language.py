@@ -491,3 +491,17 @@ def test_the_network_class_leaves_out_a_parameter_a_repeat_count_reads(tmp_path)
     source = check_all_backends(text, tmp_path, "repeat_count").codegen()
     assert "in_channels: int = 8" in source and "num_classes: int" not in source
     assert "It takes no num_classes (10 here): a repeat count reads it." in source
+
+
+def test_a_tensor_named_like_a_builtin_is_a_local_of_its_own_name_with_an_underscore(tmp_path):
+    """`sum` and `min` as tensors' names would hide Python's functions inside forward: the
+    locals get a trailing underscore, as block and parameter names do."""
+    text = (
+        "block m(c):\n    lat: conv(c, k=1)\n    top: input conv(c, k=1)\n"
+        "    sum: add(lat, top)\n    max: sum relu\n\n"
+        "network T(input=4x5x5, classes=10):\n    sum: m(4)\n    min: conv(3, k=1)\n"
+        "    out: add(min, min)\n    outputs: out\n"
+    )
+    source = check_all_backends(text, tmp_path, "builtins").codegen()
+    for line in ("sum_ = lat + top", "max_ = self.max(sum_)", "min_ = self.min(sum_)"):
+        assert line in source

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ...analysis.graph import Graph, Output, Step
 from ...language.ir import INPUT
+from .names import MODULE_NAMES
 from .pyformat import BODY_INDENT, WIDTH, Call, List, lines, sum_lines
 
 
@@ -37,11 +38,12 @@ def forward_lines(graph: Graph) -> list[str]:
 
 
 def local_names(names) -> dict[str, str]:
-    """Each tensor's local variable: the input is `x`, a stage or line its own name (`x_`
-    for one called x)."""
+    """Each tensor's local variable: the input is `x`, a stage or line its own name, with
+    a trailing underscore where it would be `x` or hide a name the module uses (`sum_`,
+    `torch_`)."""
     local = {INPUT: "x"}
     for name in names:
-        local[name] = name + "_" if name == "x" else name
+        local[name] = name + "_" if name == "x" or name in MODULE_NAMES else name
     return local
 
 
