@@ -91,6 +91,22 @@ CASES = {
         "block rp(c, project=false):\n    conv(c, k=1)\n    add(project=project): relu6\n",
         "rp(4)", (3, 6, 6), "rp(5, project=true)", (2, 6, 6), "Rp", {"c": 5, "project": True},
     ),
+    "flags it passes to its layers": (
+        "block b(c, bias=true, ceil=false):\n"
+        "    conv(c, k=1, bias=bias) relu maxpool(2, ceil_mode=ceil)\n",
+        "b(8, bias=false)", (4, 5, 5), "b(3, ceil=true)", (2, 5, 5), "B",
+        {"c": 3, "ceil_": True},
+    ),
+    "a residual in each arm of a test on its shape": (
+        "block basic(c, s=1):\n    if s == 1 and C == c:\n        add:\n"
+        "            conv(c, k=3, s=s, p=1) relu\n    else:\n        add:\n"
+        "            conv(c, k=3, s=s, p=1) relu\n",
+        "basic(4)", (4, 6, 6), "basic(6, s=2)", (3, 6, 6), "Basic", {"c": 6, "s": 2},
+    ),
+    "fractions where the spec's call passed whole numbers": (
+        "block b(z, a=1):\n    conv(int((z + a) * 10), k=1) relu\n",
+        "b(1)", (4, 4, 4), "b(0.1, a=0.7)", (4, 4, 4), "B", {"z": 0.1, "a": 0.7},
+    ),
     "a projection a parameter passes on, in a loop": (
         "block r(c, project=none):\n    add(project=project): conv(c, k=3, p=1)\n"
         "block rl(c, n, project=none):\n    r(c, project=project) * n\n",
@@ -147,6 +163,21 @@ def test_a_class_writes_a_test_as_the_spec_does_bracketing_only_where_needed(tmp
     source = spec.codegen()
     assert "if in_channels // 2 > c and 2 * (in_channels // 2) > c + 1:" in source
     assert "layers2 += layers3" in source
+
+
+@pytest.mark.parametrize("test", ["s != 1 or c != C", "s == 1 and C == c", "c != C or s != 1"])
+def test_a_projection_an_arm_s_test_decides_is_made_or_not_outright(test, tmp_path):
+    """Inside `if s != 1 or c != C:` a residual's shortcut changes the shape; in its
+    `else`, it does not: neither arm writes the guard again."""
+    block = (
+        f"block basic(c, s=1):\n    if {test}:\n        add:\n"
+        "            conv(c, k=3, s=s, p=1) relu\n    else:\n        add:\n"
+        "            conv(c, k=3, s=s, p=1) relu\n"
+    )
+    text = f"{block}network T(input=4x6x6, classes=10):\n    a: basic(4) basic(8, s=2)\n"
+    source = check_all_backends(text, tmp_path, "n").codegen()
+    assert "shortcut = nn.Conv2d(in_channels, c, kernel_size=1, stride=s)" in source
+    assert "shortcut = None" not in source
 
 
 IN_PLACE = {

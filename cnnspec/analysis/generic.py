@@ -91,14 +91,16 @@ def generic_body(
 
 
 def _parameter(local: str, value: Value):
-    """What stands for a parameter (or a loop's name) written `local`, given `value`."""
+    """What stands for a parameter (or a table's name) written `local`, given `value`.
+    A number is an atom of its own, never folded into a straight line: another call may
+    pass a fraction where this one passed a whole number, and `int((z + a) * 10)` is not
+    `int(10 * a + 10 * z)` in floating point."""
     if isinstance(value, OpRef):
         return OpParameter(local, value.op)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return symbols.Named(local, value)
-    if isinstance(value, int):
-        return symbols.symbol(local, value)
-    return symbols.SymFloat(value, symbols.Form(text=local), frozenset({local}))
+    kind = symbols.SymInt if isinstance(value, int) else symbols.SymFloat
+    return kind(value, symbols.Form(text=local), frozenset({local}))
 
 
 _LABELS = counter()
@@ -172,7 +174,9 @@ class _Generic(_Inference):
         sizes = witness_value(flow.shape)
         entry = (symbols.symbol(carried, sizes[0]), *_sizes(sizes[1:]))
         first = turns[0] if turns else dict.fromkeys(bound, 0)
-        inner = {**env, **{n: _parameter(index[n], v) for n, v in first.items()}}
+        # A repeat's index is a whole number for every call; a table's values are not.
+        bind = symbols.symbol if isinstance(item, ir.Repeat) else _parameter
+        inner = {**env, **{n: bind(index[n], v) for n, v in first.items()}}
         body, after = self.sequence(item.body, Flow(entry), inner, "repeat", item.pos)
         end = entry[0] + after.shape[0] if unit else after.shape[0]
         if turns:

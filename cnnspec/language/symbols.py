@@ -127,6 +127,9 @@ class Named:
     def __repr__(self) -> str:
         return self.name
 
+    def __bool__(self) -> bool:  # a flag's value where a shape rule reads it
+        return bool(self.value)
+
 
 def item(target: Named, index, value):
     """`target[index]`, whose value is `value`, carrying the expression."""
@@ -148,7 +151,7 @@ def symbolic(value) -> bool:
     """Whether `value` (or a number inside a tuple of them) carries a parameter."""
     if isinstance(value, tuple):
         return any(symbolic(v) for v in value)
-    return isinstance(value, _Symbolic)
+    return isinstance(value, (_Symbolic, Named))
 
 
 def names(value) -> frozenset[str]:

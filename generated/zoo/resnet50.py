@@ -76,10 +76,10 @@ class Bottleneck(nn.Sequential):
         channels = in_channels
         for _ in range(down):
             layers += [
-                nn.Conv2d(channels, 4 * c, kernel_size=1, stride=s, bias=False),
-                nn.BatchNorm2d(4 * c),
+                nn.Conv2d(channels, c * 4, kernel_size=1, stride=s, bias=False),
+                nn.BatchNorm2d(c * 4),
             ]
-            channels = 4 * c
+            channels = c * 4
         super().__init__(
             Add(
                 {
@@ -104,16 +104,16 @@ class Bottleneck(nn.Sequential):
                         nn.BatchNorm2d(c * width // 64 * groups),
                         nn.ReLU(),
                         nn.Conv2d(
-                            c * width // 64 * groups, 4 * c, kernel_size=1, bias=False
+                            c * width // 64 * groups, c * 4, kernel_size=1, bias=False
                         ),
-                        nn.BatchNorm2d(4 * c),
+                        nn.BatchNorm2d(c * 4),
                     ),
                     "skip": nn.Sequential(*layers),
                 }
             ),
             nn.ReLU(),
         )
-        self.out_channels = 4 * c
+        self.out_channels = c * 4
 
 
 class Stage(nn.Sequential):

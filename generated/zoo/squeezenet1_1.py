@@ -56,7 +56,7 @@ class Fire(nn.Sequential):
                 ]
             ),
         )
-        self.out_channels = 2 * e
+        self.out_channels = e + e
 
 
 class SqueezeNet1_1(nn.Module):

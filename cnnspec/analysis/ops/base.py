@@ -89,14 +89,16 @@ class Layer(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _keep_symbols(cls, data, handler):
-        """Validated on their values, the arguments that carry the network's parameters are
-        kept as given (pydantic makes plain ints of them), so that the layer's output and
-        its constructor in generated code carry them too (see `language/symbols.py`)."""
-        layer = handler(data)
-        if symbols.active() and isinstance(data, dict):
-            for name, value in data.items():
-                if symbols.symbolic(value):
-                    object.__setattr__(layer, name, value)
+        """Validated on their values, the arguments that carry parameters are kept as
+        given (pydantic makes plain ints of them, and refuses a flag a block class takes),
+        so that the layer's output and its constructor in generated code carry them too
+        (see `language/symbols.py`)."""
+        if not (symbols.active() and isinstance(data, dict)):
+            return handler(data)
+        layer = handler({name: symbols.plain(value) for name, value in data.items()})
+        for name, value in data.items():
+            if symbols.symbolic(value):
+                object.__setattr__(layer, name, value)
         return layer
 
     @classmethod

@@ -85,6 +85,9 @@ class BlockWriter:
         self.counter: dict[str, int] = {}
         self.calls: list[str] = []
         self.runtime: set[str] = set()
+        # The arms being written whose tests compare pairs: (the pairs, whether one of
+        # them differs there), so a guarded projection inside one is decided outright.
+        self.known: list[tuple[frozenset, bool]] = []
 
     def fail(self, what: str, pos) -> CodegenError:
         return CodegenError(f"block '{self.block.name}': {what} in a block class", pos)
@@ -238,23 +241,43 @@ class BlockWriter:
         channels in the branching's local; returns the list's name."""
         target = self.fresh("layers")
         self.line(f"{target} = []")
-        test = self.expression(node.test, dict(node.scope))
+        scope = dict(node.scope)
+        test = self.expression(node.test, scope)
+        differs = self.differences(node.test, scope)
         arms = dict(node.children)
-        for header, arm, end in (
-            (f"if {test}", arms["then"], node.ends[0]),
-            ("else", arms["else"], node.ends[1]),
+        for header, arm, end, then in (
+            (f"if {test}", arms["then"], node.ends[0], True),
+            ("else", arms["else"], node.ends[1], False),
         ):
             empty = arm.kind == "seq" and not arm.children
             if empty and node.carried is None:
                 continue
             self.line(f"{header}:")
             self.depth += 1
+            if differs is not None:  # what the arm knows of its pairs
+                self.known.append((differs[0], differs[1] == then))
             if not empty:
                 self.extend(target, self.items(arm))
             if node.carried is not None:
                 self.carry(node.carried, end)
+            if differs is not None:
+                self.known.pop()
             self.depth -= 1
         return target
+
+    def differences(self, test: ir.Node, scope) -> tuple[frozenset, bool] | None:
+        """A test written as pairs that differ (`s != 1 or c != C`) or are all equal
+        (`s == 1 and c == C`): the pairs as source, and whether the test holds where one
+        differs; None for any other test."""
+        if isinstance(test, ir.BinOp) and test.op in ("!=", "=="):
+            sides = (self.expression(test.left, scope), self.expression(test.right, scope))
+            return frozenset({frozenset(sides)}), test.op == "!="
+        if isinstance(test, ir.BinOp) and test.op in ("or", "and"):
+            left, right = self.differences(test.left, scope), self.differences(test.right, scope)
+            joined = test.op == "or"  # `or` of differences, or `and` of equalities
+            if left is not None and right is not None and left[1] == right[1] == joined:
+                return left[0] | right[0], joined
+        return None
 
     def combinator(self, node: Node):
         """The combinator's runtime class and arguments, from its class's constructor."""
@@ -266,14 +289,24 @@ class BlockWriter:
         named = [(name, self.module(child)) for name, child in node.children]
         branches = collect([(None if n == str(i) else n, e) for i, (n, e) in enumerate(named)])
         owned = {name: self.owned(name, layer) for name, layer in node.owned}
+        owned = {name: local for name, local in owned.items() if local is not None}
         options = {name: self.text(value) for name, value in node.options}
         out = node.out_shape[0]
         channels = None if isinstance(out, tuple) else self.text(out)
         return self.construct(rule.constructor(branches, owned, options, channels))
 
-    def owned(self, name: str, node: Node) -> str:
+    def owned(self, name: str, node: Node) -> str | None:
         """A layer a combinator owns, in a local of its own (a residual's shortcut); one
-        that is `Guarded` is None where its shape does not change."""
+        that is `Guarded` is None where its shape does not change. Inside an arm whose
+        test decides the guard (`if s != 1 or c != C:`), it is made or not outright."""
+        if isinstance(node, Guarded) and node.flag is None:
+            pairs = frozenset(frozenset((self.text(a), self.text(b))) for a, b in node.differs)
+            for known, one_differs in self.known:
+                if one_differs and known <= pairs:
+                    node = node.children[0][1]  # one of its pairs differs here
+                    break
+                if not one_differs and pairs <= known:
+                    return None  # all of its pairs are equal here
         local = self.fresh(name)
         if not isinstance(node, Guarded):
             self.assign(local, self.module(node))
