@@ -182,6 +182,14 @@ CNN_CASES = {
         net("relu (conv(4, k=1) relu) * 2"), SpecSyntaxError,
         "unexpected 'relu'; expected ')' or ',' ('relu (' is a call of relu, space or not; a "
         "group after it goes on a line of its own, or first)", 3, 27),
+    "a repeat count that calls a function unbracketed": (
+        net("b()", blocks="block b(n=2):\n    (conv(4, k=1)) * int(n)\n"), SpecError,
+        "'int' is a function, called as int(...); a repeat count that calls one is "
+        "bracketed: * (int(...))", 2, 22),
+    "a repeat count that calls a function of two arguments unbracketed": (
+        net("b()", blocks="block b(n=2):\n    (conv(4, k=1)) * max(n, 1)\n"), SpecSyntaxError,
+        "unexpected ','; expected '(' or ')' or '*' or a combinator or a name or end of line "
+        "(a repeat count is a number, a name or a bracketed expression: * (max(...)))", 2, 27),
     "a stage that reads itself": (
         "network T(input=1x8x8):\n    a: conv(4, k=1)\n    b: b conv(4, k=1)\n", SpecError,
         "stage b reads itself; a stage reads only tensors made above it", 3, 8),

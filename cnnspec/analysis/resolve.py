@@ -18,7 +18,7 @@ from functools import cache
 
 from ..errors import CnnspecError, SpecError, did_you_mean
 from ..language import ir
-from ..language.expressions import OpRef, bind_function
+from ..language.expressions import FUNCTIONS, OpRef, bind_function
 from ..language.parse_cnn import parse_prelude
 from .binding import match_arguments
 from .combinators import RULES
@@ -412,6 +412,12 @@ def _check_names(node: ir.Node, params: set[str]) -> None:
                 raise SpecError(
                     f"'{item.id}' needs arguments, so it cannot be passed as a layer "
                     "(only layers that need none can)",
+                    item.pos,
+                )
+            if item.id in FUNCTIONS:  # `* int(n)`: the count is `int`, then a group
+                raise SpecError(
+                    f"'{item.id}' is a function, called as {item.id}(...); a repeat count "
+                    f"that calls one is bracketed: * ({item.id}(...))",
                     item.pos,
                 )
             hint = did_you_mean(item.id, sorted(known - OP_VALUES.keys()))

@@ -24,7 +24,7 @@ from ..errors import (
     did_you_mean,
 )
 from ..limits import DEFAULT, Limits
-from .expressions import bounded, int_literal
+from .expressions import FUNCTIONS, bounded, int_literal
 from .ir import COMBINATORS, JOINS, METADATA_KEYS, NETWORK_OPTIONS, RESERVED_WORDS
 
 # Readable names for the terminals a syntax error can expect.
@@ -138,8 +138,19 @@ def _syntax_error(err: UnexpectedInput, offset: Pos = (0, 0), text: str = "") ->
         what = "end of file"
     else:
         what = f"'{token}'"
-    hint = _spaced_call(text.split("\n")[line - 1][: col - 1]) if text else ""
+    before = text.split("\n")[line - 1][: col - 1] if text else ""
+    hint = _counted_call(before) or _spaced_call(before)
     return SpecSyntaxError(f"unexpected {what}" + _expected(err.expected) + hint, (line, col))
+
+
+def _counted_call(before: str) -> str:
+    """A hint where the error stands inside `* max(n, 1)`: a repeat count is a number, a
+    name or a bracketed expression, so the count read is `max`, then a group."""
+    match = re.search(r"\*[ \t\f]*([A-Za-z_]\w*)[ \t\f]*\([^()]*$", before)
+    if match is None or match.group(1) not in FUNCTIONS:
+        return ""
+    name = match.group(1)
+    return f" (a repeat count is a number, a name or a bracketed expression: * ({name}(...)))"
 
 
 def _after_outputs(lines: list[str]) -> bool:
