@@ -10,7 +10,8 @@ module writes what analysis decided; it infers nothing again.
 
 A block that cannot be one generic class (a size follows H and W, it calls a block that
 cannot, ...) raises CodegenError here; the generator then writes each of its uses with
-concrete sizes instead.
+concrete sizes instead. Where only the values of the call it was walked with fail (an arm
+that call does not take), it raises OtherWitness, and the generator tries another call.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class BlockWriter:
 
     def expression(self, expr: ir.Node, scope: Mapping[str, object]) -> str:
         """A test, a count or a table as the spec writes it, each name as its value's
-        source (bracketed where it binds looser than a name)."""
+        source (bracketed where it binds looser than the name's place)."""
 
         def name(identifier: str, outer: int) -> str:
             if identifier not in scope:
