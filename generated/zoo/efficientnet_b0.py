@@ -5,7 +5,7 @@
 import torch
 from torch import nn
 
-__all__ = ["Cbn", "EfficientNetB0", "Mb", "MbRes", "Se"]
+__all__ = ["Cbn", "EfficientNetB0", "Mbconv", "MbconvPath", "Se", "Stage"]
 
 
 Branches = dict[str, nn.Module] | list[nn.Module]
@@ -127,14 +127,14 @@ class Cbn(nn.Sequential):
 class Se(Mul):
     """`se` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c, s) -> None:
+    def __init__(self, in_channels: int, c, sq) -> None:
         super().__init__(
             [
                 nn.Sequential(
                     nn.AdaptiveAvgPool2d((1, 1)),
-                    nn.Conv2d(in_channels, s, kernel_size=1),
+                    nn.Conv2d(in_channels, sq, kernel_size=1),
                     nn.SiLU(),
-                    nn.Conv2d(s, c, kernel_size=1),
+                    nn.Conv2d(sq, c, kernel_size=1),
                     nn.Sigmoid(),
                 )
             ]
@@ -142,29 +142,54 @@ class Se(Mul):
         self.out_channels = in_channels
 
 
-class Mb(nn.Sequential):
-    """`mb` from the spec: its parameters are the constructor's."""
+class MbconvPath(nn.Sequential):
+    """`mbconv_path` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c, k, t, s=1, sq=None) -> None:
-        if sq is None:
-            sq = in_channels // 4
-        cbn = Cbn(in_channels, in_channels * t)
-        cbn2 = Cbn(
-            cbn.out_channels, cbn.out_channels, k=k, s=s, groups=cbn.out_channels
-        )
-        se = Se(cbn2.out_channels, cbn2.out_channels, sq)
+    def __init__(self, in_channels: int, c, k, t, s) -> None:
+        layers = []
+        if t != 1:
+            cbn = Cbn(in_channels, in_channels * t)
+            layers += [cbn, nn.SiLU()]
+            channels = cbn.out_channels
+        else:
+            channels = in_channels
+        cbn2 = Cbn(channels, channels, k=k, s=s, groups=channels)
+        se = Se(cbn2.out_channels, cbn2.out_channels, max(1, in_channels // 4))
         cbn3 = Cbn(se.out_channels, c)
-        super().__init__(cbn, nn.SiLU(), cbn2, nn.SiLU(), se, cbn3)
+        super().__init__(*layers, cbn2, nn.SiLU(), se, cbn3)
         self.out_channels = cbn3.out_channels
 
 
-class MbRes(Add):
-    """`mb_res` from the spec: its parameters are the constructor's."""
+class Mbconv(nn.Sequential):
+    """`mbconv` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c, k, t, p) -> None:
-        mb = Mb(in_channels, c, k, t)
-        super().__init__([nn.Sequential(mb, DropPath(p))])
-        self.out_channels = mb.out_channels
+    def __init__(self, in_channels: int, c, k, t, s=1, p=0) -> None:
+        layers = []
+        if s == 1 and in_channels == c:
+            mbconv_path = MbconvPath(in_channels, c, k, t, s)
+            layers += [Add([nn.Sequential(mbconv_path, DropPath(p))])]
+            channels = mbconv_path.out_channels
+        else:
+            mbconv_path2 = MbconvPath(in_channels, c, k, t, s)
+            layers += [mbconv_path2]
+            channels = mbconv_path2.out_channels
+        super().__init__(*layers)
+        self.out_channels = channels
+
+
+class Stage(nn.Sequential):
+    """`stage` from the spec: its parameters are the constructor's."""
+
+    def __init__(self, in_channels: int, t, k, s, c, n, b) -> None:
+        mbconv = Mbconv(in_channels, c, k, t, s=s, p=0.2 * b / 16)
+        layers = []
+        channels = mbconv.out_channels
+        for i in range(n - 1):
+            mbconv2 = Mbconv(channels, c, k, t, p=0.2 * (b + 1 + i) / 16)
+            layers += [mbconv2]
+            channels = mbconv2.out_channels
+        super().__init__(mbconv, *layers)
+        self.out_channels = channels
 
 
 class EfficientNetB0(nn.Module):
@@ -172,30 +197,16 @@ class EfficientNetB0(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1000) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
+        self.features = nn.Sequential(
             Cbn(in_channels, 32, k=3, s=2),
             nn.SiLU(),
-            Cbn(32, 32, k=3, groups=32),
-            nn.SiLU(),
-            Se(32, 32, 8),
-            Cbn(32, 16),
-        )
-        self.features = nn.Sequential(
-            Mb(16, 24, 3, 6, s=2, sq=4),
-            MbRes(24, 24, 3, 6, 0.025),
-            Mb(24, 40, 5, 6, s=2, sq=6),
-            MbRes(40, 40, 5, 6, 0.05),
-            Mb(40, 80, 3, 6, s=2, sq=10),
-            MbRes(80, 80, 3, 6, 0.075),
-            MbRes(80, 80, 3, 6, 0.0875),
-            Mb(80, 112, 5, 6, sq=20),
-            MbRes(112, 112, 5, 6, 0.1125),
-            MbRes(112, 112, 5, 6, 0.125),
-            Mb(112, 192, 5, 6, s=2, sq=28),
-            MbRes(192, 192, 5, 6, 0.15),
-            MbRes(192, 192, 5, 6, 0.1625),
-            MbRes(192, 192, 5, 6, 0.175),
-            Mb(192, 320, 3, 6, sq=48),
+            Stage(32, 1, 3, 1, 16, 1, 0),
+            Stage(16, 6, 3, 2, 24, 2, 1),
+            Stage(24, 6, 5, 2, 40, 2, 3),
+            Stage(40, 6, 3, 2, 80, 3, 5),
+            Stage(80, 6, 5, 1, 112, 3, 8),
+            Stage(112, 6, 5, 2, 192, 4, 11),
+            Stage(192, 6, 3, 1, 320, 1, 15),
             Cbn(320, 1280),
             nn.SiLU(),
         )
@@ -209,7 +220,6 @@ class EfficientNetB0(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 3 x 224 x 224
-        x = self.stem(x)  # N x 16 x 112 x 112
         x = self.features(x)  # N x 1280 x 7 x 7
         x = self.head(x)  # N x 1000
         return x

@@ -5,7 +5,7 @@
 import torch
 from torch import nn
 
-__all__ = ["MNASNet0_5", "Mb", "MbRes", "Stack"]
+__all__ = ["Inverted", "InvertedPath", "MNASNet0_5", "Stack"]
 
 
 Branches = dict[str, nn.Module] | list[nn.Module]
@@ -68,8 +68,8 @@ def init_xavier(module: nn.Module) -> None:
             nn.init.xavier_uniform_(m.weight)
 
 
-class Mb(nn.Sequential):
-    """`mb` from the spec: its parameters are the constructor's."""
+class InvertedPath(nn.Sequential):
+    """`inverted_path` from the spec: its parameters are the constructor's."""
 
     def __init__(self, in_channels: int, c, k, s, t) -> None:
         super().__init__(
@@ -93,27 +93,35 @@ class Mb(nn.Sequential):
         self.out_channels = c
 
 
-class MbRes(Add):
-    """`mb_res` from the spec: its parameters are the constructor's."""
+class Inverted(nn.Sequential):
+    """`inverted` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c, k, t) -> None:
-        mb = Mb(in_channels, c, k, 1, t)
-        super().__init__([mb])
-        self.out_channels = mb.out_channels
+    def __init__(self, in_channels: int, c, k, s, t) -> None:
+        layers = []
+        if s == 1 and in_channels == c:
+            inverted_path = InvertedPath(in_channels, c, k, s, t)
+            layers += [Add([inverted_path])]
+            channels = inverted_path.out_channels
+        else:
+            inverted_path2 = InvertedPath(in_channels, c, k, s, t)
+            layers += [inverted_path2]
+            channels = inverted_path2.out_channels
+        super().__init__(*layers)
+        self.out_channels = channels
 
 
 class Stack(nn.Sequential):
     """`stack` from the spec: its parameters are the constructor's."""
 
     def __init__(self, in_channels: int, c, k, s, t, n) -> None:
-        mb = Mb(in_channels, c, k, s, t)
+        inverted = Inverted(in_channels, c, k, s, t)
         layers = []
-        channels = mb.out_channels
+        channels = inverted.out_channels
         for _ in range(n - 1):
-            mb_res = MbRes(channels, c, k, t)
-            layers += [mb_res]
-            channels = mb_res.out_channels
-        super().__init__(mb, *layers)
+            inverted2 = Inverted(channels, c, k, 1, t)
+            layers += [inverted2]
+            channels = inverted2.out_channels
+        super().__init__(inverted, *layers)
         self.out_channels = channels
 
 

@@ -5,7 +5,7 @@
 import torch
 from torch import nn
 
-__all__ = ["ConvBn", "Inverted", "InvertedRes", "MobileNetV2"]
+__all__ = ["ConvBn", "Inverted", "InvertedPath", "MobileNetV2"]
 
 
 Branches = dict[str, nn.Module] | list[nn.Module]
@@ -88,20 +88,20 @@ class ConvBn(nn.Sequential):
         self.out_channels = c
 
 
-class Inverted(nn.Sequential):
-    """`inverted` from the spec: its parameters are the constructor's."""
+class InvertedPath(nn.Sequential):
+    """`inverted_path` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c, t, s=1) -> None:
-        conv_bn = ConvBn(in_channels, in_channels * t)
-        conv_bn2 = ConvBn(
-            conv_bn.out_channels,
-            conv_bn.out_channels,
-            k=3,
-            s=s,
-            groups=conv_bn.out_channels,
-        )
+    def __init__(self, in_channels: int, c, t, s) -> None:
+        layers = []
+        if t != 1:
+            conv_bn = ConvBn(in_channels, in_channels * t)
+            layers += [conv_bn]
+            channels = conv_bn.out_channels
+        else:
+            channels = in_channels
+        conv_bn2 = ConvBn(channels, channels, k=3, s=s, groups=channels)
         super().__init__(
-            conv_bn,
+            *layers,
             conv_bn2,
             nn.Conv2d(conv_bn2.out_channels, c, kernel_size=1, bias=False),
             nn.BatchNorm2d(c),
@@ -109,13 +109,21 @@ class Inverted(nn.Sequential):
         self.out_channels = c
 
 
-class InvertedRes(Add):
-    """`inverted_res` from the spec: its parameters are the constructor's."""
+class Inverted(nn.Sequential):
+    """`inverted` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c, t) -> None:
-        inverted = Inverted(in_channels, c, t)
-        super().__init__([inverted])
-        self.out_channels = inverted.out_channels
+    def __init__(self, in_channels: int, c, t, s=1) -> None:
+        layers = []
+        if s == 1 and in_channels == c:
+            inverted_path = InvertedPath(in_channels, c, t, s)
+            layers += [Add([inverted_path])]
+            channels = inverted_path.out_channels
+        else:
+            inverted_path2 = InvertedPath(in_channels, c, t, s)
+            layers += [inverted_path2]
+            channels = inverted_path2.out_channels
+        super().__init__(*layers)
+        self.out_channels = channels
 
 
 class MobileNetV2(nn.Module):
@@ -123,28 +131,24 @@ class MobileNetV2(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1000) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            ConvBn(in_channels, 32, k=3, s=2),
-            ConvBn(32, 32, k=3, groups=32),
-            nn.Conv2d(32, 16, kernel_size=1, bias=False),
-            nn.BatchNorm2d(16),
-        )
         self.features = nn.Sequential(
+            ConvBn(in_channels, 32, k=3, s=2),
+            Inverted(32, 16, 1),
             Inverted(16, 24, 6, s=2),
-            InvertedRes(24, 24, 6),
+            Inverted(24, 24, 6),
             Inverted(24, 32, 6, s=2),
-            InvertedRes(32, 32, 6),
-            InvertedRes(32, 32, 6),
+            Inverted(32, 32, 6),
+            Inverted(32, 32, 6),
             Inverted(32, 64, 6, s=2),
-            InvertedRes(64, 64, 6),
-            InvertedRes(64, 64, 6),
-            InvertedRes(64, 64, 6),
+            Inverted(64, 64, 6),
+            Inverted(64, 64, 6),
+            Inverted(64, 64, 6),
             Inverted(64, 96, 6),
-            InvertedRes(96, 96, 6),
-            InvertedRes(96, 96, 6),
+            Inverted(96, 96, 6),
+            Inverted(96, 96, 6),
             Inverted(96, 160, 6, s=2),
-            InvertedRes(160, 160, 6),
-            InvertedRes(160, 160, 6),
+            Inverted(160, 160, 6),
+            Inverted(160, 160, 6),
             Inverted(160, 320, 6),
             ConvBn(320, 1280),
         )
@@ -158,7 +162,6 @@ class MobileNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 3 x 224 x 224
-        x = self.stem(x)  # N x 16 x 112 x 112
         x = self.features(x)  # N x 1280 x 7 x 7
         x = self.head(x)  # N x 1000
         return x

@@ -5,15 +5,7 @@
 import torch
 from torch import nn
 
-__all__ = [
-    "BneckHs",
-    "BneckHsRes",
-    "BneckRe",
-    "BneckReRes",
-    "Cbn",
-    "MobileNetV3Small",
-    "Se",
-]
+__all__ = ["Bneck", "BneckPath", "Cbn", "MobileNetV3Small", "SqueezeExcite"]
 
 
 Branches = dict[str, nn.Module] | list[nn.Module]
@@ -78,6 +70,17 @@ class Mul(nn.Module):
         return out
 
 
+def make_divisible(v, divisor=8, min_value=None):
+    """torchvision's `_make_divisible`, for width rules in generated block classes (the
+    spec language's own copy, in `language/expressions.py`, is tested equal to it)."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
 def init_xavier(module: nn.Module) -> None:
     """d2l's `init_weights`: xavier-uniform weights for every conv and linear layer.
 
@@ -110,17 +113,17 @@ class Cbn(nn.Sequential):
         self.out_channels = c
 
 
-class Se(Mul):
-    """`se` from the spec: its parameters are the constructor's."""
+class SqueezeExcite(Mul):
+    """`squeeze_excite` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c, s) -> None:
+    def __init__(self, in_channels: int, c, sq) -> None:
         super().__init__(
             [
                 nn.Sequential(
                     nn.AdaptiveAvgPool2d((1, 1)),
-                    nn.Conv2d(in_channels, s, kernel_size=1),
+                    nn.Conv2d(in_channels, sq, kernel_size=1),
                     nn.ReLU(),
-                    nn.Conv2d(s, c, kernel_size=1),
+                    nn.Conv2d(sq, c, kernel_size=1),
                     nn.Hardsigmoid(),
                 )
             ]
@@ -128,45 +131,45 @@ class Se(Mul):
         self.out_channels = in_channels
 
 
-class BneckRe(nn.Sequential):
-    """`bneck_re` from the spec: its parameters are the constructor's."""
+class BneckPath(nn.Sequential):
+    """`bneck_path` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c, e, k, s=1) -> None:
-        cbn = Cbn(in_channels, e)
-        cbn2 = Cbn(cbn.out_channels, e, k=k, s=s, groups=e)
-        cbn3 = Cbn(cbn2.out_channels, c)
-        super().__init__(cbn, nn.ReLU(), cbn2, nn.ReLU(), cbn3)
+    def __init__(self, in_channels: int, c, e, k, se, s, act) -> None:
+        layers = []
+        if e != in_channels:
+            cbn = Cbn(in_channels, e)
+            layers += [cbn, act()]
+            channels = cbn.out_channels
+        else:
+            channels = in_channels
+        cbn2 = Cbn(channels, e, k=k, s=s, groups=e)
+        layers2 = []
+        if se:
+            squeeze_excite = SqueezeExcite(cbn2.out_channels, e, make_divisible(e // 4))
+            layers2 += [squeeze_excite]
+            channels2 = squeeze_excite.out_channels
+        else:
+            channels2 = cbn2.out_channels
+        cbn3 = Cbn(channels2, c)
+        super().__init__(*layers, cbn2, act(), *layers2, cbn3)
         self.out_channels = cbn3.out_channels
 
 
-class BneckReRes(Add):
-    """`bneck_re_res` from the spec: its parameters are the constructor's."""
+class Bneck(nn.Sequential):
+    """`bneck` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c, e, k) -> None:
-        bneck_re = BneckRe(in_channels, c, e, k)
-        super().__init__([bneck_re])
-        self.out_channels = bneck_re.out_channels
-
-
-class BneckHs(nn.Sequential):
-    """`bneck_hs` from the spec: its parameters are the constructor's."""
-
-    def __init__(self, in_channels: int, c, e, k, sq, s=1) -> None:
-        cbn = Cbn(in_channels, e)
-        cbn2 = Cbn(cbn.out_channels, e, k=k, s=s, groups=e)
-        se = Se(cbn2.out_channels, e, sq)
-        cbn3 = Cbn(se.out_channels, c)
-        super().__init__(cbn, nn.Hardswish(), cbn2, nn.Hardswish(), se, cbn3)
-        self.out_channels = cbn3.out_channels
-
-
-class BneckHsRes(Add):
-    """`bneck_hs_res` from the spec: its parameters are the constructor's."""
-
-    def __init__(self, in_channels: int, c, e, k, sq) -> None:
-        bneck_hs = BneckHs(in_channels, c, e, k, sq)
-        super().__init__([bneck_hs])
-        self.out_channels = bneck_hs.out_channels
+    def __init__(self, in_channels: int, c, e, k, se, s, act=nn.ReLU) -> None:
+        layers = []
+        if s == 1 and in_channels == c:
+            bneck_path = BneckPath(in_channels, c, e, k, se, s, act)
+            layers += [Add([bneck_path])]
+            channels = bneck_path.out_channels
+        else:
+            bneck_path2 = BneckPath(in_channels, c, e, k, se, s, act)
+            layers += [bneck_path2]
+            channels = bneck_path2.out_channels
+        super().__init__(*layers)
+        self.out_channels = channels
 
 
 class MobileNetV3Small(nn.Module):
@@ -174,25 +177,20 @@ class MobileNetV3Small(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1000) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
+        self.features = nn.Sequential(
             Cbn(in_channels, 16, k=3, s=2),
             nn.Hardswish(),
-            Cbn(16, 16, k=3, s=2, groups=16),
-            nn.ReLU(),
-            Se(16, 16, 8),
-            Cbn(16, 16),
-        )
-        self.features = nn.Sequential(
-            BneckRe(16, 24, 72, 3, s=2),
-            BneckReRes(24, 24, 88, 3),
-            BneckHs(24, 40, 96, 5, 24, s=2),
-            BneckHsRes(40, 40, 240, 5, 64),
-            BneckHsRes(40, 40, 240, 5, 64),
-            BneckHs(40, 48, 120, 5, 32),
-            BneckHsRes(48, 48, 144, 5, 40),
-            BneckHs(48, 96, 288, 5, 72, s=2),
-            BneckHsRes(96, 96, 576, 5, 144),
-            BneckHsRes(96, 96, 576, 5, 144),
+            Bneck(16, 16, 16, 3, True, 2),
+            Bneck(16, 24, 72, 3, False, 2),
+            Bneck(24, 24, 88, 3, False, 1),
+            Bneck(24, 40, 96, 5, True, 2, act=nn.Hardswish),
+            Bneck(40, 40, 240, 5, True, 1, act=nn.Hardswish),
+            Bneck(40, 40, 240, 5, True, 1, act=nn.Hardswish),
+            Bneck(40, 48, 120, 5, True, 1, act=nn.Hardswish),
+            Bneck(48, 48, 144, 5, True, 1, act=nn.Hardswish),
+            Bneck(48, 96, 288, 5, True, 2, act=nn.Hardswish),
+            Bneck(96, 96, 576, 5, True, 1, act=nn.Hardswish),
+            Bneck(96, 96, 576, 5, True, 1, act=nn.Hardswish),
             Cbn(96, 576),
             nn.Hardswish(),
         )
@@ -208,7 +206,6 @@ class MobileNetV3Small(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # N x 3 x 224 x 224
-        x = self.stem(x)  # N x 16 x 56 x 56
         x = self.features(x)  # N x 576 x 7 x 7
         x = self.head(x)  # N x 1000
         return x

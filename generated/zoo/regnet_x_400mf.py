@@ -5,7 +5,7 @@
 import torch
 from torch import nn
 
-__all__ = ["RegNetX400MF", "XBlock", "XStage"]
+__all__ = ["RegNetX400MF", "XBlock", "XPath", "XStage"]
 
 
 Branches = dict[str, nn.Module] | list[nn.Module]
@@ -68,44 +68,51 @@ def init_xavier(module: nn.Module) -> None:
             nn.init.xavier_uniform_(m.weight)
 
 
+class XPath(nn.Sequential):
+    """`x_path` from the spec: its parameters are the constructor's."""
+
+    def __init__(self, in_channels: int, w, s, g) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, w, kernel_size=1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(),
+            nn.Conv2d(
+                w, w, kernel_size=3, stride=s, padding=1, groups=w // g, bias=False
+            ),
+            nn.BatchNorm2d(w),
+            nn.ReLU(),
+            nn.Conv2d(w, w, kernel_size=1, bias=False),
+            nn.BatchNorm2d(w),
+        )
+        self.out_channels = w
+
+
 class XBlock(nn.Sequential):
     """`x_block` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, w, s=1, down=0, g=16) -> None:
+    def __init__(self, in_channels: int, w, s=1, g=16) -> None:
         layers = []
-        channels = in_channels
-        for _ in range(down):
+        if s != 1 or in_channels != w:
+            x_path = XPath(in_channels, w, s, g)
             layers += [
-                nn.Conv2d(channels, w, kernel_size=1, stride=s, bias=False),
-                nn.BatchNorm2d(w),
+                Add(
+                    {
+                        "proj": nn.Sequential(
+                            nn.Conv2d(
+                                in_channels, w, kernel_size=1, stride=s, bias=False
+                            ),
+                            nn.BatchNorm2d(w),
+                        ),
+                        "f": x_path,
+                    }
+                )
             ]
             channels = w
-        super().__init__(
-            Add(
-                {
-                    "proj": nn.Sequential(*layers),
-                    "f": nn.Sequential(
-                        nn.Conv2d(in_channels, w, kernel_size=1, bias=False),
-                        nn.BatchNorm2d(w),
-                        nn.ReLU(),
-                        nn.Conv2d(
-                            w,
-                            w,
-                            kernel_size=3,
-                            stride=s,
-                            padding=1,
-                            groups=w // g,
-                            bias=False,
-                        ),
-                        nn.BatchNorm2d(w),
-                        nn.ReLU(),
-                        nn.Conv2d(w, w, kernel_size=1, bias=False),
-                        nn.BatchNorm2d(w),
-                    ),
-                }
-            ),
-            nn.ReLU(),
-        )
+        else:
+            x_path2 = XPath(in_channels, w, s, g)
+            layers += [Add([x_path2])]
+            channels = x_path2.out_channels
+        super().__init__(*layers, nn.ReLU())
         self.out_channels = channels
 
 
@@ -113,7 +120,7 @@ class XStage(nn.Sequential):
     """`x_stage` from the spec: its parameters are the constructor's."""
 
     def __init__(self, in_channels: int, w, n) -> None:
-        x_block = XBlock(in_channels, w, s=2, down=1)
+        x_block = XBlock(in_channels, w, s=2)
         layers = []
         channels = x_block.out_channels
         for _ in range(n - 1):

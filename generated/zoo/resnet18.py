@@ -71,37 +71,52 @@ def init_xavier(module: nn.Module) -> None:
 class Basic(nn.Sequential):
     """`basic` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c, s=1, down=0) -> None:
+    def __init__(self, in_channels: int, c, s=1) -> None:
         layers = []
-        channels = in_channels
-        for _ in range(down):
+        if s != 1 or in_channels != c:
             layers += [
-                nn.Conv2d(channels, c, kernel_size=1, stride=s, bias=False),
-                nn.BatchNorm2d(c),
-            ]
-            channels = c
-        super().__init__(
-            Add(
-                {
-                    "main": nn.Sequential(
-                        nn.Conv2d(
-                            in_channels,
-                            c,
-                            kernel_size=3,
-                            stride=s,
-                            padding=1,
-                            bias=False,
+                Add(
+                    {
+                        "main": nn.Sequential(
+                            nn.Conv2d(
+                                in_channels,
+                                c,
+                                kernel_size=3,
+                                stride=s,
+                                padding=1,
+                                bias=False,
+                            ),
+                            nn.BatchNorm2d(c),
+                            nn.ReLU(),
+                            nn.Conv2d(c, c, kernel_size=3, padding=1, bias=False),
+                            nn.BatchNorm2d(c),
                         ),
-                        nn.BatchNorm2d(c),
-                        nn.ReLU(),
-                        nn.Conv2d(c, c, kernel_size=3, padding=1, bias=False),
-                        nn.BatchNorm2d(c),
-                    ),
-                    "skip": nn.Sequential(*layers),
-                }
-            ),
-            nn.ReLU(),
-        )
+                        "downsample": nn.Sequential(
+                            nn.Conv2d(
+                                in_channels, c, kernel_size=1, stride=s, bias=False
+                            ),
+                            nn.BatchNorm2d(c),
+                        ),
+                    }
+                )
+            ]
+        else:
+            layers += [
+                Add(
+                    {
+                        "main": nn.Sequential(
+                            nn.Conv2d(
+                                in_channels, c, kernel_size=3, padding=1, bias=False
+                            ),
+                            nn.BatchNorm2d(c),
+                            nn.ReLU(),
+                            nn.Conv2d(c, c, kernel_size=3, padding=1, bias=False),
+                            nn.BatchNorm2d(c),
+                        )
+                    }
+                )
+            ]
+        super().__init__(*layers, nn.ReLU())
         self.out_channels = c
 
 
@@ -117,9 +132,9 @@ class ResNet18(nn.Module):
             nn.MaxPool2d(3, stride=2, padding=1),
         )
         self.layer1 = nn.Sequential(Basic(64, 64), Basic(64, 64))
-        self.layer2 = nn.Sequential(Basic(64, 128, s=2, down=1), Basic(128, 128))
-        self.layer3 = nn.Sequential(Basic(128, 256, s=2, down=1), Basic(256, 256))
-        self.layer4 = nn.Sequential(Basic(256, 512, s=2, down=1), Basic(512, 512))
+        self.layer2 = nn.Sequential(Basic(64, 128, s=2), Basic(128, 128))
+        self.layer3 = nn.Sequential(Basic(128, 256, s=2), Basic(256, 256))
+        self.layer4 = nn.Sequential(Basic(256, 512, s=2), Basic(512, 512))
         self.head = nn.Sequential(
             nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(512, num_classes)
         )

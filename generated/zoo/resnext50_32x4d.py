@@ -71,48 +71,84 @@ def init_xavier(module: nn.Module) -> None:
 class Bottleneck(nn.Sequential):
     """`bottleneck` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c, s=1, down=0, groups=32, width=4) -> None:
+    def __init__(self, in_channels: int, c, s=1, groups=32, width=4) -> None:
         layers = []
-        channels = in_channels
-        for _ in range(down):
+        if s != 1 or in_channels != c * 4:
             layers += [
-                nn.Conv2d(channels, c * 4, kernel_size=1, stride=s, bias=False),
-                nn.BatchNorm2d(c * 4),
+                Add(
+                    {
+                        "main": nn.Sequential(
+                            nn.Conv2d(
+                                in_channels,
+                                int(c * width / 64) * groups,
+                                kernel_size=1,
+                                bias=False,
+                            ),
+                            nn.BatchNorm2d(int(c * width / 64) * groups),
+                            nn.ReLU(),
+                            nn.Conv2d(
+                                int(c * width / 64) * groups,
+                                int(c * width / 64) * groups,
+                                kernel_size=3,
+                                stride=s,
+                                padding=1,
+                                groups=groups,
+                                bias=False,
+                            ),
+                            nn.BatchNorm2d(int(c * width / 64) * groups),
+                            nn.ReLU(),
+                            nn.Conv2d(
+                                int(c * width / 64) * groups,
+                                c * 4,
+                                kernel_size=1,
+                                bias=False,
+                            ),
+                            nn.BatchNorm2d(c * 4),
+                        ),
+                        "downsample": nn.Sequential(
+                            nn.Conv2d(
+                                in_channels, c * 4, kernel_size=1, stride=s, bias=False
+                            ),
+                            nn.BatchNorm2d(c * 4),
+                        ),
+                    }
+                )
             ]
-            channels = c * 4
-        super().__init__(
-            Add(
-                {
-                    "main": nn.Sequential(
-                        nn.Conv2d(
-                            in_channels,
-                            c * width // 64 * groups,
-                            kernel_size=1,
-                            bias=False,
-                        ),
-                        nn.BatchNorm2d(c * width // 64 * groups),
-                        nn.ReLU(),
-                        nn.Conv2d(
-                            c * width // 64 * groups,
-                            c * width // 64 * groups,
-                            kernel_size=3,
-                            stride=s,
-                            padding=1,
-                            groups=groups,
-                            bias=False,
-                        ),
-                        nn.BatchNorm2d(c * width // 64 * groups),
-                        nn.ReLU(),
-                        nn.Conv2d(
-                            c * width // 64 * groups, c * 4, kernel_size=1, bias=False
-                        ),
-                        nn.BatchNorm2d(c * 4),
-                    ),
-                    "skip": nn.Sequential(*layers),
-                }
-            ),
-            nn.ReLU(),
-        )
+        else:
+            layers += [
+                Add(
+                    {
+                        "main": nn.Sequential(
+                            nn.Conv2d(
+                                in_channels,
+                                int(c * width / 64) * groups,
+                                kernel_size=1,
+                                bias=False,
+                            ),
+                            nn.BatchNorm2d(int(c * width / 64) * groups),
+                            nn.ReLU(),
+                            nn.Conv2d(
+                                int(c * width / 64) * groups,
+                                int(c * width / 64) * groups,
+                                kernel_size=3,
+                                padding=1,
+                                groups=groups,
+                                bias=False,
+                            ),
+                            nn.BatchNorm2d(int(c * width / 64) * groups),
+                            nn.ReLU(),
+                            nn.Conv2d(
+                                int(c * width / 64) * groups,
+                                c * 4,
+                                kernel_size=1,
+                                bias=False,
+                            ),
+                            nn.BatchNorm2d(c * 4),
+                        )
+                    }
+                )
+            ]
+        super().__init__(*layers, nn.ReLU())
         self.out_channels = c * 4
 
 
@@ -120,7 +156,7 @@ class Stage(nn.Sequential):
     """`stage` from the spec: its parameters are the constructor's."""
 
     def __init__(self, in_channels: int, c, n, s=1) -> None:
-        bottleneck = Bottleneck(in_channels, c, s=s, down=1)
+        bottleneck = Bottleneck(in_channels, c, s=s)
         layers = []
         channels = bottleneck.out_channels
         for _ in range(n - 1):

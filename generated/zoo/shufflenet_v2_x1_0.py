@@ -5,7 +5,7 @@
 import torch
 from torch import nn
 
-__all__ = ["Down", "Dw", "Pw", "ShuffleNetV2", "Stage", "Unit"]
+__all__ = ["Dw", "Pw", "ShuffleNetV2", "Stage", "Unit"]
 
 
 Branches = dict[str, nn.Module] | list[nn.Module]
@@ -89,47 +89,41 @@ class Pw(nn.Sequential):
         self.out_channels = c
 
 
-class Down(nn.Sequential):
-    """`down` from the spec: its parameters are the constructor's."""
-
-    def __init__(self, in_channels: int, c) -> None:
-        dw = Dw(in_channels, s=2)
-        pw = Pw(dw.out_channels, c // 2)
-        pw2 = Pw(in_channels, c // 2)
-        dw2 = Dw(pw2.out_channels, s=2)
-        pw3 = Pw(dw2.out_channels, c // 2)
-        super().__init__(
-            Concat([nn.Sequential(dw, pw), nn.Sequential(pw2, dw2, pw3)]),
-            nn.ChannelShuffle(2),
-        )
-        self.out_channels = pw.out_channels + pw3.out_channels
-
-
 class Unit(nn.Sequential):
     """`unit` from the spec: its parameters are the constructor's."""
 
-    def __init__(self, in_channels: int, c) -> None:
-        pw = Pw(in_channels // 2, c // 2)
-        dw = Dw(pw.out_channels)
-        pw2 = Pw(dw.out_channels, c // 2)
-        super().__init__(
-            Split([nn.Identity(), nn.Sequential(pw, dw, pw2)]), nn.ChannelShuffle(2)
-        )
-        self.out_channels = in_channels // 2 + pw2.out_channels
+    def __init__(self, in_channels: int, c, s=1) -> None:
+        layers = []
+        if s > 1:
+            dw = Dw(in_channels, s)
+            pw = Pw(dw.out_channels, c // 2)
+            pw2 = Pw(in_channels, c // 2)
+            dw2 = Dw(pw2.out_channels, s)
+            pw3 = Pw(dw2.out_channels, c // 2)
+            layers += [Concat([nn.Sequential(dw, pw), nn.Sequential(pw2, dw2, pw3)])]
+            channels = pw.out_channels + pw3.out_channels
+        else:
+            pw4 = Pw(in_channels // 2, c // 2)
+            dw3 = Dw(pw4.out_channels)
+            pw5 = Pw(dw3.out_channels, c // 2)
+            layers += [Split([nn.Identity(), nn.Sequential(pw4, dw3, pw5)])]
+            channels = in_channels // 2 + pw5.out_channels
+        super().__init__(*layers, nn.ChannelShuffle(2))
+        self.out_channels = channels
 
 
 class Stage(nn.Sequential):
     """`stage` from the spec: its parameters are the constructor's."""
 
     def __init__(self, in_channels: int, c, n) -> None:
-        down = Down(in_channels, c)
+        unit = Unit(in_channels, c, s=2)
         layers = []
-        channels = down.out_channels
+        channels = unit.out_channels
         for _ in range(n - 1):
-            unit = Unit(channels, c)
-            layers += [unit]
-            channels = unit.out_channels
-        super().__init__(down, *layers)
+            unit2 = Unit(channels, c)
+            layers += [unit2]
+            channels = unit2.out_channels
+        super().__init__(unit, *layers)
         self.out_channels = channels
 
 
