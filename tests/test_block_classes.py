@@ -180,6 +180,15 @@ def test_a_projection_an_arm_s_test_decides_is_made_or_not_outright(test, tmp_pa
     assert "shortcut = None" not in source
 
 
+def test_a_comparison_of_an_expression_with_itself_is_decided_for_every_argument(tmp_path):
+    """`C_in == C` before any layer holds whatever the arguments: the class writes the
+    arm it takes, with no test."""
+    blocks = "block b(c):\n    if C_in == C:\n        conv(c, k=1)\n    else:\n        relu\n"
+    text = f"{blocks}network T(input=3x6x6, classes=10):\n    a: b(4) b(2)\n"
+    source = check_all_backends(text, tmp_path, "n").codegen()
+    assert "class B(" in source and "if in_channels == in_channels" not in source
+
+
 IN_PLACE = {
     # whether the branch is there (and so the branches and their channels) follows the
     # arguments: each use keeps the branches its own arguments keep

@@ -142,6 +142,10 @@ class _Generic(_Inference):
     def item(self, item, flow: Flow, env, out: list[Node]) -> Flow:
         if isinstance(item, (ir.Repeat, ir.For)):
             node = self.loop(item, flow, env)
+        elif isinstance(item, ir.If) and (holds := self.decided(item.test, flow, env)) is not None:
+            for inner in item.body if holds else item.orelse:  # one arm, for every argument
+                flow = self.item(inner, flow, env, out)
+            return flow
         elif isinstance(item, ir.If):
             node = self.branching(item, flow, env)
         elif isinstance(item, ir.Call) and isinstance(env.get(item.op), OpParameter):
@@ -150,6 +154,18 @@ class _Generic(_Inference):
             return super().item(item, flow, env, out)
         out.append(node)
         return Flow(node.out_shape, node.label, item.pos)
+
+    def decided(self, test: ir.Node, flow: Flow, env) -> bool | None:
+        """A comparison of one expression with itself (`C_in == C` before any layer):
+        what it gives for every argument; None for any other test."""
+        orders = {"==": True, "<=": True, ">=": True, "!=": False, "<": False, ">": False}
+        if not isinstance(test, ir.BinOp) or test.op not in orders:
+            return None
+        scope = self._shape_scope(env, flow.shape)
+        with symbols.tracing() as choices:  # a side that chose on a value is no expression
+            sides = (evaluate(test.left, scope), evaluate(test.right, scope))
+        same = not choices and symbols.symbolic(sides[0]) and repr(sides[0]) == repr(sides[1])
+        return orders[test.op] if same else None
 
     def scope_of(self, exprs, env, flow: Flow) -> tuple[tuple[str, object], ...]:
         """The values the expressions `exprs` read, by name."""
