@@ -69,10 +69,6 @@ class _Generator:
                 seen.add(key)
                 self.calls.setdefault(node.block, []).append(node)
 
-    def is_single_layer(self, block: ir.BlockDef) -> bool:
-        body = block.body
-        return len(body) == 1 and isinstance(body[0], ir.Call) and body[0].op in LAYERS
-
     def generic(self, name: str, witness: Node) -> BlockClass | None:
         """The block's class, written from its body walked with the values of `witness`
         (the node of its first call met), or of another call where an arm `witness`
