@@ -120,9 +120,9 @@ class Named:
     """A parameter that is no number (a flag, none, a table of numbers), written by its
     name: it can be tested, indexed and passed on; arithmetic on it is refused."""
 
-    def __init__(self, name: str, value):
-        self.name, self.value = name, value
-        self.names = frozenset({name.split("[", 1)[0]})
+    def __init__(self, name: str, value, names: frozenset[str] | None = None):
+        self.name, self.value = name, value  # `name` is source: `rows` or `rows[i]`
+        self.names = names if names is not None else frozenset({name})
 
     def __repr__(self) -> str:
         return self.name
@@ -136,9 +136,7 @@ def item(target: Named, index, value):
     text = f"{target.name}[{render(index)}]"
     found = target.names | names(index)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        made = Named(text, value)
-        made.names = found
-        return made
+        return Named(text, value, found)
     return (SymInt if isinstance(value, int) else SymFloat)(value, Form(text=text), found)
 
 

@@ -103,11 +103,7 @@ class Add(Combinator, kind="add"):
         strided = project is None and stride not in (None, (1, 1)) and _steps_to(flow.shape, stride)
         if main.out_shape != flow.shape or project is True or strided:
             if project is False:
-                raise ShapeError(
-                    f"add: the branch turns {fmt(flow.shape)} into {fmt(main.out_shape)} but "
-                    "project=false keeps the shortcut as it is; they cannot be added",
-                    comb.pos,
-                )
+                raise _unprojected(comb, flow.shape, main.out_shape)
             shortcut = walker.apply(_projection(flow.shape, main, comb.pos), flow, comb.pos)
             owned = (("shortcut", shortcut),)
         kept = () if scale is None else (("scale", float(scale)),)
@@ -143,11 +139,7 @@ def _generic_shortcut(walker, comb, flow: Flow, main: Node, project) -> tuple:
     flag = project if isinstance(project, Named) else None  # a parameter: decided by it
     if flag is None and (project is False or (project is None and repr(dst) == repr(src))):
         if project is False and dst != src:
-            raise ShapeError(
-                f"add: the branch turns {fmt(src)} into {fmt(dst)} but project=false keeps "
-                "the shortcut as it is; they cannot be added",
-                comb.pos,
-            )
+            raise _unprojected(comb, src, dst)
         return ()
     stride = path_stride(main)
     if stride is None or not keeps_size(main):
@@ -168,6 +160,15 @@ def _generic_shortcut(walker, comb, flow: Flow, main: Node, project) -> tuple:
         children=(("layer", shortcut),), differs=tuple(differs), flag=flag,
     )  # fmt: skip
     return (("shortcut", guarded),)
+
+
+def _unprojected(comb: ir.Combinator, src: Shape, dst: Shape) -> ShapeError:
+    """`project=false` around a branch that changes the shape."""
+    return ShapeError(
+        f"add: the branch turns {fmt(src)} into {fmt(dst)} but project=false keeps the "
+        "shortcut as it is; they cannot be added",
+        comb.pos,
+    )
 
 
 def _check_sum_is_meant(comb: ir.Combinator, options) -> None:

@@ -16,7 +16,6 @@ that call does not take), it raises OtherWitness, and the generator tries anothe
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,14 +36,21 @@ from ...analysis.generic_nodes import (
 from ...analysis.graph import Node, steps
 from ...analysis.ops import LAYERS, ModuleCall, plain_module
 from ...language import ir
-from ...language.expressions import FUNCTIONS, PYTHON_CONSTANTS, OpRef, unparse
+from ...language.expressions import PYTHON_CONSTANTS, OpRef, unparse
 from ...language.symbols import render
 from ...limits import Limits
 from ..runtime_source import runtime_names
 from .forward import line_statements, local_names
 from .names import PythonNames
 from .pyformat import BODY_INDENT, Call, List, lines, sum_lines
-from .values import CodegenError, collect, constructor, py_value
+from .values import (
+    CodegenError,
+    collect,
+    constructor,
+    layer_constructor,
+    py_value,
+    runtime_functions,
+)
 
 
 class Module(Protocol):
@@ -120,10 +126,11 @@ class BlockWriter:
         """`value` as source: a symbol's expression, a parameter's name, a literal."""
         if unwritable(value):
             raise self.fail("a size that follows the height or width", (0, 0))
-        source = py_value(value)
-        for name in re.findall(r"\b(\w+)\(", source):
-            if name in FUNCTIONS and name in runtime_names():
-                self.runtime.add(name)  # make_divisible, copied from the runtime
+        return self.calling(py_value(value))
+
+    def calling(self, source: str) -> str:
+        """`source`, noting the runtime functions it calls (make_divisible)."""
+        self.runtime |= runtime_functions(source)
         return source
 
     def expression(self, expr: ir.Node, scope: Mapping[str, object]) -> str:
@@ -138,13 +145,10 @@ class BlockWriter:
                 return self.op_class(value.op)  # a layer named as a value
             return render(value, outer) if not isinstance(value, tuple) else self.text(value)
 
-        for node in _funcs(expr):
-            if node in runtime_names():
-                self.runtime.add(node)
         for value in scope.values():
             if not isinstance(value, OpRef):
                 self.text(value)  # refuses what no class can write
-        return unparse(expr, constants=PYTHON_CONSTANTS, bound=name)
+        return self.calling(unparse(expr, constants=PYTHON_CONSTANTS, bound=name))
 
     def runtime_class(self, name: str) -> str:
         if name in runtime_names():
@@ -175,11 +179,7 @@ class BlockWriter:
         if isinstance(node, LayerParameter):
             return Call(node.local, ())
         if node.is_layer:
-            layer = node.layer
-            args = {k: self.text(v) for k, v in layer.arguments().items()}
-            image = len(node.in_shape) == 3
-            channels = self.text(node.in_shape[0])
-            return self.construct(type(layer).constructor(args, channels, image))
+            return self.construct(layer_constructor(node, self.text))
         if isinstance(node, Instance):
             local = node.local
             self.assign(local, Call(*self.instance(node)))
@@ -287,8 +287,7 @@ class BlockWriter:
             raise self.fail(f"'{node.kind}' (its own layers' sizes need the shapes)", node.pos)
         if rule.layout == "chain":
             return self.dense(node, rule)
-        named = [(name, self.module(child)) for name, child in node.children]
-        branches = collect([(None if n == str(i) else n, e) for i, (n, e) in enumerate(named)])
+        branches = collect([(name, self.module(child)) for name, child in node.children])
         owned = {name: self.owned(name, layer) for name, layer in node.owned}
         owned = {name: local for name, local in owned.items() if local is not None}
         options = {name: self.text(value) for name, value in node.options}
@@ -381,10 +380,7 @@ class BlockWriter:
                 return "in_channels"
             return self.op_class(identifier)
 
-        for node in _funcs(expr):
-            if node in runtime_names():
-                self.runtime.add(node)
-        return unparse(expr, name, PYTHON_CONSTANTS)
+        return self.calling(unparse(expr, name, PYTHON_CONSTANTS))
 
     def write(self) -> BlockClass:
         block = self.block
@@ -457,10 +453,6 @@ class BlockWriter:
 
 def _op_class(op: str) -> str | None:
     return plain_module(LAYERS[op]) if op in LAYERS else None
-
-
-def _funcs(expr: ir.Node) -> list[str]:
-    return [node.name for node in _walk(expr) if isinstance(node, ir.Func)]
 
 
 def _walk(expr: ir.Node):

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import textwrap
-from functools import cache
+from functools import cache, cached_property
 from importlib.resources import files
+from itertools import chain, islice
 from pathlib import Path
 
 import jinja2
@@ -38,7 +39,7 @@ from .forward import forward_lines
 from .names import PythonNames
 from .network_args import Written, parameters
 from .pyformat import BODY_INDENT, Call, Dict, List, lines
-from .values import CodegenError, collect, constructor, py_value
+from .values import CodegenError, collect, constructor, layer_constructor, py_value
 
 __all__ = ["CodegenError", "generate"]
 
@@ -59,15 +60,16 @@ class _Generator:
         self.classes: dict[str, BlockClass | None] = {}
         # The network parameters a residual written out in place chose its shortcut on.
         self.read: set[str] = set()
-        # Each block's calls in the network, with distinct values: the witnesses its
-        # class may be written from.
-        self.calls: dict[str, list[Node]] = {}
-        seen = set()
-        for _, _, node in graph.walk():
-            key = (node.block, repr(node.in_shape), repr(node.args))
-            if node.block is not None and key not in seen:
-                seen.add(key)
-                self.calls.setdefault(node.block, []).append(node)
+
+    @cached_property
+    def calls(self) -> dict[str, list[Node]]:
+        """Each block's calls in the network with distinct values, in forward order: the
+        witnesses its class may be written from (found when a class first needs one)."""
+        found: dict[str, dict[tuple[str, str], Node]] = {}
+        for _, _, node in self.graph.walk():
+            if node.block is not None:
+                found.setdefault(node.block, {}).setdefault(_values(node), node)
+        return {name: list(calls.values()) for name, calls in found.items()}
 
     def generic(self, name: str, witness: Node) -> BlockClass | None:
         """The block's class, written from its body walked with the values of `witness`
@@ -75,7 +77,8 @@ class _Generator:
         does not take fails with its values; None where it cannot be one."""
         if name not in self.classes:
             self.classes[name] = None  # until written: blocks cannot recurse
-            for node in [witness, *self.calls.get(name, ())][:_WITNESSES]:
+            others = (n for n in self.calls.get(name, ()) if _values(n) != _values(witness))
+            for node in islice(chain([witness], others), _WITNESSES):
                 try:
                     self.classes[name] = BlockWriter(self, self.blocks[name], node).write()
                 except OtherWitness:
@@ -103,10 +106,7 @@ class _Generator:
     def module(self, node: Node):
         """The constructor expression for a node, with concrete sizes."""
         if node.is_layer:
-            layer = node.layer
-            args = {k: py_value(v) for k, v in layer.arguments().items()}
-            image = len(node.in_shape) == 3
-            return self.construct(type(layer).constructor(args, py_value(node.in_shape[0]), image))
+            return self.construct(layer_constructor(node))
         generic = node.block is not None and self.generic(node.block, node) is not None
         if generic and self.passable(node):
             self.use_block(node.block)
@@ -132,7 +132,7 @@ class _Generator:
                 ),
             )
         # Numbered branches stay a list unless one was left out (its number stays free).
-        collected = collect([(None if n == str(i) else n, e) for i, (n, e) in enumerate(children)])
+        collected = collect(children)
         owned = {name: self.module(layer) for name, layer in node.owned}
         options = {name: py_value(value) for name, value in node.options}
         channels = None if isinstance(node.out_shape[0], tuple) else py_value(node.out_shape[0])
@@ -226,6 +226,11 @@ def _docstring(graph: Graph, fixed: list) -> str:
     notes = " ".join(f"It takes no {p.name} ({p.default} here): {p.fixed}." for p in fixed)
     body = textwrap.wrap(notes, 84)
     return head + "\n\n" + "".join(f"    {line}\n" for line in body) + "    "
+
+
+def _values(call: Node) -> tuple[str, str]:
+    """What a call of a block walks its body with: its input's shape and its arguments."""
+    return repr(call.in_shape), repr(call.args)
 
 
 def _computed(default: ir.Node | None) -> bool:

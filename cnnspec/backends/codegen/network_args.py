@@ -28,10 +28,10 @@ from ...analysis.graph import Graph
 from ...analysis.infer import infer
 from ...errors import CnnspecError
 from ...language import ir, symbols
-from ...language.expressions import FUNCTIONS, make_divisible
+from ...language.expressions import make_divisible
 from ...limits import Limits
-from ..runtime_source import runtime_names
 from .pyformat import Call, Dict, List
+from .values import runtime_functions
 
 # A stage's constructor expression, as `pyformat` trees, by stage name.
 Stages = list[tuple[str, object]]
@@ -122,8 +122,8 @@ def _why(what: str) -> str:
 def _calling(written: Written) -> Written:
     """`written`, noting the functions its sizes call that generated code copies from the
     runtime (`make_divisible(...)`; `max` is Python's)."""
-    called = {name for text in _texts(written.stages) for name in re.findall(r"\b(\w+)\(", text)}
-    return replace(written, runtime=written.runtime | (called & set(FUNCTIONS) & runtime_names()))
+    called = set().union(*(runtime_functions(text) for text in _texts(written.stages)))
+    return replace(written, runtime=written.runtime | called)
 
 
 def _with(doc: ir.Document, values: dict[str, int]) -> ir.Document:

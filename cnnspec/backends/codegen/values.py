@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
+from ...analysis.graph import Node
 from ...analysis.ops import ModuleCall
 from ...errors import SpecError
-from ...language.expressions import PYTHON_CONSTANTS
+from ...language.expressions import FUNCTIONS, PYTHON_CONSTANTS
+from ..runtime_source import runtime_names
 from .pyformat import Call, Dict, List
 
 
@@ -43,6 +46,21 @@ def constructor(call: ModuleCall) -> Call:
     return Call(
         call.module,
         (*(text(v) for v in call.args), *((name, text(v)) for name, v in call.kwargs)),
+    )
+
+
+def layer_constructor(node: Node, text=py_value) -> ModuleCall:
+    """A layer node's module, its arguments and input channels written by `text`."""
+    layer = node.layer
+    args = {name: text(value) for name, value in layer.arguments().items()}
+    return type(layer).constructor(args, text(node.in_shape[0]), len(node.in_shape) == 3)
+
+
+def runtime_functions(source: str) -> set[str]:
+    """The language's functions `source` calls that generated code copies from the
+    runtime (`make_divisible(...)`; `max` is Python's)."""
+    return {name for name in re.findall(r"\b(\w+)\(", source) if name in FUNCTIONS} & set(
+        runtime_names()
     )
 
 
