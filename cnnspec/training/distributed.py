@@ -8,6 +8,7 @@ only rank 0 prints and writes the run folder (`is_main`, `on_main`).
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from collections.abc import Callable
@@ -70,7 +71,15 @@ def join(device_type: str, timeout_s: float = 600) -> Group | None:
         dist.init_process_group(
             "nccl" if device_type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s)
         )
+        # Left to the interpreter's exit, a gloo group's threads are now and then torn
+        # down mid-flight ("terminate called without an active exception", SIGABRT).
+        atexit.register(_leave)
     return group
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def sum_(tensor: torch.Tensor, group: Group | None) -> torch.Tensor:
